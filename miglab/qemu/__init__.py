@@ -1,0 +1,30 @@
+"""Real QEMU as data source and judge: find the 7.2 and 10.0 builds, make streams, judge them.
+
+    >>> from miglab.qemu import find_qemu
+    >>> qemu = find_qemu("10.0")
+    >>> qemu.judge(qemu.make_stream(Path("s.mig"), machine="q35"), machine="q35").accepted
+    True
+
+Every call starts its own QEMU, bounded in time, and leaves no process or temp file behind.
+"""
+
+from __future__ import annotations
+
+from miglab.qemu._locate import QEMU_VERSIONS, QemuNotFound, available
+from miglab.qemu._process import QemuError, QemuTimeout
+from miglab.qemu.runner import JudgeResult, QemuBinary, find_qemu
+
+__all__ = (
+    "QEMU_VERSIONS",
+    "JudgeResult",
+    "QemuBinary",
+    "QemuError",
+    "QemuNotFound",
+    "QemuTimeout",
+    "available",
+    "find_qemu",
+)
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__

@@ -1,0 +1,225 @@
+"""Drive a real QEMU: make migration streams, dump VMState schemas, judge streams.
+
+QEMU is the ground truth for miglab: it makes the reference streams in ``data/`` and it is the
+judge of any stream miglab writes (a destination QEMU either loads every byte or exits saying
+why).  Every call here starts a fresh QEMU, talks QMP to it over a private unix socket, is
+bounded by ``timeout`` seconds, and kills the process and removes its temp dir on any outcome.
+
+Example:
+    >>> qemu = find_qemu("7.2")
+    >>> stream = qemu.make_stream(Path("a.mig"), machine="pc-i440fx-7.2")
+    >>> qemu.judge(stream, machine="pc-i440fx-7.2").accepted
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qemu.qmp import ExecuteError
+
+from miglab.qemu._locate import locate
+from miglab.qemu._process import (
+    QMP_LOST,
+    Guest,
+    GuestExited,
+    QemuError,
+    QemuTimeout,
+    drop,
+    quit_qemu,
+    run_bounded,
+    wait_migration,
+)
+
+__all__ = ("JudgeResult", "QemuBinary", "find_qemu")
+
+#: Options every run shares: no default devices (so the device set is exactly what the
+#: caller names) and no display.
+_BASE_ARGS = ("-nodefaults", "-display", "none")
+#: Seconds a QEMU gets to exit after ``quit`` or after a failed incoming migration.
+_EXIT_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeResult:
+    """QEMU's verdict on a stream.
+
+    Attributes:
+        accepted: True iff the destination QEMU loaded the whole stream (``status == "completed"``).
+        status: the destination's last ``query-migrate`` status; ``"exited"`` if QEMU exited
+            before reporting an end state (what it does on a bad stream), ``"timeout"`` if it
+            did not finish in time.
+        stderr: everything the destination QEMU wrote to stderr (on rejection: the reason).
+    """
+
+    accepted: bool
+    status: str
+    stderr: str
+
+
+@dataclass(frozen=True, slots=True)
+class QemuBinary:
+    """One runnable QEMU build (see :func:`find_qemu`).
+
+    Attributes:
+        version: ``"7.2"`` or ``"10.0"``.
+        executable: path of ``qemu-system-x86_64``.
+        env: extra environment QEMU needs (merged over ``os.environ``).
+        data_dirs: firmware dirs passed as ``-L``, in order.
+    """
+
+    version: str
+    executable: Path
+    env: Mapping[str, str]
+    data_dirs: tuple[Path, ...]
+
+    def command(self, *args: str) -> list[str]:
+        """Return the full argv: the executable, its ``-L`` dirs, then ``args``."""
+        argv = [str(self.executable)]
+        for data_dir in self.data_dirs:
+            argv += ["-L", str(data_dir)]
+        return [*argv, *args]
+
+    def _guest_argv(
+        self, machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
+    ) -> list[str]:
+        argv = self.command("-machine", machine, "-m", memory, *_BASE_ARGS)
+        for device in devices:
+            argv += ["-device", device]
+        return [*argv, *extra_args]
+
+    def make_stream(
+        self,
+        out: Path,
+        *,
+        machine: str,
+        devices: Sequence[str] = (),
+        memory: str = "32M",
+        run_seconds: float | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 60,
+    ) -> Path:
+        """Migrate a fresh guest to the file ``out`` and return ``out``.
+
+        The guest stays paused from the start (``-S``), or, with ``run_seconds``, runs its
+        firmware that long and is then stopped.  The file is written only when QEMU reports
+        the migration ``completed``.
+
+        Raises:
+            QemuError: QEMU failed to start or the migration failed (message has QEMU's stderr).
+            QemuTimeout: it took longer than ``timeout`` seconds.
+        """
+        out = Path(out).resolve()
+        argv = self._guest_argv(machine, memory, devices, extra_args)
+        if run_seconds is None:
+            argv.append("-S")
+        with Guest(argv, self.env) as guest:
+            scratch = guest.dir / "stream.mig"
+
+            async def save() -> None:
+                qmp = await guest.connect()
+                try:
+                    if run_seconds is not None:
+                        await asyncio.sleep(run_seconds)
+                        await qmp.execute("stop")
+                    uri = f"exec:cat > {shlex.quote(str(scratch))}"
+                    await qmp.execute("migrate", {"uri": uri})
+                    status, error = await wait_migration(qmp)
+                    if status != "completed":
+                        raise QemuError(f"migration {status}: {error}")
+                finally:
+                    await quit_qemu(qmp)
+
+            try:
+                run_bounded(save(), timeout, f"QEMU {self.version} make_stream")
+            except QemuError as exc:  # same class (QemuTimeout stays a TimeoutError), plus stderr
+                raise type(exc)(f"{exc}; QEMU {self.version} stderr: {guest.stderr()}") from exc
+            except ExecuteError as exc:  # e.g. "State blocked by non-migratable device ..."
+                raise QemuError(f"QEMU {self.version} refused: {exc}") from exc
+            except QMP_LOST as exc:
+                raise QemuError(f"QEMU {self.version} went away: {guest.stderr()}") from exc
+            guest.wait(_EXIT_GRACE)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(scratch, out)
+        return out
+
+    def dump_vmstate(self, out: Path, *, machine: str, timeout: float = 60) -> Path:
+        """Write QEMU's ``-dump-vmstate`` JSON schema for ``machine`` to ``out``; return ``out``.
+
+        Raises:
+            QemuError: QEMU failed (message has its stderr).
+            QemuTimeout: it took longer than ``timeout`` seconds.
+        """
+        out = Path(out).resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.command("-machine", machine, *_BASE_ARGS, "-dump-vmstate", str(out))
+        with Guest(argv, self.env) as guest:
+            status = guest.wait(timeout)
+            if status is None:
+                raise QemuTimeout(f"QEMU {self.version} -dump-vmstate took over {timeout:g} s")
+            if status != 0:
+                raise QemuError(f"QEMU {self.version} -dump-vmstate failed: {guest.stderr()}")
+        return out
+
+    def judge(
+        self,
+        stream: Path,
+        *,
+        machine: str,
+        devices: Sequence[str] = (),
+        memory: str = "32M",
+        extra_args: Sequence[str] = (),
+        timeout: float = 60,
+    ) -> JudgeResult:
+        """Load ``stream`` into a paused destination QEMU and report whether it accepted it.
+
+        The destination must be configured like the source (machine, memory, devices);
+        otherwise QEMU rejects even a good stream.  A hang is a verdict too
+        (``status == "timeout"``), so this never raises for a bad stream.
+
+        Raises:
+            QemuError: QEMU could not be started at all.
+        """
+        stream = Path(stream).resolve()
+        if not stream.is_file():
+            raise QemuError(f"no stream file at {stream}")
+        argv = self._guest_argv(machine, memory, devices, extra_args)
+        argv += ["-S", "-incoming", f"exec:cat {shlex.quote(str(stream))}"]
+        deadline = time.monotonic() + timeout
+        with Guest(argv, self.env) as guest:
+
+            async def load() -> str:
+                try:
+                    qmp = await guest.connect()
+                except GuestExited:
+                    return "exited"
+                try:
+                    status, _ = await wait_migration(qmp)
+                except QMP_LOST:
+                    status = "exited"
+                await (quit_qemu(qmp) if status == "completed" else drop(qmp))
+                return status
+
+            try:
+                status = run_bounded(load(), timeout, f"QEMU {self.version} judge")
+            except TimeoutError:
+                status = "timeout"
+            if status != "timeout":  # let QEMU finish writing its reason and exit
+                guest.wait(min(_EXIT_GRACE, deadline - time.monotonic()))
+            return JudgeResult(status == "completed", status, guest.stderr())
+
+
+def find_qemu(version: str) -> QemuBinary:
+    """Return the installed QEMU ``version`` (one of ``QEMU_VERSIONS``).
+
+    Raises:
+        QemuNotFound: it is not installed (run ``scripts/install-qemu.sh``).
+    """
+    location = locate(version)
+    return QemuBinary(version, location.executable, location.env, location.data_dirs)
