@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from miglab.qemu import QEMU_VERSIONS, QemuBinary, find_qemu
+from miglab.qemu import QEMU_VERSIONS, QemuBinary, QemuError, QemuTimeout, find_qemu
 
 pytestmark = pytest.mark.qemu
 
@@ -54,3 +54,14 @@ def test_dump_vmstate_gives_schema(qemu: QemuBinary, tmp_path: Path) -> None:
         qemu.dump_vmstate(tmp_path / "schema.json", machine=NEWEST_PC[qemu.version]).read_text()
     )
     assert schema["vmschkmachine"] == {"Name": NEWEST_PC[qemu.version]}
+
+
+def test_make_stream_is_bounded_in_time(qemu: QemuBinary, tmp_path: Path) -> None:
+    with pytest.raises(QemuTimeout):
+        qemu.make_stream(tmp_path / "slow.mig", machine="pc", run_seconds=30, timeout=0.5)
+    assert not (tmp_path / "slow.mig").exists()
+
+
+def test_make_stream_reports_qemu_stderr(qemu: QemuBinary, tmp_path: Path) -> None:
+    with pytest.raises(QemuError, match="no-such-device"):
+        qemu.make_stream(tmp_path / "bad.mig", machine="pc", devices=["no-such-device"])

@@ -139,7 +139,8 @@ class QemuBinary:
             try:
                 run_bounded(save(), timeout, f"QEMU {self.version} make_stream")
             except QemuError as exc:  # same class (QemuTimeout stays a TimeoutError), plus stderr
-                raise type(exc)(f"{exc}; QEMU {self.version} stderr: {guest.stderr()}") from exc
+                stderr = guest.stderr().strip()
+                raise type(exc)(f"{exc}; QEMU stderr: {stderr}" if stderr else str(exc)) from exc
             except ExecuteError as exc:  # e.g. "State blocked by non-migratable device ..."
                 raise QemuError(f"QEMU {self.version} refused: {exc}") from exc
             except QMP_LOST as exc:
