@@ -1,0 +1,89 @@
+"""The one error hierarchy of miglab.
+
+Every failure a caller can act on is a :class:`MiglabError`.  Errors about
+bytes say *where* (``offset``, the byte position in the input) and errors
+about trees say *which member* (``path``, e.g. ``e1000/mac_reg[3]``); the
+message always says what was expected.  Stdlib bases are mixed in where they
+are natural so callers can catch what they already know (``ValueError``,
+``EOFError``, ``KeyError``).
+
+    MiglabError
+    ├── MigrationFormatError (ValueError)     bad or unexpected bytes in a stream
+    │   └── TruncatedStreamError (EOFError)   the input ended early
+    ├── VisitorError (ValueError)             a visitor could not read/write a member
+    ├── DescriptionError (ValueError)         a VMState description or schema is unusable
+    ├── EncodingError (ValueError)            an encoder or decoder failed
+    ├── CompatError                           a transform could not be planned or applied
+    ├── CapabilityError                       capability negotiation failed
+    └── LimitExceeded (MigrationFormatError)  input exceeds a configured safety limit
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "CapabilityError",
+    "CompatError",
+    "DescriptionError",
+    "EncodingError",
+    "LimitExceeded",
+    "MiglabError",
+    "MigrationFormatError",
+    "TruncatedStreamError",
+    "VisitorError",
+)
+
+
+class MiglabError(Exception):
+    """Root of every error miglab raises on purpose.
+
+    Args:
+        message: what went wrong and what was expected.
+        offset: byte offset in the input where it went wrong, if known.
+        path: member path in the object tree (``"serial/lsr"``), if known.
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None, path: str | None = None):
+        self.message = message
+        self.offset = offset
+        self.path = path
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.path:
+            where.append(self.path)
+        if self.offset is not None:
+            where.append(f"at offset {self.offset} (0x{self.offset:x})")
+        return f"{': '.join([' '.join(where), self.message]) if where else self.message}"
+
+
+class MigrationFormatError(MiglabError, ValueError):
+    """The bytes are not a valid migration stream (or encoded tree) at ``offset``."""
+
+
+class TruncatedStreamError(MigrationFormatError, EOFError):
+    """The input ended before a complete record could be read."""
+
+
+class LimitExceeded(MigrationFormatError):
+    """A length, count or depth in the input exceeds a configured safety limit."""
+
+
+class VisitorError(MiglabError, ValueError):
+    """A visitor could not read or write a member (type, range, missing member)."""
+
+
+class DescriptionError(MiglabError, ValueError):
+    """A VMState description, vmdesc or ``-dump-vmstate`` schema is unusable."""
+
+
+class EncodingError(MiglabError, ValueError):
+    """An encoder could not encode a tree, or a decoder could not decode bytes."""
+
+
+class CompatError(MiglabError):
+    """A compat transform could not be planned or applied."""
+
+
+class CapabilityError(MiglabError):
+    """Migration capability negotiation failed."""

@@ -1,0 +1,264 @@
+"""Visitors over a QEMUFile: exactly QEMU's bytes, big-endian, no tags.
+
+A u32 is 4 bytes, a bool 1 byte, a string a counted string, a subsection
+``0x05, counted name, be32 version``.  Nothing on the wire names a member,
+so the input visitor must be driven by the same walk that wrote the bytes.
+
+Each visitor is registered against its QEMUFile, so legacy code that only
+has the ``QEMUFile`` can find it with :func:`visitor_for` while a handler
+is being converted.
+"""
+
+from __future__ import annotations
+
+import struct
+import weakref
+
+from miglab.errors import MigrationFormatError, VisitorError
+from miglab.visitors.base import Visitor
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+
+__all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
+
+QEMU_VM_SUBSECTION = 0x05
+
+_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_REGISTRY: weakref.WeakKeyDictionary[object, Visitor] = weakref.WeakKeyDictionary()
+_ARRAY_STRUCTS: dict[tuple[int, int, bool], struct.Struct] = {}
+
+
+def _array_struct(count: int, size: int, signed: bool) -> struct.Struct:
+    key = (count, size, signed)
+    fmt = _ARRAY_STRUCTS.get(key)
+    if fmt is None:
+        code = _INT_CODES[size]
+        fmt = struct.Struct(f">{count}{code.lower() if signed else code}")
+        if len(_ARRAY_STRUCTS) < 4096:
+            _ARRAY_STRUCTS[key] = fmt
+    return fmt
+
+
+def visitor_for(f: QEMUFileReader | QEMUFileWriter) -> Visitor:
+    """The visitor registered for QEMUFile ``f`` (the most recent one made on it)."""
+    try:
+        return _REGISTRY[f]
+    except KeyError:
+        raise VisitorError("no visitor is registered for this QEMUFile") from None
+
+
+class QEMUFileOutputVisitor(Visitor):
+    """Writes visited values to a :class:`QEMUFileWriter` as QEMU would."""
+
+    is_input = False
+
+    def __init__(self, f: QEMUFileWriter) -> None:
+        super().__init__()
+        self.f = f
+        _REGISTRY[f] = self
+
+    def start_struct(self, name: str | None) -> None:
+        self._push(name)
+
+    def end_struct(self) -> None:
+        self._pop()
+
+    def start_list(self, name: str | None, length: int | None) -> int:
+        if length is None:
+            raise self.error("list length is unknown", self.member(name))
+        self._push(name)
+        self._index.append(0)
+        return length
+
+    def end_list(self) -> None:
+        self._index.pop()
+        self._pop()
+
+    def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
+        value = self.check_int(name, value, size, signed)
+        self.f.write(value.to_bytes(size, "big", signed=signed))
+        return value
+
+    def int_array(
+        self, name: str | None, values: list[int] | None, count: int, size: int, signed: bool
+    ) -> list[int]:
+        if values is None:
+            raise self.error("has no value", self.member(name))
+        try:
+            self.f.write(_array_struct(len(values), size, signed).pack(*values))
+        except struct.error:
+            # Find the offending element for a precise message.
+            self._push(name)
+            self._index.append(0)
+            for i, item in enumerate(values):
+                self._index[-1] = i
+                self.check_int(None, item, size, signed)
+            self._index.pop()
+            self._pop()
+            raise
+        return values
+
+    def type_bool(self, name: str | None, value: bool | None) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(f"expected a bool, got {value!r}", self.member(name))
+        self.f.u8(1 if value else 0)
+        return value
+
+    def type_float64(self, name: str | None, value: float | None) -> float:
+        if not isinstance(value, float | int) or isinstance(value, bool):
+            raise self.error(f"expected a float, got {value!r}", self.member(name))
+        self.f.write(struct.pack(">d", value))
+        return value
+
+    def type_str(self, name: str | None, value: str | None) -> str:
+        if not isinstance(value, str):
+            raise self.error(f"expected a str, got {value!r}", self.member(name))
+        raw = value.encode()
+        if len(raw) > 255:
+            raise self.error(f"string of {len(raw)} bytes exceeds 255", self.member(name))
+        self.f.counted_string(raw)
+        return value
+
+    def type_buffer(self, name: str | None, value: bytes | None, size: int) -> bytes:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise self.error(f"expected bytes, got {type(value).__name__}", self.member(name))
+        if len(value) != size:
+            raise self.error(f"buffer has {len(value)} bytes, expected {size}", self.member(name))
+        self.f.write(value)
+        return bytes(value)
+
+    def optional(self, name: str, present: bool) -> bool:
+        # QEMU carries optional elements as a one-byte marker (as for qtailq).
+        self.f.u8(1 if present else 0)
+        return present
+
+    def start_subsection(self, name: str, version: int, present: bool) -> int | None:
+        if not present:
+            return None
+        self.f.u8(QEMU_VM_SUBSECTION)
+        self.f.counted_string(name.encode())
+        self.f.be32(version)
+        return version
+
+
+class QEMUFileInputVisitor(Visitor):
+    """Reads values from a :class:`QEMUFileReader`; errors carry path and offset."""
+
+    is_input = True
+
+    def __init__(self, f: QEMUFileReader) -> None:
+        super().__init__()
+        self.f = f
+        _REGISTRY[f] = self
+
+    def _fail(self, exc: MigrationFormatError, name: str | None) -> MigrationFormatError:
+        return type(exc)(exc.message, offset=exc.offset, path=self.path(self.member(name)))
+
+    def start_struct(self, name: str | None) -> None:
+        self._push(name)
+
+    def end_struct(self) -> None:
+        self._pop()
+
+    def start_list(self, name: str | None, length: int | None) -> int:
+        if length is None:
+            raise self.error("list length must come from the description", self.member(name))
+        self._push(name)
+        self._index.append(0)
+        return length
+
+    def end_list(self) -> None:
+        self._index.pop()
+        self._pop()
+
+    def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
+        f = self.f
+        if f.pos + size > f.end:
+            try:
+                f.need(size, f"a {size}-byte integer")
+            except MigrationFormatError as exc:
+                raise self._fail(exc, name) from None
+        out = int.from_bytes(f.view[f.pos : f.pos + size], "big", signed=signed)
+        f.pos += size
+        return out
+
+    def int_array(
+        self, name: str | None, values: list[int] | None, count: int, size: int, signed: bool
+    ) -> list[int]:
+        fmt = _array_struct(count, size, signed)
+        try:
+            return list(self.f.unpack(fmt, f"{count} integers of {size} bytes"))
+        except MigrationFormatError as exc:
+            raise self._fail(exc, name) from None
+
+    def type_bool(self, name: str | None, value: bool | None) -> bool:
+        try:
+            byte = self.f.u8("a bool")
+        except MigrationFormatError as exc:
+            raise self._fail(exc, name) from None
+        if byte > 1:
+            raise MigrationFormatError(
+                f"bool byte is {byte}, expected 0 or 1",
+                offset=self.f.pos - 1,
+                path=self.path(self.member(name)),
+            )
+        return byte == 1
+
+    def type_float64(self, name: str | None, value: float | None) -> float:
+        try:
+            return self.f.unpack(_DOUBLE, "a float64")[0]
+        except MigrationFormatError as exc:
+            raise self._fail(exc, name) from None
+
+    def type_str(self, name: str | None, value: str | None) -> str:
+        start = self.f.pos
+        try:
+            raw = self.f.counted_string()
+            return raw.decode()
+        except MigrationFormatError as exc:
+            raise self._fail(exc, name) from None
+        except UnicodeDecodeError:
+            raise MigrationFormatError(
+                "string is not UTF-8", offset=start, path=self.path(self.member(name))
+            ) from None
+
+    def type_buffer(self, name: str | None, value: bytes | None, size: int) -> bytes:
+        try:
+            return self.f.read_bytes(size, f"a buffer of {size} bytes")
+        except MigrationFormatError as exc:
+            raise self._fail(exc, name) from None
+
+    def optional(self, name: str, present: bool) -> bool:
+        return self.type_bool(name, None)
+
+    def start_subsection(self, name: str, version: int, present: bool) -> int | None:
+        f = self.f
+        if f.peek_u8() != QEMU_VM_SUBSECTION:
+            return None
+        raw = name.encode()
+        n = len(raw)
+        start = f.pos
+        if f.pos + 2 + n > f.end or f.view[f.pos + 1] != n or f.view[f.pos + 2 : f.pos + 2 + n] != raw:
+            return None
+        f.pos += 2 + n
+        try:
+            return f.be32(f"the version of subsection {name}")
+        except MigrationFormatError as exc:
+            f.pos = start
+            raise self._fail(exc, name) from None
+
+    def pending_subsection(self, prefix: str) -> str | None:
+        """Name of a subsection starting here whose name begins with ``prefix``.
+
+        QEMU's loader treats such a subsection it does not know as an error,
+        and any other byte as belonging to the caller (vmstate_subsection_load).
+        """
+        f = self.f
+        if f.peek_u8() != QEMU_VM_SUBSECTION or f.pos + 2 > f.end:
+            return None
+        n = f.view[f.pos + 1]
+        raw = bytes(f.view[f.pos + 2 : min(f.pos + 2 + n, f.end)])
+        name = raw.decode("utf-8", "replace")
+        return name if len(raw) == n and name.startswith(prefix) else None
+
+
+_DOUBLE = struct.Struct(">d")
