@@ -1,1 +1,60 @@
-"""miglab."""
+"""miglab: read, transform and re-encode QEMU live-migration streams.
+
+Three seams meet in one object tree (see DESIGN.md):
+
+* serialize: :mod:`miglab.visitors` and :mod:`miglab.vmstate` (one walk, both ways);
+* transform: :mod:`miglab.compat`;
+* encode: :mod:`miglab.encoders` (QEMU's legacy stream in :mod:`miglab.stream`).
+
+Quick start::
+
+    import miglab
+    stream = miglab.load("data/q72-pc-q35-7.2-net.mig")
+    stream.sections_frame()
+    miglab.save(stream, "copy.mig")      # byte for byte the same
+"""
+
+from __future__ import annotations
+
+from miglab.errors import (
+    CapabilityError,
+    CompatError,
+    DescriptionError,
+    EncodingError,
+    LimitExceeded,
+    MiglabError,
+    MigrationFormatError,
+    TruncatedStreamError,
+    VisitorError,
+)
+from miglab.limits import LIMITS, Limits
+from miglab.stream import Opaque, Section, SectionKind, Stream, load, save
+from miglab.vmstate import VMState
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "LIMITS",
+    "CapabilityError",
+    "CompatError",
+    "DescriptionError",
+    "EncodingError",
+    "LimitExceeded",
+    "Limits",
+    "MiglabError",
+    "MigrationFormatError",
+    "Opaque",
+    "Section",
+    "SectionKind",
+    "Stream",
+    "TruncatedStreamError",
+    "VMState",
+    "VisitorError",
+    "__version__",
+    "load",
+    "save",
+)
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__

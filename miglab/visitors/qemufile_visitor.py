@@ -184,9 +184,9 @@ class QEMUFileInputVisitor(Visitor):
     def int_array(
         self, name: str | None, values: list[int] | None, count: int, size: int, signed: bool
     ) -> list[int]:
-        fmt = _array_struct(count, size, signed)
         try:
-            return list(self.f.unpack(fmt, f"{count} integers of {size} bytes"))
+            self.f.need(count * size, f"{count} integers of {size} bytes")
+            return list(self.f.unpack(_array_struct(count, size, signed), "an integer array"))
         except MigrationFormatError as exc:
             raise self._fail(exc, name) from None
 

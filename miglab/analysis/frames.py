@@ -1,0 +1,143 @@
+"""pandas tables of a stream: its records, its leaf fields, its RAM blocks.
+
+Built on the object tree, never on raw bytes (DESIGN.md).  Offsets of
+fields are computed from the tree: a field's wire size follows from its
+description and value, so no second pass over the input is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from miglab.stream.constants import RamFlag
+from miglab.stream.model import CommandRecord, Section, Stream
+from miglab.stream.ram import RamPayload
+from miglab.vmstate.description import VMStateField
+from miglab.vmstate.state import VMState
+
+__all__ = ("SECTION_COLUMNS", "fields_frame", "ram_frame", "sections_frame")
+
+SECTION_COLUMNS = (
+    "kind",
+    "section_id",
+    "name",
+    "instance_id",
+    "version_id",
+    "offset",
+    "size",
+    "decoded",
+)
+FIELD_COLUMNS = ("section", "instance_id", "path", "type", "size", "value", "offset")
+
+
+def sections_frame(stream: Stream) -> pd.DataFrame:
+    """A row per record (sections and commands) with the SECTION_COLUMNS."""
+    rows: list[tuple[Any, ...]] = []
+    for rec in stream.records:
+        if isinstance(rec, Section):
+            rows.append(
+                (rec.kind.value, rec.section_id, rec.name, rec.instance_id, rec.version_id,
+                 rec.offset, rec.size, rec.decoded)
+            )
+        else:
+            rows.append(("command", None, rec.name, None, None, rec.offset, rec.size, True))
+    df = pd.DataFrame(rows, columns=list(SECTION_COLUMNS))
+    for col in ("section_id", "instance_id", "version_id"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def header_size(section: Section) -> int:
+    """Bytes of a section's header (type byte to the start of its payload)."""
+    if section.kind.has_full_header:
+        return 1 + 4 + 1 + len(section.name.encode("utf-8", "surrogateescape")) + 4 + 4
+    return 1 + 4
+
+
+def fields_frame(stream: Stream) -> pd.DataFrame:
+    """A row per leaf field of every decoded device section.
+
+    Columns: section (idstr), instance_id, path (``parent_obj.config``,
+    ``fw_cfg/dma.dma_addr``), type (VMStateInfo name), size (bytes on the
+    wire), value, offset (input offset of the field's first byte, or the
+    position it would have in the re-written stream).
+    """
+    rows: list[tuple[Any, ...]] = []
+    for rec in stream.records:
+        if isinstance(rec, Section) and isinstance(rec.payload, VMState):
+            start = rec.offset if rec.offset >= 0 else 0
+            _walk(rec.payload, rec.name, rec.instance_id, "", start + header_size(rec), rows)
+    return pd.DataFrame(rows, columns=list(FIELD_COLUMNS))
+
+
+def _wire_size(f: VMStateField, value: Any) -> int:
+    kind = f.kind
+    if kind == "bytes":
+        return len(value)
+    if kind == "str":
+        return 1 + len(value.encode())
+    return f.size
+
+
+def _walk(
+    state: VMState, section: str, inst: int, prefix: str, offset: int, rows: list[tuple[Any, ...]]
+) -> int:
+    for f in state.desc.fields:
+        if f.name not in state.fields:
+            continue
+        value = state.fields[f.name]
+        path = prefix + f.name
+        if f.kind == "struct":
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                sub = f"{path}[{i}]." if isinstance(value, list) else f"{path}."
+                offset = _walk(item, section, inst, sub, offset, rows)
+            continue
+        if isinstance(value, list):
+            size = sum(_wire_size(f, v) for v in value) if f.kind in ("bytes", "str") else f.size * len(value)
+        else:
+            size = _wire_size(f, value)
+        rows.append((section, inst, path, f.info, size, value, offset))
+        offset += size
+    for name, sub in state.subsections.items():
+        offset += 1 + 1 + len(name.encode()) + 4
+        offset = _walk(sub, section, inst, f"{prefix}{name}.", offset, rows)
+    return offset
+
+
+def ram_frame(stream: Stream) -> pd.DataFrame:
+    """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire."""
+    blocks = stream.ram.blocks
+    n = len(blocks)
+    pages = np.zeros(n, dtype=np.int64)
+    zeros = np.zeros(n, dtype=np.int64)
+    wire = np.zeros(n, dtype=np.int64)
+    for rec in stream.records:
+        if isinstance(rec, CommandRecord) or not isinstance(rec.payload, RamPayload):
+            continue
+        p = rec.payload
+        idx = p.block
+        mask = idx >= 0
+        if not mask.any():
+            continue
+        kinds = (p.words[mask] & np.uint64(p.page_size - 1)) & ~np.uint64(RamFlag.CONTINUE)
+        b = idx[mask]
+        pages += np.bincount(b, minlength=n)[:n]
+        zeros += np.bincount(b[kinds == RamFlag.ZERO], minlength=n)[:n]
+        names = p.named[mask].astype(np.int64)
+        name_len = np.array([len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64)
+        per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
+        wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
+    return pd.DataFrame(
+        {
+            "block": [b.name for b in blocks],
+            "used_length": [b.used_length for b in blocks],
+            "pages": pages,
+            "zero_pages": zeros,
+            "data_pages": pages - zeros,
+            "bytes": wire,
+        }
+    )

@@ -1,0 +1,58 @@
+"""The ``miglab`` command line.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``; the module's function set as ``func`` receives the
+parsed arguments and returns the exit status.  Exit status 0 is success, 1 a
+finding (e.g. ``verify`` found inconsistencies), 2 bad input or usage: a
+:class:`~miglab.errors.MiglabError` is printed as one line naming the offset,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from miglab.errors import MiglabError
+
+__all__ = ("build_parser", "main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand module of this package registered."""
+    parser = argparse.ArgumentParser(
+        prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except MiglabError as exc:
+        print(f"miglab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"miglab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""QEMU's legacy stream format: framing, configuration, RAM, vmdesc.
+
+:func:`load` reads a stream into the object tree, :meth:`Stream.to_bytes`
+and :func:`save` write it back byte for byte.
+"""
+
+from __future__ import annotations
+
+from miglab.stream.configuration import CONFIGURATION, configuration_state, machine_of
+from miglab.stream.constants import Command, RamFlag, SectionType
+from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
+from miglab.stream.ram import RamBlock, RamContext, RamPayload
+from miglab.stream.reader import load
+from miglab.stream.writer import save, stream_to_bytes, write_to
+
+__all__ = (
+    "CONFIGURATION",
+    "Command",
+    "CommandRecord",
+    "Opaque",
+    "RamBlock",
+    "RamContext",
+    "RamFlag",
+    "RamPayload",
+    "Record",
+    "Section",
+    "SectionKind",
+    "SectionType",
+    "Stream",
+    "configuration_state",
+    "load",
+    "machine_of",
+    "save",
+    "stream_to_bytes",
+    "write_to",
+)

@@ -1,0 +1,208 @@
+"""The object tree of a whole stream: header, configuration, records, vmdesc.
+
+This is the tree every seam talks to (DESIGN.md).  It keeps enough to
+re-encode QEMU's format byte for byte: section ids and kinds, which records
+had footers, which RAM records named their block, and every byte miglab
+could not decode as an :class:`Opaque` span.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from miglab.stream.constants import FILE_VERSION, Command, SectionType
+from miglab.stream.configuration import machine_of
+from miglab.stream.ram import RamContext, RamPayload
+from miglab.vmstate.state import VMState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
+
+
+class SectionKind(str, Enum):
+    """The four section record kinds, by the names people use."""
+
+    START = "start"
+    PART = "part"
+    END = "end"
+    FULL = "full"
+
+    @property
+    def type_byte(self) -> SectionType:
+        """The QEMU_VM_SECTION_* byte of this kind."""
+        return SectionType[self.name]
+
+    @property
+    def has_full_header(self) -> bool:
+        """START and FULL carry idstr, instance and version; PART and END only the id."""
+        return self in (SectionKind.START, SectionKind.FULL)
+
+
+@dataclass(slots=True)
+class Opaque:
+    """Bytes miglab kept without decoding, and why.
+
+    Attributes:
+        data: the bytes (a view into the input when read from one).
+        reason: why they were not decoded (no description, unknown format...).
+    """
+
+    data: memoryview | bytes
+    reason: str
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+Payload = VMState | RamPayload | Opaque
+
+
+@dataclass(slots=True)
+class Section:
+    """A section record: a device's state (FULL) or a chunk of an iterative one.
+
+    Attributes:
+        kind: start / part / end / full.
+        section_id: QEMU's per-source section id (PART/END refer to a START's).
+        name: the idstr (``ram``, ``0000:00:03.0/e1000``); for PART/END taken
+            from their START, as it is not on the wire.
+        instance_id: separates equal idstrs (``cpu`` 0..N-1).
+        version_id: version of the device's state.
+        payload: decoded state, RAM records, or opaque bytes.
+        footer: whether a QEMU_VM_SECTION_FOOTER followed the payload.
+        offset: input offset of the record's type byte (-1 if built in memory).
+        size: bytes of the record in the input, header and footer included.
+    """
+
+    kind: SectionKind
+    section_id: int
+    name: str
+    instance_id: int
+    version_id: int
+    payload: Payload
+    footer: bool = True
+    offset: int = -1
+    size: int = 0
+
+    @property
+    def decoded(self) -> bool:
+        """True unless the payload was kept opaque."""
+        return not isinstance(self.payload, Opaque)
+
+
+@dataclass(slots=True)
+class CommandRecord:
+    """An in-band command (QEMU_VM_COMMAND).
+
+    Attributes:
+        command: the MIG_CMD_* number (unknown numbers are kept as ints).
+        data: the command's data bytes.
+        packaged: for PACKAGED, the records of the nested blob that follows.
+        offset: input offset of the type byte (-1 if built in memory).
+        size: bytes of the record in the input, a PACKAGED blob included.
+    """
+
+    command: int
+    data: bytes = b""
+    packaged: list[Record] | None = None
+    offset: int = -1
+    size: int = 0
+
+    @property
+    def name(self) -> str:
+        """MIG_CMD name, or ``CMD_0x..`` for a number QEMU does not define."""
+        try:
+            return Command(self.command).name
+        except ValueError:
+            return f"CMD_0x{self.command:x}"
+
+
+Record = Section | CommandRecord
+
+
+@dataclass(slots=True)
+class Stream:
+    """A whole migration stream as an object tree.
+
+    Attributes:
+        version: QEMU_VM_FILE_VERSION (3).
+        configuration: the configuration block's state, or None (pc <= 2.3).
+        records: sections and commands in stream order.
+        eof: whether the QEMU_VM_EOF byte was present.
+        vmdesc: the JSON trailer as parsed, or None.
+        trailer: bytes after the vmdesc (or after EOF), kept verbatim.
+        page_size: target page size used for RAM.
+        ram: the RAM context (block list) shared by the RAM chunks.
+        source_size: bytes of the input this tree was read from (0 if built).
+    """
+
+    version: int = FILE_VERSION
+    configuration: VMState | None = None
+    records: list[Record] = field(default_factory=list)
+    eof: bool = True
+    vmdesc: dict[str, Any] | None = None
+    trailer: bytes = b""
+    page_size: int = 4096
+    ram: RamContext = field(default_factory=RamContext)
+    source_size: int = 0
+
+    # --- convenience -------------------------------------------------------
+    @property
+    def machine(self) -> str | None:
+        """The machine type from the configuration block (None without one)."""
+        return machine_of(self.configuration) if self.configuration is not None else None
+
+    @property
+    def sections(self) -> list[Section]:
+        """The section records, without commands."""
+        return [r for r in self.records if isinstance(r, Section)]
+
+    @property
+    def commands(self) -> list[CommandRecord]:
+        """The command records."""
+        return [r for r in self.records if isinstance(r, CommandRecord)]
+
+    def device(self, name: str, instance_id: int = 0) -> Section:
+        """The FULL section whose idstr is ``name`` or ends with ``/name``."""
+        for s in self.sections:
+            if s.kind is SectionKind.FULL and s.instance_id == instance_id:
+                if s.name == name or s.name.endswith("/" + name):
+                    return s
+        raise KeyError(f"no device section {name!r} instance {instance_id}")
+
+    def vmdesc_json(self) -> bytes:
+        """The vmdesc trailer as QEMU formats it (compact, ``", "``/``": "``)."""
+        if self.vmdesc is None:
+            return b""
+        return json.dumps(self.vmdesc, separators=(", ", ": ")).encode()
+
+    # --- writing -------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The legacy QEMU stream for this tree (byte-exact for an unedited load)."""
+        from miglab.stream.writer import stream_to_bytes
+
+        return stream_to_bytes(self)
+
+    # --- tables -------------------------------------------------------------
+    def sections_frame(self) -> pd.DataFrame:
+        """A row per record: kind, section_id, name, instance_id, version_id, offset, size, decoded."""
+        from miglab.analysis.frames import sections_frame
+
+        return sections_frame(self)
+
+    def fields_frame(self) -> pd.DataFrame:
+        """A row per leaf field: section, path, type, size, value, offset."""
+        from miglab.analysis.frames import fields_frame
+
+        return fields_frame(self)
+
+    def ram_frame(self) -> pd.DataFrame:
+        """A row per RAM block: pages, zero pages, bytes."""
+        from miglab.analysis.frames import ram_frame
+
+        return ram_frame(self)

@@ -1,0 +1,295 @@
+"""The RAM section's payload: page records indexed in place, never copied.
+
+Every RAM record starts with a be64 *page word*: an offset inside a RAM
+block in the high bits and RAM_SAVE_FLAG_* in the bits below the target
+page size (QEMU-FORMAT.md 2).  miglab keeps, per record, the word, whether
+the block name was written, and where the record's payload sits in the
+input; the payload (fill byte, page bytes, XBZRLE delta, block list...) is a
+view into the input buffer, so a 1 GiB stream is indexed with a few bytes
+per page.  Writing a record back is ``word, [name], payload``, byte for
+byte; a page can be replaced with :meth:`RamPayload.set_payload`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from miglab.errors import MigrationFormatError, TruncatedStreamError
+from miglab.stream.constants import RamFlag
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+
+__all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
+
+_BE64 = struct.Struct(">Q")
+_BE32 = struct.Struct(">I")
+_BE16 = struct.Struct(">H")
+_PAGE_FLAGS = RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE
+_KNOWN = int(
+    RamFlag.ZERO
+    | RamFlag.MEM_SIZE
+    | RamFlag.PAGE
+    | RamFlag.EOS
+    | RamFlag.CONTINUE
+    | RamFlag.XBZRLE
+    | RamFlag.COMPRESS_PAGE
+    | RamFlag.MULTIFD_FLUSH
+)
+MAPPED_RAM_HEADER_SIZE = 28
+
+
+@dataclass(frozen=True, slots=True)
+class RamBlock:
+    """One entry of the block list sent in the first RAM chunk.
+
+    Attributes:
+        name: the RAMBlock idstr (``pc.ram``, ``/rom@etc/acpi/tables``).
+        used_length: bytes of the block.
+        addr: guest physical address (sent only with x-ignore-shared).
+    """
+
+    name: str
+    used_length: int
+    addr: int | None = None
+
+
+@dataclass(slots=True)
+class RamContext:
+    """What the RAM reader carries from one chunk to the next.
+
+    Attributes:
+        page_size: the target page size (splits words into offset and flags).
+        ignore_shared: the x-ignore-shared capability (adds a GPA per block).
+        blocks: the block list, once read.
+        last_block: index into ``blocks`` of the block the last record named,
+            which CONTINUE records refer to (it spans chunks, as in QEMU).
+    """
+
+    page_size: int = 4096
+    ignore_shared: bool = False
+    blocks: list[RamBlock] = field(default_factory=list)
+    last_block: int = -1
+
+
+@dataclass(slots=True)
+class RamPayload:
+    """The records of one RAM chunk (a START, PART or END section payload).
+
+    Attributes:
+        source: the input buffer the records point into.
+        page_size: target page size used to split the words.
+        words: the raw page words (offset | flags), one per record.
+        named: True where the record carries a block name (CONTINUE clear).
+        block: index into ``blocks`` of each record's block (-1 for none).
+        pos: input offset of each record's payload (after word and name).
+        length: payload bytes of each record.
+        blocks: the stream's block list (shared by all chunks).
+        block_list: the blocks listed by this chunk's MEM_SIZE record, if any.
+        overrides: record index -> replacement payload bytes.
+    """
+
+    source: memoryview
+    page_size: int
+    words: np.ndarray
+    named: np.ndarray
+    block: np.ndarray
+    pos: np.ndarray
+    length: np.ndarray
+    blocks: list[RamBlock]
+    block_list: list[RamBlock] | None = None
+    overrides: dict[int, bytes] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def flags(self) -> np.ndarray:
+        """RAM_SAVE_FLAG_* of every record."""
+        return (self.words & np.uint64(self.page_size - 1)).astype(np.uint32)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Offset inside its block of every record's page."""
+        return self.words & ~np.uint64(self.page_size - 1)
+
+    def payload(self, i: int) -> memoryview | bytes:
+        """Record ``i``'s payload: a view into the input, or its replacement."""
+        if i in self.overrides:
+            return self.overrides[i]
+        start = int(self.pos[i])
+        return self.source[start : start + int(self.length[i])]
+
+    def set_payload(self, i: int, data: bytes) -> None:
+        """Replace record ``i``'s payload (same length: a page stays a page)."""
+        if len(data) != int(self.length[i]):
+            raise ValueError(f"record {i} has {int(self.length[i])} payload bytes, got {len(data)}")
+        self.overrides[i] = bytes(data)
+
+    def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
+        """Yield ``(block name, offset, flags, payload)`` for every page record."""
+        flags = self.flags
+        offsets = self.offsets
+        for i in range(len(self.words)):
+            fl = int(flags[i])
+            if fl & _PAGE_FLAGS:
+                b = int(self.block[i])
+                name = self.blocks[b].name if b >= 0 else ""
+                yield name, int(offsets[i]), fl, self.payload(i)
+
+
+def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
+    """Read RAM records up to and including EOS (ram_load_precopy's loop)."""
+    view = r.view
+    end = r.end
+    pos = r.pos
+    page_size = ctx.page_size
+    mask = page_size - 1
+    unpack64 = _BE64.unpack_from
+    words: list[int] = []
+    named: list[bool] = []
+    blocks_idx: list[int] = []
+    starts: list[int] = []
+    lengths: list[int] = []
+    block_list: list[RamBlock] | None = None
+    by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
+    last = ctx.last_block
+    while True:
+        if pos + 8 > end:
+            raise TruncatedStreamError("stream ends inside the RAM section", offset=pos)
+        word_at = pos
+        (word,) = unpack64(view, pos)
+        pos += 8
+        flags = word & mask
+        if flags & ~_KNOWN:
+            if flags & RamFlag.HOOK:
+                raise MigrationFormatError(
+                    "RAM record uses the RDMA hook flag (0x80); RDMA streams carry pages out of band",
+                    offset=word_at,
+                )
+            raise MigrationFormatError(f"unknown RAM flags 0x{flags:x}", offset=word_at)
+        has_name = False
+        if flags & _PAGE_FLAGS:
+            if not flags & RamFlag.CONTINUE:
+                if pos >= end:
+                    raise TruncatedStreamError("stream ends before a RAM block name", offset=pos)
+                n = view[pos]
+                if pos + 1 + n > end:
+                    raise TruncatedStreamError("stream ends inside a RAM block name", offset=pos)
+                name = bytes(view[pos + 1 : pos + 1 + n]).decode("utf-8", "surrogateescape")
+                pos += 1 + n
+                has_name = True
+                if name not in by_name:
+                    raise MigrationFormatError(
+                        f"RAM record names block {name!r}, which the block list does not have",
+                        offset=word_at + 8,
+                    )
+                last = by_name[name]
+            elif last < 0:
+                raise MigrationFormatError(
+                    "RAM record continues a block but no block was named before", offset=word_at
+                )
+        kind = flags & ~RamFlag.CONTINUE
+        start = pos
+        if kind == RamFlag.PAGE:
+            pos += page_size
+        elif kind == RamFlag.ZERO:
+            pos += 1
+        elif kind == RamFlag.EOS:
+            pass
+        elif kind == RamFlag.MULTIFD_FLUSH:
+            pass
+        elif kind == RamFlag.MEM_SIZE:
+            block_list = _read_block_list(r, pos, word & ~mask, ctx)
+            pos = r.pos
+            by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
+        elif kind == RamFlag.XBZRLE:
+            if pos + 3 > end:
+                raise TruncatedStreamError("stream ends inside an XBZRLE header", offset=pos)
+            if view[pos] != 1:
+                raise MigrationFormatError(
+                    f"XBZRLE encoding flag is 0x{view[pos]:02x}, expected 0x01", offset=pos
+                )
+            (n,) = _BE16.unpack_from(view, pos + 1)
+            if n > page_size:
+                raise MigrationFormatError(f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1)
+            pos += 3 + n
+        elif kind == RamFlag.COMPRESS_PAGE:
+            if pos + 4 > end:
+                raise TruncatedStreamError("stream ends inside a compressed page", offset=pos)
+            (n,) = _BE32.unpack_from(view, pos)
+            if n > 2 * page_size + 64:
+                raise MigrationFormatError(f"compressed page of {n} bytes is too long", offset=pos)
+            pos += 4 + n
+        else:
+            raise MigrationFormatError(
+                f"unknown combination of RAM flags 0x{flags:x}", offset=word_at
+            )
+        if pos > end:
+            raise TruncatedStreamError("stream ends inside a RAM record", offset=start)
+        words.append(word)
+        named.append(has_name)
+        blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
+        starts.append(start)
+        lengths.append(pos - start)
+        if kind == RamFlag.EOS:
+            break
+    r.pos = pos
+    ctx.last_block = last
+    return RamPayload(
+        source=view,
+        page_size=page_size,
+        words=np.array(words, dtype=np.uint64),
+        named=np.array(named, dtype=bool),
+        block=np.array(blocks_idx, dtype=np.int32),
+        pos=np.array(starts, dtype=np.int64),
+        length=np.array(lengths, dtype=np.int32),
+        blocks=ctx.blocks,
+        block_list=block_list,
+    )
+
+
+def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -> list[RamBlock]:
+    """The MEM_SIZE block list: (name, used_length[, gpa]) until lengths reach total."""
+    r.pos = pos
+    seen = 0
+    out: list[RamBlock] = []
+    while seen < total:
+        at = r.pos
+        name = r.counted_string("a RAM block name").decode("utf-8", "surrogateescape")
+        length = r.be64("a RAM block length")
+        addr = r.be64("a RAM block address") if ctx.ignore_shared else None
+        if length > total - seen:
+            raise MigrationFormatError(
+                f"RAM block {name!r} of {length} bytes overruns the announced total {total}",
+                offset=at,
+            )
+        if length == 0 and len(out) > 4096:
+            raise MigrationFormatError("RAM block list does not add up", offset=at)
+        seen += length
+        out.append(RamBlock(name, length, addr))
+    ctx.blocks[:] = out
+    return out
+
+
+def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
+    """Write the records back: word, block name if it was written, payload."""
+    words = payload.words.tolist()
+    named = payload.named.tolist()
+    block = payload.block.tolist()
+    pos = payload.pos.tolist()
+    length = payload.length.tolist()
+    src = payload.source
+    overrides = payload.overrides
+    blocks = payload.blocks
+    pack = _BE64.pack
+    for i, word in enumerate(words):
+        w.write(pack(word))
+        if named[i]:
+            w.counted_string(blocks[block[i]].name.encode("utf-8", "surrogateescape"))
+        if i in overrides:
+            w.write(overrides[i])
+        elif length[i]:
+            w.write(src[pos[i] : pos[i] + length[i]])

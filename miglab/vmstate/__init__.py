@@ -1,0 +1,26 @@
+"""VMState descriptions and the one walker that serializes them both ways."""
+
+from __future__ import annotations
+
+from miglab.vmstate.description import (
+    INFO_TYPES,
+    VMStateDescription,
+    VMStateField,
+    describe,
+    field,
+)
+from miglab.vmstate.from_vmdesc import description_from_vmdesc
+from miglab.vmstate.state import VMState, iter_leaves
+from miglab.vmstate.walk import visit_vmstate
+
+__all__ = (
+    "INFO_TYPES",
+    "VMState",
+    "VMStateDescription",
+    "VMStateField",
+    "describe",
+    "description_from_vmdesc",
+    "field",
+    "iter_leaves",
+    "visit_vmstate",
+)

@@ -1,0 +1,138 @@
+"""Descriptions from a stream's vmdesc trailer (the JSON QEMU appends after EOF).
+
+The vmdesc describes *this* stream: for every device section written in the
+non-iterative phase, the fields actually sent with their VMStateInfo type
+and size, and the subsections actually sent.  That is enough to decode
+every byte of those sections, though it is not a schema (no count links, no
+predicates).  Shapes handled (QEMU-FORMAT.md 1.8):
+
+* ``array_len``: one object stands for N equal consecutive elements;
+* ``index``: elements described one by one (structs with subsections,
+  pointer arrays); consecutive ``index`` entries 0..N-1 of one name become
+  one array whose elements keep their own descriptions;
+* ``tmp`` (``VMSTATE_WITH_TMP``): the nested fields sit on the field itself;
+* ``nullptr``; any unknown type is kept as an opaque span of ``size`` bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from miglab.errors import DescriptionError, LimitExceeded
+from miglab.limits import LIMITS
+from miglab.vmstate.description import VMStateDescription, VMStateField, field
+
+__all__ = ("description_from_vmdesc",)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
+    value = obj.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DescriptionError(f"vmdesc {where}: {key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def description_from_vmdesc(entry: Mapping[str, Any], depth: int = 0) -> VMStateDescription:
+    """Build a description from one vmdesc device (or nested struct) object.
+
+    Raises:
+        DescriptionError: the object does not have the vmdesc shape.
+    """
+    if depth > LIMITS.max_depth:
+        raise LimitExceeded(f"vmdesc nested deeper than {LIMITS.max_depth}")
+    if not isinstance(entry, Mapping):
+        raise DescriptionError(f"vmdesc entry must be an object, got {type(entry).__name__}")
+    name = entry.get("vmsd_name", "")
+    if not isinstance(name, str):
+        raise DescriptionError("vmdesc 'vmsd_name' must be a string")
+    raw_fields = entry.get("fields", [])
+    raw_subs = entry.get("subsections", [])
+    if not isinstance(raw_fields, list) or not isinstance(raw_subs, list):
+        raise DescriptionError(f"vmdesc {name}: 'fields' and 'subsections' must be lists")
+    return VMStateDescription(
+        name=name,
+        version_id=_int(entry, "version", name, 0),
+        fields=tuple(_fields(raw_fields, name, depth)),
+        subsections=tuple(description_from_vmdesc(s, depth + 1) for s in raw_subs),
+    )
+
+
+def _nested(obj: Mapping[str, Any], where: str, depth: int) -> VMStateDescription:
+    if obj.get("type") == "tmp" and "fields" in obj:
+        return description_from_vmdesc(obj, depth + 1)
+    nested = obj.get("struct")
+    if not isinstance(nested, Mapping):
+        raise DescriptionError(f"vmdesc {where}: struct field without a 'struct' object")
+    return description_from_vmdesc(nested, depth + 1)
+
+
+def _one(obj: Any, where: str, depth: int, name: str) -> VMStateField:
+    if not isinstance(obj, Mapping):
+        raise DescriptionError(f"vmdesc {where}: field must be an object")
+    info = obj.get("type")
+    if not isinstance(info, str):
+        raise DescriptionError(f"vmdesc {where}.{name}: 'type' must be a string")
+    size = _int(obj, "size", f"{where}.{name}", 0)
+    num = _int(obj, "array_len", f"{where}.{name}") if "array_len" in obj else None
+    if num is not None and num > LIMITS.max_array_elements:
+        raise LimitExceeded(f"vmdesc {where}.{name}: array_len {num} exceeds the limit")
+    if info in ("struct", "vstruct", "tmp"):
+        return field(name, info, num=num, struct=_nested(obj, f"{where}.{name}", depth))
+    if info == "capability":
+        return field(name, info, num=num)
+    return field(name, info, size=size, num=num)
+
+
+def _fields(raw: Sequence[Any], where: str, depth: int) -> list[VMStateField]:
+    out: list[VMStateField] = []
+    used: set[str] = set()
+    i = 0
+    while i < len(raw):
+        obj = raw[i]
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("name"), str):
+            raise DescriptionError(f"vmdesc {where}: field {i} has no name")
+        base = obj["name"]
+        run = _index_run(raw, i) if obj.get("index") == 0 else 1
+        if run > 1 and all(raw[j].get("type") in ("struct", "vstruct") for j in range(i, i + run)):
+            elements = tuple(_nested(raw[j], f"{where}.{base}", depth) for j in range(i, i + run))
+            first = _one(obj, where, depth, base)
+            out.append(
+                VMStateField(
+                    name=_unique(base, used),
+                    info=first.info,
+                    kind="struct",
+                    struct=elements[0],
+                    elements=elements,
+                )
+            )
+            i += run
+            continue
+        key = base if "index" not in obj else f"{base}[{obj['index']}]"
+        f = _one(obj, where, depth, _unique(key, used))
+        out.append(f)
+        i += 1
+    return out
+
+
+def _index_run(raw: Sequence[Any], start: int) -> int:
+    """Length of the run of entries named like ``raw[start]`` with index 0, 1, 2..."""
+    name = raw[start].get("name")
+    n = 0
+    while (
+        start + n < len(raw)
+        and isinstance(raw[start + n], Mapping)
+        and raw[start + n].get("name") == name
+        and raw[start + n].get("index") == n
+    ):
+        n += 1
+    return n
+
+
+def _unique(name: str, used: set[str]) -> str:
+    out, k = name, 1
+    while out in used:
+        out = f"{name}#{k}"
+        k += 1
+    used.add(out)
+    return out

@@ -1,0 +1,173 @@
+"""The one walker: a description plus a visitor, for both directions.
+
+:func:`visit_vmstate` visits every field a description says is on the wire
+for a given version, in order, then the subsections, exactly as QEMU's
+``vmstate_save_state``/``vmstate_load_state`` do.  With an output visitor
+it writes the given :class:`VMState`; with an input visitor it reads and
+returns a new one.  The stream reader decodes device sections with it and
+the writer encodes them with it; there is no second parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
+from miglab.limits import LIMITS
+from miglab.visitors.base import Visitor
+from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
+from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.state import VMState
+
+__all__ = ("NULLPTR_MARKER", "visit_vmstate")
+
+NULLPTR_MARKER = 0x30  # VMS_NULLPTR_MARKER, '0'
+
+
+def visit_vmstate(
+    v: Visitor,
+    desc: VMStateDescription,
+    state: VMState | None = None,
+    version_id: int | None = None,
+    name: str | None = None,
+) -> VMState:
+    """Visit ``state`` (output) or read a new state (input) following ``desc``.
+
+    Args:
+        v: the visitor; its direction decides what happens.
+        desc: the layout.
+        state: the state to write; None for input visitors.
+        version_id: the stream version of this instance (default: the state's,
+            else the description's).  Fields with a higher ``version_id`` are
+            not on the wire.
+        name: the member name of this struct in its parent (None at top level).
+    """
+    if state is None and not v.is_input:
+        raise v.error("has no value", name)
+    version = (
+        version_id
+        if version_id is not None
+        else (state.version_id if state is not None else desc.version_id)
+    )
+    if len(v._path) > LIMITS.max_depth:
+        raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
+    v.start_struct(name)
+    src = state.fields if state is not None else None
+    values: dict[str, Any] = {}
+    for f in desc.fields:
+        if f.version_id > version:
+            continue
+        if f.exists is not None and not f.exists(values, version):
+            continue
+        cur = src.get(f.name, None) if src is not None else None
+        values[f.name] = _visit_field(v, f, cur, values)
+    subsections: dict[str, VMState] = {}
+    for sd in desc.subsections:
+        sub = state.subsections.get(sd.name) if state is not None else None
+        sub_version = v.start_subsection(
+            sd.name, sub.version_id if sub is not None else sd.version_id, sub is not None
+        )
+        if sub_version is not None:
+            subsections[sd.name] = visit_vmstate(v, sd, sub, sub_version, sd.name)
+    if isinstance(v, QEMUFileInputVisitor):
+        stray = v.pending_subsection(desc.name + "/") if desc.name else None
+        if stray is not None:
+            raise MigrationFormatError(
+                f"unknown or out-of-order subsection {stray!r} for {desc.name!r}",
+                offset=v.f.pos,
+                path=v.path(),
+            )
+    v.end_struct()
+    return VMState(desc, version, values, subsections)
+
+
+def _count(v: Visitor, f: VMStateField, values: dict[str, Any]) -> int | None:
+    """Element count of an array field (None for a single element)."""
+    if f.elements is not None:
+        return len(f.elements)
+    if f.num_field is None:
+        return f.num
+    raw = values.get(f.num_field)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise v.error(f"count field {f.num_field!r} has no usable value ({raw!r})", f.name)
+    n = raw * (f.num or 1)
+    if n > LIMITS.max_array_elements:
+        raise LimitExceeded(
+            f"array of {n} elements exceeds the limit of {LIMITS.max_array_elements}",
+            path=v.path(f.name),
+        )
+    return n
+
+
+def _size(v: Visitor, f: VMStateField, values: dict[str, Any]) -> int:
+    if f.size_field is None:
+        return f.size
+    raw = values.get(f.size_field)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise v.error(f"size field {f.size_field!r} has no usable value ({raw!r})", f.name)
+    return raw * f.size if f.size else raw  # VMS_VBUFFER | VMS_MULTIPLY
+
+
+def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) -> Any:
+    count = _count(v, f, values)
+    if count is None:
+        return _visit_one(v, f, f.name, cur, f.struct, values)
+    if f.kind == "int":
+        if cur is not None and not isinstance(cur, list):
+            raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
+        return v.int_array(f.name, cur, count, f.size, f.signed)
+    if not v.is_input:
+        if not isinstance(cur, list):
+            raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
+        if len(cur) != count:
+            raise v.error(f"has {len(cur)} elements, the count says {count}", f.name)
+    n = v.start_list(f.name, count)
+    if n != count:
+        raise v.error(f"has {n} elements, the count says {count}", f.name)
+    out = []
+    for i in range(count):
+        struct = f.elements[i] if f.elements is not None else f.struct
+        item = cur[i] if cur is not None else None
+        out.append(_visit_one(v, f, None, item, struct, values))
+        v.next_list()
+    v.end_list()
+    return out
+
+
+def _visit_one(
+    v: Visitor,
+    f: VMStateField,
+    name: str | None,
+    cur: Any,
+    struct: VMStateDescription | None,
+    values: dict[str, Any],
+) -> Any:
+    kind = f.kind
+    if kind == "int":
+        return v.type_int(name, cur, f.size, f.signed)
+    if kind == "bool":
+        return v.type_bool(name, cur)
+    if kind == "bytes":
+        return v.type_buffer(name, cur, _size(v, f, values))
+    if kind == "struct":
+        assert struct is not None
+        if cur is not None and not isinstance(cur, VMState):
+            raise v.error(f"expected a nested state, got {type(cur).__name__}", v.member(name))
+        return visit_vmstate(v, struct, cur, None if cur is not None else struct.version_id, name)
+    if kind == "float":
+        return v.type_float64(name, cur)
+    if kind == "str":
+        return v.type_str(name, cur)
+    if kind == "null":
+        marker = v.type_int(name, None if v.is_input else NULLPTR_MARKER, 1, False)
+        if marker != NULLPTR_MARKER:
+            offset = v.f.pos - 1 if isinstance(v, QEMUFileInputVisitor) else None
+            raise MigrationFormatError(
+                f"expected the NULL pointer marker 0x30, got 0x{marker:02x}",
+                offset=offset,
+                path=v.path(v.member(name)),
+            )
+        return None
+    raise VisitorError(f"unknown field kind {kind!r}", path=v.path(v.member(name)))
+
+
