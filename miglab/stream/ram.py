@@ -27,7 +27,17 @@ __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
-_PAGE_FLAGS = RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE
+# Plain ints: IntFlag arithmetic costs microseconds, and this loop runs per page.
+_ZERO = int(RamFlag.ZERO)
+_MEM_SIZE = int(RamFlag.MEM_SIZE)
+_PAGE = int(RamFlag.PAGE)
+_EOS = int(RamFlag.EOS)
+_CONTINUE = int(RamFlag.CONTINUE)
+_XBZRLE = int(RamFlag.XBZRLE)
+_HOOK = int(RamFlag.HOOK)
+_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
+_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
+_PAGE_FLAGS = _ZERO | _PAGE | _COMPRESS_PAGE | _XBZRLE
 _KNOWN = int(
     RamFlag.ZERO
     | RamFlag.MEM_SIZE
@@ -164,7 +174,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         pos += 8
         flags = word & mask
         if flags & ~_KNOWN:
-            if flags & RamFlag.HOOK:
+            if flags & _HOOK:
                 raise MigrationFormatError(
                     "RAM record uses the RDMA hook flag (0x80); RDMA streams carry pages out of band",
                     offset=word_at,
@@ -172,7 +182,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
             raise MigrationFormatError(f"unknown RAM flags 0x{flags:x}", offset=word_at)
         has_name = False
         if flags & _PAGE_FLAGS:
-            if not flags & RamFlag.CONTINUE:
+            if not flags & _CONTINUE:
                 if pos >= end:
                     raise TruncatedStreamError("stream ends before a RAM block name", offset=pos)
                 n = view[pos]
@@ -191,21 +201,21 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
                 raise MigrationFormatError(
                     "RAM record continues a block but no block was named before", offset=word_at
                 )
-        kind = flags & ~RamFlag.CONTINUE
+        kind = flags & ~_CONTINUE
         start = pos
-        if kind == RamFlag.PAGE:
+        if kind == _PAGE:
             pos += page_size
-        elif kind == RamFlag.ZERO:
+        elif kind == _ZERO:
             pos += 1
-        elif kind == RamFlag.EOS:
+        elif kind == _EOS:
             pass
-        elif kind == RamFlag.MULTIFD_FLUSH:
+        elif kind == _MULTIFD_FLUSH:
             pass
-        elif kind == RamFlag.MEM_SIZE:
+        elif kind == _MEM_SIZE:
             block_list = _read_block_list(r, pos, word & ~mask, ctx)
             pos = r.pos
             by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
-        elif kind == RamFlag.XBZRLE:
+        elif kind == _XBZRLE:
             if pos + 3 > end:
                 raise TruncatedStreamError("stream ends inside an XBZRLE header", offset=pos)
             if view[pos] != 1:
@@ -216,7 +226,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
             if n > page_size:
                 raise MigrationFormatError(f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1)
             pos += 3 + n
-        elif kind == RamFlag.COMPRESS_PAGE:
+        elif kind == _COMPRESS_PAGE:
             if pos + 4 > end:
                 raise TruncatedStreamError("stream ends inside a compressed page", offset=pos)
             (n,) = _BE32.unpack_from(view, pos)
@@ -234,7 +244,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
         starts.append(start)
         lengths.append(pos - start)
-        if kind == RamFlag.EOS:
+        if kind == _EOS:
             break
     r.pos = pos
     ctx.last_block = last

@@ -200,13 +200,14 @@ class _Reader:
         return None
 
     def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
+        cache: dict[str, VMStateDescription] = {}
         for i, dev in enumerate(vmdesc["devices"]):
             if not isinstance(dev, dict):
                 raise DescriptionError(f"vmdesc device {i} is not an object")
             name, inst = dev.get("name"), dev.get("instance_id")
             if not isinstance(name, str) or not isinstance(inst, int):
                 raise DescriptionError(f"vmdesc device {i} lacks a name or instance_id")
-            self.descs[(name, inst)] = description_from_vmdesc(dev)
+            self.descs[(name, inst)] = description_from_vmdesc(dev, 0, cache)
 
     def _apply_configuration(self, stream: Stream) -> None:
         cfg = stream.configuration

@@ -16,6 +16,7 @@ predicates).  Shapes handled (QEMU-FORMAT.md 1.8):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,12 +34,25 @@ def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = Non
     return value
 
 
-def description_from_vmdesc(entry: Mapping[str, Any], depth: int = 0) -> VMStateDescription:
+def description_from_vmdesc(
+    entry: Mapping[str, Any],
+    depth: int = 0,
+    cache: dict[str, VMStateDescription] | None = None,
+) -> VMStateDescription:
     """Build a description from one vmdesc device (or nested struct) object.
+
+    Args:
+        entry: the vmdesc object (``vmsd_name``, ``version``, ``fields``...).
+        depth: nesting depth so far (bounded by ``LIMITS.max_depth``).
+        cache: descriptions already built, keyed by their JSON text; a stream
+            repeats the same nested descriptions many times (array elements,
+            PCI parents), and frozen descriptions can be shared.
 
     Raises:
         DescriptionError: the object does not have the vmdesc shape.
     """
+    if cache is None:
+        cache = {}
     if depth > LIMITS.max_depth:
         raise LimitExceeded(f"vmdesc nested deeper than {LIMITS.max_depth}")
     if not isinstance(entry, Mapping):
@@ -53,21 +67,29 @@ def description_from_vmdesc(entry: Mapping[str, Any], depth: int = 0) -> VMState
     return VMStateDescription(
         name=name,
         version_id=_int(entry, "version", name, 0),
-        fields=tuple(_fields(raw_fields, name, depth)),
-        subsections=tuple(description_from_vmdesc(s, depth + 1) for s in raw_subs),
+        fields=tuple(_fields(raw_fields, name, depth, cache)),
+        subsections=tuple(description_from_vmdesc(s, depth + 1, cache) for s in raw_subs),
     )
 
 
-def _nested(obj: Mapping[str, Any], where: str, depth: int) -> VMStateDescription:
-    if obj.get("type") == "tmp" and "fields" in obj:
-        return description_from_vmdesc(obj, depth + 1)
-    nested = obj.get("struct")
+def _nested(
+    obj: Mapping[str, Any], where: str, depth: int, cache: dict[str, VMStateDescription]
+) -> VMStateDescription:
+    nested = obj if obj.get("type") == "tmp" and "fields" in obj else obj.get("struct")
     if not isinstance(nested, Mapping):
         raise DescriptionError(f"vmdesc {where}: struct field without a 'struct' object")
-    return description_from_vmdesc(nested, depth + 1)
+    if depth > LIMITS.max_depth:
+        raise LimitExceeded(f"vmdesc nested deeper than {LIMITS.max_depth}")
+    key = json.dumps(nested, separators=(",", ":"))
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = description_from_vmdesc(nested, depth + 1, cache)
+    return hit
 
 
-def _one(obj: Any, where: str, depth: int, name: str) -> VMStateField:
+def _one(
+    obj: Any, where: str, depth: int, name: str, cache: dict[str, VMStateDescription]
+) -> VMStateField:
     if not isinstance(obj, Mapping):
         raise DescriptionError(f"vmdesc {where}: field must be an object")
     info = obj.get("type")
@@ -78,13 +100,15 @@ def _one(obj: Any, where: str, depth: int, name: str) -> VMStateField:
     if num is not None and num > LIMITS.max_array_elements:
         raise LimitExceeded(f"vmdesc {where}.{name}: array_len {num} exceeds the limit")
     if info in ("struct", "vstruct", "tmp"):
-        return field(name, info, num=num, struct=_nested(obj, f"{where}.{name}", depth))
+        return field(name, info, num=num, struct=_nested(obj, f"{where}.{name}", depth, cache))
     if info == "capability":
         return field(name, info, num=num)
     return field(name, info, size=size, num=num)
 
 
-def _fields(raw: Sequence[Any], where: str, depth: int) -> list[VMStateField]:
+def _fields(
+    raw: Sequence[Any], where: str, depth: int, cache: dict[str, VMStateDescription]
+) -> list[VMStateField]:
     out: list[VMStateField] = []
     used: set[str] = set()
     i = 0
@@ -95,8 +119,10 @@ def _fields(raw: Sequence[Any], where: str, depth: int) -> list[VMStateField]:
         base = obj["name"]
         run = _index_run(raw, i) if obj.get("index") == 0 else 1
         if run > 1 and all(raw[j].get("type") in ("struct", "vstruct") for j in range(i, i + run)):
-            elements = tuple(_nested(raw[j], f"{where}.{base}", depth) for j in range(i, i + run))
-            first = _one(obj, where, depth, base)
+            elements = tuple(
+                _nested(raw[j], f"{where}.{base}", depth, cache) for j in range(i, i + run)
+            )
+            first = _one(obj, where, depth, base, cache)
             out.append(
                 VMStateField(
                     name=_unique(base, used),
@@ -109,7 +135,7 @@ def _fields(raw: Sequence[Any], where: str, depth: int) -> list[VMStateField]:
             i += run
             continue
         key = base if "index" not in obj else f"{base}[{obj['index']}]"
-        f = _one(obj, where, depth, _unique(key, used))
+        f = _one(obj, where, depth, _unique(key, used), cache)
         out.append(f)
         i += 1
     return out
