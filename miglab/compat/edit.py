@@ -1,0 +1,223 @@
+"""Recorded edits on device states: the only way transforms change a tree.
+
+An :class:`Edit` holds copies of the device states a transform works on and offers the
+operations compatibility needs — rename, add, remove, resize/retype a field, set a value,
+drop or add a subsection, add or remove a whole device — each of which changes the state *and*
+its description and records a :class:`~miglab.compat.report.Change`.  So a transform written
+with it cannot forget to report.  Paths are ``/``-separated field names, descending through
+struct fields (``parent_obj[0]/config[1]``); field names themselves may contain dots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from miglab.compat.report import Change, ChangeReport, Classification
+from miglab.errors import CompatError
+from miglab.vmstate.description import VMStateDescription, VMStateField, field
+from miglab.vmstate.state import VMState
+
+__all__ = ("Edit",)
+
+
+class Edit:
+    """Device states being transformed, and the changes made to them so far.
+
+    Attributes:
+        states: the device states (copies; the transform's input is never touched).
+    """
+
+    def __init__(self, states: list[VMState]) -> None:
+        self.states = states
+        self._changes: list[Change] = []
+
+    @property
+    def report(self) -> ChangeReport:
+        """The changes recorded so far."""
+        return ChangeReport(tuple(self._changes))
+
+    def state(self, device: str) -> VMState:
+        """The state of ``device`` (vmsd name)."""
+        for s in self.states:
+            if s.desc.name == device:
+                return s
+        raise CompatError(f"no device {device!r} in this tree", path=device)
+
+    # --- fields ----------------------------------------------------------------
+    def rename(
+        self,
+        device: str,
+        path: str,
+        to: str,
+        *,
+        info: str | None = None,
+        num: int | None = None,
+        classification: Classification = "safe",
+        reason: str = "",
+    ) -> None:
+        """Rename a field (optionally giving it a new type; the value is converted)."""
+        parent, name = self._parent(device, path)
+        old = parent.desc.field_named(name)
+        value = parent.fields[name]
+        before = value
+        new_field = dataclasses.replace(old, name=to)
+        if info is not None:
+            size = None if info in _SIZED else old.size * (old.num or 1)
+            new_field = field(to, info, num=num, size=size)
+            value = _convert(value, old, new_field)
+        _replace_field(parent, name, new_field, value)
+        self._record("renamed", device, path, before, value, classification, reason, to)
+
+    def add(
+        self,
+        device: str,
+        path: str,
+        info: str,
+        value: Any,
+        *,
+        after: str | None = None,
+        size: int | None = None,
+        num: int | None = None,
+        classification: Classification = "safe",
+        reason: str = "",
+    ) -> None:
+        """Add a field after ``after`` (a sibling name; None = first)."""
+        parent, name = self._parent(device, path)
+        if name in parent.fields:
+            raise CompatError("field already present, cannot add it", path=f"{device}/{path}")
+        new_field = field(name, info, size=size, num=num)
+        fields = list(parent.desc.fields)
+        at = 0 if after is None else [f.name for f in fields].index(after) + 1
+        fields.insert(at, new_field)
+        _set_desc(parent, dataclasses.replace(parent.desc, fields=tuple(fields)))
+        items = list(parent.fields.items())
+        present = [k for k, _ in items]
+        pos = next((i + 1 for i, k in enumerate(present) if k == after), 0) if after else 0
+        items.insert(pos, (name, value))
+        parent.fields = dict(items)
+        self._record("added", device, path, None, value, classification, reason)
+
+    def remove(
+        self, device: str, path: str, *, classification: Classification = "safe", reason: str = ""
+    ) -> Any:
+        """Remove a field; returns its value."""
+        parent, name = self._parent(device, path)
+        parent.desc.field_named(name)
+        value = parent.fields.pop(name)
+        fields = tuple(f for f in parent.desc.fields if f.name != name)
+        _set_desc(parent, dataclasses.replace(parent.desc, fields=fields))
+        self._record("removed", device, path, value, None, classification, reason)
+        return value
+
+    def set(
+        self, device: str, path: str, value: Any, *, classification: Classification, reason: str = ""
+    ) -> None:
+        """Change a field's value (a top-level buffer's length may change with it)."""
+        parent, name = self._leaf(device, path)
+        f = parent.desc.field_named(name)
+        before = parent.fields[name]
+        if before == value:
+            return
+        if f.kind == "bytes" and f.size_field is None and len(value) != f.size:
+            self._parent(device, path)  # a resize is a layout edit
+            _replace_field(parent, name, dataclasses.replace(f, size=len(value)), value)
+        else:
+            parent.fields[name] = value
+        self._record("changed", device, path, before, value, classification, reason)
+
+    def get(self, device: str, path: str) -> Any:
+        """A field's current value."""
+        parent, name = self._leaf(device, path)
+        return parent.fields[name]
+
+    # --- subsections and devices -------------------------------------------------
+    def remove_subsection(
+        self, device: str, name: str, *, classification: Classification = "safe", reason: str = ""
+    ) -> None:
+        """Drop a subsection the destination does not know."""
+        state = self.state(device)
+        sub = state.subsections.pop(name)
+        subs = tuple(d for d in state.desc.subsections if d.name != name)
+        state.desc = dataclasses.replace(state.desc, subsections=subs)
+        self._record("removed", device, f"@{name}", sub, None, classification, reason)
+
+    def add_device(self, state: VMState, *, classification: Classification = "safe", reason: str = "") -> None:
+        """Add a whole device state (one device becoming two)."""
+        self.states.append(state)
+        self._record("added", state.desc.name, "", None, state, classification, reason)
+
+    def remove_device(
+        self, device: str, *, classification: Classification = "safe", reason: str = ""
+    ) -> VMState:
+        """Remove a whole device state (two devices becoming one)."""
+        state = self.state(device)
+        self.states.remove(state)
+        self._record("removed", device, "", state, None, classification, reason)
+        return state
+
+    # --- internals ---------------------------------------------------------------
+    def _parent(self, device: str, path: str) -> tuple[VMState, str]:
+        """The top-level state holding ``path`` (layout edits stay at the top level)."""
+        if "/" in path:
+            raise CompatError("layout edits of nested structs are not supported", path=f"{device}/{path}")
+        return self.state(device), path
+
+    def _leaf(self, device: str, path: str) -> tuple[VMState, str]:
+        """The (possibly nested) state holding ``path``, for value edits."""
+        state = self.state(device)
+        *outer, name = path.split("/")
+        for part in outer:
+            child = state.fields.get(part)
+            if not isinstance(child, VMState):
+                raise CompatError("not a struct field", path=f"{device}/{path}")
+            state = child
+        if name not in state.fields:
+            raise CompatError("no such field", path=f"{device}/{path}")
+        return state, name
+
+    def _record(
+        self,
+        action: str,
+        device: str,
+        path: str,
+        before: Any,
+        after: Any,
+        classification: Classification,
+        reason: str,
+        new_path: str | None = None,
+    ) -> None:
+        self._changes.append(Change(action, device, path, before, after, classification, reason, new_path))
+
+
+# Type names whose element size is implied by the name (others keep the old byte size).
+_SIZED = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
+
+
+def _convert(value: Any, old: VMStateField, new: VMStateField) -> Any:
+    """Re-express a value in a new type of the same wire size (bytes <-> bools/ints)."""
+    raw = _to_bytes(value, old)
+    if new.kind == "bytes":
+        return raw
+    size = new.size
+    items = [int.from_bytes(raw[i : i + size], "big", signed=new.signed) for i in range(0, len(raw), size)]
+    if new.kind == "bool":
+        items = [bool(x) for x in items]  # type: ignore[misc]
+    return items if new.num is not None else items[0]
+
+
+def _to_bytes(value: Any, f: VMStateField) -> bytes:
+    if f.kind == "bytes":
+        return bytes(value)
+    items = value if isinstance(value, list) else [value]
+    return b"".join(int(x).to_bytes(f.size, "big", signed=f.signed) for x in items)
+
+
+def _replace_field(state: VMState, name: str, new: VMStateField, value: Any) -> None:
+    fields = tuple(new if f.name == name else f for f in state.desc.fields)
+    _set_desc(state, dataclasses.replace(state.desc, fields=fields))
+    state.fields = {(new.name if k == name else k): (value if k == name else v) for k, v in state.fields.items()}
+
+
+def _set_desc(state: VMState, desc: VMStateDescription) -> None:
+    state.desc = desc

@@ -1,0 +1,164 @@
+"""Transforms registered per device and version, and the planner that chains them.
+
+A transform is a function ``fn(edit)`` that changes device states through an
+:class:`~miglab.compat.edit.Edit`, registered for one device (its vmsd name, or ``"*"`` for
+a rule that applies to every device) and one step between two versions::
+
+    @compat.register("e1000", src="1.0", dst="1.1")
+    def _(edit):
+        edit.rename("e1000", "mit_ide", "mit_irq_level")
+
+Versions are plain strings: a device's own version, or a QEMU version for the transforms
+derived from two QEMU builds.  :func:`plan` finds the shortest chain of registered steps
+from one version to another (both directions are just edges) and can be printed before it
+runs; running a plan returns the new states and the :class:`ChangeReport` of every step.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from miglab.compat.edit import Edit
+from miglab.compat.report import ChangeReport
+from miglab.errors import CompatError
+from miglab.vmstate.state import VMState
+
+__all__ = ("ANY_DEVICE", "REGISTRY", "Plan", "Registry", "Transform", "TransformFn", "plan", "register")
+
+TransformFn = Callable[[Edit], None]
+ANY_DEVICE = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """One registered step: ``device`` from version ``src`` to ``dst``.
+
+    Attributes:
+        device: vmsd name the step applies to (``"*"``: every device).
+        src: version the step reads.
+        dst: version the step writes.
+        fn: the function doing the edits.
+        description: what the step does (the function's docstring by default).
+    """
+
+    device: str
+    src: str
+    dst: str
+    fn: TransformFn = field(repr=False, compare=False)
+    description: str = ""
+
+    def __call__(self, states: Sequence[VMState]) -> tuple[list[VMState], ChangeReport]:
+        """Apply to copies of ``states``; returns the new states and what changed."""
+        edit = Edit(copy.deepcopy(list(states)))
+        self.fn(edit)
+        return edit.states, edit.report
+
+    def __str__(self) -> str:
+        return f"{self.device}: {self.src} -> {self.dst}  {self.description}".rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A chain of steps taking ``device`` from ``src`` to ``dst`` (empty when nothing to do)."""
+
+    device: str
+    src: str
+    dst: str
+    steps: tuple[Transform, ...]
+
+    def run(self, states: Sequence[VMState]) -> tuple[list[VMState], ChangeReport]:
+        """Apply every step in order; the report lists the changes of all steps."""
+        out, report = list(states), ChangeReport()
+        for step in self.steps:
+            out, more = step(out)
+            report += more
+        return out, report
+
+    def __str__(self) -> str:
+        head = f"plan {self.device}: {self.src} -> {self.dst}"
+        if not self.steps:
+            return head + " (no steps)"
+        return "\n".join([head, *(f"  {i + 1}. {s}" for i, s in enumerate(self.steps))])
+
+
+class Registry:
+    """Registered transforms, by device and step."""
+
+    def __init__(self) -> None:
+        self._steps: list[Transform] = []
+
+    def register(self, device: str, *, src: str, dst: str, description: str = "") -> Callable[[TransformFn], TransformFn]:
+        """Decorator: register ``fn`` as the step ``src -> dst`` of ``device``."""
+
+        def deco(fn: TransformFn) -> TransformFn:
+            doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
+            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            self._steps.append(Transform(device, src, dst, fn, text))
+            return fn
+
+        return deco
+
+    def add(self, transform: Transform) -> None:
+        """Register a ready-made :class:`Transform`."""
+        self._steps.append(transform)
+
+    @property
+    def transforms(self) -> tuple[Transform, ...]:
+        """Every registered step, in registration order."""
+        return tuple(self._steps)
+
+    def plan(self, device: str, src: str, dst: str) -> Plan:
+        """The shortest chain of steps for ``device`` from ``src`` to ``dst``.
+
+        Steps registered for ``"*"`` run on every device, after the device's own steps of the
+        same edge.  A device with no steps at all gets an empty plan (its state is the same
+        in both versions).
+
+        Raises:
+            CompatError: steps exist but none chain from ``src`` to ``dst``.
+        """
+        mine = [t for t in self._steps if t.device in (device, ANY_DEVICE)]
+        if src == dst or not mine:
+            return Plan(device, src, dst, ())
+        edges: dict[str, list[str]] = {}
+        for t in mine:
+            edges.setdefault(t.src, []).append(t.dst)
+        prev: dict[str, str] = {src: src}
+        queue = deque([src])
+        while queue:
+            v = queue.popleft()
+            for w in edges.get(v, []):
+                if w not in prev:
+                    prev[w] = v
+                    queue.append(w)
+        if dst not in prev:
+            if not any(t.device == device for t in mine):
+                return Plan(device, src, dst, ())
+            known = sorted({t.src for t in mine} | {t.dst for t in mine})
+            raise CompatError(f"no chain of transforms from {src} to {dst} (versions known: {known})", path=device)
+        hops = [dst]
+        while hops[-1] != src:
+            hops.append(prev[hops[-1]])
+        hops.reverse()
+        steps: list[Transform] = []
+        for a, b in zip(hops, hops[1:], strict=False):
+            steps += [t for t in mine if t.src == a and t.dst == b and t.device == device]
+            steps += [t for t in mine if t.src == a and t.dst == b and t.device == ANY_DEVICE]
+        return Plan(device, src, dst, tuple(steps))
+
+
+#: The registry the ``register`` decorator and the QEMU transforms use.
+REGISTRY = Registry()
+
+
+def register(device: str, *, src: str, dst: str, description: str = "") -> Callable[[TransformFn], TransformFn]:
+    """Register a transform in :data:`REGISTRY` (see :meth:`Registry.register`)."""
+    return REGISTRY.register(device, src=src, dst=dst, description=description)
+
+
+def plan(device: str, src: str, dst: str, registry: Registry | None = None) -> Plan:
+    """Plan ``device`` from ``src`` to ``dst`` in ``registry`` (default :data:`REGISTRY`)."""
+    return (registry or REGISTRY).plan(device, src, dst)
