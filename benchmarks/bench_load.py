@@ -50,7 +50,11 @@ def _baseline_kib() -> int:
         "import pandas, numpy, miglab\n"
         "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     )
-    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    return int(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 def bench_real(repeat: int) -> None:
@@ -67,7 +71,9 @@ def bench_real(repeat: int) -> None:
     for name, size, n, med in rows:
         print(f"  {name:42s} {size / 1e6:6.2f} MB {n:5d} fields  {med * 1000:7.1f} ms")
     heavy = max(rows, key=lambda r: r[2])
-    print(f"  most device-heavy: {heavy[0]} ({heavy[2]} fields): {heavy[3] * 1000:.1f} ms (goal < 100 ms)")
+    print(
+        f"  most device-heavy: {heavy[0]} ({heavy[2]} fields): {heavy[3] * 1000:.1f} ms (goal < 100 ms)"
+    )
 
 
 def make_random_stream(out: Path, mib: int, work: Path, synthetic: bool) -> Path:
@@ -90,8 +96,10 @@ def make_random_stream(out: Path, mib: int, work: Path, synthetic: bool) -> Path
         machine="pc-q35-7.2",
         memory=f"{mib}M",
         extra_args=[
-            "-object", f"memory-backend-file,id=m,size={mib}M,mem-path={backing},share=off",
-            "-machine", "memory-backend=m",
+            "-object",
+            f"memory-backend-file,id=m,size={mib}M,mem-path={backing},share=off",
+            "-machine",
+            "memory-backend=m",
         ],
         timeout=300,
     )
@@ -102,7 +110,9 @@ def make_random_stream(out: Path, mib: int, work: Path, synthetic: bool) -> Path
 def bench_big(repeat: int, work: Path, synthetic: bool) -> None:
     """ram_frame throughput and peak memory on 256 MiB and 1 GiB random-RAM streams."""
     base = _baseline_kib()
-    print(f"== load(...).ram_frame() on random-RAM streams (median of {repeat} runs, fresh process each)")
+    print(
+        f"== load(...).ram_frame() on random-RAM streams (median of {repeat} runs, fresh process each)"
+    )
     print(f"  baseline VmHWM after importing pandas+numpy+miglab: {base / 1024:.0f} MiB")
     for mib in (256, 1024):
         path = make_random_stream(work / f"random-{mib}M.mig", mib, work, synthetic)
@@ -111,7 +121,10 @@ def bench_big(repeat: int, work: Path, synthetic: bool) -> None:
         for _ in range(repeat):
             out = subprocess.run(
                 [sys.executable, "-c", _CHILD, str(path), str(base)],
-                capture_output=True, text=True, check=True, cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
             )
             runs.append(json.loads(out.stdout))
         secs = statistics.median(r["seconds"] for r in runs)
@@ -124,11 +137,17 @@ def bench_big(repeat: int, work: Path, synthetic: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--big-dir", type=Path, help="where to keep the big streams (default: a temp dir)")
+    parser.add_argument(
+        "--big-dir", type=Path, help="where to keep the big streams (default: a temp dir)"
+    )
     parser.add_argument("--skip-big", action="store_true")
-    parser.add_argument("--synthetic", action="store_true", help="make big streams with miglab, not QEMU")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="make big streams with miglab, not QEMU"
+    )
     args = parser.parse_args()
     bench_real(args.repeat)
     if args.skip_big:

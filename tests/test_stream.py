@@ -50,7 +50,10 @@ def test_qemu_10_sends_switchover_start_before_the_last_ram_chunk() -> None:
     kinds = [(r.name if isinstance(r, CommandRecord) else r.kind.value) for r in stream.records]
     i = kinds.index("SWITCHOVER_START")
     assert kinds[i + 1] == "end"
-    assert not any(isinstance(r, CommandRecord) for r in miglab.load(DATA / "q72-pc-q35-7.2-default.mig").records)
+    assert not any(
+        isinstance(r, CommandRecord)
+        for r in miglab.load(DATA / "q72-pc-q35-7.2-default.mig").records
+    )
 
 
 def test_ram_pages_are_views_into_the_mapped_file_not_copies() -> None:
@@ -59,7 +62,7 @@ def test_ram_pages_are_views_into_the_mapped_file_not_copies() -> None:
     raw = path.read_bytes()
     chunk = next(s.payload for s in stream.sections if s.kind is SectionKind.PART)
     assert isinstance(chunk, RamPayload)
-    name, offset, flags, page = next(p for p in chunk.pages() if p[2] & 0x08)
+    _name, _offset, _flags, page = next(p for p in chunk.pages() if p[2] & 0x08)
     assert isinstance(page, memoryview)
     assert page.obj.__class__.__name__ == "mmap"
     i = int(np.flatnonzero(chunk.flags & 0x08)[0])
@@ -105,11 +108,23 @@ def test_packaged_and_other_commands_round_trip() -> None:
         CommandRecord(Command.OPEN_RETURN_PATH),
         CommandRecord(Command.PING, struct.pack(">I", 7)),
         CommandRecord(Command.POSTCOPY_ADVISE, struct.pack(">QQ", 4096, 4096)),
-        CommandRecord(Command.PACKAGED, packaged=[*devices, CommandRecord(Command.POSTCOPY_LISTEN), CommandRecord(Command.POSTCOPY_RUN)]),
+        CommandRecord(
+            Command.PACKAGED,
+            packaged=[
+                *devices,
+                CommandRecord(Command.POSTCOPY_LISTEN),
+                CommandRecord(Command.POSTCOPY_RUN),
+            ],
+        ),
     ]
     raw = stream.to_bytes()
     again = miglab.load(raw)
-    assert [c.name for c in again.commands] == ["OPEN_RETURN_PATH", "PING", "POSTCOPY_ADVISE", "PACKAGED"]
+    assert [c.name for c in again.commands] == [
+        "OPEN_RETURN_PATH",
+        "PING",
+        "POSTCOPY_ADVISE",
+        "PACKAGED",
+    ]
     packaged = again.commands[-1].packaged
     assert packaged is not None
     assert [r.name for r in packaged[: len(devices)]] == [d.name for d in devices]
@@ -123,18 +138,33 @@ def _ram_stream(records: bytes, blocks: list[tuple[bytes, int]]) -> bytes:
     start = b"\x01" + struct.pack(">I", 2) + b"\x03ram" + struct.pack(">II", 0, 4)
     start += struct.pack(">Q", total | 0x04) + block_list + struct.pack(">Q", 0x10)
     start += b"\x7e" + struct.pack(">I", 2)
-    part = b"\x02" + struct.pack(">I", 2) + records + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2)
+    part = (
+        b"\x02"
+        + struct.pack(">I", 2)
+        + records
+        + struct.pack(">Q", 0x10)
+        + b"\x7e"
+        + struct.pack(">I", 2)
+    )
     return struct.pack(">II", 0x5145564D, 3) + start + part + b"\x00"
 
 
 def test_every_ram_record_kind_round_trips() -> None:
     page = bytes(range(256)) * 16
     records = (
-        struct.pack(">Q", 0x0000 | 0x08) + b"\x06pc.ram" + page
-        + struct.pack(">Q", 0x1000 | 0x02 | 0x20) + b"\xab"  # ZERO with an old fill byte
-        + struct.pack(">Q", 0x2000 | 0x40 | 0x20) + b"\x01" + struct.pack(">H", 3) + b"xyz"
+        struct.pack(">Q", 0x0000 | 0x08)
+        + b"\x06pc.ram"
+        + page
+        + struct.pack(">Q", 0x1000 | 0x02 | 0x20)
+        + b"\xab"  # ZERO with an old fill byte
+        + struct.pack(">Q", 0x2000 | 0x40 | 0x20)
+        + b"\x01"
+        + struct.pack(">H", 3)
+        + b"xyz"
         + struct.pack(">Q", 0x200)  # MULTIFD_FLUSH
-        + struct.pack(">Q", 0x0000 | 0x08) + b"\x03rom" + page
+        + struct.pack(">Q", 0x0000 | 0x08)
+        + b"\x03rom"
+        + page
     )
     raw = _ram_stream(records, [(b"pc.ram", 0x4000), (b"rom", 0x1000)])
     stream = miglab.load(raw)
@@ -143,7 +173,10 @@ def test_every_ram_record_kind_round_trips() -> None:
     assert isinstance(chunk, RamPayload)
     pages = list(chunk.pages())
     assert [(n, o, f & ~0x20) for n, o, f, _ in pages] == [
-        ("pc.ram", 0, 0x08), ("pc.ram", 0x1000, 0x02), ("pc.ram", 0x2000, 0x40), ("rom", 0, 0x08)
+        ("pc.ram", 0, 0x08),
+        ("pc.ram", 0x1000, 0x02),
+        ("pc.ram", 0x2000, 0x40),
+        ("rom", 0, 0x08),
     ]
     assert bytes(pages[1][3]) == b"\xab"
     frame = stream.ram_frame()
@@ -175,7 +208,9 @@ def test_footer_with_the_wrong_section_id_is_reported_where_it_is() -> None:
     footer_at = timer.offset + timer.size - 5
     assert raw[footer_at] == 0x7E
     raw[footer_at + 4] ^= 0x01
-    with pytest.raises(miglab.MigrationFormatError, match="mismatched section id in footer") as info:
+    with pytest.raises(
+        miglab.MigrationFormatError, match="mismatched section id in footer"
+    ) as info:
         miglab.load(bytes(raw))
     assert info.value.offset == footer_at + 1
 
@@ -219,7 +254,11 @@ def test_real_qemu_accepts_streams_miglab_rewrote(name: str, tmp_path: Path) -> 
     out = tmp_path / "rewritten.mig"
     miglab.save(miglab.load(DATA / name), out)
     verdict = find_qemu(r["qemu"]).judge(
-        out, machine=r["machine"], devices=r["devices"], memory=r["memory"], extra_args=r["extra_args"]
+        out,
+        machine=r["machine"],
+        devices=r["devices"],
+        memory=r["memory"],
+        extra_args=r["extra_args"],
     )
     assert verdict.accepted, verdict.stderr
 
@@ -237,7 +276,12 @@ def test_real_qemu_accepts_an_edited_stream_and_refuses_a_broken_edit(tmp_path: 
     cmos[0x40] ^= 0xFF
     rtc.fields["cmos_data"] = bytes(cmos)
     good = miglab.save(stream, tmp_path / "edited.mig")
-    kw = {"machine": r["machine"], "devices": r["devices"], "memory": r["memory"], "extra_args": r["extra_args"]}
+    kw = {
+        "machine": r["machine"],
+        "devices": r["devices"],
+        "memory": r["memory"],
+        "extra_args": r["extra_args"],
+    }
     assert qemu.judge(good, **kw).accepted
     # Renaming the machine in the configuration block is an edit QEMU must refuse.
     stream.configuration.fields["name"] = b"pc-i440fx-7.1"

@@ -39,8 +39,16 @@ def sections_frame(stream: Stream) -> pd.DataFrame:
     for rec in stream.records:
         if isinstance(rec, Section):
             rows.append(
-                (rec.kind.value, rec.section_id, rec.name, rec.instance_id, rec.version_id,
-                 rec.offset, rec.size, rec.decoded)
+                (
+                    rec.kind.value,
+                    rec.section_id,
+                    rec.name,
+                    rec.instance_id,
+                    rec.version_id,
+                    rec.offset,
+                    rec.size,
+                    rec.decoded,
+                )
             )
         else:
             rows.append(("command", None, rec.name, None, None, rec.offset, rec.size, True))
@@ -97,7 +105,11 @@ def _walk(
                 offset = _walk(item, section, inst, sub, offset, rows)
             continue
         if isinstance(value, list):
-            size = sum(_wire_size(f, v) for v in value) if f.kind in ("bytes", "str") else f.size * len(value)
+            size = (
+                sum(_wire_size(f, v) for v in value)
+                if f.kind in ("bytes", "str")
+                else f.size * len(value)
+            )
         else:
             size = _wire_size(f, value)
         rows.append((section, inst, path, f.info, size, value, offset))
@@ -128,7 +140,9 @@ def ram_frame(stream: Stream) -> pd.DataFrame:
         pages += np.bincount(b, minlength=n)[:n]
         zeros += np.bincount(b[kinds == RamFlag.ZERO], minlength=n)[:n]
         names = p.named[mask].astype(np.int64)
-        name_len = np.array([len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64)
+        name_len = np.array(
+            [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
+        )
         per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
         wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
     return pd.DataFrame(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 
 __all__ = (
+    "COMMAND_LENGTHS",
     "FILE_MAGIC",
     "FILE_VERSION",
     "FILE_VERSION_COMPAT",
     "Command",
     "RamFlag",
     "SectionType",
-    "COMMAND_LENGTHS",
 )
 
 FILE_MAGIC = 0x5145564D  # "QEVM"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from miglab.stream.constants import FILE_VERSION, Command, SectionType
 from miglab.stream.configuration import machine_of
+from miglab.stream.constants import FILE_VERSION, Command, SectionType
 from miglab.stream.ram import RamContext, RamPayload
 from miglab.vmstate.state import VMState
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
 
 
-class SectionKind(str, Enum):
+class SectionKind(StrEnum):
     """The four section record kinds, by the names people use."""
 
     START = "start"
@@ -170,9 +170,12 @@ class Stream:
     def device(self, name: str, instance_id: int = 0) -> Section:
         """The FULL section whose idstr is ``name`` or ends with ``/name``."""
         for s in self.sections:
-            if s.kind is SectionKind.FULL and s.instance_id == instance_id:
-                if s.name == name or s.name.endswith("/" + name):
-                    return s
+            if (
+                s.kind is SectionKind.FULL
+                and s.instance_id == instance_id
+                and (s.name == name or s.name.endswith("/" + name))
+            ):
+                return s
         raise KeyError(f"no device section {name!r} instance {instance_id}")
 
     def vmdesc_json(self) -> bytes:

@@ -214,9 +214,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
             pos += page_size
         elif kind == _ZERO:
             pos += 1
-        elif kind == _EOS:
-            pass
-        elif kind == _MULTIFD_FLUSH:
+        elif kind in (_EOS, _MULTIFD_FLUSH):
             pass
         elif kind == _MEM_SIZE:
             block_list = _read_block_list(r, pos, word & ~mask, ctx)
@@ -231,7 +229,9 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
                 )
             (n,) = _BE16.unpack_from(view, pos + 1)
             if n > page_size:
-                raise MigrationFormatError(f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1)
+                raise MigrationFormatError(
+                    f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1
+                )
             pos += 3 + n
         elif kind == _COMPRESS_PAGE:
             if pos + 4 > end:

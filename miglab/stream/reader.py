@@ -384,7 +384,9 @@ class _Reader:
         except ValueError:
             known = None
         if known is None or known is Command.INVALID:
-            raise MigrationFormatError(f"MIG_CMD 0x{cmd:x} unknown (len 0x{length:x})", offset=at + 1)
+            raise MigrationFormatError(
+                f"MIG_CMD 0x{cmd:x} unknown (len 0x{length:x})", offset=at + 1
+            )
         expected = COMMAND_LENGTHS.get(known)
         if expected is not None and length not in expected:
             raise MigrationFormatError(
@@ -402,10 +404,11 @@ class _Reader:
             inner = QEMUFileReader(r.view, r.pos, end)
             packaged, saw_eof = self._records(inner, end, depth + 1)
             if saw_eof or inner.pos != end:
-                raise MigrationFormatError("PACKAGED blob does not end with its last record", offset=inner.pos)
+                raise MigrationFormatError(
+                    "PACKAGED blob does not end with its last record", offset=inner.pos
+                )
             r.pos = end
         return CommandRecord(cmd, data, packaged, at, r.pos - at)
-
 
     def _plausible(self, v: memoryview, p: int, end: int) -> bool:
         """Whether a record (or EOF) plausibly starts at ``p`` (resynchronisation)."""
@@ -430,5 +433,6 @@ class _Reader:
         if t == SectionType.COMMAND:
             return p + 5 <= end and _BE32.unpack_from(v, p + 1)[0] >> 16 in range(1, 12)
         return False
+
 
 _HEADER_RE = re.compile(rb"[\x00-\x04\x08]")

@@ -89,7 +89,9 @@ def _write_section(s: Section, w: QEMUFileWriter) -> None:
     elif isinstance(p, Opaque):
         w.write(p.data)
     else:
-        raise MigrationFormatError(f"section {s.name!r} has a payload of unknown type {type(p).__name__}")
+        raise MigrationFormatError(
+            f"section {s.name!r} has a payload of unknown type {type(p).__name__}"
+        )
     if s.footer:
         w.u8(SectionType.FOOTER)
         w.be32(s.section_id)

@@ -218,7 +218,9 @@ def visit_optional(v: Visitor, name: str, present: bool = False) -> bool:
     return v.optional(name, present)
 
 
-def visit_start_subsection(v: Visitor, name: str, version: int, present: bool = False) -> int | None:
+def visit_start_subsection(
+    v: Visitor, name: str, version: int, present: bool = False
+) -> int | None:
     """Visit a VMState subsection header; its version if present, else None."""
     return v.start_subsection(name, version, present)
 

@@ -237,7 +237,11 @@ class QEMUFileInputVisitor(Visitor):
         raw = name.encode()
         n = len(raw)
         start = f.pos
-        if f.pos + 2 + n > f.end or f.view[f.pos + 1] != n or f.view[f.pos + 2 : f.pos + 2 + n] != raw:
+        if (
+            f.pos + 2 + n > f.end
+            or f.view[f.pos + 1] != n
+            or f.view[f.pos + 2 : f.pos + 2 + n] != raw
+        ):
             return None
         f.pos += 2 + n
         try:

@@ -30,7 +30,9 @@ __all__ = ("description_from_vmdesc",)
 def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
     value = obj.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise DescriptionError(f"vmdesc {where}: {key!r} must be a non-negative integer, got {value!r}")
+        raise DescriptionError(
+            f"vmdesc {where}: {key!r} must be a non-negative integer, got {value!r}"
+        )
     return value
 
 

@@ -44,9 +44,7 @@ class VMState:
         return name in self.fields
 
 
-def iter_leaves(
-    state: VMState, prefix: str = ""
-) -> Iterator[tuple[str, VMStateField, Any]]:
+def iter_leaves(state: VMState, prefix: str = "") -> Iterator[tuple[str, VMStateField, Any]]:
     """Yield ``(path, field, value)`` for every leaf, depth first, in wire order.
 
     Arrays of scalars are one leaf (their value a list); arrays of structs

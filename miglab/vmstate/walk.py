@@ -169,5 +169,3 @@ def _visit_one(
             )
         return None
     raise VisitorError(f"unknown field kind {kind!r}", path=v.path(v.member(name)))
-
-
