@@ -12,8 +12,10 @@ from miglab.visitors.base import (
     visit_type_i32,
     visit_type_int_array,
 )
+from miglab.vmstate.description import describe
+from miglab.vmstate.description import field as vmstate_field
 
-__all__ = ("PCIE_CONFIG_SIZE", "PCI_CONFIG_SIZE", "PCIDevice")
+__all__ = ("PCIE_CONFIG_SIZE", "PCI_CONFIG_SIZE", "VMSTATE_PCI_DEVICE", "PCIDevice")
 
 PCI_CONFIG_SIZE = 256
 PCIE_CONFIG_SIZE = 4096
@@ -47,3 +49,16 @@ class PCIDevice:
             v, "irq_state", self.irq_state, PCI_NUM_PINS, 4, signed=True
         )
         visit_end_struct(v)
+
+
+# vmstate_pci_device as a description: version_id is QEMU's "int32 le" check.
+VMSTATE_PCI_DEVICE = describe(
+    "PCIDevice",
+    [
+        vmstate_field("version_id", "int32 le"),
+        vmstate_field("config", "pci config", size=PCI_CONFIG_SIZE),
+        vmstate_field("irq_state", "int32", num=PCI_NUM_PINS, version_id=2),
+    ],
+    version_id=PCI_DEVICE_VERSION,
+    minimum_version_id=1,
+)

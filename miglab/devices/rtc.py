@@ -16,8 +16,9 @@ from miglab.visitors.base import (
     visit_type_u32,
     visit_type_u64,
 )
+from miglab.vmstate.description import describe, field
 
-__all__ = ("MC146818RTC",)
+__all__ = ("MC146818RTC", "VMSTATE_RTC")
 
 CMOS_SIZE = 128
 TIMER_NOT_ARMED = -1  # a QEMUTimer on the wire: its expiry in ns, -1 when not armed
@@ -78,3 +79,34 @@ class MC146818RTC(Device):
             )
             visit_end_struct(v)
         visit_end_struct(v)
+
+
+# The same layout as a declarative description (QEMU's vmstate_rtc), for the
+# description-driven path: miglab.devices.state.state_from_values + visit_vmstate.
+VMSTATE_RTC = describe(
+    "mc146818rtc",
+    [
+        field("cmos_data", "buffer", size=CMOS_SIZE),
+        field("cmos_index", "uint8"),
+        field("unused0", "unused_buffer", size=7 * 4),
+        field("periodic_timer", "timer"),
+        field("next_periodic_time", "int64"),
+        field("unused1", "unused_buffer", size=3 * 8),
+        field("irq_coalesced", "uint32", version_id=2),
+        field("period", "uint32", version_id=2),
+        field("base_rtc", "uint64", version_id=3),
+        field("last_update", "uint64", version_id=3),
+        field("offset", "int64", version_id=3),
+        field("update_timer", "timer", version_id=3),
+        field("next_alarm_time", "uint64", version_id=3),
+    ],
+    version_id=3,
+    minimum_version_id=1,
+    subsections=[
+        describe(
+            "mc146818rtc/irq_reinject_on_ack_count",
+            [field("irq_reinject_on_ack_count", "uint16")],
+            needed=lambda s: s["irq_reinject_on_ack_count"] != 0,
+        )
+    ],
+)

@@ -23,7 +23,8 @@ Field kinds, derived from QEMU's VMStateInfo type names (see ``INFO_TYPES``):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from miglab.errors import DescriptionError
@@ -126,6 +127,11 @@ class VMStateDescription:
         minimum_version_id: the oldest stream version it can read.
         fields: members in wire order.
         subsections: optional trailing parts, in the order they are sent.
+        needed: QEMU's ``.needed`` of a subsection, called with the parent's
+            values; the output side's decision whether to send it (see
+            :func:`miglab.devices.state.state_from_values`).  A
+            :class:`~miglab.vmstate.state.VMState` already says which
+            subsections it has, so the walker does not call it.
     """
 
     name: str
@@ -133,6 +139,7 @@ class VMStateDescription:
     minimum_version_id: int = 0
     fields: tuple[VMStateField, ...] = ()
     subsections: tuple[VMStateDescription, ...] = ()
+    needed: Callable[[Mapping[str, Any]], bool] | None = dc_field(default=None, compare=False)
 
     def field_named(self, name: str) -> VMStateField:
         """The field called ``name``; DescriptionError if there is none."""
@@ -201,6 +208,7 @@ def describe(
     version_id: int = 1,
     minimum_version_id: int = 0,
     subsections: Sequence[VMStateDescription] = (),
+    needed: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> VMStateDescription:
     """Build a description, checking that field names are unique and counts refer back."""
     seen: set[str] = set()
@@ -217,4 +225,5 @@ def describe(
         minimum_version_id=minimum_version_id,
         fields=tuple(fields),
         subsections=tuple(subsections),
+        needed=needed,
     )
