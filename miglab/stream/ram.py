@@ -253,6 +253,21 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         lengths.append(pos - start)
         if kind == _EOS:
             break
+        if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
+            pos = _bulk_run(
+                view,
+                pos,
+                end,
+                flags,
+                pos - start,
+                mask,
+                last,
+                words,
+                named,
+                blocks_idx,
+                starts,
+                lengths,
+            )
     if mapping is not None:
         _release(mapping, released, pos)
     r.pos = pos
@@ -268,6 +283,51 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         blocks=ctx.blocks,
         block_list=block_list,
     )
+
+
+_RUN_BATCH = 1 << 16
+
+
+def _bulk_run(
+    view: memoryview,
+    pos: int,
+    end: int,
+    flags: int,
+    payload: int,
+    mask: int,
+    block: int,
+    words: array,
+    named: array,
+    blocks_idx: array,
+    starts: array,
+    lengths: array,
+) -> int:
+    """Index a run of records like the one just read, vectorised.
+
+    QEMU sends most of RAM as runs of same-block records of one kind
+    (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
+    Their words sit at a fixed stride, so numpy can check a whole batch of
+    them at once; the run ends at the first word with other flags, which the
+    caller's per-record loop then reads.  Returns the position after the run.
+    """
+    stride = 8 + payload
+    while True:
+        count = min((end - pos - 8) // stride + 1 if end - pos >= 8 else 0, _RUN_BATCH)
+        if count <= 0:
+            return pos
+        batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
+        same = (batch & np.uint64(mask)) == np.uint64(flags)
+        n = count if same.all() else int(np.argmin(same))
+        if n == 0:
+            return pos
+        words.frombytes(batch[:n].astype(np.uint64).tobytes())
+        named.frombytes(bytes(n))
+        blocks_idx.frombytes(np.full(n, block, dtype=np.int32).tobytes())
+        starts.frombytes((pos + 8 + stride * np.arange(n, dtype=np.int64)).tobytes())
+        lengths.frombytes(np.full(n, payload, dtype=np.int32).tobytes())
+        pos += n * stride
+        if n < count or pos + 8 > end:
+            return pos
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
