@@ -114,9 +114,9 @@ def _walk(
             size = _wire_size(f, value)
         rows.append((section, inst, path, f.info, size, value, offset))
         offset += size
-    for name, sub in state.subsections.items():
-        offset += 1 + 1 + len(name.encode()) + 4
-        offset = _walk(sub, section, inst, f"{prefix}{name}.", offset, rows)
+    for sub_name, sub in state.subsections.items():
+        offset += 1 + 1 + len(sub_name.encode()) + 4  # 0x05, counted name, be32 version
+        offset = _walk(sub, section, inst, f"{prefix}{sub_name}.", offset, rows)
     return offset
 
 
