@@ -1,0 +1,49 @@
+"""``cbor``: the plain tree (:mod:`miglab.encoders.tree`) as CBOR (RFC 8949).
+
+Schema-free and binary: byte strings are major type 2, integers take the
+shortest encoding.  The item is prefixed by the self-described CBOR tag
+55799 (the tag's head only, so decoding keeps plain lists), whose bytes ``d9 d9 f7`` are how :func:`sniff` knows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from miglab.encoders.tree import from_plain, guarded, to_plain
+from miglab.errors import EncodingError
+from miglab.stream.model import Stream
+
+__all__ = ("NAME", "decode", "encode", "sniff")
+
+NAME = "cbor"
+_MAGIC = b"\xd9\xd9\xf7"  # tag 55799, "self-described CBOR" (RFC 8949 3.4.6)
+
+
+def encode(stream: Stream) -> bytes:
+    """The stream as CBOR."""
+    try:
+        out: bytes = _MAGIC + cbor2.dumps(to_plain(stream))
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        raise EncodingError(f"cannot encode the tree as CBOR: {exc}") from None
+    return out
+
+
+def decode(data: bytes) -> Stream:
+    """Rebuild the stream from CBOR."""
+    return from_plain(guarded(_load, data), len(data))
+
+
+def _load(data: bytes) -> Any:
+    if bytes(data[:3]) != _MAGIC:
+        raise EncodingError("CBOR tree must start with the self-described tag (d9 d9 f7)", offset=0)
+    try:
+        return cbor2.loads(memoryview(data)[3:])
+    except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
+        raise EncodingError(f"not valid CBOR: {exc!s:.160}") from None
+
+
+def sniff(data: bytes) -> bool:
+    """True when ``data`` starts with the self-described CBOR tag."""
+    return bytes(data[:3]) == _MAGIC

@@ -1,0 +1,32 @@
+"""``legacy``: QEMU's own migration stream, the format real QEMU reads and writes.
+
+A thin facade over :mod:`miglab.stream`: decoding is :func:`miglab.stream.load`,
+encoding :meth:`~miglab.stream.model.Stream.to_bytes`, byte-exact for an
+unedited tree.
+"""
+
+from __future__ import annotations
+
+from miglab.stream.constants import FILE_MAGIC
+from miglab.stream.model import Stream
+from miglab.stream.reader import load
+
+__all__ = ("MAGIC", "NAME", "decode", "encode", "sniff")
+
+NAME = "legacy"
+MAGIC = FILE_MAGIC.to_bytes(4, "big")  # b"QEVM"
+
+
+def encode(stream: Stream) -> bytes:
+    """QEMU's stream for ``stream``."""
+    return stream.to_bytes()
+
+
+def decode(data: bytes) -> Stream:
+    """Read QEMU's stream (raises MigrationFormatError on bad input)."""
+    return load(data)
+
+
+def sniff(data: bytes) -> bool:
+    """True when ``data`` starts with QEMU's file magic."""
+    return data[:4] == MAGIC
