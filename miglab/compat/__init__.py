@@ -1,7 +1,39 @@
-"""Compatibility as functions on data: transforms, plans, change reports, filters."""
+"""Compatibility as functions on data: transforms, plans, change reports, filters.
+
+* :func:`register` / :func:`plan` (:mod:`miglab.compat.registry`): transforms per device and
+  version, chained by a planner;
+* :class:`Edit` (:mod:`miglab.compat.edit`): the recorded edits transforms are written with;
+* :class:`Change` / :class:`ChangeReport` (:mod:`miglab.compat.report`): what changed;
+* :func:`convert_stream` (:mod:`miglab.compat.qemu`): whole streams between QEMU builds, from
+  the rules in ``miglab/knowledge/compat-qemu.json``;
+* :mod:`miglab.compat.filters`: marshal/unmarshal filters of the device pipeline.
+"""
 
 from __future__ import annotations
 
 from miglab.compat import filters
+from miglab.compat.edit import Edit
+from miglab.compat.qemu import QEMU_VERSIONS, convert_stream, qemu_of_machine
+from miglab.compat.registry import REGISTRY, Plan, Registry, Transform, plan, register
+from miglab.compat.report import Change, ChangeReport
+from miglab.compat.schema_check import Compatibility, Finding, check_schemas, compatibility
 
-__all__ = ("filters",)
+__all__ = (
+    "QEMU_VERSIONS",
+    "REGISTRY",
+    "Change",
+    "ChangeReport",
+    "Compatibility",
+    "Edit",
+    "Finding",
+    "Plan",
+    "Registry",
+    "Transform",
+    "check_schemas",
+    "compatibility",
+    "convert_stream",
+    "filters",
+    "plan",
+    "qemu_of_machine",
+    "register",
+)

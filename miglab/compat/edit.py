@@ -111,7 +111,13 @@ class Edit:
         return value
 
     def set(
-        self, device: str, path: str, value: Any, *, classification: Classification, reason: str = ""
+        self,
+        device: str,
+        path: str,
+        value: Any,
+        *,
+        classification: Classification,
+        reason: str = "",
     ) -> None:
         """Change a field's value (a top-level buffer's length may change with it)."""
         parent, name = self._leaf(device, path)
@@ -142,7 +148,9 @@ class Edit:
         state.desc = dataclasses.replace(state.desc, subsections=subs)
         self._record("removed", device, f"@{name}", sub, None, classification, reason)
 
-    def add_device(self, state: VMState, *, classification: Classification = "safe", reason: str = "") -> None:
+    def add_device(
+        self, state: VMState, *, classification: Classification = "safe", reason: str = ""
+    ) -> None:
         """Add a whole device state (one device becoming two)."""
         self.states.append(state)
         self._record("added", state.desc.name, "", None, state, classification, reason)
@@ -160,7 +168,9 @@ class Edit:
     def _parent(self, device: str, path: str) -> tuple[VMState, str]:
         """The top-level state holding ``path`` (layout edits stay at the top level)."""
         if "/" in path:
-            raise CompatError("layout edits of nested structs are not supported", path=f"{device}/{path}")
+            raise CompatError(
+                "layout edits of nested structs are not supported", path=f"{device}/{path}"
+            )
         return self.state(device), path
 
     def _leaf(self, device: str, path: str) -> tuple[VMState, str]:
@@ -187,11 +197,15 @@ class Edit:
         reason: str,
         new_path: str | None = None,
     ) -> None:
-        self._changes.append(Change(action, device, path, before, after, classification, reason, new_path))
+        self._changes.append(
+            Change(action, device, path, before, after, classification, reason, new_path)
+        )
 
 
 # Type names whose element size is implied by the name (others keep the old byte size).
-_SIZED = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
+_SIZED = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
 
 
 def _convert(value: Any, old: VMStateField, new: VMStateField) -> Any:
@@ -200,7 +214,10 @@ def _convert(value: Any, old: VMStateField, new: VMStateField) -> Any:
     if new.kind == "bytes":
         return raw
     size = new.size
-    items = [int.from_bytes(raw[i : i + size], "big", signed=new.signed) for i in range(0, len(raw), size)]
+    items = [
+        int.from_bytes(raw[i : i + size], "big", signed=new.signed)
+        for i in range(0, len(raw), size)
+    ]
     if new.kind == "bool":
         items = [bool(x) for x in items]  # type: ignore[misc]
     return items if new.num is not None else items[0]
@@ -216,7 +233,9 @@ def _to_bytes(value: Any, f: VMStateField) -> bytes:
 def _replace_field(state: VMState, name: str, new: VMStateField, value: Any) -> None:
     fields = tuple(new if f.name == name else f for f in state.desc.fields)
     _set_desc(state, dataclasses.replace(state.desc, fields=fields))
-    state.fields = {(new.name if k == name else k): (value if k == name else v) for k, v in state.fields.items()}
+    state.fields = {
+        (new.name if k == name else k): (value if k == name else v) for k, v in state.fields.items()
+    }
 
 
 def _set_desc(state: VMState, desc: VMStateDescription) -> None:

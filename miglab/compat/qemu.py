@@ -31,7 +31,13 @@ from miglab.stream.model import CommandRecord, Record, Section, Stream
 from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.vmstate.state import VMState
 
-__all__ = ("QEMU_VERSIONS", "convert_stream", "knowledge", "qemu_of_machine", "register_qemu_transforms")
+__all__ = (
+    "QEMU_VERSIONS",
+    "convert_stream",
+    "knowledge",
+    "qemu_of_machine",
+    "register_qemu_transforms",
+)
 
 
 @cache
@@ -52,7 +58,9 @@ def qemu_of_machine(machine: str) -> str:
     """
     m = re.search(r"-(\d+\.\d+)$", machine)
     if m is None or m.group(1) not in QEMU_VERSIONS:
-        raise CompatError(f"cannot tell the QEMU version of machine {machine!r}; known: {QEMU_VERSIONS}")
+        raise CompatError(
+            f"cannot tell the QEMU version of machine {machine!r}; known: {QEMU_VERSIONS}"
+        )
     return m.group(1)
 
 
@@ -74,16 +82,22 @@ def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
     elif op == "remove":
         value = edit.get(device, path)
         visible = "safe_if" in e and value != e["safe_if"]
-        edit.remove(device, path, classification="guest-visible" if visible else "safe", reason=reason)
+        edit.remove(
+            device, path, classification="guest-visible" if visible else "safe", reason=reason
+        )
     elif op == "add":
         value = bytes(e["size"]) if e.get("value") == "zeros" else e["value"]
-        edit.add(device, path, e["info"], value, after=e.get("after"), size=e.get("size"), reason=reason)
+        edit.add(
+            device, path, e["info"], value, after=e.get("after"), size=e.get("size"), reason=reason
+        )
     elif op == "resize":
         old = bytes(edit.get(device, path))
         size = e["size"]
         new = old[:size].ljust(size, b"\0")
         lost = any(old[size:])
-        edit.set(device, path, new, classification="guest-visible" if lost else "safe", reason=reason)
+        edit.set(
+            device, path, new, classification="guest-visible" if lost else "safe", reason=reason
+        )
     else:
         raise CompatError(f"unknown edit op {op!r} in compat-qemu.json", path=f"{device}/{path}")
 
@@ -137,7 +151,7 @@ def _find_capability(config: bytes, cap_id: int, extended: bool) -> int | None:
     seen: set[int] = set()
     if extended:
         at = 0x100
-        while 0x100 <= at and at + 4 <= len(config) and at not in seen:
+        while at >= 0x100 and at + 4 <= len(config) and at not in seen:
             seen.add(at)
             header = int.from_bytes(config[at : at + 4], "little")
             if header == 0:
@@ -165,7 +179,9 @@ def register_qemu_transforms(registry: Registry) -> None:
     for src in QEMU_VERSIONS:
         for dst in QEMU_VERSIONS:
             if src != dst:
-                registry.add(Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "PCIe read-only DEVCAP bits"))
+                registry.add(
+                    Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "read-only PCI config bits")
+                )
 
 
 register_qemu_transforms(REGISTRY)
@@ -206,10 +222,20 @@ def convert_stream(
     records: list[Record] = []
     touched: list[Section] = []
     for rec in stream.records:
-        if isinstance(rec, CommandRecord) and rec.command > knowledge()["qemu"][to_qemu]["max_command"]:
+        if (
+            isinstance(rec, CommandRecord)
+            and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
+        ):
             changes.append(
-                Change("removed", "commands", rec.name, rec.command, None, "safe",
-                       f"QEMU {to_qemu} does not know this command; it carries no guest state")
+                Change(
+                    "removed",
+                    "commands",
+                    rec.name,
+                    rec.command,
+                    None,
+                    "safe",
+                    f"QEMU {to_qemu} does not know this command; it carries no guest state",
+                )
             )
             continue
         if isinstance(rec, Section) and isinstance(rec.payload, VMState):
@@ -224,11 +250,22 @@ def convert_stream(
     config = stream.configuration
     if config is not None and machine_of(config) != machine:
         raw = machine.encode()
-        config = VMState(CONFIGURATION, config.version_id, {**config.fields, "len": len(raw), "name": raw},
-                         dict(config.subsections))
+        config = VMState(
+            CONFIGURATION,
+            config.version_id,
+            {**config.fields, "len": len(raw), "name": raw},
+            dict(config.subsections),
+        )
         changes.append(
-            Change("changed", "configuration", "name", stream.machine, machine, "safe",
-                   "destination machine type (the device set is converted device by device)")
+            Change(
+                "changed",
+                "configuration",
+                "name",
+                stream.machine,
+                machine,
+                "safe",
+                "destination machine type (the device set is converted device by device)",
+            )
         )
     out = dataclasses.replace(
         stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
@@ -237,6 +274,8 @@ def convert_stream(
     report = ChangeReport(tuple(changes))
     if report.guest_visible and not allow_guest_visible:
         listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
-        raise CompatError(f"{len(report.guest_visible)} guest-visible change(s) refused "
-                          f"(allow them explicitly): {listed}")
+        raise CompatError(
+            f"{len(report.guest_visible)} guest-visible change(s) refused "
+            f"(allow them explicitly): {listed}"
+        )
     return out, report

@@ -26,7 +26,16 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import CompatError
 from miglab.vmstate.state import VMState
 
-__all__ = ("ANY_DEVICE", "REGISTRY", "Plan", "Registry", "Transform", "TransformFn", "plan", "register")
+__all__ = (
+    "ANY_DEVICE",
+    "REGISTRY",
+    "Plan",
+    "Registry",
+    "Transform",
+    "TransformFn",
+    "plan",
+    "register",
+)
 
 TransformFn = Callable[[Edit], None]
 ANY_DEVICE = "*"
@@ -90,7 +99,9 @@ class Registry:
     def __init__(self) -> None:
         self._steps: list[Transform] = []
 
-    def register(self, device: str, *, src: str, dst: str, description: str = "") -> Callable[[TransformFn], TransformFn]:
+    def register(
+        self, device: str, *, src: str, dst: str, description: str = ""
+    ) -> Callable[[TransformFn], TransformFn]:
         """Decorator: register ``fn`` as the step ``src -> dst`` of ``device``."""
 
         def deco(fn: TransformFn) -> TransformFn:
@@ -138,7 +149,9 @@ class Registry:
             if not any(t.device == device for t in mine):
                 return Plan(device, src, dst, ())
             known = sorted({t.src for t in mine} | {t.dst for t in mine})
-            raise CompatError(f"no chain of transforms from {src} to {dst} (versions known: {known})", path=device)
+            raise CompatError(
+                f"no chain of transforms from {src} to {dst} (versions known: {known})", path=device
+            )
         hops = [dst]
         while hops[-1] != src:
             hops.append(prev[hops[-1]])
@@ -154,7 +167,9 @@ class Registry:
 REGISTRY = Registry()
 
 
-def register(device: str, *, src: str, dst: str, description: str = "") -> Callable[[TransformFn], TransformFn]:
+def register(
+    device: str, *, src: str, dst: str, description: str = ""
+) -> Callable[[TransformFn], TransformFn]:
     """Register a transform in :data:`REGISTRY` (see :meth:`Registry.register`)."""
     return REGISTRY.register(device, src=src, dst=dst, description=description)
 

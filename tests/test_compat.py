@@ -1,0 +1,162 @@
+"""miglab.compat: registry, planner, change reports (checked against an independent diff)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA
+
+import miglab
+from miglab.compat import REGISTRY, ChangeReport, Edit, Registry, convert_stream, filters, plan
+from miglab.errors import CompatError
+from miglab.stream.model import SectionKind
+from miglab.stream.vmdesc import vmdesc_entry
+from miglab.vmstate.state import VMState
+
+
+def _flatten(states: list[VMState]) -> dict[tuple[str, str], Any]:
+    """Independent tree flattening: (device, path) -> leaf value; subsections as @name."""
+    out: dict[tuple[str, str], Any] = {}
+
+    def walk(device: str, value: Any, path: str) -> None:
+        if isinstance(value, VMState):
+            for k, v in value.fields.items():
+                walk(device, v, f"{path}/{k}" if path else k)
+            for k, v in value.subsections.items():
+                walk(device, v, f"{path}/@{k}" if path else f"@{k}")
+        elif isinstance(value, list) and value and isinstance(value[0], VMState):
+            for i, v in enumerate(value):
+                walk(device, v, f"{path}[{i}]")
+        else:
+            out[(device, path)] = bytes(value) if isinstance(value, memoryview) else value
+
+    for s in states:
+        walk(s.desc.name, s, "")
+    return out
+
+
+def _diff(a: list[VMState], b: list[VMState]) -> set[tuple[str, str]]:
+    fa, fb = _flatten(a), _flatten(b)
+    return {k for k in fa.keys() | fb.keys() if fa.get(k, object()) != fb.get(k, object())}
+
+
+def _covered(report: ChangeReport) -> set[tuple[str, str]]:
+    out = set()
+    for c in report:
+        out.add((c.device, c.path))
+        if c.new_path is not None:
+            out.add((c.device, c.new_path))
+    return out
+
+
+def _check_report(before: list[VMState], after: list[VMState], report: ChangeReport) -> None:
+    diff = _diff(before, after)
+    covered = _covered(report)
+    for dev, path in diff:
+        assert any(
+            d == dev
+            and (p == path or p == "" or path.startswith(p + "/") or path.startswith(p + "["))
+            for d, p in covered
+        ), f"silent change {dev}:{path}"
+    for dev, path in covered:
+        assert any(d == dev and (p == path or path == "" or p.startswith(path)) for d, p in diff), (
+            f"reported change {dev}:{path} is not in the trees"
+        )
+
+
+def _states_by_device(path: Path) -> dict[str, VMState]:
+    s = miglab.load(path)
+    return {x.payload.desc.name: x.payload for x in s.sections if isinstance(x.payload, VMState)}
+
+
+SOURCES = {
+    "10.0": sorted(DATA.glob("q100-pc-q35-10.0-*.mig")),
+    "7.2": sorted(DATA.glob("q72-pc-q35-7.2-*.mig")),
+}
+
+
+@pytest.mark.parametrize("t", REGISTRY.transforms, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
+def test_every_registered_transform_reports_exactly_its_changes(t: Any) -> None:
+    applied = 0
+    for path in SOURCES[t.src]:
+        for name, state in _states_by_device(path).items():
+            if t.device not in (name, "*"):
+                continue
+            after, report = t([state])
+            _check_report([state], after, report)
+            applied += bool(report.changes)
+    assert applied, f"no data/ stream exercised {t}"
+
+
+def test_split_and_merge_devices_are_reported() -> None:
+    reg = Registry()
+    cpu = _states_by_device(DATA / "q100-pc-q35-10.0-default.mig")["hpet"]
+
+    @reg.register("hpet", src="a", dst="b")
+    def split(edit: Edit) -> None:
+        import copy
+        import dataclasses
+
+        other = copy.deepcopy(edit.state("hpet"))
+        other.desc = dataclasses.replace(other.desc, name="hpet-timers")
+        edit.add_device(other, reason="timers become their own device")
+
+    @reg.register("hpet", src="b", dst="c")
+    def merge(edit: Edit) -> None:
+        edit.remove_device("hpet-timers", reason="merged back")
+
+    p = reg.plan("hpet", "a", "c")
+    assert [s.fn for s in p.steps] == [split, merge]
+    two, r1 = p.steps[0]([cpu])
+    assert [s.desc.name for s in two] == ["hpet", "hpet-timers"]
+    _check_report([cpu], two, r1)
+    one, r2 = p.steps[1](two)
+    _check_report(two, one, r2)
+    assert [c.action for c in r1 + r2] == ["added", "removed"]
+    with pytest.raises(CompatError):
+        reg.plan("hpet", "c", "a")
+
+
+def test_plan_chains_and_prints() -> None:
+    p = plan("hpet", "10.0", "7.2")
+    assert [s.device for s in p.steps] == ["hpet", "*"]
+    assert "hpet: 10.0 -> 7.2" in str(p)
+    assert plan("hpet", "7.2", "7.2").steps == ()
+
+
+def test_guest_visible_changes_are_refused_unless_allowed() -> None:
+    stream = miglab.load(DATA / "q100-pc-q35-10.0-net.mig")
+    with pytest.raises(CompatError, match="guest-visible.*e1000e"):
+        convert_stream(stream, to_qemu="7.2", machine="pc-q35-7.2")
+    out, report = convert_stream(
+        stream, to_qemu="7.2", machine="pc-q35-7.2", allow_guest_visible=True
+    )
+    assert [c.device for c in report.guest_visible] == ["e1000e"]
+    assert out.machine == "pc-q35-7.2" and stream.machine == "pc-q35-10.0"
+    assert all(c.command != 11 for c in out.commands)
+    back = miglab.load(out.to_bytes())  # vmdesc was rewritten consistently
+    assert "num_timers" in back.device("hpet").payload.fields
+
+
+def test_vmdesc_entries_rebuild_from_state() -> None:
+    total = same = 0
+    for path in [DATA / "q100-pc-q35-10.0-net.mig", DATA / "q72-pc-q35-7.2-usb.mig"]:
+        s = miglab.load(path)
+        secs = {(x.name, x.instance_id): x for x in s.sections if x.kind is SectionKind.FULL}
+        for dev in s.vmdesc["devices"]:
+            total += 1
+            same += vmdesc_entry(secs[(dev["name"], dev["instance_id"])]) == dev
+    assert same == total
+
+
+def test_filters_run_in_order_and_clear() -> None:
+    filters.clear_filters()
+    filters.register_marshal_filter(lambda t: [*t, "a"])
+    filters.register_marshal_filter(lambda t: [*t, "b"])
+    filters.register_unmarshal_filter(lambda t: [*t, "u"])
+    assert filters.apply_marshal_filters([]) == ["a", "b"]
+    assert filters.apply_unmarshal_filters([]) == ["u"]
+    filters.clear_filters()
+    assert filters.apply_marshal_filters([1]) == [1]
