@@ -17,6 +17,7 @@ runs; running a plan returns the new states and the :class:`ChangeReport` of eve
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ class Registry:
             hops.append(prev[hops[-1]])
         hops.reverse()
         steps: list[Transform] = []
-        for a, b in zip(hops, hops[1:], strict=False):
+        for a, b in itertools.pairwise(hops):
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == device]
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == ANY_DEVICE]
         return Plan(device, src, dst, tuple(steps))
