@@ -253,7 +253,10 @@ class QemuEndpoint:
             return {"return": {"capabilities": from_qemu_capabilities(reply)}}
         if command == SET:
             mask = (arguments or {}).get("capabilities")
-            supported = self.execute(QUERY)["return"]["capabilities"]
+            query = self.execute(QUERY)
+            if "error" in query:
+                return query
+            supported = query["return"]["capabilities"]
             if not isinstance(mask, int) or isinstance(mask, bool) or mask & ~supported or mask < 0:
                 return error_reply(
                     "GenericError", f"capabilities must be a subset of {supported:#x}"

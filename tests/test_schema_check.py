@@ -43,7 +43,7 @@ def one(findings: list[Finding], device: str, field: str | None, kind: str) -> F
     return hits[0]
 
 
-def hpet_schema(**changes: Any) -> dict[str, Any]:
+def hpet_schema() -> dict[str, Any]:
     """A schema holding only the real 7.2 hpet entry (deep copy, to mutate)."""
     return {"vmschkmachine": {"Name": "pc-q35-7.2"}, "hpet": copy.deepcopy(REAL_72["hpet"])}
 

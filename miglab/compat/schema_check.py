@@ -557,7 +557,6 @@ class _Comparison:
                 for o in drop_dst:
                     added.remove(o)
                     theirs.remove(o)
-                others[:] = [o for o in others if o in (mine if side == "DST" else theirs)]
 
     def _key(self, vmsd: str, name: str, dst: SchemaVmsd) -> str:
         """The name a SRC field is expected under in DST (after a known rename)."""
