@@ -128,7 +128,7 @@ def test_plan_chains_and_prints() -> None:
 
 def test_guest_visible_changes_are_refused_unless_allowed() -> None:
     stream = miglab.load(DATA / "q100-pc-q35-10.0-net.mig")
-    with pytest.raises(CompatError, match="guest-visible.*e1000e"):
+    with pytest.raises(CompatError, match=r"guest-visible.*e1000e"):
         convert_stream(stream, to_qemu="7.2", machine="pc-q35-7.2")
     out, report = convert_stream(
         stream, to_qemu="7.2", machine="pc-q35-7.2", allow_guest_visible=True

@@ -219,7 +219,7 @@ def _convert(value: Any, old: VMStateField, new: VMStateField) -> Any:
         for i in range(0, len(raw), size)
     ]
     if new.kind == "bool":
-        items = [bool(x) for x in items]  # type: ignore[misc]
+        items = [bool(x) for x in items]
     return items if new.num is not None else items[0]
 
 
