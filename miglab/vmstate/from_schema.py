@@ -154,11 +154,8 @@ class SchemaIndex:
                     f"schema entry {key!r} has no 'Description' object", path=str(key)
                 )
             desc = _parse_desc(entry["Description"], str(key), 0)
-            names = (
-                {desc.name, entry.get("Name")}
-                if isinstance(entry.get("Name"), str)
-                else {desc.name}
-            )
+            cls_name = entry.get("Name")
+            names = {desc.name, cls_name} if isinstance(cls_name, str) else {desc.name}
             for name in names:
                 known = entries.setdefault(name, [])
                 if desc not in known:

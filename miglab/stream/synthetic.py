@@ -1,0 +1,250 @@
+"""Synthetic migration streams of any RAM size and page mix, for scale tests and benchmarks.
+
+A synthetic stream follows QEMU's precopy layout (QEMU-FORMAT.md 1.9):
+header, configuration block, START ``ram`` (block list, EOS), PART ``ram``
+chunks of page records (the block named by the first record, CONTINUE on
+the rest, as QEMU does while the block does not change), END ``ram`` (EOS),
+one FULL section per device with footers, EOF and a vmdesc trailer that
+describes the devices, so :func:`miglab.load` decodes them.
+
+Pages of the one RAM block ``pc.ram`` are of three kinds, shuffled with the
+seed in exact proportions:
+
+``zero``      a ZERO record with fill byte 0 (what QEMU sends for an all-zero page);
+``random``    a PAGE record of seeded random bytes, different for every page;
+``repeated``  a PAGE record of one seeded pattern page shared by all of them
+              (QEMU does not deduplicate, so equal pages travel in full).
+
+:func:`write_synthetic` streams to a file one chunk at a time (memory stays
+a few MiB whatever the RAM size); :func:`synthetic_stream` returns the
+loaded :class:`~miglab.stream.model.Stream`.  :func:`page_kinds` and
+:func:`expected_page` recompute what any page holds, to check a reader.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from miglab.errors import MiglabError
+from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
+from miglab.stream.model import Stream
+from miglab.visitors.qemufile import QEMUFileWriter
+from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
+from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
+
+__all__ = (
+    "KINDS",
+    "Device",
+    "expected_page",
+    "page_kinds",
+    "parse_mix",
+    "synthetic_stream",
+    "write_synthetic",
+)
+
+KINDS = ("zero", "random", "repeated")  # page kind codes 0, 1, 2
+PAGE_SIZE = 4096
+CHUNK_PAGES = 256  # pages per PART section and per random-bytes draw (1 MiB)
+RAM_BLOCK = "pc.ram"
+Device = (
+    VMState | tuple[str, int, VMState]
+)  # a state (idstr = vmsd name, instance 0) or (idstr, instance, state)
+
+_RAM_SECTION_ID = 2  # QEMU registers ram after timer and the early devices
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"zero=0.25,random=0.5,repeated=0.25"`` -> a mix mapping (for the CLI)."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.partition("=")
+        try:
+            mix[kind.strip()] = float(value) if sep else float("nan")
+        except ValueError:
+            raise MiglabError(f"page mix {part!r}: expected KIND=FRACTION") from None
+    return mix
+
+
+def page_kinds(pages: int, mix: Mapping[str, float], seed: int) -> np.ndarray:
+    """The kind code (index into :data:`KINDS`) of every page, exact counts, seeded order."""
+    unknown = set(mix) - set(KINDS)
+    if unknown:
+        raise MiglabError(f"unknown page kinds {sorted(unknown)}; expected some of {KINDS}")
+    weights = np.array([float(mix.get(k, 0.0)) for k in KINDS])
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+        raise MiglabError(
+            f"page mix {dict(mix)} must be non-negative fractions with a positive sum"
+        )
+    counts = np.floor(weights / weights.sum() * pages).astype(np.int64)
+    counts[int(np.argmax(weights))] += pages - int(
+        counts.sum()
+    )  # rounding goes to the largest kind
+    kinds = np.repeat(np.arange(len(KINDS), dtype=np.uint8), counts)
+    np.random.default_rng([seed, 0]).shuffle(kinds)
+    return kinds
+
+
+def _random_chunk(seed: int, chunk: int, page_size: int) -> bytes:
+    return np.random.default_rng([seed, 1, chunk]).bytes(CHUNK_PAGES * page_size)
+
+
+def _repeated_page(seed: int, page_size: int) -> bytes:
+    return np.random.default_rng([seed, 2]).bytes(page_size)
+
+
+def expected_page(index: int, kind: int, seed: int, page_size: int = PAGE_SIZE) -> bytes:
+    """What page ``index`` of ``pc.ram`` holds in a stream made with ``seed``."""
+    if KINDS[kind] == "zero":
+        return bytes(page_size)
+    if KINDS[kind] == "repeated":
+        return _repeated_page(seed, page_size)
+    chunk, j = divmod(index, CHUNK_PAGES)
+    return _random_chunk(seed, chunk, page_size)[j * page_size : (j + 1) * page_size]
+
+
+def write_synthetic(
+    path: str | os.PathLike[str],
+    *,
+    ram_bytes: int,
+    mix: Mapping[str, float] | None = None,
+    devices: Sequence[Device] = (),
+    seed: int = 0,
+    machine: str | None = "pc-q35-7.2",
+    page_size: int = PAGE_SIZE,
+) -> Path:
+    """Write a synthetic stream to ``path``, one chunk at a time; returns the path."""
+    out = Path(path)
+    with out.open("wb") as fh:
+        _write(fh, ram_bytes, mix, devices, seed, machine, page_size)
+    return out
+
+
+def synthetic_stream(
+    *,
+    ram_bytes: int,
+    mix: Mapping[str, float] | None = None,
+    devices: Sequence[Device] = (),
+    seed: int = 0,
+    machine: str | None = "pc-q35-7.2",
+    page_size: int = PAGE_SIZE,
+) -> Stream:
+    """Build a synthetic stream in memory and load it (see the module docstring).
+
+    Example:
+        >>> s = synthetic_stream(ram_bytes=1 << 20, mix={"zero": 0.5, "random": 0.5})
+        >>> int(s.ram_frame()["zero_pages"].sum())
+        128
+    """
+    from miglab.stream.reader import load
+
+    buf = io.BytesIO()
+    _write(buf, ram_bytes, mix, devices, seed, machine, page_size)
+    return load(buf.getvalue())
+
+
+def _write(
+    fh: BinaryIO,
+    ram_bytes: int,
+    mix: Mapping[str, float] | None,
+    devices: Sequence[Device],
+    seed: int,
+    machine: str | None,
+    page_size: int,
+) -> None:
+    if page_size < 1024 or page_size & (page_size - 1):
+        raise MiglabError(f"page size {page_size} must be a power of two >= 1024")
+    if ram_bytes <= 0 or ram_bytes % page_size:
+        raise MiglabError(f"RAM size {ram_bytes} must be a positive multiple of {page_size}")
+    kinds = page_kinds(ram_bytes // page_size, mix or {"random": 1.0}, seed)
+    w = QEMUFileWriter(fh)
+    w.be32(FILE_MAGIC)
+    w.be32(FILE_VERSION)
+    if machine is not None:
+        name = machine.encode()
+        w.u8(SectionType.CONFIGURATION)
+        w.be32(len(name))
+        w.write(name)
+    _ram(w, kinds, seed, page_size, ram_bytes)
+    entries = []
+    for i, dev in enumerate(devices):
+        idstr, instance, state = dev if isinstance(dev, tuple) else (dev.desc.name, 0, dev)
+        section_id = _RAM_SECTION_ID + 1 + i
+        _section_header(w, SectionType.FULL, section_id, idstr, instance, state.version_id)
+        visit_vmstate(QEMUFileOutputVisitor(w), state.desc, state, state.version_id, idstr)
+        _footer(w, section_id)
+        entries.append({"name": idstr, "instance_id": instance, **_vmdesc_struct(state)})
+    w.u8(SectionType.EOF)
+    body = json.dumps(
+        {"page_size": page_size, "devices": entries}, separators=(", ", ": ")
+    ).encode()
+    w.u8(SectionType.VMDESCRIPTION)
+    w.be32(len(body))
+    w.write(body)
+    w.flush()
+
+
+def _vmdesc_struct(state: VMState) -> dict:
+    from miglab.stream.vmdesc import vmdesc_struct
+
+    return vmdesc_struct(state)
+
+
+def _section_header(
+    w: QEMUFileWriter, kind: SectionType, section_id: int, idstr: str, instance: int, version: int
+) -> None:
+    w.u8(kind)
+    w.be32(section_id)
+    w.counted_string(idstr.encode())
+    w.be32(instance)
+    w.be32(version)
+
+
+def _footer(w: QEMUFileWriter, section_id: int) -> None:
+    w.u8(SectionType.FOOTER)
+    w.be32(section_id)
+
+
+def _ram(w: QEMUFileWriter, kinds: np.ndarray, seed: int, page_size: int, ram_bytes: int) -> None:
+    # START: the block list (QEMU-FORMAT.md 2.2), then EOS.
+    _section_header(w, SectionType.START, _RAM_SECTION_ID, "ram", 0, 4)
+    w.be64(ram_bytes | RamFlag.MEM_SIZE)
+    w.counted_string(RAM_BLOCK.encode())
+    w.be64(ram_bytes)
+    w.be64(RamFlag.EOS)
+    _footer(w, _RAM_SECTION_ID)
+    repeated = _repeated_page(seed, page_size)
+    name = bytes([len(RAM_BLOCK)]) + RAM_BLOCK.encode()
+    zero, page, cont = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.CONTINUE)
+    for chunk, first in enumerate(range(0, len(kinds), CHUNK_PAGES)):
+        w.u8(SectionType.PART)
+        w.be32(_RAM_SECTION_ID)
+        part = kinds[first : first + CHUNK_PAGES]
+        rand = _random_chunk(seed, chunk, page_size) if (part == 1).any() else b""
+        for j, kind in enumerate(part.tolist()):
+            offset = (first + j) * page_size
+            flags = zero if kind == 0 else page
+            if first + j:
+                w.be64(offset | flags | cont)
+            else:
+                w.be64(offset | flags)
+                w.write(name)
+            if kind == 0:
+                w.u8(0)
+            elif kind == 1:
+                w.write(rand[j * page_size : (j + 1) * page_size])
+            else:
+                w.write(repeated)
+        w.be64(RamFlag.EOS)
+        _footer(w, _RAM_SECTION_ID)
+    w.u8(SectionType.END)
+    w.be32(_RAM_SECTION_ID)
+    w.be64(RamFlag.EOS)
+    _footer(w, _RAM_SECTION_ID)
