@@ -48,12 +48,12 @@ def test_loads_decodes_and_round_trips():
 
 
 def test_page_mix_counts_are_exact():
-    s = synthetic_stream(ram_bytes=8 << 20, mix=MIX, seed=3)
+    s = synthetic_stream(ram_bytes=1 << 20, mix=MIX, seed=3)
     frame = s.ram_frame()
     row = frame[frame["block"] == "pc.ram"].iloc[0]
-    assert row["pages"] == 2048
-    assert row["zero_pages"] == 512
-    assert row["data_pages"] == 1536
+    assert row["pages"] == 256
+    assert row["zero_pages"] == 64
+    assert row["data_pages"] == 192
 
 
 def test_page_content_is_what_was_generated():
