@@ -1,0 +1,83 @@
+"""Hostile input to every decoder ends in a MiglabError, never another exception."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from conftest import STREAMS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import miglab
+from miglab import encoders
+from miglab.encoders import asn1
+from miglab.encoders.bench import device_state
+from miglab.errors import MiglabError
+
+_NET = next(p for p in STREAMS if p.stem == "q100-pc-q35-10.0-usb")
+# A small but complete stream (device state of a real one) keeps each example fast.
+_STREAM = device_state(miglab.load(_NET))
+_ENCODED = {fmt: encoders.encode(_STREAM, fmt) for fmt in encoders.names()}
+_KW = {"asn1-per": {"schema": asn1.schema_text()}}
+_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def attempt(fmt: str, data: bytes) -> None:
+    with contextlib.suppress(MiglabError):
+        encoders.get(fmt).decode(data, **_KW.get(fmt, {}))
+
+
+@pytest.mark.parametrize("fmt", encoders.names())
+def test_truncated(fmt: str) -> None:
+    data = _ENCODED[fmt]
+    for n in (0, 1, 5, 13, 40, len(data) // 3, len(data) // 2, len(data) - 1):
+        with pytest.raises(MiglabError):
+            encoders.get(fmt).decode(data[:n], **_KW.get(fmt, {}))
+
+
+@pytest.mark.parametrize("fmt", encoders.names())
+@_SETTINGS
+@given(data=st.data())
+def test_bit_flips(fmt: str, data: st.DataObject) -> None:
+    raw = bytearray(_ENCODED[fmt])
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    attempt(fmt, bytes(raw))
+
+
+@pytest.mark.parametrize("fmt", encoders.names())
+@_SETTINGS
+@given(tail=st.binary(max_size=200))
+def test_garbage_after_a_valid_head(fmt: str, tail: bytes) -> None:
+    attempt(fmt, _ENCODED[fmt][:16] + tail)
+
+
+@pytest.mark.parametrize("fmt", encoders.names())
+@_SETTINGS
+@given(junk=st.binary(max_size=300))
+def test_garbage(fmt: str, junk: bytes) -> None:
+    attempt(fmt, junk)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        # Declared lengths far beyond the input must not allocate.
+        ("cbor", b"\xd9\xd9\xf7\x9b\x00\x00\x00\x01\x00\x00\x00\x00"),  # array of 2**32 items
+        ("cbor", b"\xd9\xd9\xf7\x5b\x00\x00\x00\x10\x00\x00\x00\x00"),  # 64 GiB byte string
+        ("msgpack", b"\x81\xa6miglab\xdd\xff\xff\xff\xff"),  # array32 of 2**32-1 items
+        ("msgpack", b"\x81\xa6miglab\xc6\xff\xff\xff\xff"),  # bin32 of 4 GiB
+        ("json", b'{"miglab":' + b"[" * 100000),  # deep nesting
+        ("cbor", b"\xd9\xd9\xf7" + b"\x81" * 100000),
+        ("msgpack", b"\x81\xa6miglab" + b"\x91" * 100000),
+        ("asn1-ber", asn1.MAGIC + b"B" + asn1.schema_id() + b"\xa5\x84\xff\xff\xff\xff"),
+        ("sized", b"MLSZ\x00\x00\x00\x01QEVM\x00\x00\x00\x03\x04\x00\x00\x00\x01"),
+        ("json", b'{"miglab":1,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),
+        ("json", b'{"miglab":1}'),
+    ],
+)
+def test_crafted(fmt: str, data: bytes) -> None:
+    with pytest.raises(MiglabError):
+        encoders.get(fmt).decode(data, **_KW.get(fmt, {}))
