@@ -91,12 +91,13 @@ class Visitor(ABC):
         parts = [*self._path, name] if name is not None else self._path
         out = ""
         for part in parts:
-            out += part if part.startswith("[") or not out else "." + part
+            if part:  # the unnamed top-level struct adds nothing
+                out += part if part.startswith("[") or not out else "." + part
         return out
 
     def _push(self, name: str | None) -> None:
         if name is None:
-            name = f"[{self._index[-1]}]" if self._index else "[0]"
+            name = f"[{self._index[-1]}]" if self._index else ""
         self._path.append(name)
 
     def _pop(self) -> None:

@@ -115,6 +115,8 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
     if f.kind == "int":
         if cur is not None and not isinstance(cur, list):
             raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
+        if cur is not None and not v.is_input and len(cur) != count:
+            raise v.error(f"has {len(cur)} elements, the count says {count}", f.name)
         return v.int_array(f.name, cur, count, f.size, f.signed)
     if not v.is_input:
         if not isinstance(cur, list):
