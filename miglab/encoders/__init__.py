@@ -73,12 +73,12 @@ class Format:
     @property
     def encode(self) -> Callable[[Stream], bytes]:
         """The format's ``encode(stream) -> bytes``."""
-        return self.module.encode  # type: ignore[no-any-return]
+        return self.module.encode
 
     @property
     def decode(self) -> Callable[..., Stream]:
         """The format's ``decode(data) -> Stream``."""
-        return self.module.decode  # type: ignore[no-any-return]
+        return self.module.decode
 
     def sniff(self, data: bytes) -> bool:
         """Whether ``data`` looks like this format."""

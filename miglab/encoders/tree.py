@@ -125,6 +125,7 @@ def _plan(desc: VMStateDescription) -> tuple[Any, ...]:
         return hit[1]
     plan = []
     for f in desc.fields:
+        aux: Any
         array = f.num is not None or f.num_field is not None or f.elements is not None
         if f.kind == "struct":
             code, aux = (_STRUCT_ARRAY, (f.struct, f.elements)) if array else (_STRUCT, f.struct)
@@ -195,7 +196,7 @@ def _template(d: VMStateDescription) -> _Template:
                 path=f"{d.name}.{f.name}",
             )
         kind0, _, signed0, check0 = INFO_TYPES.get(f.info, ("bytes", 0, False, None))
-        entry = [
+        entry: list[Any] = [
             _txt(f.name),
             f.info,
             f.size,
