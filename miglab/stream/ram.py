@@ -312,7 +312,8 @@ def _bulk_run(
     """
     stride = 8 + payload
     while True:
-        count = min((end - pos - 8) // stride + 1 if end - pos >= 8 else 0, _RUN_BATCH)
+        # Whole records only: a record whose payload is cut is left to the caller's loop.
+        count = min((end - pos) // stride, _RUN_BATCH)
         if count <= 0:
             return pos
         batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
