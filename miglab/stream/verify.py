@@ -1,0 +1,389 @@
+"""Check a migration stream for every inconsistency miglab can see (``miglab verify``).
+
+:func:`~miglab.stream.reader.load` stops at the first bad byte; verify keeps
+going.  When the stream loads, the tree is checked for what the reader
+does not enforce: section ids and kinds (duplicates, START without END,
+PART/END after END), footers used by some sections and not others, RAM
+pages beyond their block or never sent, the vmdesc against the sections
+present and against the decoded sizes, the page size in the configuration
+against the vmdesc, undecoded sections, bytes after the end.  When it does
+not load, the failure is the first finding and the rest of the bytes are
+scanned for section headers and footers (QEMU's own resynchronisation
+points) to check what follows.
+
+Every finding names the byte offset where it was seen.  Errors make
+``miglab verify`` exit 1; warnings (an undecoded section, an end of stream
+that had to be guessed) are shown but do not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from miglab.errors import MiglabError
+from miglab.stream.constants import RamFlag, SectionType
+from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
+from miglab.stream.ram import RamPayload
+from miglab.stream.reader import load, open_source
+from miglab.vmstate.state import VMState
+
+__all__ = ("Finding", "errors", "verify")
+
+Severity = Literal["error", "warning"]
+_PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
+_BE32 = struct.Struct(">I")
+# A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
+_HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00..([\x01-\xff])", re.DOTALL)
+_FOOTER_RE = re.compile(rb"\x7e\x00\x00..", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One inconsistency.
+
+    Attributes:
+        severity: ``"error"`` (the stream is wrong) or ``"warning"`` (miglab
+            could not check something, or had to guess).
+        code: a short stable name for the kind of finding (``"footer-id"``).
+        message: what was seen and what was expected.
+        offset: byte offset in the input, when there is one.
+    """
+
+    severity: Severity
+    code: str
+    message: str
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        where = f"offset {self.offset} (0x{self.offset:x}): " if self.offset is not None else ""
+        return f"{self.severity}: {self.code}: {where}{self.message}"
+
+
+def errors(findings: list[Finding]) -> list[Finding]:
+    """The findings of severity ``"error"``."""
+    return [f for f in findings if f.severity == "error"]
+
+
+def verify(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    *,
+    schema: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+) -> list[Finding]:
+    """Every inconsistency found in a stream, in offset order.
+
+    Args:
+        source: a file path or the stream's bytes.
+        schema: a ``-dump-vmstate`` JSON (path or parsed), for streams
+            without vmdesc, and to compare the machine type.
+
+    Raises:
+        MiglabError: the file cannot be read, or ``schema`` is unusable;
+            bad stream bytes are findings, never exceptions.
+    """
+    view = open_source(source)
+    index = None
+    if schema is not None:
+        from miglab.vmstate.from_schema import SchemaIndex
+
+        index = SchemaIndex.load(schema)
+    try:
+        stream = load(view, schema=index)
+    except MiglabError as exc:
+        found = [Finding("error", "load", exc.message, exc.offset)]
+        found += _resync(view, exc.offset or 0)
+    else:
+        found = list(_check(stream, view))
+        machine = getattr(index, "machine", None)
+        if machine and stream.machine and machine != stream.machine:
+            found.append(
+                Finding(
+                    "error",
+                    "schema-machine",
+                    f"schema is for machine {machine!r}, the stream's configuration says "
+                    f"{stream.machine!r}",
+                )
+            )
+    return sorted(found, key=lambda f: (f.offset if f.offset is not None else -1))
+
+
+# --- a stream that loads -------------------------------------------------------
+def _check(stream: Stream, view: memoryview) -> Iterator[Finding]:
+    yield from _check_sections(stream)
+    yield from _check_ram(stream)
+    yield from _check_vmdesc(stream)
+    if stream.trailer:
+        at = len(view) - len(stream.trailer)
+        yield Finding(
+            "error",
+            "trailing-bytes",
+            f"{len(stream.trailer)} bytes after the end of the stream"
+            + (" and its vmdesc" if stream.vmdesc is not None else ""),
+            at,
+        )
+
+
+def _check_sections(stream: Stream) -> Iterator[Finding]:
+    ids: dict[int, Section] = {}
+    devices: dict[tuple[str, int], Section] = {}
+    open_ids: dict[int, Section] = {}
+    ended: set[int] = set()
+    footers = {s.footer for s in stream.sections}
+    if len(footers) > 1:
+        first = next(s for s in stream.sections if not s.footer)
+        yield Finding(
+            "error",
+            "footer-missing",
+            f"section {first.name!r} (id {first.section_id}) has no footer although others do",
+            first.offset,
+        )
+    for rec in stream.records:
+        if isinstance(rec, CommandRecord):
+            continue
+        s = rec
+        if s.kind.has_full_header:
+            other = ids.get(s.section_id)
+            if other is not None:
+                yield Finding(
+                    "error",
+                    "duplicate-section-id",
+                    f"section id {s.section_id} is used by {other.name!r} at {other.offset} "
+                    f"and again by {s.name!r}",
+                    s.offset,
+                )
+            ids[s.section_id] = s
+            key = (s.name, s.instance_id)
+            twin = devices.get(key)
+            if twin is not None and twin.kind is s.kind:
+                yield Finding(
+                    "error",
+                    "duplicate-section",
+                    f"{s.kind.value} section {s.name!r} instance {s.instance_id} appears twice "
+                    f"(first at {twin.offset})",
+                    s.offset,
+                )
+            devices[key] = s
+            if s.kind is SectionKind.START:
+                open_ids[s.section_id] = s
+        else:
+            if s.section_id in ended:
+                yield Finding(
+                    "error",
+                    "after-end",
+                    f"{s.kind.value} section for id {s.section_id} ({s.name!r}) after its END",
+                    s.offset,
+                )
+            if s.kind is SectionKind.END:
+                open_ids.pop(s.section_id, None)
+                ended.add(s.section_id)
+        if isinstance(s.payload, Opaque):
+            yield Finding(
+                "warning",
+                "undecoded",
+                f"{s.kind.value} section {s.name!r}: {len(s.payload)} bytes not checked "
+                f"({s.payload.reason})",
+                s.offset,
+            )
+    for s in open_ids.values():
+        yield Finding(
+            "error",
+            "no-end",
+            f"iterative section {s.name!r} (id {s.section_id}) never gets its END section",
+            s.offset,
+        )
+    if stream.vmdesc is None and stream.sections and not any(s.footer for s in stream.sections):
+        last = stream.records[-1]
+        if isinstance(last, Section) and isinstance(last.payload, Opaque):
+            yield Finding(
+                "warning",
+                "end-guessed",
+                "no footers and no vmdesc: where the last undescribed section ends (and so "
+                "whether the stream is complete) is a guess; pass schema= to check it",
+                last.offset,
+            )
+
+
+def _check_ram(stream: Stream) -> Iterator[Finding]:
+    ctx = stream.ram
+    page = stream.page_size
+    names: dict[str, int] = {}
+    for b in ctx.blocks:
+        if b.name in names:
+            yield Finding("error", "ram-block-duplicate", f"RAM block {b.name!r} listed twice")
+        names[b.name] = 1
+        if b.used_length % page:
+            yield Finding(
+                "error",
+                "ram-block-length",
+                f"RAM block {b.name!r} is {b.used_length} bytes, not a multiple of the "
+                f"{page}-byte page",
+            )
+    chunks = [s for s in stream.sections if isinstance(s.payload, RamPayload)]
+    if not chunks or not ctx.blocks:
+        return
+    sent = [np.zeros(max(b.used_length // page, 0), dtype=bool) for b in ctx.blocks]
+    for s in chunks:
+        p = s.payload
+        assert isinstance(p, RamPayload)
+        if not len(p):
+            continue
+        is_page = (p.flags & _PAGE_FLAGS) != 0
+        blocks = p.block[is_page]
+        offsets = p.offsets[is_page]
+        where = p.pos[is_page]
+        for bi in np.unique(blocks).tolist():
+            if bi < 0 or bi >= len(ctx.blocks):
+                continue
+            mine = blocks == bi
+            offs = offsets[mine]
+            used = ctx.blocks[bi].used_length
+            beyond = offs + np.uint64(page) > np.uint64(used)
+            if beyond.any():
+                k = int(np.argmax(beyond))
+                yield Finding(
+                    "error",
+                    "page-beyond-block",
+                    f"{int(beyond.sum())} page(s) of RAM block {ctx.blocks[bi].name!r} lie beyond "
+                    f"its {used} bytes (first at block offset 0x{int(offs[k]):x})",
+                    int(where[mine][k]) - 8,
+                )
+            inside = offs[~beyond] // np.uint64(page)
+            sent[bi][inside.astype(np.int64)] = True
+    if stream.eof and any(s.kind is SectionKind.END for s in chunks) and not ctx.ignore_shared:
+        for b, marks in zip(ctx.blocks, sent, strict=True):
+            missing = int((~marks).sum())
+            if missing:
+                first = int(np.argmin(marks))
+                yield Finding(
+                    "error",
+                    "page-never-sent",
+                    f"{missing} page(s) of RAM block {b.name!r} are never sent "
+                    f"(first at block offset 0x{first * page:x}); precopy sends every page",
+                )
+
+
+def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
+    vmdesc = stream.vmdesc
+    if vmdesc is None:
+        return
+    full = {(s.name, s.instance_id): s for s in stream.sections if s.kind is SectionKind.FULL}
+    listed: set[tuple[str, int]] = set()
+    for dev in vmdesc.get("devices", []):
+        key = (dev.get("name"), dev.get("instance_id"))
+        listed.add(key)  # type: ignore[arg-type]
+        s = full.get(key)  # type: ignore[arg-type]
+        if s is None:
+            yield Finding(
+                "error",
+                "vmdesc-no-section",
+                f"vmdesc lists device {key[0]!r} instance {key[1]} but the stream has no such section",
+            )
+            continue
+        if isinstance(s.payload, VMState):
+            want = _vmdesc_size(dev)
+            got = _payload_size(s)
+            if want is not None and want != got:
+                yield Finding(
+                    "error",
+                    "vmdesc-size",
+                    f"section {s.name!r} has {got} payload bytes, its vmdesc sizes add up to {want}",
+                    s.offset,
+                )
+    for key, s in full.items():
+        if key not in listed:
+            yield Finding(
+                "error",
+                "section-not-in-vmdesc",
+                f"section {key[0]!r} instance {key[1]} is not in the vmdesc",
+                s.offset,
+            )
+    cfg = stream.configuration
+    bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
+    page = vmdesc.get("page_size")
+    if bits is not None and isinstance(page, int):
+        cfg_page = 1 << min(int(bits.fields["target_page_bits"]), 62)
+        if cfg_page != page:
+            yield Finding(
+                "error",
+                "page-size",
+                f"configuration says {cfg_page}-byte target pages, the vmdesc says {page}",
+            )
+
+
+def _payload_size(s: Section) -> int:
+    """Payload bytes of a FULL section: its size less header and footer."""
+    header = 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
+    return s.size - header - (5 if s.footer else 0)
+
+
+def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
+    """Bytes a vmdesc device (or struct) entry says are on the wire; None if unsure."""
+    if not isinstance(entry, Mapping) or depth > 64:
+        return None
+    total = 0
+    for f in entry.get("fields", []):
+        if not isinstance(f, Mapping):
+            return None
+        n = f.get("array_len", 1)
+        if not isinstance(n, int):
+            return None
+        if f.get("type") in ("struct", "vstruct"):
+            inner = _vmdesc_size(f.get("struct"), depth + 1)
+        elif f.get("type") == "tmp" and "fields" in f:
+            inner = _vmdesc_size(f, depth + 1)
+        else:
+            inner = f.get("size")
+        if not isinstance(inner, int):
+            return None
+        total += inner * n
+    for sub in entry.get("subsections", []):
+        inner = _vmdesc_size(sub, depth + 1)
+        name = sub.get("vmsd_name") if isinstance(sub, Mapping) else None
+        if inner is None or not isinstance(name, str):
+            return None
+        total += 1 + 1 + len(name.encode()) + 4 + inner  # QEMU_VM_SUBSECTION, name, version
+    return total
+
+
+# --- a stream that does not load ------------------------------------------------
+def _resync(view: memoryview, after: int) -> Iterator[Finding]:
+    """Check section headers and footers found by scanning the bytes past ``after``."""
+    data = bytes(view)
+    end = len(data)
+    marks: list[tuple[int, str, int]] = []  # (offset, "header"|"footer", section id)
+    for m in _HEADER_RE.finditer(data, after):
+        p = m.start()
+        n = data[p + 5]
+        q = p + 6 + n
+        if q + 8 > end or not all(32 < c < 127 for c in data[p + 6 : q]):
+            continue
+        inst, ver = struct.unpack_from(">II", data, q)
+        if inst < 0x10000 and ver < 0x1000:
+            marks.append((p, "header", _BE32.unpack_from(data, p + 1)[0]))
+    for m in _FOOTER_RE.finditer(data, after):
+        p = m.start()
+        if p + 5 < end and data[p + 5] in (0, 1, 2, 3, 4, 8):
+            marks.append((p, "footer", _BE32.unpack_from(data, p + 1)[0]))
+    marks.sort()
+    current: tuple[int, int] | None = None
+    for p, kind, sid in marks:
+        if kind == "header":
+            current = (p, sid)
+        elif current is not None:
+            if sid != current[1]:
+                yield Finding(
+                    "error",
+                    "footer-id",
+                    f"footer names section id {sid}, the section header at {current[0]} "
+                    f"has id {current[1]} (found by resynchronising)",
+                    p + 1,
+                )
+            current = None
+    if data.rfind(bytes([SectionType.EOF, SectionType.VMDESCRIPTION])) < 0 and end:
+        yield Finding("warning", "no-vmdesc", "no vmdesc trailer found", None)
