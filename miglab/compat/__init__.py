@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from miglab.compat import filters
+from miglab.compat import filters, virtio_rules  # noqa: F401  (registers the virtio transforms)
 from miglab.compat.edit import Edit
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream, qemu_of_machine
 from miglab.compat.registry import REGISTRY, Plan, Registry, Transform, plan, register

@@ -1,0 +1,270 @@
+"""virtio devices between QEMU builds: changes inside the ``virtio`` save data.
+
+A virtio device's section is one opaque field, ``virtio`` (see :mod:`miglab.devices.virtio`),
+so the field-level rules of :mod:`miglab.compat.qemu` cannot reach what differs between QEMU
+builds.  The transforms here decode the field, change it, and encode it again.  The
+knowledge lives in ``miglab/knowledge/compat-virtio.json``: per device, the PCI config
+layout and MSI-X vector count each build gives it.
+
+Today one device differs between QEMU 7.2 and 10.0: virtio-balloon-pci has two MSI-X
+vectors on 10.0's newest machines and none on 7.2.  Converting removes (or adds) the MSI-X
+state virtio-pci saves — table, pending bits, config vector, one vector per queue — and
+rewrites the config bytes where the two layouts differ (capability pointer, the MSI-X
+capability), taking the destination's layout.  The guest may have walked the capability
+list, so these changes are guest-visible; a guest whose driver enabled MSI-X cannot lose it
+and is refused.
+
+The report of such a transform lists each change inside the field (paths ``virtio/...``)
+and then the field's bytes (path ``virtio``) that carry them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from miglab.compat.edit import Edit
+from miglab.compat.registry import REGISTRY, Registry, Transform
+from miglab.compat.report import Change, ChangeReport, Classification
+from miglab.devices.virtio import (
+    MSIX_ENTRY_SIZE,
+    PCI_CAP_ID_MSIX,
+    VIRTIO_INFO,
+    VIRTIO_NO_VECTOR,
+    capabilities,
+    decode_virtio,
+    encode_virtio,
+    is_express,
+    msix_vectors_of,
+    queue_description,
+    virtio_description,
+)
+from miglab.errors import CompatError
+from miglab.vmstate.state import VMState
+
+__all__ = ("VirtioTransform", "knowledge", "register_virtio_transforms")
+
+_MSIX_ENABLE = 0x8000  # PCI_MSIX_FLAGS_ENABLE in the capability's message control
+_MSIX_MASKBIT = 1  # PCI_MSIX_ENTRY_CTRL_MASKBIT: how QEMU resets every table entry
+_PCI_BASE_ADDRESS_0 = 0x10
+
+
+@cache
+def knowledge() -> dict[str, Any]:
+    """The parsed ``compat-virtio.json``."""
+    text = resources.files("miglab.knowledge").joinpath("compat-virtio.json").read_text()
+    return json.loads(text)
+
+
+class VirtioTransform(Transform):
+    """A transform whose step works inside a device's ``virtio`` field.
+
+    ``fn(edit)`` changes the section through ``edit`` (recording the new ``virtio`` bytes)
+    and returns the report of the changes it made inside them, which calling the transform
+    puts before the edit's own report.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, states: Sequence[VMState]) -> tuple[list[VMState], ChangeReport]:
+        """Apply to copies of ``states``; the report lists inner changes and the field."""
+        edit = Edit(copy.deepcopy(list(states)))
+        inner: ChangeReport = self.fn(edit)  # type: ignore[func-returns-value]
+        return edit.states, inner + edit.report
+
+
+def register_virtio_transforms(registry: Registry) -> None:
+    """Register a step each way between every two builds the knowledge file knows, per device."""
+    for device, know in knowledge()["devices"].items():
+        versions = list(know["layouts"])
+        for src in versions:
+            for dst in versions:
+                if src != dst:
+                    registry.add(
+                        VirtioTransform(
+                            device,
+                            src,
+                            dst,
+                            _step(device, dst),
+                            f"MSI-X vectors and PCI capability layout of {know['pci_device']}",
+                        )
+                    )
+
+
+def _step(device: str, dst: str) -> Callable[[Edit], ChangeReport]:
+    def run(edit: Edit) -> ChangeReport:
+        return _convert(edit, device, dst)
+
+    return run
+
+
+# --- the step ----------------------------------------------------------------------------
+def _convert(edit: Edit, device: str, dst: str) -> ChangeReport:
+    """Give ``device`` the MSI-X vectors and PCI layout QEMU ``dst`` gives it."""
+    if not any(s.desc.name == device for s in edit.states):
+        return ChangeReport()
+    state = edit.state(device)
+    name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
+    if name is None or not isinstance(state.fields[name], bytes | bytearray | memoryview):
+        return ChangeReport()
+    know = knowledge()["devices"][device]
+    inner = decode_virtio(bytes(state.fields[name]), device)
+    have, want = msix_vectors_of(inner.desc), know["layouts"][dst]["msix_vectors"]
+    if have == want:
+        return ChangeReport()
+    layouts = {
+        lay["msix_vectors"]: bytes.fromhex(lay["config"]) for lay in know["layouts"].values()
+    }
+    if have not in layouts:
+        raise CompatError(
+            f"no known PCI layout of {know['pci_device']} with {have} MSI-X vectors",
+            path=f"{device}/{name}",
+        )
+    if have and not want:
+        _check_msix_unused(inner, device, dst)
+    sub = Edit([inner])
+    _layout(sub, inner, layouts[have], layouts[want], know, dst)
+    if want:
+        _add_msix(sub, inner, want, dst)
+    else:
+        _remove_msix(sub, inner, dst)
+    inner.desc = virtio_description(
+        express=is_express(inner.desc),
+        msix_vectors=want,
+        device=next((f for f in inner.desc.fields if f.name == "device"), None),
+    )
+    report = ChangeReport(
+        tuple(
+            Change(
+                c.action,
+                device,
+                f"{name}/{c.path}",
+                c.before,
+                c.after,
+                c.classification,
+                c.reason,
+                None if c.new_path is None else f"{name}/{c.new_path}",
+            )
+            for c in sub.report
+        )
+    )
+    edit.set(
+        device,
+        name,
+        encode_virtio(inner),
+        classification=_worst(report),
+        reason=f"virtio save data re-encoded with the {len(report)} change(s) under {name}/",
+    )
+    return report
+
+
+def _worst(report: ChangeReport) -> Classification:
+    return "guest-visible" if report.guest_visible else "safe"
+
+
+def _layout(
+    sub: Edit, inner: VMState, src: bytes, dst: bytes, know: dict[str, Any], qemu: str
+) -> None:
+    """Take the destination's bytes wherever the two builds' layouts differ."""
+    config = inner.fields["pci_dev"].fields["config"]
+    new = bytearray(config)
+    moved = [i for i in range(len(src)) if src[i] != dst[i]]
+    for i in moved:
+        new[i] = dst[i]
+    had = capabilities(bytes(config)).get(PCI_CAP_ID_MSIX)
+    if had is not None and PCI_CAP_ID_MSIX not in capabilities(dst):
+        bar = _PCI_BASE_ADDRESS_0 + 4 * know["msix_bar"]
+        new[bar : bar + 4] = bytes(4)  # the BAR that held only the MSI-X table and PBA
+    where = ", ".join(f"0x{i:02x}" for i in moved)
+    sub.set(
+        "virtio",
+        "pci_dev/config",
+        bytes(new),
+        classification="guest-visible",
+        reason=f"PCI capability layout of QEMU {qemu}'s {know['pci_device']} (bytes {where}: "
+        f"capability pointer and MSI-X capability); the guest may have read the list",
+    )
+
+
+def _check_msix_unused(inner: VMState, device: str, qemu: str) -> None:
+    """Refuse to take MSI-X away from a guest whose driver enabled it."""
+    config = bytes(inner.fields["pci_dev"].fields["config"])
+    at = capabilities(config)[PCI_CAP_ID_MSIX]
+    if int.from_bytes(config[at + 2 : at + 4], "little") & _MSIX_ENABLE:
+        raise CompatError(
+            f"the guest enabled MSI-X, which QEMU {qemu}'s device does not have; its driver "
+            "would wait for interrupts that never come",
+            path=f"{device}/virtio/pci_dev/config",
+        )
+
+
+def _remove_msix(sub: Edit, inner: VMState, qemu: str) -> None:
+    why = f"QEMU {qemu}'s device has no MSI-X"
+    for f in ("msix_table", "msix_pba", "config_vector"):
+        sub.remove("virtio", f, classification="guest-visible", reason=why)
+    queue = queue_description(msix=False)
+    unused = all(q.fields["vector"] == VIRTIO_NO_VECTOR for q in inner.fields["vq"])
+    sub.set(
+        "virtio",
+        "vq",
+        [
+            VMState(queue, q.version_id, {k: v for k, v in q.fields.items() if k != "vector"})
+            for q in inner.fields["vq"]
+        ],
+        classification="safe" if unused else "guest-visible",
+        reason=f"per-queue MSI-X vectors dropped: {why}"
+        + ("" if unused else " (the guest had assigned vectors)"),
+    )
+
+
+def _add_msix(sub: Edit, inner: VMState, vectors: int, qemu: str) -> None:
+    why = f"QEMU {qemu}'s device has {vectors} MSI-X vectors; reset state (all masked, none used)"
+    entry = bytes(MSIX_ENTRY_SIZE - 4) + _MSIX_MASKBIT.to_bytes(4, "little")
+    sub.add(
+        "virtio",
+        "msix_table",
+        "buffer",
+        entry * vectors,
+        after="pci_dev",
+        size=MSIX_ENTRY_SIZE * vectors,
+        classification="guest-visible",
+        reason=why,
+    )
+    size = (vectors + 7) // 8
+    sub.add(
+        "virtio",
+        "msix_pba",
+        "buffer",
+        bytes(size),
+        after="msix_table",
+        size=size,
+        classification="guest-visible",
+        reason=why,
+    )
+    sub.add(
+        "virtio",
+        "config_vector",
+        "uint16",
+        VIRTIO_NO_VECTOR,
+        after="msix_pba",
+        classification="guest-visible",
+        reason=why,
+    )
+    queue = queue_description(msix=True)
+    sub.set(
+        "virtio",
+        "vq",
+        [
+            VMState(queue, q.version_id, {**q.fields, "vector": VIRTIO_NO_VECTOR})
+            for q in inner.fields["vq"]
+        ],
+        classification="safe",
+        reason=f"per-queue MSI-X vectors: none assigned ({why})",
+    )
+
+
+register_virtio_transforms(REGISTRY)

@@ -1,0 +1,443 @@
+"""QEMU's virtio save format (``VMSTATE_VIRTIO_DEVICE``) as VMState descriptions.
+
+Every virtio device section carries one field, ``virtio``, of VMStateInfo type ``virtio``:
+QEMU writes it with ``virtio_save`` (hw/virtio/virtio.c) and the vmdesc does not describe it,
+so the stream reader keeps it as opaque bytes.  This module describes it for the virtio-pci
+transport, in wire order:
+
+1. the transport's ``save_config`` (``virtio_pci_save_config``): the PCI header
+   (``vmstate_pci_device``; 4096 config bytes for PCI Express), then, when the device has
+   MSI-X, its table (16 bytes a vector), pending-bit array (one bit a vector, whole bytes)
+   and the config-change vector;
+2. ``status``, ``isr``, ``queue_sel``, the low 32 bits of the guest features, ``config_len``
+   and the device config space;
+3. the queue count and per queue: ring size, descriptor table address, ``last_avail_idx``
+   and (transport ``save_queue``) the queue's MSI-X vector when the device has MSI-X;
+4. the device class's own state (``vdc->save`` / ``vdc->vmsd``): described for the devices
+   in :data:`DEVICE_PARTS`, an opaque span for others;
+5. the subsections of ``vmstate_virtio`` (``virtio/device_endian``, ``virtio/64bit_features``,
+   ``virtio/virtqueues``, ``virtio/ringsize``, ``virtio/broken``, ``virtio/extra_state`` with
+   virtio-pci's ``virtio_pci/modern_state``, ``virtio/started``,
+   ``virtio/packed_virtqueues``, ``virtio/disabled``).
+
+What shapes the format but is not on the wire is read from what is:
+the MSI-X vector count and PCI Express-ness from the config space's capability list, the
+device part's span from where ``vmstate_virtio``'s subsections start.  :func:`expand_virtio`
+replaces a section's opaque ``virtio`` bytes by the decoded state (a struct field) and
+:func:`collapse_virtio` puts the bytes back; both are byte-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from miglab.devices.pci import PCI_CONFIG_SIZE, PCIE_CONFIG_SIZE, VMSTATE_PCI_DEVICE
+from miglab.errors import MiglabError, MigrationFormatError
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutputVisitor
+from miglab.vmstate.description import VMStateDescription, VMStateField, describe, field
+from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
+
+__all__ = (
+    "DEVICE_PARTS",
+    "MSIX_ENTRY_SIZE",
+    "PCI_CAP_ID_EXP",
+    "PCI_CAP_ID_MSIX",
+    "SUBSECTIONS",
+    "VIRTIO_INFO",
+    "VIRTIO_NO_VECTOR",
+    "VIRTIO_QUEUE_MAX",
+    "capabilities",
+    "collapse_virtio",
+    "decode_virtio",
+    "encode_virtio",
+    "expand_virtio",
+    "is_express",
+    "msix_vectors_of",
+    "queue_description",
+    "virtio_description",
+)
+
+VIRTIO_INFO = "virtio"  # the VMStateInfo name of VMSTATE_VIRTIO_DEVICE
+VIRTIO_QUEUE_MAX = 1024  # length of the per-queue arrays in the subsections
+VIRTIO_NO_VECTOR = 0xFFFF
+MSIX_ENTRY_SIZE = 16  # PCI_MSIX_ENTRY_SIZE
+PCI_CAP_ID_MSIX = 0x11
+PCI_CAP_ID_EXP = 0x10
+_PCI_STATUS = 0x06
+_PCI_STATUS_CAP_LIST = 0x10
+_PCI_CAPABILITY_LIST = 0x34
+_PCI_HEADER = 4 + PCI_CONFIG_SIZE  # version_id + config: where the capability list can be read
+_QEMU_VM_SUBSECTION = 0x05
+
+
+# --- the common part -------------------------------------------------------------------
+_PCIE_DEVICE = dataclasses.replace(
+    VMSTATE_PCI_DEVICE,
+    name="PCIEDevice",
+    fields=tuple(
+        dataclasses.replace(f, size=PCIE_CONFIG_SIZE) if f.name == "config" else f
+        for f in VMSTATE_PCI_DEVICE.fields
+    ),
+)
+
+
+def queue_description(msix: bool) -> VMStateDescription:
+    """One entry of virtio_save's queue loop (PCI: no per-queue alignment); ``msix``: the
+    transport adds the queue's MSI-X vector."""
+    fields = [
+        field("vring.num", "uint32"),
+        field("vring.desc", "uint64"),
+        field("last_avail_idx", "uint16"),
+    ]
+    if msix:
+        fields.append(field("vector", "uint16"))  # virtio_pci_save_queue
+    return describe("VirtQueue", fields)
+
+
+def _array_of(name: str, fields: list[VMStateField]) -> VMStateField:
+    """``VMSTATE_STRUCT_VARRAY_POINTER_KNOWN(vq, ..., VIRTIO_QUEUE_MAX, ...)``."""
+    return field("vq", "struct", num=VIRTIO_QUEUE_MAX, struct=describe(name, fields))
+
+
+def _sub(
+    name: str, fields: list[VMStateField], subs: tuple[VMStateDescription, ...] = ()
+) -> VMStateDescription:
+    return describe(name, fields, minimum_version_id=1, subsections=subs)
+
+
+_MODERN_QUEUE = describe(
+    "virtio_pci/modern_queue_state",
+    [
+        field("num", "uint16"),
+        field("unused", "unused_buffer", size=1),  # enabled was once a be16
+        field("enabled", "bool"),
+        field("desc", "uint32", num=2),
+        field("avail", "uint32", num=2),
+        field("used", "uint32", num=2),
+    ],
+    minimum_version_id=1,
+)
+_VIRTIO_PCI = _sub(
+    "virtio_pci",
+    [],
+    (
+        _sub(
+            "virtio_pci/modern_state",
+            [
+                field("dfselect", "uint32"),
+                field("gfselect", "uint32"),
+                field("guest_features", "uint32", num=2),
+                field("vqs", "struct", num=VIRTIO_QUEUE_MAX, struct=_MODERN_QUEUE),
+            ],
+        ),
+    ),
+)
+
+#: ``vmstate_virtio``'s subsections, in the order QEMU sends them.
+SUBSECTIONS: tuple[VMStateDescription, ...] = (
+    _sub("virtio/device_endian", [field("device_endian", "uint8")]),
+    _sub("virtio/64bit_features", [field("guest_features", "uint64")]),
+    _sub(
+        "virtio/virtqueues",
+        [
+            _array_of(
+                "virtqueue_state", [field("vring.avail", "uint64"), field("vring.used", "uint64")]
+            )
+        ],
+    ),
+    _sub("virtio/ringsize", [_array_of("ringsize_state", [field("vring.num_default", "uint32")])]),
+    _sub("virtio/broken", [field("broken", "bool")]),
+    _sub("virtio/extra_state", [field("extra_state", "struct", struct=_VIRTIO_PCI)]),
+    _sub("virtio/started", [field("started", "bool")]),
+    _sub(
+        "virtio/packed_virtqueues",
+        [
+            _array_of(
+                "packed_virtqueue_state",
+                [
+                    field("last_avail_idx", "uint16"),
+                    field("last_avail_wrap_counter", "bool"),
+                    field("used_idx", "uint16"),
+                    field("used_wrap_counter", "bool"),
+                    field("inuse", "uint32"),
+                ],
+            )
+        ],
+    ),
+    _sub("virtio/disabled", [field("disabled", "bool")]),
+)
+
+_TAIL = describe("virtio", [], subsections=SUBSECTIONS)
+
+
+# --- device parts ----------------------------------------------------------------------
+def _balloon(data: bytes, at: int) -> VMStateDescription:
+    """``vmstate_virtio_balloon_device`` (hw/virtio/virtio-balloon.c)."""
+    return describe(
+        "virtio-balloon-device",
+        [field("num_pages", "uint32"), field("actual", "uint32")],
+        minimum_version_id=1,
+        subsections=(
+            _sub(
+                "virtio-balloon-device/free-page-report",
+                [
+                    field("free_page_hint_cmd_id", "uint32"),
+                    field("free_page_hint_status", "uint32"),
+                ],
+            ),
+            # (sic) QEMU's name for the page-poison subsection
+            _sub("vitio-balloon-device/page-poison", [field("poison_val", "uint32")]),
+        ),
+    )
+
+
+def _serial(data: bytes, at: int) -> VMStateDescription:
+    """``virtio_serial_save_device`` (hw/char/virtio-serial-bus.c): config, port map, ports.
+
+    A port with a popped virtqueue element carries that element (not described): such
+    data raises, and the caller keeps the device part opaque.
+    """
+    r = QEMUFileReader(data, at)
+    r.be16("cols")
+    r.be16("rows")
+    max_nr_ports = r.be32("max_nr_ports")
+    words = (max_nr_ports + 31) // 32
+    r.read_bytes(4 * words, "ports_map")
+    nr_active = r.be32("nr_active_ports")
+    for _ in range(nr_active):
+        r.read_bytes(6, "port id and connection flags")
+        if r.be32("elem_popped"):
+            raise MigrationFormatError(
+                "virtio-serial port with a popped element (not described)", offset=r.pos
+            )
+    port = describe(
+        "VirtIOSerialPort",
+        [
+            field("id", "uint32"),
+            field("guest_connected", "uint8"),
+            field("host_connected", "uint8"),
+            field("elem_popped", "uint32"),
+        ],
+    )
+    return describe(
+        "virtio-serial-device",
+        [
+            field("config.cols", "uint16"),
+            field("config.rows", "uint16"),
+            field("config.max_nr_ports", "uint32"),
+            field("ports_map", "uint32", num=words),
+            field("nr_active_ports", "uint32"),
+            field("ports", "struct", num_field="nr_active_ports", struct=port),
+        ],
+    )
+
+
+#: Section vmsd name -> the device class's own part (None: the device has none).  The
+#: function gets the ``virtio`` bytes and where the part starts (some parts size themselves
+#: from values written before them).
+DEVICE_PARTS: dict[str, Callable[[bytes, int], VMStateDescription] | None] = {
+    "virtio-balloon": _balloon,
+    "virtio-console": _serial,
+    "virtio-rng": None,
+    "virtio-scsi": None,
+    "virtio-input": None,
+}
+
+
+# --- layout and description ------------------------------------------------------------
+def capabilities(config: bytes) -> dict[int, int]:
+    """Capability id -> offset, walking the standard list from byte 0x34."""
+    out: dict[int, int] = {}
+    if len(config) < 64 or not config[_PCI_STATUS] & _PCI_STATUS_CAP_LIST:
+        return out
+    at = config[_PCI_CAPABILITY_LIST] & 0xFC
+    while at and at + 2 <= len(config) and at not in out.values():
+        out.setdefault(config[at], at)
+        at = config[at + 1] & 0xFC
+    return out
+
+
+def _msix_vectors(config: bytes) -> int:
+    at = capabilities(config).get(PCI_CAP_ID_MSIX)
+    if at is None:
+        return 0
+    return (int.from_bytes(config[at + 2 : at + 4], "little") & 0x7FF) + 1
+
+
+def virtio_description(
+    *, express: bool = False, msix_vectors: int = 0, device: VMStateField | None = None
+) -> VMStateDescription:
+    """The description of a device's ``virtio`` bytes.
+
+    Args:
+        express: PCI Express device (4096 config bytes instead of 256).
+        msix_vectors: MSI-X table size; 0 = no MSI-X (no table, PBA or vectors on the wire).
+        device: the ``device`` field carrying the device class's own part (a struct, or an
+            opaque buffer for devices miglab does not describe); None when there is none.
+    """
+    n = msix_vectors
+    pci = _PCIE_DEVICE if express else VMSTATE_PCI_DEVICE
+    fields = [field("pci_dev", "struct", struct=pci)]
+    if n:
+        fields += [
+            field("msix_table", "buffer", size=n * MSIX_ENTRY_SIZE),
+            field("msix_pba", "buffer", size=(n + 7) // 8),
+            field("config_vector", "uint16"),
+        ]
+    fields += [
+        field("status", "uint8"),
+        field("isr", "uint8"),
+        field("queue_sel", "uint16"),
+        field("guest_features", "uint32"),
+        field("config_len", "uint32"),
+        field("config", "buffer", size_field="config_len"),
+        field("num_queues", "uint32"),
+        field("vq", "struct", num_field="num_queues", struct=queue_description(bool(n))),
+    ]
+    if device is not None:
+        fields.append(device)
+    return describe("virtio", fields, subsections=SUBSECTIONS)
+
+
+def _head(express: bool, msix_vectors: int) -> VMStateDescription:
+    """The part before the device's own part (no subsections, a name they cannot match)."""
+    desc = virtio_description(express=express, msix_vectors=msix_vectors)
+    return dataclasses.replace(desc, name="virtio-head", subsections=())
+
+
+def msix_vectors_of(desc: VMStateDescription) -> int:
+    """The MSI-X table size a ``virtio`` description has (0: no MSI-X)."""
+    for f in desc.fields:
+        if f.name == "msix_table":
+            return f.size // MSIX_ENTRY_SIZE
+    return 0
+
+
+def is_express(desc: VMStateDescription) -> bool:
+    """Whether a ``virtio`` description carries a PCI Express config space."""
+    return desc.field_named("pci_dev").struct is _PCIE_DEVICE
+
+
+# --- decode and encode -----------------------------------------------------------------
+def _read(data: bytes, desc: VMStateDescription, start: int = 0) -> tuple[VMState, int]:
+    r = QEMUFileReader(data, start)
+    state = visit_vmstate(QEMUFileInputVisitor(r), desc, None, desc.version_id)
+    return state, r.pos
+
+
+def _opaque_span(data: bytes, at: int) -> int:
+    """Bytes of an undescribed device part: up to where ``vmstate_virtio``'s subsections
+    start, i.e. the first position from which they read to the end exactly."""
+    for p in range(at, len(data) + 1):
+        if p < len(data) and not (
+            data[p] == _QEMU_VM_SUBSECTION and data[p + 2 : p + 9] == b"virtio/"
+        ):
+            continue
+        try:
+            _, end = _read(data, _TAIL, p)
+        except MiglabError:
+            continue
+        if end == len(data):
+            return p - at
+    raise MigrationFormatError(
+        "no vmstate_virtio subsections end the virtio data", offset=at, path="virtio/device"
+    )
+
+
+def decode_virtio(data: bytes, device: str) -> VMState:
+    """Decode one device's ``virtio`` bytes (virtio-pci transport).
+
+    Args:
+        data: the field's bytes.
+        device: the section's vmsd name (``virtio-balloon``): picks the device part.
+
+    Raises:
+        MigrationFormatError: the bytes do not follow the format, or leave bytes over.
+    """
+    if len(data) < _PCI_HEADER:
+        raise MigrationFormatError(
+            f"virtio data of {len(data)} bytes is shorter than a PCI header", offset=len(data)
+        )
+    config = data[4:_PCI_HEADER]
+    express = PCI_CAP_ID_EXP in capabilities(config)
+    full = data[4 : 4 + PCIE_CONFIG_SIZE] if express else config
+    vectors = _msix_vectors(full)
+    _, at = _read(data, _head(express, vectors))
+    part: VMStateField | None = None
+    make = DEVICE_PARTS.get(device, _opaque)
+    if make is not None:
+        try:
+            sub = make(data, at)
+            part = field("device", "struct", struct=sub)
+            desc = virtio_description(express=express, msix_vectors=vectors, device=part)
+            state, end = _read(data, desc)
+            if end == len(data):
+                return state
+        except MiglabError:
+            pass
+    size = _opaque_span(data, at)
+    part = field("device", "buffer", size=size) if size else None
+    desc = virtio_description(express=express, msix_vectors=vectors, device=part)
+    state, end = _read(data, desc)
+    if end != len(data):
+        raise MigrationFormatError(
+            f"{len(data) - end} bytes left over after the virtio data", offset=end, path=device
+        )
+    return state
+
+
+def _opaque(data: bytes, at: int) -> VMStateDescription:
+    raise MigrationFormatError("no description of this device's own part", offset=at)
+
+
+def encode_virtio(state: VMState) -> bytes:
+    """The bytes of a decoded ``virtio`` state."""
+    w = QEMUFileWriter()
+    visit_vmstate(QEMUFileOutputVisitor(w), state.desc, state, state.version_id)
+    return w.getvalue()
+
+
+# --- in a section's state ----------------------------------------------------------------
+def _virtio_field(state: VMState) -> VMStateField | None:
+    for f in state.desc.fields:
+        if f.info == VIRTIO_INFO:
+            return f
+    return None
+
+
+def expand_virtio(state: VMState) -> VMState | None:
+    """Replace ``state``'s opaque ``virtio`` bytes by their decoded state, in place.
+
+    The field becomes a struct field (still of type ``virtio``) whose value is the decoded
+    :class:`VMState`; the walker writes it back to the same bytes.
+
+    Returns:
+        The decoded state, or None when ``state`` has no opaque ``virtio`` field.
+    """
+    f = _virtio_field(state)
+    if f is None or f.kind != "bytes":
+        return None
+    sub = decode_virtio(bytes(state.fields[f.name]), state.desc.name)
+    _replace(state, dataclasses.replace(f, kind="struct", size=0, struct=sub.desc), sub)
+    return sub
+
+
+def collapse_virtio(state: VMState) -> bytes | None:
+    """Put a decoded ``virtio`` field back as opaque bytes, in place (inverse of
+    :func:`expand_virtio`); returns the bytes, or None when there was nothing to collapse."""
+    f = _virtio_field(state)
+    if f is None or f.kind != "struct":
+        return None
+    raw = encode_virtio(state.fields[f.name])
+    _replace(state, dataclasses.replace(f, kind="bytes", size=len(raw), struct=None), raw)
+    return raw
+
+
+def _replace(state: VMState, new: VMStateField, value: object) -> None:
+    state.desc = dataclasses.replace(
+        state.desc, fields=tuple(new if f.name == new.name else f for f in state.desc.fields)
+    )
+    state.fields[new.name] = value
