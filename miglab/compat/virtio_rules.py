@@ -14,22 +14,22 @@ capability), taking the destination's layout.  The guest may have walked the cap
 list, so these changes are guest-visible; a guest whose driver enabled MSI-X cannot lose it
 and is refused.
 
-The report of such a transform lists each change inside the field (paths ``virtio/...``)
-and then the field's bytes (path ``virtio``) that carry them.
+A change report's unit is a member of the section, and here that is the ``virtio`` field:
+each transform reports one change of it, whose reason lists every change made inside it
+(recorded on the decoded state with an :class:`~miglab.compat.edit.Edit` of its own) with
+its classification; the field's classification is the worst of them.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from miglab.compat.edit import Edit
 from miglab.compat.registry import REGISTRY, Registry, Transform
-from miglab.compat.report import Change, ChangeReport, Classification
 from miglab.devices.virtio import (
     MSIX_ENTRY_SIZE,
     PCI_CAP_ID_MSIX,
@@ -46,7 +46,7 @@ from miglab.devices.virtio import (
 from miglab.errors import CompatError
 from miglab.vmstate.state import VMState
 
-__all__ = ("VirtioTransform", "knowledge", "register_virtio_transforms")
+__all__ = ("knowledge", "register_virtio_transforms")
 
 _MSIX_ENABLE = 0x8000  # PCI_MSIX_FLAGS_ENABLE in the capability's message control
 _MSIX_MASKBIT = 1  # PCI_MSIX_ENTRY_CTRL_MASKBIT: how QEMU resets every table entry
@@ -60,23 +60,6 @@ def knowledge() -> dict[str, Any]:
     return json.loads(text)
 
 
-class VirtioTransform(Transform):
-    """A transform whose step works inside a device's ``virtio`` field.
-
-    ``fn(edit)`` changes the section through ``edit`` (recording the new ``virtio`` bytes)
-    and returns the report of the changes it made inside them, which calling the transform
-    puts before the edit's own report.
-    """
-
-    __slots__ = ()
-
-    def __call__(self, states: Sequence[VMState]) -> tuple[list[VMState], ChangeReport]:
-        """Apply to copies of ``states``; the report lists inner changes and the field."""
-        edit = Edit(copy.deepcopy(list(states)))
-        inner: ChangeReport = self.fn(edit)  # type: ignore[func-returns-value]
-        return edit.states, inner + edit.report
-
-
 def register_virtio_transforms(registry: Registry) -> None:
     """Register a step each way between every two builds the knowledge file knows, per device."""
     for device, know in knowledge()["devices"].items():
@@ -85,7 +68,7 @@ def register_virtio_transforms(registry: Registry) -> None:
             for dst in versions:
                 if src != dst:
                     registry.add(
-                        VirtioTransform(
+                        Transform(
                             device,
                             src,
                             dst,
@@ -95,27 +78,27 @@ def register_virtio_transforms(registry: Registry) -> None:
                     )
 
 
-def _step(device: str, dst: str) -> Callable[[Edit], ChangeReport]:
-    def run(edit: Edit) -> ChangeReport:
-        return _convert(edit, device, dst)
+def _step(device: str, dst: str) -> Callable[[Edit], None]:
+    def run(edit: Edit) -> None:
+        _convert(edit, device, dst)
 
     return run
 
 
 # --- the step ----------------------------------------------------------------------------
-def _convert(edit: Edit, device: str, dst: str) -> ChangeReport:
+def _convert(edit: Edit, device: str, dst: str) -> None:
     """Give ``device`` the MSI-X vectors and PCI layout QEMU ``dst`` gives it."""
     if not any(s.desc.name == device for s in edit.states):
-        return ChangeReport()
+        return
     state = edit.state(device)
     name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
     if name is None or not isinstance(state.fields[name], bytes | bytearray | memoryview):
-        return ChangeReport()
+        return
     know = knowledge()["devices"][device]
     inner = decode_virtio(bytes(state.fields[name]), device)
     have, want = msix_vectors_of(inner.desc), know["layouts"][dst]["msix_vectors"]
     if have == want:
-        return ChangeReport()
+        return
     layouts = {
         lay["msix_vectors"]: bytes.fromhex(lay["config"]) for lay in know["layouts"].values()
     }
@@ -137,33 +120,14 @@ def _convert(edit: Edit, device: str, dst: str) -> ChangeReport:
         msix_vectors=want,
         device=next((f for f in inner.desc.fields if f.name == "device"), None),
     )
-    report = ChangeReport(
-        tuple(
-            Change(
-                c.action,
-                device,
-                f"{name}/{c.path}",
-                c.before,
-                c.after,
-                c.classification,
-                c.reason,
-                None if c.new_path is None else f"{name}/{c.new_path}",
-            )
-            for c in sub.report
-        )
-    )
     edit.set(
         device,
         name,
         encode_virtio(inner),
-        classification=_worst(report),
-        reason=f"virtio save data re-encoded with the {len(report)} change(s) under {name}/",
+        classification="guest-visible" if sub.report.guest_visible else "safe",
+        reason="virtio save data re-encoded; inside it: "
+        + "; ".join(f"{c.action} {c.path} [{c.classification}] ({c.reason})" for c in sub.report),
     )
-    return report
-
-
-def _worst(report: ChangeReport) -> Classification:
-    return "guest-visible" if report.guest_visible else "safe"
 
 
 def _layout(
