@@ -1,11 +1,12 @@
 """Seed corpus from data/: small, valid inputs for every target.
 
 Real streams are 250 KiB - 1 MiB, almost all of it RAM pages, and the
-fuzzer learns little from mutating page bytes.  So seeds are cut down:
-each representative stream without its RAM PART chunks (header,
-configuration, block list, every device section, EOF, vmdesc), the same
-without its vmdesc, its first 4 KiB, and each encoder's encoding of the
-cut-down stream.  Schemas are cut to a few device entries.
+fuzzer learns little (and slowly) from mutating page bytes.  So seeds are
+cut down: from each representative stream, its first 4 KiB and streams of
+header, configuration, RAM block list, four device sections, EOF and a
+vmdesc listing just those (with and without the vmdesc), and each
+encoder's encoding of one such stream; for long runs also the stream with
+every device.  Schemas are cut to a few device entries.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from targets import TARGETS, seed_for  # type: ignore[import-not-found]
+
 import miglab
 from miglab.errors import MiglabError
 from miglab.stream.model import Section, SectionKind
-
-from targets import TARGETS, seed_for  # type: ignore[import-not-found]
 
 __all__ = ("REPRESENTATIVE", "seeds", "write_corpus")
 
@@ -47,25 +48,51 @@ def small_stream(path: Path) -> miglab.Stream:
     return stream
 
 
-def seeds() -> Iterator[tuple[str, bytes]]:
-    """``(target name, input)`` pairs for every target."""
+def tiny_stream(path: Path, start: int, count: int = 4) -> miglab.Stream:
+    """The RAM block list and ``count`` device sections from the ``start``-th, vmdesc to match."""
+    stream = small_stream(path)
+    devices = [r for r in stream.records if isinstance(r, Section) and r.name != "ram"]
+    keep = {id(r) for r in devices[start : start + count]}
+    stream.records = [
+        r for r in stream.records if id(r) in keep or (isinstance(r, Section) and r.name == "ram")
+    ]
+    if stream.vmdesc is not None:
+        names = {(r.name, r.instance_id) for r in devices[start : start + count]}
+        stream.vmdesc = dict(stream.vmdesc)
+        stream.vmdesc["devices"] = [
+            d for d in stream.vmdesc["devices"] if (d["name"], d["instance_id"]) in names
+        ]
+    return stream
+
+
+def seeds(*, full: bool = False) -> Iterator[tuple[str, bytes]]:
+    """``(target name, input)`` pairs for every target.
+
+    Args:
+        full: also the cut-down streams with every device (40-130 KiB each;
+            slower to mutate, worth it in long runs).
+    """
     encoders = None
     if any(name.startswith("decode:") for name in TARGETS):
         from miglab import encoders
     for name in REPRESENTATIVE:
-        raw = (DATA / name).read_bytes()
-        small = small_stream(DATA / name)
-        data = small.to_bytes()
-        yield "load", data
-        yield "load", raw[:4096]
-        yield "verify", data
-        bare = small_stream(DATA / name)
-        bare.vmdesc = None
-        yield "load", bare.to_bytes()
+        path = DATA / name
+        yield "load", path.read_bytes()[:4096]
+        if full:
+            yield "load", small_stream(path).to_bytes()
+        for start in range(0, 24, 4):
+            tiny = tiny_stream(path, start)
+            data = tiny.to_bytes()
+            yield "load", data
+            yield "verify", data
+            if tiny.vmdesc is not None:
+                tiny.vmdesc = None
+                yield "load", tiny.to_bytes()
         if encoders is not None:
+            tiny = tiny_stream(path, 0)
             for fmt in encoders.names():
                 try:
-                    yield f"decode:{fmt}", encoders.encode(small, fmt)
+                    yield f"decode:{fmt}", encoders.encode(tiny, fmt)
                 except MiglabError:
                     continue
     schemas = sorted(DATA.glob("schema-*.json"))
@@ -82,11 +109,11 @@ def seeds() -> Iterator[tuple[str, bytes]]:
                     yield target, text
 
 
-def write_corpus(directory: Path) -> int:
+def write_corpus(directory: Path, *, full: bool = False) -> int:
     """Write every seed (prefixed with its target byte) into ``directory``; returns the count."""
     directory.mkdir(parents=True, exist_ok=True)
     n = 0
-    for target, data in seeds():
+    for target, data in seeds(full=full):
         (directory / f"seed-{n:03d}-{target.replace(':', '-')}").write_bytes(seed_for(target, data))
         n += 1
     return n

@@ -13,6 +13,7 @@ and the rest is the target's input; :func:`dispatch` does that, and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import miglab
 from miglab.errors import MiglabError
 
-__all__ = ("TARGETS", "dispatch", "seed_for", "run_target")
+__all__ = ("TARGETS", "dispatch", "run_target", "seed_for")
 
 Target = Callable[[bytes], object]
 
@@ -114,10 +115,8 @@ _NAMES = list(TARGETS)
 
 def run_target(name: str, data: bytes) -> None:
     """Run one target, swallowing the :class:`MiglabError` bad input is allowed to raise."""
-    try:
+    with contextlib.suppress(MiglabError):
         TARGETS[name](data)
-    except MiglabError:
-        pass
 
 
 def dispatch(data: bytes) -> None:

@@ -110,7 +110,7 @@ def verify(
                     f"{stream.machine!r}",
                 )
             )
-    return sorted(found, key=lambda f: (f.offset if f.offset is not None else -1))
+    return sorted(found, key=lambda f: f.offset if f.offset is not None else -1)
 
 
 # --- a stream that loads -------------------------------------------------------
@@ -196,6 +196,13 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             "no-end",
             f"iterative section {s.name!r} (id {s.section_id}) never gets its END section",
             s.offset,
+        )
+    if stream.vmdesc is None and stream.configuration is not None:
+        yield Finding(
+            "warning",
+            "no-vmdesc",
+            "the stream has a configuration block but no vmdesc trailer: QEMU writes one unless "
+            "the machine suppresses it, so the stream may have been cut after its EOF",
         )
     if stream.vmdesc is None and stream.sections and not any(s.footer for s in stream.sections):
         last = stream.records[-1]
