@@ -194,11 +194,11 @@ def _balloon(data: bytes, at: int) -> VMStateDescription:
     )
 
 
-def _serial(data: bytes, at: int) -> VMStateDescription:
+def _serial(data: bytes, at: int) -> VMStateDescription | None:
     """``virtio_serial_save_device`` (hw/char/virtio-serial-bus.c): config, port map, ports.
 
-    A port with a popped virtqueue element carries that element (not described): such
-    data raises, and the caller keeps the device part opaque.
+    A port with a popped virtqueue element carries that element, which is not described:
+    then there is no description (None) and the device part stays opaque.
     """
     r = QEMUFileReader(data, at)
     r.be16("cols")
@@ -210,9 +210,7 @@ def _serial(data: bytes, at: int) -> VMStateDescription:
     for _ in range(nr_active):
         r.read_bytes(6, "port id and connection flags")
         if r.be32("elem_popped"):
-            raise MigrationFormatError(
-                "virtio-serial port with a popped element (not described)", offset=r.pos
-            )
+            return None
     port = describe(
         "VirtIOSerialPort",
         [
@@ -237,8 +235,10 @@ def _serial(data: bytes, at: int) -> VMStateDescription:
 
 #: Section vmsd name -> the device class's own part (None: the device has none).  The
 #: function gets the ``virtio`` bytes and where the part starts (some parts size themselves
-#: from values written before them).
-DEVICE_PARTS: dict[str, Callable[[bytes, int], VMStateDescription] | None] = {
+#: from values written before them) and returns the part's description, or None when these
+#: bytes hold something it does not describe (the part then stays opaque).  Devices not
+#: listed keep an opaque part too.
+DEVICE_PARTS: dict[str, Callable[[bytes, int], VMStateDescription | None] | None] = {
     "virtio-balloon": _balloon,
     "virtio-console": _serial,
     "virtio-rng": None,
@@ -366,22 +366,16 @@ def decode_virtio(data: bytes, device: str) -> VMState:
     full = data[4 : 4 + PCIE_CONFIG_SIZE] if express else config
     vectors = _msix_vectors(full)
     _, at = _read(data, _head(express, vectors))
-    part: VMStateField | None = None
-    make = DEVICE_PARTS.get(device, _opaque)
-    if make is not None:
-        try:
-            sub = make(data, at)
-            part = field("device", "struct", struct=sub)
-            desc = virtio_description(express=express, msix_vectors=vectors, device=part)
-            state, end = _read(data, desc)
-            if end == len(data):
-                return state
-        except MiglabError:
-            pass
-    size = _opaque_span(data, at)
-    part = field("device", "buffer", size=size) if size else None
-    desc = virtio_description(express=express, msix_vectors=vectors, device=part)
-    state, end = _read(data, desc)
+    make = DEVICE_PARTS.get(device, _undescribed)
+    sub = make(data, at) if make is not None else None
+    if sub is not None:
+        part: VMStateField | None = field("device", "struct", struct=sub)
+    elif make is None:
+        part = None
+    else:
+        size = _opaque_span(data, at)
+        part = field("device", "buffer", size=size) if size else None
+    state, end = _read(data, virtio_description(express=express, msix_vectors=vectors, device=part))
     if end != len(data):
         raise MigrationFormatError(
             f"{len(data) - end} bytes left over after the virtio data", offset=end, path=device
@@ -389,8 +383,9 @@ def decode_virtio(data: bytes, device: str) -> VMState:
     return state
 
 
-def _opaque(data: bytes, at: int) -> VMStateDescription:
-    raise MigrationFormatError("no description of this device's own part", offset=at)
+def _undescribed(data: bytes, at: int) -> None:
+    """The device part of a device miglab has no description for: kept opaque."""
+    return None
 
 
 def encode_virtio(state: VMState) -> bytes:
