@@ -318,7 +318,8 @@ def msix_vectors_of(desc: VMStateDescription) -> int:
 
 def is_express(desc: VMStateDescription) -> bool:
     """Whether a ``virtio`` description carries a PCI Express config space."""
-    return desc.field_named("pci_dev").struct is _PCIE_DEVICE
+    pci = desc.field_named("pci_dev").struct
+    return pci is not None and pci.field_named("config").size == PCIE_CONFIG_SIZE
 
 
 # --- decode and encode -----------------------------------------------------------------
