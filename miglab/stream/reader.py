@@ -434,7 +434,7 @@ class _Reader:
             if not all(32 < c < 127 for c in idstr):
                 return False
             inst, ver = struct.unpack_from(">II", v, q)
-            return inst < 0x10000 and ver < 0x1000
+            return inst < 0x10000 and ver < 0x10000  # i6300esb_wdt is version 10000
         if t in (SectionType.PART, SectionType.END):
             return p + 5 <= end and _BE32.unpack_from(v, p + 1)[0] in self.starts
         if t == SectionType.COMMAND:
