@@ -367,9 +367,8 @@ class _Reader:
     def _footer(self, r: QEMUFileReader, section_id: int, name: str) -> bool:
         if r.peek_u8() != SectionType.FOOTER:
             if self.footers:
-                raise MigrationFormatError(
-                    f"missing section footer for {name!r} (expected 0x7e)", offset=r.pos
-                )
+                cls = TruncatedStreamError if r.at_end() else MigrationFormatError
+                raise cls(f"missing section footer for {name!r} (expected 0x7e)", offset=r.pos)
             self.footers = False
             return False
         at = r.pos
