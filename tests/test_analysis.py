@@ -208,3 +208,18 @@ def test_compat_matrix_from_the_stored_verdicts():
     assert table.loc["QEMU 10.0 pc-q35-7.2 net", "QEMU 7.2"]
     (ax,) = plot_compat_matrix(results)
     assert ax.get_title().startswith("raw")
+
+
+def test_plot_encoders_takes_bench_measure_rows():
+    rows = []
+    for part, size in (("device", 10), ("stream", 100)):
+        for fmt, k in (("legacy", 1), ("cbor", 2)):
+            rows.append(("s", part, fmt, size * k, float(k), float(k + part.startswith("s"))))
+    measured = pd.DataFrame(
+        rows, columns=["stream", "part", "format", "bytes", "encode_MBps", "decode_MBps"]
+    )
+    size_ax, speed_ax = plot_encoders(measured)
+    assert [t.get_text() for t in size_ax.get_yticklabels()] == ["legacy", "cbor"]
+    # state bars are the device part's bytes; speeds are the device part's.
+    assert [p.get_width() for p in size_ax.patches[:2]] == [10, 20]
+    assert [p.get_width() for p in speed_ax.patches] == [1.0, 2.0, 1.0, 2.0]

@@ -20,6 +20,7 @@ from miglab.analysis.evolution import (
     version_matrix,
 )
 from miglab.analysis.figures import (
+    bench_table,
     compat_pivot,
     plot_compat_matrix,
     plot_encoders,
@@ -36,6 +37,7 @@ from miglab.analysis.schema_tables import (
 
 __all__ = (
     "DATA_DIR",
+    "bench_table",
     "compat_pivot",
     "device_name",
     "field_changes",

@@ -20,6 +20,7 @@ from miglab.stream.model import Stream
 __all__ = (
     "BENCH_COLUMNS",
     "COMPAT_COLUMNS",
+    "bench_table",
     "compat_pivot",
     "plot_compat_matrix",
     "plot_encoders",
@@ -134,8 +135,8 @@ def plot_encoders(bench: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
     """Two panels per encoder format: bytes on the wire, and encode/decode speed.
 
     Args:
-        bench: rows of BENCH_COLUMNS (one per format and stream), as
-            ``miglab.encoders.bench.measure`` returns.
+        bench: rows of BENCH_COLUMNS (one per format and stream), or
+            ``miglab.encoders.bench.measure`` output (see :func:`bench_table`).
         axes: two Axes to draw on instead of a new figure.
 
     Returns:
@@ -143,6 +144,7 @@ def plot_encoders(bench: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
         ``total_bytes`` (stacked: device state, then the rest); speeds the
         median MB/s.
     """
+    bench = bench_table(bench) if "part" in bench.columns else bench
     missing = set(BENCH_COLUMNS) - set(bench.columns)
     if missing:
         raise KeyError(f"bench table lacks columns {sorted(missing)}")
@@ -169,9 +171,30 @@ def plot_encoders(bench: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
     speed_ax.barh(y + h / 2, med["decode_mbps"], height=h, label="decode")
     speed_ax.set_yticks(y, med.index)
     speed_ax.invert_yaxis()
-    speed_ax.set_xlabel("MB/s (median over streams)")
+    speed_ax.set_xlabel("MB/s of device state (median over streams)")
     speed_ax.legend(fontsize=8, loc="lower right")
     return size_ax, speed_ax
+
+
+def bench_table(measured: pd.DataFrame) -> pd.DataFrame:
+    """``miglab.encoders.bench.measure`` rows (one per stream, part, format) as BENCH_COLUMNS.
+
+    ``state_bytes`` is the ``device`` part (configuration, device sections,
+    vmdesc), ``total_bytes`` the whole ``stream``; speeds are the device
+    part's, the state a transform or encoder actually works on.
+    """
+    key = ["stream", "format"]
+    dev = measured[measured["part"] == "device"].set_index(key)
+    whole = measured[measured["part"] == "stream"].set_index(key)
+    out = pd.DataFrame(
+        {
+            "state_bytes": dev["bytes"],
+            "total_bytes": whole["bytes"],
+            "encode_mbps": dev["encode_MBps"],
+            "decode_mbps": dev["decode_MBps"],
+        }
+    ).reset_index()
+    return out[list(BENCH_COLUMNS)]
 
 
 _COMPAT_CMAP = ListedColormap(["tab:red", "tab:green"])
