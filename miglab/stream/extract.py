@@ -1,0 +1,232 @@
+"""Unpack a stream into a directory: RAM blocks as sparse files, state as JSON.
+
+``extract(stream_file, out_dir)`` writes
+
+* ``ram/<safe name>.bin``: each RAM block, ``used_length`` bytes, holes where
+  only zero pages were sent (the file is truncated to size first, and a zero
+  page is only written when it replaces data sent earlier);
+* ``blocks.json``: safe file name -> block name, length and address;
+* ``state.json``: the decoded state (:func:`~miglab.stream.jsonview.stream_to_jsonable`).
+
+Block names come from the stream, so they are never used as paths: every
+name is reduced to ``[A-Za-z0-9._-]``, capped in length, made unique, and
+files are opened relative to ``out_dir`` with ``O_NOFOLLOW`` so not even a
+symlink planted in ``out_dir`` leads elsewhere.  XBZRLE pages are applied to
+the page as extracted so far (QEMU's xbzrle_decode_buffer); zlib-compressed
+pages (``COMPRESS_PAGE``) are inflated, bounded to one page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from miglab.errors import MigrationFormatError
+from miglab.stream.constants import RamFlag
+from miglab.stream.jsonview import stream_to_jsonable
+from miglab.stream.ram import RamBlock, RamPayload
+from miglab.stream.reader import load
+
+__all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 96
+_PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
+
+
+@dataclass(slots=True)
+class ExtractResult:
+    """What :func:`extract` wrote.
+
+    Attributes:
+        directory: the output directory.
+        files: safe file name (relative to ``directory``) -> block name.
+        data_pages: pages written with data (PAGE, XBZRLE, COMPRESS_PAGE).
+        zero_pages: zero-page records (holes unless they overwrote data).
+        skipped: messages about records that could not be applied.
+    """
+
+    directory: Path
+    files: dict[str, str] = field(default_factory=dict)
+    data_pages: int = 0
+    zero_pages: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def safe_names(blocks: list[RamBlock]) -> list[str]:
+    """A unique, harmless relative file name (``ram/….bin``) for each block, in order.
+
+    ``/rom@etc/acpi/tables`` becomes ``ram/rom_etc_acpi_tables.bin``;
+    ``../../x`` becomes ``ram/x.bin``; NUL bytes, absolute paths and
+    over-long names cannot survive; names equal after this get ``~2``, ``~3``.
+    """
+    used: set[str] = set()
+    out = []
+    for b in blocks:
+        base = _UNSAFE.sub("_", b.name).strip("._-")[:_MAX_NAME] or "block"
+        name, k = base, 1
+        while name.lower() in used:
+            k += 1
+            name = f"{base}~{k}"
+        used.add(name.lower())
+        out.append(f"ram/{name}.bin")
+    return out
+
+
+def xbzrle_apply(page: bytearray, delta: bytes | memoryview) -> None:
+    """Apply an XBZRLE delta to ``page`` in place (QEMU's xbzrle_decode_buffer).
+
+    The delta is a sequence of (zero run: ULEB128, data run: ULEB128, data
+    bytes): skip the unchanged bytes, copy the changed ones.
+
+    Raises:
+        MigrationFormatError: a run goes past the page or the delta ends early.
+    """
+    i = d = 0
+    n = len(delta)
+    while i < n:
+        first = i == 0
+        zrun, i = _uleb128(delta, i)
+        if d + zrun > len(page) or (zrun == 0 and not first):
+            raise MigrationFormatError("XBZRLE zero run goes past the page")
+        d += zrun
+        nzrun, i = _uleb128(delta, i)
+        if nzrun == 0 or d + nzrun > len(page) or i + nzrun > n:
+            raise MigrationFormatError("XBZRLE data run goes past the page or the delta")
+        page[d : d + nzrun] = delta[i : i + nzrun]
+        d += nzrun
+        i += nzrun
+
+
+def _uleb128(data: bytes | memoryview, i: int) -> tuple[int, int]:
+    """A small ULEB128 (at most 3 bytes, as QEMU's uleb128_decode_small) and the next index."""
+    value = 0
+    for shift in (0, 7, 14):
+        if i >= len(data):
+            break
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+    raise MigrationFormatError("XBZRLE delta has a bad run length")
+
+
+def extract(
+    source: str | os.PathLike[str] | bytes,
+    directory: str | os.PathLike[str],
+    *,
+    schema: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> ExtractResult:
+    """Write the stream's RAM blocks and decoded state under ``directory``.
+
+    Args:
+        source: a stream file or its bytes.
+        directory: created if missing; nothing is written outside it.
+        schema: a ``-dump-vmstate`` JSON for streams without vmdesc.
+        progress: show a tqdm bar (default: when stderr is a terminal).
+
+    Raises:
+        MigrationFormatError: the stream does not load.
+    """
+    stream = load(source, schema=schema)
+    out = Path(directory)
+    (out / "ram").mkdir(parents=True, exist_ok=True)
+    result = ExtractResult(out)
+    blocks = stream.ram.blocks
+    names = safe_names(blocks)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    # ram/ itself is opened without following a symlink, and files relative to it.
+    dir_fd = os.open(out / "ram", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
+    fds: list[int] = []
+    try:
+        for b, name in zip(blocks, names, strict=True):
+            fd = os.open(
+                name.removeprefix("ram/"),
+                os.O_RDWR | os.O_CREAT | os.O_TRUNC | nofollow,
+                0o644,
+                dir_fd=dir_fd,
+            )
+            fds.append(fd)
+            os.ftruncate(fd, b.used_length)
+            result.files[name] = b.name
+        _write_pages(stream.sections, blocks, fds, stream.page_size, result, progress)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        os.close(dir_fd)
+    listing = {
+        name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
+        for name, b in zip(names, blocks, strict=True)
+    }
+    (out / "blocks.json").write_text(json.dumps(listing, indent=1) + "\n")
+    (out / "state.json").write_text(json.dumps(stream_to_jsonable(stream), indent=1) + "\n")
+    return result
+
+
+def _write_pages(
+    sections: list[Any],
+    blocks: list[RamBlock],
+    fds: list[int],
+    page: int,
+    result: ExtractResult,
+    progress: bool | None,
+) -> None:
+    chunks = [s.payload for s in sections if isinstance(s.payload, RamPayload)]
+    total = sum(len(p) for p in chunks)
+    show = sys.stderr.isatty() if progress is None else progress
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="rec", desc="extract", disable=not show or total < 4096)
+    written = [np.zeros(b.used_length // page + 1, dtype=bool) for b in blocks]
+    zero = bytes(page)
+    try:
+        for p in chunks:
+            flags = p.flags.tolist()
+            offsets = p.offsets.tolist()
+            block = p.block.tolist()
+            for i, fl in enumerate(flags):
+                if not fl & _PAGE_FLAGS:
+                    continue
+                bi, off = block[i], offsets[i]
+                if bi < 0 or off + page > blocks[bi].used_length:
+                    result.skipped.append(f"page at 0x{off:x} lies outside block {bi}")
+                    continue
+                fd, n = fds[bi], off // page
+                kind = fl & ~RamFlag.CONTINUE
+                data = p.payload(i)
+                if kind == RamFlag.ZERO:
+                    result.zero_pages += 1
+                    fill = data[0]
+                    if fill or written[bi][n]:
+                        os.pwrite(fd, bytes([fill]) * page if fill else zero, off)
+                        written[bi][n] = bool(fill)
+                    continue
+                if kind == RamFlag.PAGE:
+                    os.pwrite(fd, data, off)
+                elif kind == RamFlag.XBZRLE:
+                    cur = bytearray(os.pread(fd, page, off))
+                    xbzrle_apply(cur, data[3:])
+                    os.pwrite(fd, cur, off)
+                elif kind == RamFlag.COMPRESS_PAGE:
+                    inflate = zlib.decompressobj()
+                    try:
+                        raw = inflate.decompress(bytes(data[4:]), page)
+                    except zlib.error as exc:
+                        result.skipped.append(f"compressed page at 0x{off:x}: {exc}")
+                        continue
+                    os.pwrite(fd, raw.ljust(page, b"\0"), off)
+                written[bi][n] = True
+                result.data_pages += 1
+            bar.update(len(flags))
+    finally:
+        bar.close()
