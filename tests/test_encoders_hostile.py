@@ -20,7 +20,7 @@ _NET = next(p for p in STREAMS if p.stem == "q100-pc-q35-10.0-usb")
 _STREAM = device_state(miglab.load(_NET))
 _ENCODED = {fmt: encoders.encode(_STREAM, fmt) for fmt in encoders.names()}
 _KW = {"asn1-per": {"schema": asn1.schema_text()}}
-_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def attempt(fmt: str, data: bytes) -> None:
