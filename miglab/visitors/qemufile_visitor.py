@@ -46,15 +46,12 @@ def visitor_for(f: QEMUFileReader | QEMUFileWriter) -> Visitor:
         raise VisitorError("no visitor is registered for this QEMUFile") from None
 
 
-class QEMUFileOutputVisitor(Visitor):
-    """Writes visited values to a :class:`QEMUFileWriter` as QEMU would."""
+class _QEMUFileVisitor(Visitor):
+    """What both QEMUFile visitors share: structs and lists leave no trace on the wire.
 
-    is_input = False
-
-    def __init__(self, f: QEMUFileWriter) -> None:
-        super().__init__()
-        self.f = f
-        _REGISTRY[f] = self
+    QEMU's stream has no struct or list markers; a list's length always comes
+    from the description (a fixed count or an earlier field), never the input.
+    """
 
     def start_struct(self, name: str | None) -> None:
         self._push(name)
@@ -64,7 +61,7 @@ class QEMUFileOutputVisitor(Visitor):
 
     def start_list(self, name: str | None, length: int | None) -> int:
         if length is None:
-            raise self.error("list length is unknown", self.member(name))
+            raise self.error("list length must come from the description", self.member(name))
         self._push(name)
         self._index.append(0)
         return length
@@ -72,6 +69,17 @@ class QEMUFileOutputVisitor(Visitor):
     def end_list(self) -> None:
         self._index.pop()
         self._pop()
+
+
+class QEMUFileOutputVisitor(_QEMUFileVisitor):
+    """Writes visited values to a :class:`QEMUFileWriter` as QEMU would."""
+
+    is_input = False
+
+    def __init__(self, f: QEMUFileWriter) -> None:
+        super().__init__()
+        self.f = f
+        _REGISTRY[f] = self
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
@@ -140,7 +148,7 @@ class QEMUFileOutputVisitor(Visitor):
         return version
 
 
-class QEMUFileInputVisitor(Visitor):
+class QEMUFileInputVisitor(_QEMUFileVisitor):
     """Reads values from a :class:`QEMUFileReader`; errors carry path and offset."""
 
     is_input = True
@@ -152,23 +160,6 @@ class QEMUFileInputVisitor(Visitor):
 
     def _fail(self, exc: MigrationFormatError, name: str | None) -> MigrationFormatError:
         return type(exc)(exc.message, offset=exc.offset, path=self.path(self.member(name)))
-
-    def start_struct(self, name: str | None) -> None:
-        self._push(name)
-
-    def end_struct(self) -> None:
-        self._pop()
-
-    def start_list(self, name: str | None, length: int | None) -> int:
-        if length is None:
-            raise self.error("list length must come from the description", self.member(name))
-        self._push(name)
-        self._index.append(0)
-        return length
-
-    def end_list(self) -> None:
-        self._index.pop()
-        self._pop()
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         f = self.f
