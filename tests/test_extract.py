@@ -76,7 +76,7 @@ def hostile_stream(path: Path, names: list[str]) -> bytes:
     blocks[:] = renamed
     first = stream.records[0].payload
     assert isinstance(first, RamPayload) and first.block_list is not None
-    mem = [i for i, f in enumerate(first.flags.tolist()) if f & RamFlag.MEM_SIZE][0]
+    mem = next(i for i, f in enumerate(first.flags.tolist()) if f & RamFlag.MEM_SIZE)
     first.overrides[mem] = b"".join(
         bytes([len(b.name.encode())]) + b.name.encode() + struct.pack(">Q", b.used_length)
         for b in renamed

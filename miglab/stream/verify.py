@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from miglab.errors import MiglabError
-from miglab.stream.constants import RamFlag, SectionType
+from miglab.stream.constants import Command, RamFlag, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
@@ -143,6 +143,7 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             f"section {first.name!r} (id {first.section_id}) has no footer although others do",
             first.offset,
         )
+    yield from _check_commands(stream)
     for rec in stream.records:
         if isinstance(rec, CommandRecord):
             continue
@@ -182,6 +183,16 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             if s.kind is SectionKind.END:
                 open_ids.pop(s.section_id, None)
                 ended.add(s.section_id)
+        if isinstance(s.payload, VMState):
+            yield from _check_versions(s, s.payload)
+        if s.name == "ram" and not isinstance(s.payload, RamPayload):
+            yield Finding(
+                "error",
+                "ram-not-ram",
+                f"section 'ram' instance {s.instance_id} version {s.version_id} is not the RAM "
+                "section (instance 0, version 4)",
+                s.offset,
+            )
         if isinstance(s.payload, Opaque):
             yield Finding(
                 "warning",
@@ -214,6 +225,53 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
                 "whether the stream is complete) is a guess; pass schema= to check it",
                 last.offset,
             )
+
+
+# Commands QEMU sends only during setup, before the first section (savevm.c).
+_SETUP_ONLY = {Command.OPEN_RETURN_PATH, Command.POSTCOPY_ADVISE}
+# Commands of postcopy recovery, never part of a migration that sends a START.
+_RECOVERY_ONLY = {Command.POSTCOPY_RESUME, Command.RECV_BITMAP}
+
+
+def _check_commands(stream: Stream) -> Iterator[Finding]:
+    seen_section = advised = False
+    fresh = any(s.kind is SectionKind.START for s in stream.sections)
+    for rec in stream.records:
+        if isinstance(rec, Section):
+            seen_section = True
+            continue
+        cmd = rec.command
+        if cmd in _SETUP_ONLY and seen_section:
+            yield Finding(
+                "error", "command-order", f"{rec.name} after the first section", rec.offset
+            )
+        if cmd in _RECOVERY_ONLY and fresh:
+            yield Finding(
+                "error",
+                "command-out-of-place",
+                f"{rec.name} belongs to postcopy recovery, not to a migration with START sections",
+                rec.offset,
+            )
+        if cmd in (Command.POSTCOPY_LISTEN, Command.POSTCOPY_RUN) and not advised:
+            yield Finding(
+                "error", "command-order", f"{rec.name} without POSTCOPY_ADVISE before", rec.offset
+            )
+        advised = advised or cmd == Command.POSTCOPY_ADVISE
+
+
+def _check_versions(s: Section, state: VMState, depth: int = 0) -> Iterator[Finding]:
+    """Subsection versions on the wire against their description (vmdesc or schema)."""
+    for name, sub in state.subsections.items():
+        if sub.version_id != sub.desc.version_id:
+            yield Finding(
+                "error",
+                "subsection-version",
+                f"section {s.name!r}: subsection {name!r} has version {sub.version_id}, "
+                f"its description says {sub.desc.version_id}",
+                s.offset,
+            )
+        if depth < 64:
+            yield from _check_versions(s, sub, depth + 1)
 
 
 def _check_ram(stream: Stream) -> Iterator[Finding]:
@@ -371,7 +429,7 @@ def _resync(view: memoryview, after: int) -> Iterator[Finding]:
         if q + 8 > end or not all(32 < c < 127 for c in data[p + 6 : q]):
             continue
         inst, ver = struct.unpack_from(">II", data, q)
-        if inst < 0x10000 and ver < 0x1000:
+        if inst < 0x10000 and ver < 0x10000:
             marks.append((p, "header", _BE32.unpack_from(data, p + 1)[0]))
     for m in _FOOTER_RE.finditer(data, after):
         p = m.start()
