@@ -1,0 +1,165 @@
+"""Hostile input: crafted streams that announce huge lengths cost little memory.
+
+Each crafted input claims far more than it carries (a 2 GiB vmdesc, 4 Mi
+array elements, a 1 TiB buffer, a 4 GiB PACKAGED blob, a block list adding
+up to 2^62 bytes, structs nested 5000 deep, 100k records).  ``load`` must
+answer each with a :class:`~miglab.errors.MiglabError` (or a clean load)
+while its Python allocations stay within ``RATIO`` times the input plus
+1 MiB (tracemalloc), and under a hard address-space limit in a
+subprocess (``RLIMIT_AS``).  Records are Python objects, so the worst ratio
+is for inputs made of 5-byte command records (about 20x).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+
+import miglab
+from miglab.errors import LimitExceeded, MiglabError
+from miglab.limits import LIMITS
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = (DATA / "q72-pc-q35-7.2-default.mig").read_bytes()
+PRE = BASE[: miglab.load(BASE).records[0].offset]  # header + configuration
+RATIO = 32
+
+
+def device(name: str, payload: bytes, sid: int = 50) -> bytes:
+    """A FULL section with footer."""
+    n = name.encode()
+    head = b"\x04" + struct.pack(">I", sid) + bytes([len(n)]) + n + struct.pack(">II", 0, 1)
+    return head + payload + b"\x7e" + struct.pack(">I", sid)
+
+
+def with_vmdesc(body: bytes, vmdesc: str) -> bytes:
+    j = vmdesc.encode()
+    return body + b"\x00\x06" + struct.pack(">I", len(j)) + j
+
+
+def one_field(field: dict) -> str:
+    dev = {"name": "d", "instance_id": 0, "vmsd_name": "d", "version": 1, "fields": [field]}
+    return json.dumps({"page_size": 4096, "devices": [dev]})
+
+
+def nested(depth: int) -> str:
+    inner = '{"vmsd_name": "x", "version": 1, "fields": []}'
+    for _ in range(depth):
+        inner = (
+            '{"vmsd_name": "x", "version": 1, "fields": '
+            f'[{{"name": "s", "type": "struct", "size": 0, "struct": {inner}}}]}}'
+        )
+    dev = '{"name": "d", "instance_id": 0,' + inner[1:]
+    return '{"page_size": 4096, "devices": [' + dev + "]}"
+
+
+VMDESC_AT = BASE.rfind(b"\x00\x06")
+CRAFTED = {
+    "vmdesc-length-2GiB": BASE[: VMDESC_AT + 2]
+    + struct.pack(">I", 0x7FFFFFFF)
+    + BASE[VMDESC_AT + 6 :],
+    "array-len-4Mi": with_vmdesc(
+        PRE + device("d", bytes(64)) + b"\x00",
+        one_field({"name": "a", "type": "uint64", "size": 8, "array_len": 1 << 22}),
+    ),
+    "array-len-1e12": with_vmdesc(
+        PRE + device("d", bytes(64)) + b"\x00",
+        one_field({"name": "a", "type": "uint8", "size": 1, "array_len": 10**12}),
+    ),
+    "buffer-1TiB": with_vmdesc(
+        PRE + device("d", bytes(64)) + b"\x00",
+        one_field({"name": "a", "type": "buffer", "size": 1 << 40}),
+    ),
+    "nesting-5000": with_vmdesc(PRE + device("d", b"") + b"\x00", nested(5000)),
+    "nesting-200": with_vmdesc(PRE + device("d", b"") + b"\x00", nested(200)),
+    "packaged-4GiB": PRE + b"\x08\x00\x07\x00\x04\xff\xff\xff\xff" + bytes(64),
+    "block-list-2^62": PRE
+    + b"\x01\x00\x00\x00\x01\x03ram\x00\x00\x00\x00\x00\x00\x00\x04"
+    + struct.pack(">Q", (1 << 62) | 4)
+    + (b"\x01a" + struct.pack(">Q", 0)) * 50000,
+    "records-100k": PRE + b"\x08\x00\x0b\x00\x00" * 100000 + b"\x00",
+    "zero-pages-100k": PRE
+    + b"\x01\x00\x00\x00\x01\x03ram\x00\x00\x00\x00\x00\x00\x00\x04"
+    + struct.pack(">Q", (1 << 30) | 4)
+    + b"\x06pc.ram"
+    + struct.pack(">Q", 1 << 30)
+    + struct.pack(">Q", 0x10)
+    + b"\x02\x00\x00\x00\x02"
+    + struct.pack(">Q", 0x02)
+    + b"\x06pc.ram\x00"
+    + b"".join(struct.pack(">Q", (k << 12) | 0x22) + b"\x00" for k in range(1, 100000))
+    + struct.pack(">Q", 0x10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_memory_is_a_small_multiple_of_the_input(name: str):
+    data = CRAFTED[name]
+    tracemalloc.start()
+    try:
+        miglab.load(data)
+    except MiglabError as exc:
+        assert exc.offset is not None or exc.path is not None or isinstance(exc, LimitExceeded)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < RATIO * len(data) + (1 << 20), f"{name}: {peak} bytes for {len(data)}"
+
+
+def test_limits_stop_what_they_name():
+    assert LIMITS.max_depth < 5000 and LIMITS.max_array_elements < 10**12
+    with pytest.raises(LimitExceeded):
+        miglab.load(CRAFTED["array-len-1e12"])
+    with pytest.raises(LimitExceeded):
+        miglab.load(CRAFTED["nesting-200"])
+
+
+_CHILD = """
+import resource, sys
+import miglab
+from miglab.errors import MiglabError
+peak_kb = int(open("/proc/self/status").read().split("VmPeak:")[1].split()[0])
+limit = peak_kb * 1024 + (256 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    try:
+        miglab.load(data)
+    except MiglabError:
+        pass
+print("ok")
+"""
+
+
+def test_under_an_address_space_limit(tmp_path: Path):
+    paths = []
+    for name, data in CRAFTED.items():
+        p = tmp_path / f"{name}.mig"
+        p.write_bytes(data)
+        paths.append(str(p))
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, *paths], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_nothing_from_the_input_is_evaluated_or_unpickled():
+    pattern = re.compile(
+        r"(?<![\w.])(eval|exec|compile|__import__)\s*\(|\bpickle\b|\bmarshal\.loads?\b"
+        r"|\bshelve\b|yaml\.load\("
+    )
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in sorted((ROOT / "miglab").rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert hits == []
