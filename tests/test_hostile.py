@@ -92,11 +92,12 @@ CRAFTED = {
     + b"\x06pc.ram"
     + struct.pack(">Q", 1 << 30)
     + struct.pack(">Q", 0x10)
-    + b"\x02\x00\x00\x00\x02"
+    + b"\x02\x00\x00\x00\x01"
     + struct.pack(">Q", 0x02)
     + b"\x06pc.ram\x00"
     + b"".join(struct.pack(">Q", (k << 12) | 0x22) + b"\x00" for k in range(1, 100000))
-    + struct.pack(">Q", 0x10),
+    + struct.pack(">Q", 0x10)
+    + b"\x00",
 }
 
 

@@ -351,8 +351,8 @@ class _Reader:
                 if self._plausible(v, p, r.end):
                     r.pos = p
                     return v[start:p]
-        if self.vmdesc_at is None and (self.footers or v[r.end - 1] != SectionType.EOF):
-            # No vmdesc at the end, and no footer (or no final EOF byte) to be found:
+        if self.vmdesc_at is None:
+            # No vmdesc at the end and no footer or next record to be found:
             # the input was cut short.
             raise TruncatedStreamError(
                 "stream ends inside an undescribed section (no footer, next record or EOF follows)",
