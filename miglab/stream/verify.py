@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -94,7 +94,7 @@ def verify(
 
         index = SchemaIndex.load(schema)
     try:
-        stream = load(view, schema=index)
+        stream = load(view, schema=cast(Any, index))  # an index passes through SchemaIndex.load
     except MiglabError as exc:
         found = [Finding("error", "load", exc.message, exc.offset)]
         found += _resync(view, exc.offset or 0)
@@ -341,8 +341,8 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
     listed: set[tuple[str, int]] = set()
     for dev in vmdesc.get("devices", []):
         key = (dev.get("name"), dev.get("instance_id"))
-        listed.add(key)  # type: ignore[arg-type]
-        s = full.get(key)  # type: ignore[arg-type]
+        listed.add(key)
+        s = full.get(key)
         if s is None:
             yield Finding(
                 "error",
