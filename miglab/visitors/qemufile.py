@@ -56,7 +56,8 @@ class QEMUFileReader:
         end: one past the last readable byte (default: end of ``data``).
     """
 
-    __slots__ = ("__weakref__", "_end", "_view", "pos")
+    __slots__ = ("__weakref__", "_end", "_view", "_visitor", "pos")
+    _visitor: object  # the visitor made on this file (see visitor_for)
 
     def __init__(self, data: Buffer, offset: int = 0, end: int | None = None) -> None:
         self._view = data if isinstance(data, memoryview) else memoryview(data)
@@ -160,7 +161,8 @@ class QEMUFileWriter:
             vmdesc sizes when writing nested payloads).
     """
 
-    __slots__ = ("__weakref__", "_buf", "_flushed", "_sink")
+    __slots__ = ("__weakref__", "_buf", "_flushed", "_sink", "_visitor")
+    _visitor: object  # the visitor made on this file (see visitor_for)
 
     _FLUSH_AT = 1 << 20
 

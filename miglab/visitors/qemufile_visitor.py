@@ -12,7 +12,6 @@ is being converted.
 from __future__ import annotations
 
 import struct
-import weakref
 
 from miglab.errors import MigrationFormatError, VisitorError
 from miglab.visitors.base import Visitor
@@ -23,7 +22,6 @@ __all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
 QEMU_VM_SUBSECTION = 0x05
 
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_REGISTRY: weakref.WeakKeyDictionary[object, Visitor] = weakref.WeakKeyDictionary()
 _ARRAY_STRUCTS: dict[tuple[int, int, bool], struct.Struct] = {}
 
 
@@ -40,10 +38,13 @@ def _array_struct(count: int, size: int, signed: bool) -> struct.Struct:
 
 def visitor_for(f: QEMUFileReader | QEMUFileWriter) -> Visitor:
     """The visitor registered for QEMUFile ``f`` (the most recent one made on it)."""
-    try:
-        return _REGISTRY[f]
-    except KeyError:
-        raise VisitorError("no visitor is registered for this QEMUFile") from None
+    # Kept on the file itself (slot ``_visitor``): a visitor holds its file, and a
+    # registry keyed weakly by file with the visitor as value would keep every
+    # file, and the input it views, alive for good.
+    visitor: Visitor | None = getattr(f, "_visitor", None)
+    if visitor is None:
+        raise VisitorError("no visitor is registered for this QEMUFile")
+    return visitor
 
 
 class _QEMUFileVisitor(Visitor):
@@ -79,7 +80,7 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
     def __init__(self, f: QEMUFileWriter) -> None:
         super().__init__()
         self.f = f
-        _REGISTRY[f] = self
+        f._visitor = self
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
@@ -156,7 +157,7 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
     def __init__(self, f: QEMUFileReader) -> None:
         super().__init__()
         self.f = f
-        _REGISTRY[f] = self
+        f._visitor = self
 
     def _fail(self, exc: MigrationFormatError, name: str | None) -> MigrationFormatError:
         return type(exc)(exc.message, offset=exc.offset, path=self.path(self.member(name)))
