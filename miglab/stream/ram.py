@@ -286,6 +286,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
 
 
 _RUN_BATCH = 1 << 16
+_RUN_MIN = 32
 
 
 def _bulk_run(
@@ -314,8 +315,8 @@ def _bulk_run(
     while True:
         # Whole records only: a record whose payload is cut is left to the caller's loop.
         count = min((end - pos) // stride, _RUN_BATCH)
-        if count <= 0:
-            return pos
+        if count < _RUN_MIN:
+            return pos  # for a few records numpy costs more than the caller's loop
         batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
         same = (batch & np.uint64(mask)) == np.uint64(flags)
         n = count if same.all() else int(np.argmin(same))

@@ -355,8 +355,9 @@ class _Reader:
             # No vmdesc at the end and no footer or next record to be found:
             # the input was cut short.
             raise TruncatedStreamError(
-                "stream ends inside an undescribed section (no footer, next record or EOF follows)",
-                offset=start,
+                f"stream ends inside the undescribed section whose payload starts at offset {start} "
+                "(no footer, next record or EOF follows)",
+                offset=r.end,
             )
         raise MigrationFormatError(
             "cannot find where an undescribed section ends (no footer or next record found); "
