@@ -4,36 +4,40 @@
 * :mod:`~miglab.analysis.schema_tables`: ``-dump-vmstate`` schemas, a row per field;
 * :mod:`~miglab.analysis.evolution`: what changes across QEMU builds and machine types;
 * :mod:`~miglab.analysis.figures`: matplotlib figures of all of the above.
+
+The tables of a stream load with the package; the schema, evolution and
+figure modules (pandas-heavy, matplotlib) are imported on first use, so
+``Stream.ram_frame()`` does not pay for matplotlib.
 """
 
 from __future__ import annotations
 
-from miglab.analysis.evolution import (
-    DATA_DIR,
-    device_name,
-    field_changes,
-    machine_key,
-    manifest_frame,
-    schema_version_matrix,
-    stream_devices_frame,
-    subsection_matrix,
-    version_matrix,
-)
-from miglab.analysis.figures import (
-    bench_table,
-    compat_pivot,
-    plot_compat_matrix,
-    plot_encoders,
-    plot_section_sizes,
-    plot_version_heatmap,
-)
+import importlib
+from typing import Any
+
 from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
-from miglab.analysis.schema_tables import (
-    read_schema,
-    schema_devices_frame,
-    schema_frame,
-    schema_machine,
-)
+
+_LAZY = {
+    "DATA_DIR": "miglab.analysis.evolution",
+    "bench_table": "miglab.analysis.figures",
+    "compat_pivot": "miglab.analysis.figures",
+    "device_name": "miglab.analysis.evolution",
+    "field_changes": "miglab.analysis.evolution",
+    "machine_key": "miglab.analysis.evolution",
+    "manifest_frame": "miglab.analysis.evolution",
+    "plot_compat_matrix": "miglab.analysis.figures",
+    "plot_encoders": "miglab.analysis.figures",
+    "plot_section_sizes": "miglab.analysis.figures",
+    "plot_version_heatmap": "miglab.analysis.figures",
+    "read_schema": "miglab.analysis.schema_tables",
+    "schema_devices_frame": "miglab.analysis.schema_tables",
+    "schema_frame": "miglab.analysis.schema_tables",
+    "schema_machine": "miglab.analysis.schema_tables",
+    "schema_version_matrix": "miglab.analysis.evolution",
+    "stream_devices_frame": "miglab.analysis.evolution",
+    "subsection_matrix": "miglab.analysis.evolution",
+    "version_matrix": "miglab.analysis.evolution",
+}
 
 __all__ = (
     "DATA_DIR",
@@ -59,3 +63,14 @@ __all__ = (
     "subsection_matrix",
     "version_matrix",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> tuple[str, ...]:
+    return __all__
