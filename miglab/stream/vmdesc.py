@@ -4,7 +4,8 @@ The vmdesc trailer describes the device sections actually written (QEMU-FORMAT.m
 miglab's own reader decodes device sections with it.  When a transform renames, adds or drops a
 field or subsection, the section's vmdesc entry must change with it, or the stream no longer
 reads back.  :func:`vmdesc_entry` writes the entry a :class:`~miglab.vmstate.state.VMState`
-implies: field objects in wire order with ``name``, ``array_len`` or ``index``, ``type``,
+implies: field objects in wire order with ``name``, ``array_len`` or ``index`` (arrays read
+element by element, and lone ``index`` entries, which the field remembers), ``type``,
 ``struct`` and ``size`` (bytes written for one element, measured by encoding it), then the
 subsections sent.  For an unedited state read from a stream it reproduces QEMU's entry.
 """
@@ -73,6 +74,8 @@ def _fields(state: VMState) -> list[dict[str, Any]]:
                 out.append(obj)
             continue
         obj = {"name": _base(f.name)}
+        if f.index is not None:  # a lone vmdesc ``index`` entry, named ``name[index]``
+            obj = {"name": obj["name"].removesuffix(f"[{f.index}]"), "index": f.index}
         if f.num is not None or f.num_field is not None:
             obj["array_len"] = len(value)
             one = value[0] if value else None

@@ -93,6 +93,9 @@ class VMStateField:
         elements: per-element nested descriptions, for arrays whose elements
             were described one by one (vmdesc ``index`` entries).
         version_id: the field is on the wire only for stream versions >= this.
+        index: for a field read from a lone vmdesc ``index`` entry (one element of an
+            array QEMU described element by element), that index; the field is named
+            ``name[index]``, and the vmdesc entry is rebuilt from both.
         exists: QEMU's ``field_exists`` predicate, called with the values
             decoded so far and the stream version.
     """
@@ -109,6 +112,7 @@ class VMStateField:
     struct: VMStateDescription | None = None
     elements: tuple[VMStateDescription, ...] | None = None
     version_id: int = 0
+    index: int | None = None
     exists: Callable[[Mapping[str, Any], int], bool] | None = dc_field(default=None, compare=False)
 
     @property

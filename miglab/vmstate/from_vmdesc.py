@@ -16,6 +16,7 @@ predicates).  Shapes handled (QEMU-FORMAT.md 1.8):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -138,6 +139,8 @@ def _fields(
             continue
         key = base if "index" not in obj else f"{base}[{obj['index']}]"
         f = _one(obj, where, depth, _unique(key, used), cache)
+        if "index" in obj:
+            f = dataclasses.replace(f, index=_int(obj, "index", f"{where}.{base}"))
         out.append(f)
         i += 1
     return out
