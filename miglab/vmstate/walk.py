@@ -15,8 +15,21 @@ from typing import Any
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS
 from miglab.visitors.base import Visitor
-from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
+from miglab.visitors.qemufile_visitor import (
+    QEMU_VM_SUBSECTION,
+    QEMUFileInputVisitor,
+    QEMUFileOutputVisitor,
+)
 from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.layout import (
+    Run,
+    Step,
+    flat_run,
+    layout,
+    paused_gc,
+    read_run,
+    write_run,
+)
 from miglab.vmstate.state import VMState
 
 __all__ = ("NULLPTR_MARKER", "visit_vmstate")
@@ -42,6 +55,19 @@ def visit_vmstate(
             not on the wire.
         name: the member name of this struct in its parent (None at top level).
     """
+    if v._path:
+        return _visit_struct(v, desc, state, version_id, name)
+    with paused_gc():  # a whole section's values at once: no collection midway
+        return _visit_struct(v, desc, state, version_id, name)
+
+
+def _visit_struct(
+    v: Visitor,
+    desc: VMStateDescription,
+    state: VMState | None,
+    version_id: int | None,
+    name: str | None,
+) -> VMState:
     if state is None and not v.is_input:
         raise v.error("has no value", name)
     version = (
@@ -51,16 +77,20 @@ def visit_vmstate(
     )
     if len(v._path) > LIMITS.max_depth:
         raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
+    fast = type(v) is QEMUFileInputVisitor or type(v) is QEMUFileOutputVisitor
+    if fast:
+        flat = flat_run(desc, version)
+        if flat is not None:
+            done = _flat(v, flat, desc, version, state)
+            if done is not None:
+                return done
     v.start_struct(name)
     src = state.fields if state is not None else None
     values: dict[str, Any] = {}
-    for f in desc.fields:
-        if f.version_id > version:
-            continue
-        if f.exists is not None and not f.exists(values, version):
-            continue
-        cur = src.get(f.name, None) if src is not None else None
-        values[f.name] = _visit_field(v, f, cur, values)
+    if fast and (v.is_input or src is not None):
+        _visit_steps(v, layout(desc, version), version, src, values)
+    else:
+        _visit_fields(v, desc.fields, version, src, values)
     subsections: dict[str, VMState] = {}
     for sd in desc.subsections:
         sub = state.subsections.get(sd.name) if state is not None else None
@@ -68,7 +98,7 @@ def visit_vmstate(
             sd.name, sub.version_id if sub is not None else sd.version_id, sub is not None
         )
         if sub_version is not None:
-            subsections[sd.name] = visit_vmstate(v, sd, sub, sub_version, sd.name)
+            subsections[sd.name] = _visit_struct(v, sd, sub, sub_version, sd.name)
     if isinstance(v, QEMUFileInputVisitor):
         stray = v.pending_subsection(desc.name + "/") if desc.name else None
         if stray is not None:
@@ -79,6 +109,73 @@ def visit_vmstate(
             )
     v.end_struct()
     return VMState(desc, version, values, subsections)
+
+
+def _flat(
+    v: Visitor, run: Run, desc: VMStateDescription, version: int, state: VMState | None
+) -> VMState | None:
+    """A struct that is one run, read or written whole; None to take the general path.
+
+    On input the general path is also taken when a subsection header follows
+    (QEMU's loader may reject it as a stray subsection of this struct).
+    """
+    values: dict[str, Any] = {}
+    if isinstance(v, QEMUFileInputVisitor):
+        f = v.f
+        start = f.pos
+        if read_run(run, f, values):
+            if not desc.name or f.peek_u8() != QEMU_VM_SUBSECTION:
+                return VMState(desc, version, values, {})
+            f.pos = start
+        return None
+    assert isinstance(v, QEMUFileOutputVisitor) and state is not None
+    if write_run(run, v.f, state.fields, values):
+        return VMState(desc, version, values, {})
+    return None
+
+
+def _visit_steps(
+    v: Visitor,
+    steps: tuple[Step, ...],
+    version: int,
+    src: dict[str, Any] | None,
+    values: dict[str, Any],
+) -> None:
+    """Visit compiled steps over a QEMUFile: a run at once, other fields one by one."""
+    if isinstance(v, QEMUFileInputVisitor):
+        f = v.f
+        for step in steps:
+            if isinstance(step, Run):
+                if not read_run(step, f, values):
+                    _visit_fields(v, step.fields, version, src, values)
+            else:
+                _visit_fields(v, (step,), version, src, values)
+        return
+    assert isinstance(v, QEMUFileOutputVisitor) and src is not None
+    w = v.f
+    for step in steps:
+        if isinstance(step, Run):
+            if not write_run(step, w, src, values):
+                _visit_fields(v, step.fields, version, src, values)
+        else:
+            _visit_fields(v, (step,), version, src, values)
+
+
+def _visit_fields(
+    v: Visitor,
+    fields: tuple[VMStateField, ...],
+    version: int,
+    src: dict[str, Any] | None,
+    values: dict[str, Any],
+) -> None:
+    """Visit ``fields`` one by one (those on the wire for ``version``) into ``values``."""
+    for f in fields:
+        if f.version_id > version:
+            continue
+        if f.exists is not None and not f.exists(values, version):
+            continue
+        cur = src.get(f.name, None) if src is not None else None
+        values[f.name] = _visit_field(v, f, cur, values)
 
 
 def _count(v: Visitor, f: VMStateField, values: dict[str, Any]) -> int | None:
@@ -155,7 +252,7 @@ def _visit_one(
         assert struct is not None
         if cur is not None and not isinstance(cur, VMState):
             raise v.error(f"expected a nested state, got {type(cur).__name__}", v.member(name))
-        return visit_vmstate(v, struct, cur, None if cur is not None else struct.version_id, name)
+        return _visit_struct(v, struct, cur, None if cur is not None else struct.version_id, name)
     if kind == "float":
         return v.type_float64(name, cur)
     if kind == "str":

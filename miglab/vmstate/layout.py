@@ -1,0 +1,254 @@
+"""Compiled layouts: runs of fixed-size fields read or written with one ``struct``.
+
+The walker (:mod:`miglab.vmstate.walk`) visits a description field by field
+through the visitor, which is right for every visitor but costs a few Python
+calls per field.  On QEMU's wire most fields are fixed-size scalars —
+integers, bools, floats, fixed buffers, fixed arrays of integers — whose
+bytes sit back to back with no tag between them, so a run of such fields is
+one big-endian :class:`struct.Struct`: one ``unpack_from`` to read it, one
+``pack`` to write it.
+
+:func:`layout` compiles a description, for one stream version, into *steps*:
+a :class:`Run`, or a single :class:`VMStateField` that the walker visits as
+before (structs, strings, nullptr, counted arrays and buffers, fields with an
+``exists`` predicate).  :func:`read_run` and :func:`write_run` only take the
+fast path when it gives exactly what the per-field visit would; when it would
+not — a short read, a bool byte above 1, a value of an unexpected type or
+out of range — they return False and leave everything untouched, and the
+walker visits the run's fields one by one, which raises the precise error
+(member path and offset).
+"""
+
+from __future__ import annotations
+
+import gc
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.vmstate.description import VMStateDescription, VMStateField
+
+__all__ = ("Run", "Step", "flat_run", "layout", "paused_gc", "read_run", "write_run")
+
+_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# How one field's items come out of the unpacked tuple.
+_SCALAR, _BOOL, _LIST = range(3)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Run:
+    """Consecutive fixed-size fields carried by one big-endian struct.
+
+    Attributes:
+        fields: the fields, in wire order.
+        struct: their bytes, back to back (``size`` is the run's length).
+        names: the field names, in wire order.
+        plain: True when every field is one unpacked item used as it is
+            (integers, floats, buffers), so values are ``zip(names, items)``.
+        slots: per field ``(name, start, stop, conv)``: its items
+            ``[start:stop]`` of the unpacked tuple and how they become the
+            value (one item, a bool, a list).
+        bools: indexes of bool items (a byte that must be 0 or 1).
+        types: per field, the exact type its value must have for
+            :func:`write_run` (anything else takes the per-field path).
+        lengths: per field, the element count of an array or the byte length
+            of a buffer it must have (None for scalars).
+        sized: ``(index, length)`` of the fields with a length to check.
+    """
+
+    fields: tuple[VMStateField, ...]
+    struct: struct.Struct
+    names: tuple[str, ...]
+    plain: bool
+    slots: tuple[tuple[str, int, int, int], ...]
+    bools: tuple[int, ...]
+    types: tuple[type, ...]
+    lengths: tuple[int | None, ...]
+    sized: tuple[tuple[int, int], ...]
+
+
+Step = Run | VMStateField
+
+_LAYOUTS: dict[tuple[int, int], tuple[VMStateDescription, tuple[Step, ...], Run | None]] = {}
+_MAX_LAYOUTS = 1 << 16
+
+
+def _code(f: VMStateField) -> tuple[str, int, type, int | None] | None:
+    """``(struct code, items, value type, length)`` of a field a run can carry, else None."""
+    if f.exists is not None or f.num_field is not None or f.size_field is not None:
+        return None
+    if f.elements is not None:
+        return None
+    kind = f.kind
+    if kind == "int" and f.size in _INT_CODES:
+        code = _INT_CODES[f.size]
+        code = code.lower() if f.signed else code
+        if f.num is None:
+            return code, 1, int, None
+        return f"{f.num}{code}", f.num, list, f.num
+    if f.num is not None:
+        return None  # arrays of bools, floats or buffers are visited element by element
+    if kind == "bool":
+        return "B", 1, bool, None
+    if kind == "float":
+        return "d", 1, float, None
+    if kind == "bytes":
+        return f"{f.size}s", 1, bytes, f.size
+    return None
+
+
+def _compile(fields: list[VMStateField], codes: list[tuple[str, int, type, int | None]]) -> Run:
+    slots = []
+    bools = []
+    at = 0
+    for f, (_, items, _, _) in zip(fields, codes, strict=True):
+        if f.kind == "bool":
+            conv = _BOOL
+            bools.append(at)
+        else:
+            conv = _LIST if f.num is not None else _SCALAR
+        slots.append((f.name, at, at + items, conv))
+        at += items
+    return Run(
+        fields=tuple(fields),
+        struct=struct.Struct(">" + "".join(c[0] for c in codes)),
+        names=tuple(f.name for f in fields),
+        plain=all(s[3] == _SCALAR for s in slots),
+        slots=tuple(slots),
+        bools=tuple(bools),
+        types=tuple(c[2] for c in codes),
+        lengths=tuple(c[3] for c in codes),
+        sized=tuple((i, c[3]) for i, c in enumerate(codes) if c[3] is not None),
+    )
+
+
+def layout(desc: VMStateDescription, version: int) -> tuple[Step, ...]:
+    """The steps of ``desc`` for stream ``version`` (fields newer than it left out).
+
+    Compiled once per description object and version; descriptions are
+    immutable, and the cache keeps each one it is keyed by alive.
+    """
+    key = (id(desc), version)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0] is desc:
+        return hit[1]
+    return _layout(desc, version)[0]
+
+
+def flat_run(desc: VMStateDescription, version: int) -> Run | None:
+    """The one run that is the whole of ``desc`` at ``version``, if it is one.
+
+    Such a struct (all fields fixed-size, no subsections) is read or written
+    whole, without the per-struct bookkeeping; small structs of this kind
+    (timers, queue heads, PCI capability parts) are most of QEMU's structs.
+    """
+    hit = _LAYOUTS.get((id(desc), version))
+    if hit is not None and hit[0] is desc:
+        return hit[2]
+    return _layout(desc, version)[1]
+
+
+def _layout(desc: VMStateDescription, version: int) -> tuple[tuple[Step, ...], Run | None]:
+    steps: list[Step] = []
+    run: list[VMStateField] = []
+    codes: list[tuple[str, int, type, int | None]] = []
+    for f in desc.fields:
+        if f.version_id > version:
+            continue
+        code = _code(f)
+        if code is not None:
+            run.append(f)
+            codes.append(code)
+            continue
+        if run:
+            steps.append(_compile(run, codes))
+            run, codes = [], []
+        steps.append(f)
+    if run:
+        steps.append(_compile(run, codes))
+    out = tuple(steps)
+    flat = out[0] if len(out) == 1 and type(out[0]) is Run and not desc.subsections else None
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[(id(desc), version)] = (desc, out, flat)
+    return out, flat
+
+
+def read_run(run: Run, f: QEMUFileReader, values: dict[str, Any]) -> bool:
+    """Read ``run`` into ``values``; False (nothing read) when the per-field path must decide."""
+    pos = f.pos
+    size = run.struct.size
+    if pos + size > f.end:
+        return False
+    items = run.struct.unpack_from(f.view, pos)
+    for i in run.bools:
+        if items[i] > 1:
+            return False
+    if run.plain:
+        values.update(zip(run.names, items, strict=True))
+    else:
+        for name, start, stop, conv in run.slots:
+            if conv == _SCALAR:
+                values[name] = items[start]
+            elif conv == _BOOL:
+                values[name] = items[start] == 1
+            else:
+                values[name] = list(items[start:stop])
+    f.pos = pos + size
+    return True
+
+
+def write_run(run: Run, w: QEMUFileWriter, src: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Write ``run`` from ``src`` (recording what was written in ``values``).
+
+    Returns False, having written nothing, when a value is missing, of another
+    type than the field's usual one, of the wrong length or out of range: the
+    per-field path then writes it or raises the precise error.
+    """
+    try:
+        vals = [src[n] for n in run.names]
+    except KeyError:
+        return False
+    if tuple(map(type, vals)) != run.types:
+        return False
+    for i, n in run.sized:
+        if len(vals[i]) != n:
+            return False
+    if run.plain:
+        flat = vals
+    else:
+        flat = []
+        for v in vals:
+            if type(v) is list:
+                flat.extend(v)
+            else:
+                flat.append(v)
+    try:
+        data = run.struct.pack(*flat)
+    except struct.error:
+        return False
+    w.write(data)
+    values.update(zip(run.names, vals, strict=True))
+    return True
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a tree of values is built.
+
+    Decoding builds many small containers (dicts, lists, states) that form no
+    cycles; each few hundred of them trigger a collection, which scans the
+    young objects and, every so often, the whole heap.  Measured on the
+    data/ streams this was about half of decode time.  The collector is turned
+    back on (if it was on) when the block ends, error or not.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -1,0 +1,251 @@
+"""Compiled layouts: the one-struct path gives exactly what the per-field walk gives.
+
+The walker takes the compiled path only for the exact QEMUFile visitor
+classes; a subclass that changes nothing takes the per-field path, so the two
+can be compared on the same bytes: values, bytes written, and every error
+(type, message, offset, member path).
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from conftest import DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import miglab
+from miglab.errors import MiglabError
+from miglab.stream.model import Section
+from miglab.visitors import (
+    QEMUFileInputVisitor,
+    QEMUFileOutputVisitor,
+    QEMUFileReader,
+    QEMUFileWriter,
+)
+from miglab.vmstate import VMState, VMStateDescription, describe, field, visit_vmstate
+from miglab.vmstate.from_vmdesc import description_from_vmdesc
+from miglab.vmstate.layout import Run, flat_run, layout, paused_gc
+
+
+class PerFieldInput(QEMUFileInputVisitor):
+    """Same bytes, same errors, but visited field by field (no compiled layout)."""
+
+
+class PerFieldOutput(QEMUFileOutputVisitor):
+    """Writes field by field (no compiled layout)."""
+
+
+def _read(cls: type[QEMUFileInputVisitor], desc: VMStateDescription, data: bytes) -> object:
+    """The state read from ``data`` and where reading stopped, or the error raised."""
+    r = QEMUFileReader(data)
+    try:
+        return visit_vmstate(cls(r), desc, None, desc.version_id), r.pos
+    except MiglabError as exc:
+        return type(exc), exc.message, exc.offset, exc.path
+
+
+def _write(cls: type[QEMUFileOutputVisitor], desc: VMStateDescription, state: VMState) -> object:
+    w = QEMUFileWriter()
+    try:
+        visit_vmstate(cls(w), desc, state)
+    except MiglabError as exc:
+        return type(exc), exc.message, exc.offset, exc.path
+    return w.getvalue()
+
+
+INNER = describe("inner", [field("lo", "uint16"), field("on", "bool")])
+DEV = describe(
+    "dev",
+    [
+        field("a", "uint8"),
+        field("b", "int32"),
+        field("on", "bool"),
+        field("x", "float64"),
+        field("regs", "uint32", num=3),
+        field("pad", "unused_buffer", size=2),
+        field("n", "uint8"),
+        field("counted", "uint16", num_field="n"),  # breaks the run
+        field("t", "timer"),
+        field("since2", "uint64", version_id=2),
+        field("inner", "struct", struct=INNER),
+        field("inners", "struct", struct=INNER, num=2),
+        field("last", "int16"),
+    ],
+    version_id=2,
+)
+WIRE = bytes.fromhex(
+    "07"  # a
+    "fffffffe"  # b = -2
+    "01"  # on
+    "3ff0000000000000"  # x = 1.0
+    "000000010000000200000003"  # regs
+    "0000"  # pad
+    "02"  # n
+    "00050006"  # counted
+    "ffffffffffffffff"  # t = -1
+    "0000000000000009"  # since2
+    "000a01"  # inner
+    "000b00000c01"  # inners
+    "fff0"  # last = -16
+)
+
+
+def test_layout_merges_fixed_fields_and_keeps_the_rest_per_field() -> None:
+    steps = layout(DEV, 2)
+    kinds = [s.names if isinstance(s, Run) else s.name for s in steps]
+    assert kinds == [
+        ("a", "b", "on", "x", "regs", "pad", "n"),
+        "counted",
+        ("t", "since2"),
+        "inner",
+        "inners",
+        ("last",),
+    ]
+    assert steps[0].struct.format == ">BiBd3I2sB"  # type: ignore[union-attr]
+    assert [s.names if isinstance(s, Run) else s.name for s in layout(DEV, 1)][2] == ("t",)
+    assert flat_run(INNER, 1) is not None and flat_run(DEV, 2) is None
+
+
+def test_compiled_read_and_write_equal_the_per_field_walk() -> None:
+    fast, pos = _read(QEMUFileInputVisitor, DEV, WIRE)  # type: ignore[misc]
+    assert (fast, pos) == _read(PerFieldInput, DEV, WIRE)
+    assert pos == len(WIRE)
+    assert fast["b"] == -2 and fast["on"] is True and fast["x"] == 1.0
+    assert fast["regs"] == [1, 2, 3] and fast["pad"] == b"\0\0" and fast["t"] == -1
+    assert fast["inners"][1]["on"] is True
+    assert _write(QEMUFileOutputVisitor, DEV, fast) == WIRE == _write(PerFieldOutput, DEV, fast)
+
+
+@pytest.mark.parametrize("cut", range(0, len(WIRE), 3))
+def test_short_input_fails_as_the_per_field_walk_does(cut: int) -> None:
+    fast = _read(QEMUFileInputVisitor, DEV, WIRE[:cut])
+    assert fast == _read(PerFieldInput, DEV, WIRE[:cut])
+    assert fast[0].__name__ == "TruncatedStreamError" and fast[2] is not None  # type: ignore[index]
+
+
+def test_bad_bool_byte_names_its_member_and_offset() -> None:
+    bad = bytearray(WIRE)
+    bad[5] = 2  # "on"
+    err = _read(QEMUFileInputVisitor, DEV, bytes(bad))
+    assert err == _read(PerFieldInput, DEV, bytes(bad))
+    assert err[2:] == (5, "on")  # type: ignore[index]
+    bad = bytearray(WIRE)
+    bad[len(WIRE) - 3] = 7  # inners[1].on, inside a struct read whole
+    err = _read(QEMUFileInputVisitor, DEV, bytes(bad))
+    assert err == _read(PerFieldInput, DEV, bytes(bad))
+    assert err[2:] == (len(WIRE) - 3, "inners[1].on")  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("a", 256),  # out of range
+        ("b", True),  # a bool is not an integer
+        ("on", 1),  # an integer is not a bool
+        ("pad", b"\0"),  # wrong length
+        ("regs", [1, 2]),  # wrong count
+        ("x", "1.0"),
+        ("last", None),
+    ],
+)
+def test_bad_values_fail_as_the_per_field_walk_does(member: str, value: object) -> None:
+    state, _ = _read(QEMUFileInputVisitor, DEV, WIRE)  # type: ignore[misc]
+    state.fields[member] = value
+    err = _write(QEMUFileOutputVisitor, DEV, state)
+    assert err == _write(PerFieldOutput, DEV, state)
+    assert isinstance(err, tuple) and err[3] == member
+
+
+def test_values_of_other_accepted_types_are_written_like_the_per_field_walk() -> None:
+    state, _ = _read(QEMUFileInputVisitor, DEV, WIRE)  # type: ignore[misc]
+    state.fields["x"] = 1  # an int for a float64
+    state.fields["pad"] = bytearray(2)
+    assert _write(QEMUFileOutputVisitor, DEV, state) == WIRE == _write(PerFieldOutput, DEV, state)
+
+
+def test_subsection_header_after_a_flat_struct_is_judged_as_before() -> None:
+    parent = describe(
+        "p", [field("inner", "struct", struct=INNER), field("tail", "buffer", size=12)]
+    )
+    data = bytes.fromhex("000101") + b"\x05\x07inner/x" + b"\0\0\0\1"
+    fast = _read(QEMUFileInputVisitor, parent, data)
+    assert fast == _read(PerFieldInput, parent, data)
+    assert fast[0].__name__ == "MigrationFormatError" and "inner/x" in fast[1]  # type: ignore[index]
+
+
+@st.composite
+def flat_descriptions(draw: st.DrawFn) -> VMStateDescription:
+    infos = ["uint8", "int16", "uint32", "int64", "bool", "float64", "timer"]
+    fields = []
+    for i in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from([*infos, "buffer", "array"]))
+        if kind == "buffer":
+            fields.append(field(f"f{i}", "buffer", size=draw(st.integers(0, 3))))
+        elif kind == "array":
+            fields.append(
+                field(f"f{i}", draw(st.sampled_from(infos[:4])), num=draw(st.integers(0, 3)))
+            )
+        else:
+            fields.append(field(f"f{i}", kind))
+    return describe("r", fields)
+
+
+@settings(max_examples=150, deadline=None)
+@given(flat_descriptions(), st.binary(max_size=48))
+def test_random_runs_over_random_bytes_equal_the_per_field_walk(
+    desc: VMStateDescription, data: bytes
+) -> None:
+    fast = _read(QEMUFileInputVisitor, desc, data)
+    assert fast == _read(PerFieldInput, desc, data)
+    if isinstance(fast[0], VMState):
+        assert _write(QEMUFileOutputVisitor, desc, fast[0]) == data[: fast[1]]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "name", ["q72-pc-i440fx-7.2-net.mig", "q100-pc-q35-10.0-virtio.mig", "q72-pc-q35-7.2-pcie.mig"]
+)
+def test_real_streams_read_and_write_as_with_the_per_field_walk(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = (DATA / name).read_bytes()
+    fast = miglab.load(raw)
+    monkeypatch.setattr("miglab.stream.reader.QEMUFileInputVisitor", PerFieldInput)
+    monkeypatch.setattr("miglab.stream.writer.QEMUFileOutputVisitor", PerFieldOutput)
+    slow = miglab.load(raw)
+    states = [r.payload for r in fast.records if isinstance(r, Section)]
+    per_field = [r.payload for r in slow.records if isinstance(r, Section)]
+    devices = [i for i, p in enumerate(states) if isinstance(p, VMState)]
+    assert len(devices) > 10
+    assert fast.configuration == slow.configuration
+    assert [states[i] for i in devices] == [per_field[i] for i in devices]
+    assert slow.to_bytes() == raw
+
+
+def test_vmdesc_entries_are_remembered_exactly() -> None:
+    entry = {
+        "vmsd_name": "d",
+        "version": 1,
+        "fields": [{"name": "a", "type": "uint32", "size": 4}],
+    }
+    first = description_from_vmdesc(entry)
+    assert description_from_vmdesc({**entry}) is first
+    bad = {**entry, "version": True}  # equal to 1 in Python, but not an integer in JSON
+    with pytest.raises(miglab.errors.DescriptionError):
+        description_from_vmdesc(bad)
+
+
+def test_paused_gc_restores_the_collector_even_on_error() -> None:
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), paused_gc():
+        assert not gc.isenabled()
+        _ = 1 / 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
