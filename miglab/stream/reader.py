@@ -346,11 +346,20 @@ class _Reader:
                 r.pos = p
                 return v[start:p]
         if self.footers is not True:
+            # EOF is plausible at one place only, so the scan looks for record types
+            # (not every 0x00 byte) and checks that place when it passes it.
+            eof = (self.vmdesc_at if self.vmdesc_at is not None else r.end) - 1
             for m in _HEADER_RE.finditer(data, start + 1, r.end):
                 p = m.start()
-                if self._plausible(v, p, r.end):
-                    r.pos = p
-                    return v[start:p]
+                if start < eof < p and v[eof] == SectionType.EOF:
+                    p = eof
+                elif not self._plausible(v, p, r.end):
+                    continue
+                r.pos = p
+                return v[start:p]
+            if start < eof < r.end and v[eof] == SectionType.EOF:
+                r.pos = eof
+                return v[start:eof]
         if self.vmdesc_at is None:
             # No vmdesc at the end and no footer or next record to be found:
             # the input was cut short.
@@ -442,4 +451,6 @@ class _Reader:
         return False
 
 
-_HEADER_RE = re.compile(rb"[\x00-\x04\x08]")
+# Where a record may start: START/FULL with a 16-bit id, PART/END, a command
+# with a known number (see _plausible); EOF is checked at its one place.
+_HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
