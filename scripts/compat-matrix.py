@@ -63,13 +63,14 @@ def _reason(stderr: str) -> str:
 
 
 def _convert(path: Path, source: str, machine: str, dest: str, out: Path) -> Path:
-    """``miglab compat``: rewrite a stream for QEMU ``dest`` running ``machine``.
+    """``miglab compat``: rewrite a stream QEMU ``source`` wrote for QEMU ``dest`` running
+    ``machine`` (the manifest says which build wrote it: older machine types exist in both).
 
     Guest-visible changes are allowed, as the matrix asks whether QEMU loads the result;
     the notebook shows which changes those are.
     """
     converted, _ = convert_stream(
-        load(path), to_qemu=dest, machine=machine, allow_guest_visible=True
+        load(path), to_qemu=dest, machine=machine, from_qemu=source, allow_guest_visible=True
     )
     save(converted, out)
     return out

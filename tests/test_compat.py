@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,11 @@ def _states_by_device(path: Path) -> dict[str, VMState]:
     return {x.payload.desc.name: x.payload for x in s.sections if isinstance(x.payload, VMState)}
 
 
-SOURCES = {
-    "10.0": sorted(DATA.glob("q100-pc-q35-10.0-*.mig")),
+SOURCES = {  # streams written by each QEMU build, and of each machine generation
+    "10.0": sorted(DATA.glob("q100-pc-q35-*.mig")),
     "7.2": sorted(DATA.glob("q72-pc-q35-7.2-*.mig")),
+    "machine:10.0": sorted(DATA.glob("q100-pc-q35-10.0-*.mig")),
+    "machine:7.2": sorted(DATA.glob("q*-pc-q35-7.2-*.mig")),
 }
 
 
@@ -122,9 +125,14 @@ def test_split_and_merge_devices_are_reported() -> None:
 
 def test_plan_chains_and_prints() -> None:
     p = plan("hpet", "10.0", "7.2")
-    assert [s.device for s in p.steps] == ["hpet", "*"]
+    assert [s.device for s in p.steps] == ["hpet"]
     assert "hpet: 10.0 -> 7.2" in str(p)
     assert plan("hpet", "7.2", "7.2").steps == ()
+    m = plan("e1000e", "machine:10.0", "machine:7.2")
+    assert [s.device for s in m.steps] == ["e1000e", "*"]
+    # steps between machine generations are no plan between builds, and the reverse
+    assert plan("virtio-balloon", "7.2", "10.0").steps == ()
+    assert plan("hpet", "machine:7.2", "machine:10.0").steps[0].device == "*"
 
 
 def test_guest_visible_changes_are_refused_unless_allowed() -> None:
@@ -181,3 +189,68 @@ def test_filters_run_in_order_and_clear() -> None:
     assert filters.apply_unmarshal_filters([]) == ["u"]
     filters.clear_filters()
     assert filters.apply_marshal_filters([1]) == [1]
+
+
+def test_from_qemu_wins_over_the_machine_name() -> None:
+    """pc-i440fx-2.4 ... 7.2 exist in both builds; ``from_qemu`` says which wrote the stream."""
+    old = miglab.load(DATA / "q100-pc-i440fx-2.4-default.mig")
+    with pytest.raises(CompatError, match="from_qemu"):
+        convert_stream(old, to_qemu="7.2", machine="pc-i440fx-2.4")
+    _, report = convert_stream(old, to_qemu="7.2", machine="pc-i440fx-2.4", from_qemu="10.0")
+    assert ("hpet", "num_timers_save") in {(c.device, c.path) for c in report}
+    # pc-q35-7.2 is 7.2's newest machine, yet QEMU 10.0 wrote this stream
+    q100 = miglab.load(DATA / "q100-pc-q35-7.2-default.mig")
+    _, guessed = convert_stream(q100, to_qemu="7.2", machine="pc-q35-7.2")
+    _, told = convert_stream(q100, to_qemu="7.2", machine="pc-q35-7.2", from_qemu="10.0")
+    assert not guessed.changes and "hpet" in {c.device for c in told}
+
+
+@pytest.mark.parametrize(
+    ("name", "to", "machine", "match"),
+    [
+        ("q72-pc-i440fx-2.2-default.mig", "10.0", "pc-i440fx-2.2", "QEMU 10.0 has no machine"),
+        ("q100-pc-q35-10.0-net.mig", "7.2", "pc-q35-8.0", "QEMU 7.2 has no machine"),
+        ("q100-pc-q35-10.0-net.mig", "7.2", "pc-i440fx-7.2", "machine family"),
+        ("q100-pc-q35-10.0-net.mig", "10.0", "pc-q35-9.0", "does not know how devices behave"),
+        ("q100-pc-q35-10.0-net.mig", "7.2", "q35", "not a versioned"),
+    ],
+)
+def test_unknown_or_unconvertible_machines_are_refused(
+    name: str, to: str, machine: str, match: str
+) -> None:
+    with pytest.raises(CompatError, match=match):
+        convert_stream(miglab.load(DATA / name), to_qemu=to, machine=machine)
+
+
+SAME_MACHINE = [
+    *[(p, "10.0", "7.2") for p in sorted(DATA.glob("q100-pc-*-7.2-*.mig"))],
+    *[(p, "7.2", "10.0") for p in sorted(DATA.glob("q72-pc-*-7.2-*.mig"))],
+]
+
+
+@pytest.mark.parametrize(("path", "src", "to"), SAME_MACHINE, ids=[c[0].stem for c in SAME_MACHINE])
+def test_keeping_the_machine_type_leaves_machine_decided_state_alone(
+    path: Path, src: str, to: str
+) -> None:
+    """Read-only PCI config, virtio-balloon MSI-X and e1000e timadj follow the machine type."""
+    stream = miglab.load(path)
+    _, report = convert_stream(
+        stream, to_qemu=to, machine=stream.machine or "", from_qemu=src, allow_guest_visible=True
+    )
+    assert not report.guest_visible
+    touched = {c.device for c in report} - {"hpet", "globalstate", "e1000e"}
+    assert not touched, touched
+    assert not [c for c in report if c.path == "core.timadj"]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("q100-pc-*-10.0-*.mig")), ids=lambda p: p.stem)
+def test_each_change_is_reported_once(path: Path) -> None:
+    """A dropped command (SWITCHOVER_START) is one change, as is every other change."""
+    stream = miglab.load(path)
+    machine = stream.machine.replace("10.0", "7.2")
+    out, report = convert_stream(stream, to_qemu="7.2", machine=machine, allow_guest_visible=True)
+    counts = Counter((c.action, c.section or c.device, c.path) for c in report)
+    assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    dropped = [c.name for c in stream.commands if c not in out.commands]
+    assert dropped == ["SWITCHOVER_START"]
+    assert [c.path for c in report if c.device == "commands"] == dropped

@@ -4,8 +4,9 @@
   version, chained by a planner;
 * :class:`Edit` (:mod:`miglab.compat.edit`): the recorded edits transforms are written with;
 * :class:`Change` / :class:`ChangeReport` (:mod:`miglab.compat.report`): what changed;
-* :func:`convert_stream` (:mod:`miglab.compat.qemu`): whole streams between QEMU builds, from
-  the rules in ``miglab/knowledge/compat-qemu.json``;
+* :func:`convert_stream` (:mod:`miglab.compat.qemu`): whole streams between QEMU builds and
+  machine types, from the rules in ``miglab/knowledge/compat-qemu.json`` (keyed on the QEMU
+  build or on the machine generation, :func:`machine_generation`);
 * :mod:`miglab.compat.filters`: marshal/unmarshal filters of the device pipeline.
 """
 
@@ -13,12 +14,19 @@ from __future__ import annotations
 
 from miglab.compat import filters, virtio_rules  # noqa: F401  (registers the virtio transforms)
 from miglab.compat.edit import Edit
-from miglab.compat.qemu import QEMU_VERSIONS, convert_stream, qemu_of_machine
+from miglab.compat.qemu import (
+    MACHINE_GENERATIONS,
+    QEMU_VERSIONS,
+    convert_stream,
+    machine_generation,
+    qemu_of_machine,
+)
 from miglab.compat.registry import REGISTRY, Plan, Registry, Transform, plan, register
 from miglab.compat.report import Change, ChangeReport
 from miglab.compat.schema_check import Compatibility, Finding, check_schemas, compatibility
 
 __all__ = (
+    "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
     "REGISTRY",
     "Change",
@@ -33,6 +41,7 @@ __all__ = (
     "compatibility",
     "convert_stream",
     "filters",
+    "machine_generation",
     "plan",
     "qemu_of_machine",
     "register",

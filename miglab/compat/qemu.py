@@ -1,14 +1,22 @@
-"""Transforms between two QEMU builds, and whole-stream conversion.
+"""Transforms between two QEMU builds and two machine generations, and whole-stream conversion.
 
 The knowledge lives in ``miglab/knowledge/compat-qemu.json`` (learned by diffing streams of
-the same device set made by QEMU 7.2 and 10.0, and by reading the destination's refusals):
-per-device edit lists (renames, removed/added fields, resized buffers), which commands each
-build knows, and read-only PCI config bits each build's devices set.  Loading this module
-registers every device edit list and the PCI rule as transforms in
-:data:`~miglab.compat.registry.REGISTRY`, keyed by QEMU version.
+the same device set made by QEMU 7.2 and 10.0, and by reading the destination's refusals).
+What differs has two sources, and the transforms are keyed on each:
 
-:func:`convert_stream` then converts a whole stream: it plans and runs the transforms of every
-device section, renames the machine in the configuration block, drops commands the
+* the **QEMU build** (versions ``7.2``, ``10.0``): what a build's code writes whatever the
+  machine type — field renames and layouts (hpet, globalstate, e1000e flags), which commands
+  it knows;
+* the **machine type** (generations ``machine:7.2`` = every machine up to pc-*-7.2,
+  ``machine:10.0`` = pc-*-10.0): what hw_compat properties make devices do — read-only PCI
+  config bits, e1000e's ``timadj``, virtio-balloon's MSI-X (:mod:`miglab.compat.virtio_rules`).
+  QEMU 10.0 running pc-q35-7.2 behaves like 7.2 here, so a conversion that keeps its machine
+  type runs none of these.
+
+Loading this module registers every edit list and the PCI rule as transforms in
+:data:`~miglab.compat.registry.REGISTRY`.  :func:`convert_stream` then converts a whole
+stream: per device section it runs the build plan and, when the machine generation changes,
+the machine plan; it renames the machine in the configuration block, drops commands the
 destination does not know, and rewrites the vmdesc entries of changed sections.  Changes a
 guest could observe are refused unless ``allow_guest_visible``.
 """
@@ -23,7 +31,7 @@ from importlib import resources
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import ANY_DEVICE, REGISTRY, Registry, Transform
+from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
 from miglab.compat.report import Change, ChangeReport
 from miglab.errors import CompatError
 from miglab.stream.configuration import CONFIGURATION, machine_of
@@ -32,9 +40,11 @@ from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.vmstate.state import VMState
 
 __all__ = (
+    "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
     "convert_stream",
     "knowledge",
+    "machine_generation",
     "qemu_of_machine",
     "register_qemu_transforms",
 )
@@ -48,20 +58,81 @@ def knowledge() -> dict[str, Any]:
 
 
 QEMU_VERSIONS: tuple[str, ...] = tuple(knowledge()["qemu"])
+#: Machine generations, oldest first (``machine:7.2``, ``machine:10.0``).
+MACHINE_GENERATIONS: tuple[str, ...] = tuple(
+    g for g in knowledge()["machine_generations"] if g.startswith(MACHINE_PREFIX)
+)
+
+_MACHINE = re.compile(r"(pc-(?:i440fx|q35))-(\d+\.\d+)")
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def _parse_machine(machine: str) -> tuple[str, tuple[int, int]]:
+    """``pc-q35-7.2`` -> (``pc-q35``, (7, 2)).
+
+    Raises:
+        CompatError: not a versioned pc-i440fx/pc-q35 machine name (aliases such as ``q35``
+            name different machines in different builds).
+    """
+    m = _MACHINE.fullmatch(machine)
+    if m is None:
+        raise CompatError(
+            f"machine type {machine!r} is not a versioned pc-i440fx-X.Y or pc-q35-X.Y name"
+        )
+    return m.group(1), _version(m.group(2))
+
+
+def _has_machine(qemu: str, machine: str) -> bool:
+    family, version = _parse_machine(machine)
+    span = knowledge()["qemu"][qemu]["machines"].get(family)
+    return span is not None and _version(span[0]) <= version <= _version(span[1])
+
+
+def _check_machine(qemu: str, machine: str, role: str) -> None:
+    if not _has_machine(qemu, machine):
+        spans = knowledge()["qemu"][qemu]["machines"]
+        known = ", ".join(f"{f}-{lo} ... {f}-{hi}" for f, (lo, hi) in spans.items())
+        raise CompatError(f"QEMU {qemu} has no machine type {machine!r} ({known})", path=role)
 
 
 def qemu_of_machine(machine: str) -> str:
     """The QEMU version whose newest machine is ``machine`` (``pc-q35-10.0`` -> ``10.0``).
 
+    Older machine types (pc-q35-2.4 ... 7.2) exist in several builds, so they tell nothing:
+    give :func:`convert_stream` a ``from_qemu``.
+
     Raises:
-        CompatError: the name has no version, or miglab knows no such QEMU.
+        CompatError: ``machine`` is the newest machine of no QEMU miglab knows.
     """
-    m = re.search(r"-(\d+\.\d+)$", machine)
-    if m is None or m.group(1) not in QEMU_VERSIONS:
-        raise CompatError(
-            f"cannot tell the QEMU version of machine {machine!r}; known: {QEMU_VERSIONS}"
-        )
-    return m.group(1)
+    m = _MACHINE.fullmatch(machine)
+    if m is not None:
+        for qemu, know in knowledge()["qemu"].items():
+            if know["machines"].get(m.group(1), [None, None])[1] == m.group(2):
+                return qemu
+    raise CompatError(
+        f"cannot tell the QEMU version of machine {machine!r}: it is the newest machine of "
+        f"none of {QEMU_VERSIONS}; say which QEMU wrote the stream (from_qemu, --from-qemu)"
+    )
+
+
+def machine_generation(machine: str | None) -> str | None:
+    """The machine generation of ``machine`` (``pc-q35-7.2`` -> ``machine:7.2``).
+
+    A stream without a configuration block (``None``: pc <= 2.3) is of the oldest
+    generation; a machine of no known generation (pc-q35-9.0) gives None.
+    """
+    if machine is None:
+        return MACHINE_GENERATIONS[0]
+    _, version = _parse_machine(machine)
+    for g in MACHINE_GENERATIONS:
+        lo, hi = knowledge()["machine_generations"][g]
+        if _version(lo) <= version <= _version(hi):
+            return g
+    return None
 
 
 # --- device edit lists from the knowledge file ---------------------------------------
@@ -128,7 +199,8 @@ def _pci_fn(dst: str) -> Any:
                         path,
                         bytes(new),
                         classification="guest-visible",
-                        reason=f"read-only PCI config bits QEMU {dst} devices set their own way "
+                        reason=f"read-only PCI config bits devices set their own way on "
+                        f"{dst.removeprefix(MACHINE_PREFIX)} machine types "
                         f"(the guest may have read them): {'; '.join(why)}",
                     )
 
@@ -172,12 +244,13 @@ def _find_capability(config: bytes, cap_id: int, extended: bool) -> int | None:
 
 
 def register_qemu_transforms(registry: Registry) -> None:
-    """Register the knowledge file's device edits and the PCI rule in ``registry``."""
+    """Register the knowledge file's device edits and the PCI rule (between every two machine
+    generations) in ``registry``."""
     for t in knowledge()["transforms"]:
         fn = _edit_fn(t["device"], t["edits"])
         registry.add(Transform(t["device"], t["src"], t["dst"], fn, t.get("description", "")))
-    for src in QEMU_VERSIONS:
-        for dst in QEMU_VERSIONS:
+    for src in MACHINE_GENERATIONS:
+        for dst in MACHINE_GENERATIONS:
             if src != dst:
                 registry.add(
                     Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "read-only PCI config bits")
@@ -199,11 +272,18 @@ def convert_stream(
 ) -> tuple[Stream, ChangeReport]:
     """Convert ``stream`` for QEMU ``to_qemu`` running ``machine``.
 
+    Every device section runs the plan between the two builds and, when the machine
+    generation changes (pc-q35-10.0 -> pc-q35-7.2), the plan between the two generations;
+    keeping the machine type (QEMU 10.0 on pc-q35-7.2 -> QEMU 7.2 on pc-q35-7.2) leaves what
+    the machine type decides — read-only PCI config bits, MSI-X layouts — alone.
+
     Args:
         stream: the source stream (left unchanged).
         to_qemu: destination QEMU version (``"7.2"``, ``"10.0"``).
-        machine: destination machine type (written to the configuration block).
-        from_qemu: source QEMU version; by default read from the stream's machine name.
+        machine: destination machine type (written to the configuration block); one
+            ``to_qemu`` has, of the stream's machine family.
+        from_qemu: source QEMU version; it always wins over the machine name, from which it
+            is read by default (only a build's newest machine names its build).
         allow_guest_visible: accept changes the guest could observe.
         registry: transforms to use (default :data:`REGISTRY`).
 
@@ -211,13 +291,16 @@ def convert_stream(
         The new stream and the report of every change.
 
     Raises:
-        CompatError: no plan for a device, or guest-visible changes without permission
-            (the message lists them).
+        CompatError: unknown QEMU or machine, a change of machine family, no plan for a
+            device, or guest-visible changes without permission (the message lists them).
     """
     reg = registry or REGISTRY
-    if to_qemu not in QEMU_VERSIONS:
-        raise CompatError(f"unknown destination QEMU {to_qemu!r}; known: {QEMU_VERSIONS}")
+    for qemu in (to_qemu, from_qemu):
+        if qemu is not None and qemu not in QEMU_VERSIONS:
+            raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
+    _check_machine(to_qemu, machine, "machine")
     src = from_qemu or qemu_of_machine(stream.machine or "")
+    generations = _generations(stream.machine, src, machine)
     changes: list[Change] = []
     records: list[Record] = []
     touched: list[Section] = []
@@ -239,13 +322,18 @@ def convert_stream(
             )
             continue
         if isinstance(rec, Section) and isinstance(rec.payload, VMState):
-            states, report = reg.plan(rec.payload.desc.name, src, to_qemu).run([rec.payload])
+            name = rec.payload.desc.name
+            states, report = reg.plan(name, src, to_qemu).run([rec.payload])
+            if generations is not None:
+                states, more = reg.plan(name, *generations).run(states)
+                report += more
             if report.changes:
                 if len(states) != 1:
                     raise CompatError("a stream section must stay one device", path=rec.name)
                 rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
                 touched.append(rec)
-                changes += report.changes
+                where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
+                changes += [dataclasses.replace(c, section=where) for c in report.changes]
         records.append(rec)
     config = stream.configuration
     if config is not None and machine_of(config) != machine:
@@ -279,3 +367,31 @@ def convert_stream(
             f"(allow them explicitly): {listed}"
         )
     return out, report
+
+
+def _generations(source: str | None, src_qemu: str, machine: str) -> tuple[str, str] | None:
+    """The (source, destination) machine generations, or None when they are the same.
+
+    Raises:
+        CompatError: a source machine its build does not have, a change of machine family,
+            or a machine change involving a machine of no known generation.
+    """
+    if source is not None:
+        _check_machine(src_qemu, source, "configuration/name")
+        if _parse_machine(source)[0] != _parse_machine(machine)[0]:
+            raise CompatError(
+                f"cannot change the machine family ({source!r} -> {machine!r}): "
+                "the chipsets have different devices",
+                path="configuration/name",
+            )
+        if source == machine:
+            return None
+    a, b = machine_generation(source), machine_generation(machine)
+    if a is None or b is None:
+        unknown = source if a is None else machine
+        raise CompatError(
+            f"miglab does not know how devices behave on machine {unknown!r} (known "
+            f"generations: {', '.join(MACHINE_GENERATIONS)}); keep the machine type",
+            path="configuration/name",
+        )
+    return None if a == b else (a, b)

@@ -8,8 +8,9 @@ a rule that applies to every device) and one step between two versions::
     def _(edit):
         edit.rename("e1000", "mit_ide", "mit_irq_level")
 
-Versions are plain strings: a device's own version, or a QEMU version for the transforms
-derived from two QEMU builds.  :func:`plan` finds the shortest chain of registered steps
+Versions are plain strings: a device's own version, a QEMU build (``"7.2"``) for what a
+build's code writes, or a machine generation (``"machine:7.2"``, :data:`MACHINE_PREFIX`) for
+what a machine type's compat properties make devices do, whichever build runs it.  :func:`plan` finds the shortest chain of registered steps
 from one version to another (both directions are just edges) and can be printed before it
 runs; running a plan returns the new states and the :class:`ChangeReport` of every step.
 """
@@ -29,6 +30,7 @@ from miglab.vmstate.state import VMState
 
 __all__ = (
     "ANY_DEVICE",
+    "MACHINE_PREFIX",
     "REGISTRY",
     "Plan",
     "Registry",
@@ -40,6 +42,8 @@ __all__ = (
 
 TransformFn = Callable[[Edit], None]
 ANY_DEVICE = "*"
+#: Versions naming a machine generation start with this (``machine:10.0``).
+MACHINE_PREFIX = "machine:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +130,9 @@ class Registry:
         """The shortest chain of steps for ``device`` from ``src`` to ``dst``.
 
         Steps registered for ``"*"`` run on every device, after the device's own steps of the
-        same edge.  A device with no steps at all gets an empty plan (its state is the same
-        in both versions).
+        same edge.  A device with no steps of its own, or none touching ``src`` or ``dst``
+        (its steps are between other versions, e.g. machine generations while ``src`` and
+        ``dst`` are QEMU builds), gets an empty plan: its state is the same in both.
 
         Raises:
             CompatError: steps exist but none chain from ``src`` to ``dst``.
@@ -147,9 +152,9 @@ class Registry:
                     prev[w] = v
                     queue.append(w)
         if dst not in prev:
-            if not any(t.device == device for t in mine):
-                return Plan(device, src, dst, ())
             known = sorted({t.src for t in mine} | {t.dst for t in mine})
+            if not any(t.device == device for t in mine) or not {src, dst} & set(known):
+                return Plan(device, src, dst, ())
             raise CompatError(
                 f"no chain of transforms from {src} to {dst} (versions known: {known})", path=device
             )

@@ -33,6 +33,8 @@ class Change:
         classification: ``safe`` or ``guest-visible``.
         reason: why the change is needed and why it has that classification.
         new_path: for ``renamed``, the new path.
+        section: in a stream conversion, the section holding the device (its idstr, with
+            ``#instance`` when not 0), which tells two devices of one kind apart.
     """
 
     action: str
@@ -43,6 +45,7 @@ class Change:
     classification: Classification
     reason: str = ""
     new_path: str | None = None
+    section: str | None = None
 
     @property
     def guest_visible(self) -> bool:

@@ -4,10 +4,13 @@ A virtio device's section is one opaque field, ``virtio`` (see :mod:`miglab.devi
 so the field-level rules of :mod:`miglab.compat.qemu` cannot reach what differs between QEMU
 builds.  The transforms here decode the field, change it, and encode it again.  The
 knowledge lives in ``miglab/knowledge/compat-virtio.json``: per device, the PCI config
-layout and MSI-X vector count each build gives it.
+layout and MSI-X vector count each machine generation gives it.  The layout follows the
+machine type, not the QEMU build (a compat property of older machines): QEMU 10.0 running
+pc-q35-7.2 gives the device 7.2's layout, so these steps are keyed on machine generations
+(``machine:7.2`` -> ``machine:10.0``) and a conversion that keeps its machine type runs none.
 
-Today one device differs between QEMU 7.2 and 10.0: virtio-balloon-pci has two MSI-X
-vectors on 10.0's newest machines and none on 7.2.  Converting removes (or adds) the MSI-X
+Today one device differs: virtio-balloon-pci has two MSI-X vectors on 10.0's newest
+machines and none on machines up to 7.2.  Converting removes (or adds) the MSI-X
 state virtio-pci saves — table, pending bits, config vector, one vector per queue — and
 rewrites the config bytes where the two layouts differ (capability pointer, the MSI-X
 capability), taking the destination's layout.  The guest may have walked the capability
@@ -29,7 +32,7 @@ from importlib import resources
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import REGISTRY, Registry, Transform
+from miglab.compat.registry import MACHINE_PREFIX, REGISTRY, Registry, Transform
 from miglab.devices.virtio import (
     MSIX_ENTRY_SIZE,
     PCI_CAP_ID_MSIX,
@@ -61,7 +64,8 @@ def knowledge() -> dict[str, Any]:
 
 
 def register_virtio_transforms(registry: Registry) -> None:
-    """Register a step each way between every two builds the knowledge file knows, per device."""
+    """Register a step each way between every two machine generations the knowledge file
+    knows, per device (versions ``machine:7.2``, ``machine:10.0``)."""
     for device, know in knowledge()["devices"].items():
         versions = list(know["layouts"])
         for src in versions:
@@ -70,8 +74,8 @@ def register_virtio_transforms(registry: Registry) -> None:
                     registry.add(
                         Transform(
                             device,
-                            src,
-                            dst,
+                            MACHINE_PREFIX + src,
+                            MACHINE_PREFIX + dst,
                             _step(device, dst),
                             f"MSI-X vectors and PCI capability layout of {know['pci_device']}",
                         )
@@ -87,7 +91,7 @@ def _step(device: str, dst: str) -> Callable[[Edit], None]:
 
 # --- the step ----------------------------------------------------------------------------
 def _convert(edit: Edit, device: str, dst: str) -> None:
-    """Give ``device`` the MSI-X vectors and PCI layout QEMU ``dst`` gives it."""
+    """Give ``device`` the MSI-X vectors and PCI layout machine generation ``dst`` gives it."""
     if not any(s.desc.name == device for s in edit.states):
         return
     state = edit.state(device)
@@ -149,7 +153,7 @@ def _layout(
         "pci_dev/config",
         bytes(new),
         classification="guest-visible",
-        reason=f"PCI capability layout of QEMU {qemu}'s {know['pci_device']} (bytes {where}: "
+        reason=f"PCI capability layout of {know['pci_device']} on {qemu} machine types (bytes {where}: "
         f"capability pointer and MSI-X capability); the guest may have read the list",
     )
 
@@ -160,14 +164,14 @@ def _check_msix_unused(inner: VMState, device: str, qemu: str) -> None:
     at = capabilities(config)[PCI_CAP_ID_MSIX]
     if int.from_bytes(config[at + 2 : at + 4], "little") & _MSIX_ENABLE:
         raise CompatError(
-            f"the guest enabled MSI-X, which QEMU {qemu}'s device does not have; its driver "
+            f"the guest enabled MSI-X, which the device does not have on {qemu} machine types; its driver "
             "would wait for interrupts that never come",
             path=f"{device}/virtio/pci_dev/config",
         )
 
 
 def _remove_msix(sub: Edit, inner: VMState, qemu: str) -> None:
-    why = f"QEMU {qemu}'s device has no MSI-X"
+    why = f"the device has no MSI-X on {qemu} machine types"
     for f in ("msix_table", "msix_pba", "config_vector"):
         sub.remove("virtio", f, classification="guest-visible", reason=why)
     queue = queue_description(msix=False)
@@ -186,7 +190,10 @@ def _remove_msix(sub: Edit, inner: VMState, qemu: str) -> None:
 
 
 def _add_msix(sub: Edit, inner: VMState, vectors: int, qemu: str) -> None:
-    why = f"QEMU {qemu}'s device has {vectors} MSI-X vectors; reset state (all masked, none used)"
+    why = (
+        f"the device has {vectors} MSI-X vectors on {qemu} machine types; "
+        "reset state (all masked, none used)"
+    )
     entry = bytes(MSIX_ENTRY_SIZE - 4) + _MSIX_MASKBIT.to_bytes(4, "little")
     sub.add(
         "virtio",
