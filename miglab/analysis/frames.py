@@ -101,8 +101,8 @@ def _walk(
         if f.kind == "struct":
             items = value if isinstance(value, list) else [value]
             for i, item in enumerate(items):
-                sub = f"{path}[{i}]." if isinstance(value, list) else f"{path}."
-                offset = _walk(item, section, inst, sub, offset, rows)
+                item_prefix = f"{path}[{i}]." if isinstance(value, list) else f"{path}."
+                offset = _walk(item, section, inst, item_prefix, offset, rows)
             continue
         if isinstance(value, list):
             size = (
