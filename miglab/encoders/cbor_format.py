@@ -14,6 +14,7 @@ import cbor2
 from miglab.encoders.tree import from_plain, guarded, to_plain
 from miglab.errors import EncodingError
 from miglab.stream.model import Stream
+from miglab.vmstate.layout import paused_gc
 
 __all__ = ("NAME", "decode", "encode", "sniff")
 
@@ -32,7 +33,8 @@ def encode(stream: Stream) -> bytes:
 
 def decode(data: bytes) -> Stream:
     """Rebuild the stream from CBOR."""
-    return from_plain(guarded(_load, data), len(data))
+    with paused_gc():  # the parse builds many small lists: no collection midway
+        return from_plain(guarded(_load, data), len(data))
 
 
 def _load(data: bytes) -> Any:

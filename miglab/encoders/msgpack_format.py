@@ -15,6 +15,7 @@ import msgpack
 from miglab.encoders.tree import from_plain, guarded, to_plain
 from miglab.errors import EncodingError
 from miglab.stream.model import Stream
+from miglab.vmstate.layout import paused_gc
 
 __all__ = ("NAME", "decode", "encode", "sniff")
 
@@ -32,7 +33,8 @@ def encode(stream: Stream) -> bytes:
 
 def decode(data: bytes) -> Stream:
     """Rebuild the stream from MessagePack."""
-    return from_plain(guarded(_unpack, data), len(data))
+    with paused_gc():  # the parse builds many small lists: no collection midway
+        return from_plain(guarded(_unpack, data), len(data))
 
 
 def _unpack(data: bytes) -> Any:

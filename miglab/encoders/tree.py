@@ -45,9 +45,11 @@ description with one is refused with an :class:`~miglab.errors.EncodingError`.
 from __future__ import annotations
 
 import json
+import marshal
+import operator
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +58,7 @@ from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
 from miglab.vmstate.description import INFO_TYPES, VMStateDescription, VMStateField
+from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 
 __all__ = ("TREE_VERSION", "from_plain", "guarded", "to_plain")
@@ -97,11 +100,25 @@ def _untxt(x: Any, what: str) -> str:
 
 # --- per-description plans ----------------------------------------------------
 
-# Field codes: how a value travels.  Values with a code up to _BOOL travel as they are.
+# Field codes: how a value travels.  _INT and _BOOL values travel as they are.
 _INT, _BOOL, _INT_ARRAY, _STRUCT, _STRUCT_ARRAY, _ARRAY, _SCALAR = range(7)
-_PLANS: dict[int, tuple[VMStateDescription, tuple[Any, ...]]] = {}
 _ARRAY_STRUCTS: dict[tuple[int, int, bool], struct.Struct] = {}
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# The exact type of a value in the plain tree, per code (and per kind for _SCALAR).
+_PLAIN_TYPES: dict[int, type] = {
+    _INT: int,
+    _BOOL: bool,
+    _INT_ARRAY: bytes,
+    _STRUCT: list,
+    _STRUCT_ARRAY: list,
+    _ARRAY: list,
+}
+_SCALAR_TYPES: dict[str, type] = {
+    "bytes": bytes,
+    "float": int,
+    "str": str,
+    "null": type(None),
+}
 
 
 def _array_struct(count: int, size: int, signed: bool) -> struct.Struct:
@@ -118,28 +135,64 @@ def _array_struct(count: int, size: int, signed: bool) -> struct.Struct:
     return fmt
 
 
-def _plan(desc: VMStateDescription) -> tuple[Any, ...]:
-    """``(name, version_id, code, aux)`` per field, computed once per description."""
-    hit = _PLANS.get(id(desc))
+class _Plan(NamedTuple):
+    """How the values of one description at one version travel.
+
+    ``get`` takes the values on the wire, in order, from a state's field dict
+    at C speed; only the ``special`` positions (arrays, nested states, floats,
+    buffers, strings, nullptr) need a conversion, and ``types`` is the exact
+    plain-tree type of every position, checked in one comparison on decode.
+    """
+
+    names: tuple[str, ...]
+    get: Callable[[dict[str, Any]], list[Any]]
+    special: tuple[tuple[int, str, int, Any], ...]
+    types: tuple[type, ...]
+
+
+_PLANS: dict[tuple[int, int], tuple[VMStateDescription, _Plan]] = {}
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], list[Any]]:
+    if len(names) > 1:
+        many = operator.itemgetter(*names)
+        return lambda values: list(many(values))
+    if names:
+        (one,) = names
+        return lambda values: [values[one]]
+    return lambda values: []
+
+
+def _plan(desc: VMStateDescription, version: int) -> _Plan:
+    """The plan of ``desc`` for ``version``, computed once per description and version."""
+    hit = _PLANS.get((id(desc), version))
     if hit is not None and hit[0] is desc:
         return hit[1]
-    plan = []
+    names: list[str] = []
+    special: list[tuple[int, str, int, Any]] = []
+    types: list[type] = []
     for f in desc.fields:
-        aux: Any
+        if f.version_id > version:
+            continue
+        aux: Any = None
         array = f.num is not None or f.num_field is not None or f.elements is not None
         if f.kind == "struct":
             code, aux = (_STRUCT_ARRAY, (f.struct, f.elements)) if array else (_STRUCT, f.struct)
         elif f.kind == "int":
             code, aux = (_INT_ARRAY, (f.size, f.signed)) if array else (_INT, None)
         elif f.kind == "bool" and not array:
-            code, aux = _BOOL, None
+            code = _BOOL
         else:
             code, aux = (_ARRAY if array else _SCALAR), f.kind
-        plan.append((f.name, f.version_id, code, aux))
+        if code > _BOOL:
+            special.append((len(names), f.name, code, aux))
+        types.append(_SCALAR_TYPES[aux] if code == _SCALAR else _PLAIN_TYPES[code])
+        names.append(f.name)
+    plan = _Plan(tuple(names), _getter(tuple(names)), tuple(special), tuple(types))
     if len(_PLANS) > 4096:
         _PLANS.clear()
-    _PLANS[id(desc)] = (desc, tuple(plan))  # the desc is kept so its id stays unique
-    return tuple(plan)
+    _PLANS[(id(desc), version)] = (desc, plan)  # the desc is kept so its id stays unique
+    return plan
 
 
 def _float_bits(v: float) -> int:
@@ -264,55 +317,71 @@ class _Encoder:
             raise EncodingError(f"expected a VMState, got {type(st).__name__}", path=path)
         version = st.version_id
         values = st.fields
-        out: list[Any] = []
-        append = out.append
+        plan = _plan(desc, version)
         try:
-            for name, since, code, aux in _plan(desc):
-                if since > version:
-                    continue
-                v = values[name]
-                if code <= _BOOL:
-                    append(v)
-                elif code == _INT_ARRAY:
-                    append(_array_struct(len(v), *aux).pack(*v))
+            out = plan.get(values)
+        except KeyError as exc:
+            raise EncodingError("field has no value", path=f"{path}.{exc.args[0]}") from None
+        for i, name, code, aux in plan.special:
+            v = out[i]
+            try:
+                if code == _INT_ARRAY:
+                    out[i] = _array_struct(len(v), *aux).pack(*v)
                 elif code == _STRUCT:
-                    append(self.state(aux, v, f"{path}.{name}", depth + 1))
+                    out[i] = self.state(aux, v, f"{path}.{name}", depth + 1)
                 elif code == _STRUCT_ARRAY:
                     struct_, elems = aux
-                    append(
-                        [
-                            self.state(
-                                elems[i] if elems else struct_,
-                                item,
-                                f"{path}.{name}[{i}]",
-                                depth + 1,
-                            )
-                            for i, item in enumerate(v)
-                        ]
-                    )
+                    out[i] = self.states(struct_, elems, v, f"{path}.{name}", depth + 1)
                 elif code == _ARRAY:
-                    append([_ENCODE_SCALAR[aux](item) for item in v])
+                    out[i] = [_ENCODE_SCALAR[aux](item) for item in v]
                 else:
-                    append(_ENCODE_SCALAR[aux](v))
-        except MiglabError:
-            raise
-        except KeyError:
-            raise EncodingError("field has no value", path=f"{path}.{name}") from None
-        except (TypeError, ValueError, OverflowError, IndexError, struct.error) as exc:
-            raise EncodingError(
-                f"value does not fit its field: {exc}", path=f"{path}.{name}"
-            ) from None
+                    out[i] = _ENCODE_SCALAR[aux](v)
+            except MiglabError:
+                raise
+            except (TypeError, ValueError, OverflowError, IndexError, struct.error) as exc:
+                raise EncodingError(
+                    f"value does not fit its field: {exc}", path=f"{path}.{name}"
+                ) from None
         subs: list[Any] = []
         if st.subsections:
             index = {s.name: i for i, s in enumerate(desc.subsections)}
             for sub_name, sub in st.subsections.items():
-                i = index.get(sub_name)
-                if i is None:
+                at = index.get(sub_name)
+                if at is None:
                     raise EncodingError(
                         "subsection is not in the description", path=f"{path}/{sub_name}"
                     )
-                subs.append([i, self.state(desc.subsections[i], sub, sub_name, depth + 1)])
+                subs.append([at, self.state(desc.subsections[at], sub, sub_name, depth + 1)])
         return [version, out, subs]
+
+    def states(
+        self,
+        struct_: VMStateDescription,
+        elems: tuple[VMStateDescription, ...] | None,
+        items: list[Any],
+        path: str,
+        depth: int,
+    ) -> list[Any]:
+        """The elements of an array of structs; flat ones (plain values only) in one step."""
+        if elems is None and not struct_.subsections:
+            version = struct_.version_id
+            plan = _plan(struct_, version)
+            if not plan.special:
+                get = plan.get
+                out = []
+                for j, item in enumerate(items):
+                    if type(item) is VMState and item.version_id == version:
+                        try:
+                            out.append([version, get(item.fields), []])
+                            continue
+                        except KeyError:
+                            pass
+                    out.append(self.state(struct_, item, f"{path}[{j}]", depth))
+                return out
+        return [
+            self.state(elems[j] if elems else struct_, item, f"{path}[{j}]", depth)
+            for j, item in enumerate(items)
+        ]
 
     def records(self, records: list[Record], depth: int = 0) -> list[Any]:
         out: list[Any] = []
@@ -375,6 +444,11 @@ def to_plain(stream: Stream) -> dict[str, Any]:
         EncodingError: a value does not fit its field, or a description
             carries code (``exists``).
     """
+    with paused_gc():  # many small lists, no cycles: no collection midway
+        return _to_plain(stream)
+
+
+def _to_plain(stream: Stream) -> dict[str, Any]:
     enc = _Encoder()
     configuration = None
     if stream.configuration is not None:
@@ -442,7 +516,30 @@ _DESC_CACHE: dict[Any, VMStateDescription] = {}
 _FIELD_CACHE: dict[Any, VMStateField] = {}
 
 
+# Whole description tables decoded so far, keyed by their exact serialized form
+# (``marshal``: fast, and ``True``/``1``/``1.0`` differ): streams of one QEMU and
+# machine carry the same table, and the table only refers to itself.
+_TABLES: dict[bytes, tuple[VMStateDescription, ...]] = {}
+_MAX_TABLES = 256
+
+
 def _descs(raw: Any) -> list[VMStateDescription]:
+    try:
+        key: bytes | None = marshal.dumps(raw, 2)
+    except ValueError:  # nested too deeply for marshal; the walk below says what is wrong
+        key = None
+    hit = _TABLES.get(key) if key is not None else None
+    if hit is not None:
+        return list(hit)
+    table = _build_descs(raw)
+    if key is not None:
+        if len(_TABLES) >= _MAX_TABLES:
+            _TABLES.clear()
+        _TABLES[key] = tuple(table)
+    return table
+
+
+def _build_descs(raw: Any) -> list[VMStateDescription]:
     table: list[VMStateDescription] = []
     if len(_DESC_CACHE) + len(_FIELD_CACHE) > 65536:
         _DESC_CACHE.clear()
@@ -540,52 +637,39 @@ def _state(desc: VMStateDescription, raw: Any, path: str, depth: int) -> VMState
         raise EncodingError("a state must be [version, values, subsections]", path=path)
     version = _int(raw[0], f"{path} version", 0, 0xFFFFFFFF)
     vals = _list(raw[1], path)
-    fields: dict[str, Any] = {}
-    i = 0
-    n = len(vals)
-    for name, since, code, aux in _plan(desc):
-        if since > version:
-            continue
-        if i >= n:
-            raise EncodingError("state has fewer values than its description", path=path)
+    plan = _plan(desc, version)
+    if len(vals) != len(plan.names):
+        more = "more" if len(vals) > len(plan.names) else "fewer"
+        raise EncodingError(f"state has {more} values than its description", path=path)
+    if tuple(map(type, vals)) != plan.types:
+        for name, v, want in zip(plan.names, vals, plan.types, strict=True):
+            if type(v) is not want:
+                raise EncodingError(
+                    f"expected {want.__name__}, got {type(v).__name__}", path=f"{path}.{name}"
+                )
+    fields = dict(zip(plan.names, vals, strict=True))
+    for i, name, code, aux in plan.special:
         v = vals[i]
-        i += 1
-        if code == _INT:
-            if type(v) is not int:
-                raise EncodingError(
-                    f"expected an int, got {type(v).__name__}", path=f"{path}.{name}"
-                )
-        elif code == _BOOL:
-            if type(v) is not bool:
-                raise EncodingError(
-                    f"expected a bool, got {type(v).__name__}", path=f"{path}.{name}"
-                )
-        elif code == _INT_ARRAY:
+        if code == _INT_ARRAY:
             size, signed = aux
-            if type(v) is not bytes or len(v) % size:
+            if len(v) % size:
                 raise EncodingError(f"expected packed {size}-byte integers", path=f"{path}.{name}")
             v = list(_array_struct(len(v) // size, size, signed).unpack(v))
         elif code == _STRUCT:
             v = _state(aux, v, f"{path}.{name}", depth + 1)
         elif code == _STRUCT_ARRAY:
             struct_, elems = aux
-            items = _list(v, f"{path}.{name}")
-            if elems is not None and len(items) != len(elems):
+            if elems is not None and len(v) != len(elems):
                 raise EncodingError(
-                    f"{len(items)} elements, the description has {len(elems)}",
+                    f"{len(v)} elements, the description has {len(elems)}",
                     path=f"{path}.{name}",
                 )
-            v = [
-                _state(elems[j] if elems else struct_, item, f"{path}.{name}[{j}]", depth + 1)
-                for j, item in enumerate(items)
-            ]
+            v = _states(struct_, elems, v, f"{path}.{name}", depth + 1)
         elif code == _ARRAY:
-            v = [_decode_scalar(aux, x, f"{path}.{name}") for x in _list(v, f"{path}.{name}")]
+            v = [_decode_scalar(aux, x, f"{path}.{name}") for x in v]
         else:
             v = _decode_scalar(aux, v, f"{path}.{name}")
         fields[name] = v
-    if i != n:
-        raise EncodingError("state has more values than its description", path=path)
     subs: dict[str, VMState] = {}
     for item in _list(raw[2], path):
         item = _list(item, path)
@@ -594,6 +678,41 @@ def _state(desc: VMStateDescription, raw: Any, path: str, depth: int) -> VMState
         sd = desc.subsections[_int(item[0], f"{path} subsection", 0, len(desc.subsections) - 1)]
         subs[sd.name] = _state(sd, item[1], sd.name, depth + 1)
     return VMState(desc, version, fields, subs)
+
+
+def _states(
+    struct_: VMStateDescription,
+    elems: tuple[VMStateDescription, ...] | None,
+    items: list[Any],
+    path: str,
+    depth: int,
+) -> list[VMState]:
+    """The elements of an array of structs; flat ones (plain values only) in one step each."""
+    if elems is None and not struct_.subsections:
+        version = struct_.version_id
+        plan = _plan(struct_, version)
+        if not plan.special:
+            names, types = plan.names, plan.types
+            out = []
+            for j, item in enumerate(items):
+                if (
+                    type(item) is list
+                    and len(item) == 3
+                    and type(item[0]) is int
+                    and item[0] == version
+                    and type(item[1]) is list
+                    and tuple(map(type, item[1])) == types
+                    and type(item[2]) is list
+                    and not item[2]
+                ):
+                    out.append(VMState(struct_, version, dict(zip(names, item[1], strict=True))))
+                else:
+                    out.append(_state(struct_, item, f"{path}[{j}]", depth))
+            return out
+    return [
+        _state(elems[j] if elems else struct_, item, f"{path}[{j}]", depth)
+        for j, item in enumerate(items)
+    ]
 
 
 def _decode_scalar(kind: str, v: Any, path: str) -> Any:
@@ -713,7 +832,8 @@ def from_plain(tree: Any, source_size: int = 0) -> Stream:
     Raises:
         EncodingError: the tree does not have the shape :func:`to_plain` makes.
     """
-    return guarded(_from_plain, tree, source_size)
+    with paused_gc():  # many small states, no cycles: no collection midway
+        return guarded(_from_plain, tree, source_size)
 
 
 def _from_plain(tree: Any, source_size: int) -> Stream:
