@@ -9,6 +9,7 @@ can be compared on the same bytes: values, bytes written, and every error
 from __future__ import annotations
 
 import gc
+import re
 
 import pytest
 from conftest import DATA
@@ -16,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import miglab
-from miglab.errors import MiglabError
+from miglab.encoders.tree import _Encoder, _state, guarded
+from miglab.errors import EncodingError, MiglabError
 from miglab.stream.model import Section
 from miglab.visitors import (
     QEMUFileInputVisitor,
@@ -249,3 +251,35 @@ def test_paused_gc_restores_the_collector_even_on_error() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+PORT = describe("port", [field("up", "uint32"), field("on", "bool")])
+HUB = describe("hub", [field("ports", "struct", struct=PORT, num=3), field("tail", "uint8")])
+
+
+def _hub() -> VMState:
+    ports = [VMState(PORT, 1, {"up": i, "on": i % 2 == 1}) for i in range(3)]
+    return VMState(HUB, 1, {"ports": ports, "tail": 9})
+
+
+def test_plain_tree_round_trips_arrays_of_flat_structs() -> None:
+    plain = _Encoder().state(HUB, _hub(), "hub")
+    assert plain == [1, [[[1, [0, False], []], [1, [1, True], []], [1, [2, False], []]], 9], []]
+    assert _state(HUB, plain, "hub", 0) == _hub()
+
+
+@pytest.mark.parametrize(
+    ("element", "message"),
+    [
+        ([1, [0, 1], []], "expected bool, got int"),  # an int where a bool belongs
+        ([1, [0], []], "fewer values"),
+        ([1, [0, False], [[0, []]]], "subsection"),  # the description has none
+        ([1, [0, False]], "[version, values, subsections]"),
+    ],
+)
+def test_plain_tree_bad_struct_element_says_which(element: list, message: str) -> None:
+    plain = _Encoder().state(HUB, _hub(), "hub")
+    plain[1][0][1] = element
+    with pytest.raises(EncodingError, match=re.escape(message)) as info:
+        guarded(_state, HUB, plain, "hub", 0)
+    assert "hub.ports[1]" in str(info.value)
