@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 ruff check miglab tests scripts benchmarks fuzz
-python3 -m pytest -n 2 --dist loadfile "$@"
+python3 -m pytest -n 2 --dist loadgroup "$@"

@@ -26,6 +26,18 @@ def stream_path(request: pytest.FixtureRequest) -> Path:
     return request.param
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each notebook's cells on one xdist worker (``--dist loadgroup``).
+
+    Ordinary tests spread over both workers one by one; nbval's cells of one
+    notebook share a kernel and must run in order on the same worker.
+    """
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 def recipe(path: Path) -> dict:
     """How a data/ stream was made (QEMU version, machine, devices...)."""
     return RECIPES[path.name]
