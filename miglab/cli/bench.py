@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         base = load(paths[0]) if paths else None
         streams[f"synthetic-{args.synthetic}MiB"] = synthetic(args.synthetic, base)
     formats = args.formats.split(",") if args.formats else None
-    df = measure(streams, formats, repeat=args.repeat)
+    df = measure(streams, formats, repeat=args.repeat, progress=sys.stderr.isatty())
     if args.json:
         json.dump(df.to_dict(orient="records"), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tqdm.auto import tqdm
+
 from miglab.encoders import get, names
 from miglab.encoders.asn1 import schema_text
 from miglab.errors import EncodingError
@@ -81,6 +83,7 @@ def measure(
     | Iterable[Stream | str | os.PathLike[str]],
     formats: Sequence[str] | None = None,
     repeat: int = 5,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """A row per (stream, part, format): bytes, size ratio to legacy, MB/s.
 
@@ -88,6 +91,7 @@ def measure(
         streams: streams or paths (a mapping gives them labels).
         formats: format names (default: all registered).
         repeat: timed runs per measurement; the median is kept.
+        progress: show a tqdm bar (one step per stream) on stderr.
 
     Columns: ``stream, part ("device"|"stream"), format, bytes, legacy_bytes,
     ratio, encode_s, decode_s, encode_MBps, decode_MBps, roundtrip_MBps``.
@@ -100,7 +104,8 @@ def measure(
     fmts = [get(n) for n in (formats or names())]
     kwargs = {f.name: ({"schema": schema_text()} if f.needs_schema else {}) for f in fmts}
     rows = []
-    for label, stream in _streams(streams):
+    todo = _streams(streams)
+    for label, stream in tqdm(todo, desc="bench", unit="stream", disable=not progress):
         for part, tree in (("device", device_state(stream)), ("stream", stream)):
             legacy = tree.to_bytes()
             encoded = {}
