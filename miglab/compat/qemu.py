@@ -33,6 +33,8 @@ from typing import Any
 from miglab.compat.edit import Edit
 from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
 from miglab.compat.report import Change, ChangeReport
+from miglab.compat.schema_check import SchemaSource
+from miglab.compat.schema_driven import SchemaDriven
 from miglab.errors import CompatError
 from miglab.stream.configuration import CONFIGURATION, machine_of
 from miglab.stream.model import CommandRecord, Record, Section, Stream
@@ -269,6 +271,7 @@ def convert_stream(
     from_qemu: str | None = None,
     allow_guest_visible: bool = False,
     registry: Registry | None = None,
+    schemas: tuple[SchemaSource, SchemaSource] | None = None,
 ) -> tuple[Stream, ChangeReport]:
     """Convert ``stream`` for QEMU ``to_qemu`` running ``machine``.
 
@@ -286,6 +289,10 @@ def convert_stream(
             is read by default (only a build's newest machine names its build).
         allow_guest_visible: accept changes the guest could observe.
         registry: transforms to use (default :data:`REGISTRY`).
+        schemas: the source and destination ``-dump-vmstate`` schemas; when given, what the
+            transforms left different from the destination's schema is converted by
+            :class:`~miglab.compat.schema_driven.SchemaDriven` (unknown subsections and fields
+            dropped, missing fields zero-filled, versions and devices checked).
 
     Returns:
         The new stream and the report of every change.
@@ -300,6 +307,7 @@ def convert_stream(
             raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
     _check_machine(to_qemu, machine, "machine")
     src = from_qemu or qemu_of_machine(stream.machine or "")
+    generic = SchemaDriven(*schemas) if schemas is not None else None
     generations = _generations(stream.machine, src, machine)
     changes: list[Change] = []
     records: list[Record] = []
@@ -326,6 +334,9 @@ def convert_stream(
             states, report = reg.plan(name, src, to_qemu).run([rec.payload])
             if generations is not None:
                 states, more = reg.plan(name, *generations).run(states)
+                report += more
+            if generic is not None:
+                states, more = generic.conform(rec.name, states)
                 report += more
             if report.changes:
                 if len(states) != 1:
