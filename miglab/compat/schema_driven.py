@@ -129,7 +129,7 @@ class SchemaDriven:
             errors: list[CompatError] = []
             best: tuple[VMState, list[Change]] | None = None
             for vmsd in candidates:  # several classes may share a vmsd name (serial)
-                trial, mine = copy.deepcopy(state), []
+                trial, mine = copy.deepcopy(state), list[Change]()
                 try:
                     _conform(trial, vmsd, name, "", section, mine)
                 except CompatError as exc:
@@ -180,21 +180,21 @@ def _conform_fields(
     known = {_base(f.name) for f in vmsd.fields}
     present = [f for f in state.desc.fields if f.name in state.fields]
     have = {_base(f.name) for f in present}
-    for f in present:
-        base = _base(f.name)
-        if base not in known:
-            before = state.fields.pop(f.name)
+    for p in present:
+        if _base(p.name) not in known:
+            before = state.fields.pop(p.name)
             state.desc = dataclasses.replace(
-                state.desc, fields=tuple(g for g in state.desc.fields if g.name != f.name)
+                state.desc, fields=tuple(g for g in state.desc.fields if g.name != p.name)
             )
             out.append(
-                _change("removed", device, prefix + f.name, before, None, "field", vmsd.name)
+                _change("removed", device, prefix + p.name, before, None, "field", vmsd.name)
             )
     previous: str | None = None
     for f in wire:
         base = _base(f.name)
         if base in have or f.exists:
-            previous = next((g.name for g in state.desc.fields if _base(g.name) == base), previous)
+            same = [g.name for g in state.desc.fields if _base(g.name) == base]
+            previous = same[-1] if same else previous
             continue
         new_field, value = _zero_field(f, f"{where}/{f.name}")
         fields = list(state.desc.fields)
