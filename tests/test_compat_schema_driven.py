@@ -12,6 +12,7 @@ from conftest import DATA, recipe
 from test_compat import _check_report
 
 import miglab
+from miglab.cli import main
 from miglab.compat import ChangeReport, convert_stream
 from miglab.compat.schema_driven import SchemaDriven
 from miglab.errors import CompatError
@@ -171,3 +172,19 @@ def test_devices_neither_schema_lists_are_left_alone() -> None:
     cpu = next(s.payload for s in stream.sections if s.name == "cpu")
     states, report = SchemaDriven(*SCHEMAS).conform("cpu", [cpu])
     assert states == [cpu] and not report.changes
+
+
+def test_cli_takes_both_schemas_or_neither(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = _with_ltim(1)
+    src = miglab.save(stream, tmp_path / "in.mig")
+    out = tmp_path / "out.mig"
+    base = ["compat", str(src), "-o", str(out), "--to-qemu", "7.2", "--machine", "pc-q35-7.2"]
+    base.append("--allow-guest-visible")
+    assert main([*base, "--src-schema", str(SCHEMAS[0])]) == 2
+    assert "both --src-schema and --dst-schema" in capsys.readouterr().err
+    schemas = ["--src-schema", str(SCHEMAS[0]), "--dst-schema", str(SCHEMAS[1])]
+    assert main([*base, *schemas]) == 0
+    assert "removed i8259:@i8259/ltim" in capsys.readouterr().out
+    assert _i8259(miglab.load(out)).subsections == {}

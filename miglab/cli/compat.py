@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
+from miglab.errors import CompatError
 from miglab.stream.reader import load
 from miglab.stream.writer import save
 
@@ -27,11 +28,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--allow-guest-visible", action="store_true", help="accept changes the guest could observe"
     )
+    p.add_argument(
+        "--src-schema",
+        help="-dump-vmstate of the source QEMU and machine (with --dst-schema: convert what "
+        "no rule covers from the two schemas)",
+    )
+    p.add_argument("--dst-schema", help="-dump-vmstate of the destination QEMU and machine")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print the change report, write the stream."""
+    if (args.src_schema is None) != (args.dst_schema is None):
+        raise CompatError("give both --src-schema and --dst-schema, or neither")
     stream = load(args.file)
     out, report = convert_stream(
         stream,
@@ -39,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         machine=args.machine,
         from_qemu=args.from_qemu,
         allow_guest_visible=args.allow_guest_visible,
+        schemas=(args.src_schema, args.dst_schema) if args.src_schema else None,
     )
     save(out, args.output)
     print(report)
