@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep each notebook's cells on one xdist worker (``--dist loadgroup``).
 
     Ordinary tests spread over both workers one by one; nbval's cells of one
-    notebook share a kernel and must run in order on the same worker.
+    notebook share a kernel and must run in order on the same worker.  (Under
+    pytest 9.2 nbval's node ids lose the grouping, hence pytest < 9.1 in
+    pyproject.toml.)
     """
     for item in items:
         if item.path.suffix == ".ipynb":
