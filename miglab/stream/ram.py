@@ -50,7 +50,7 @@ _KNOWN = int(
     | RamFlag.COMPRESS_PAGE
     | RamFlag.MULTIFD_FLUSH
 )
-_RELEASE_EVERY = 64 << 20
+_RELEASE_EVERY = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,28 +308,27 @@ def _bulk_run(
     QEMU sends most of RAM as runs of same-block records of one kind
     (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
     Their words sit at a fixed stride, so numpy can check a whole batch of
-    them at once; the run ends at the first word with other flags, which the
-    caller's per-record loop then reads.  Returns the position after the run.
+    them at once; the batch ends at the first word with other flags, which the
+    caller's per-record loop then reads.  Returns the position after the batch.
     """
     stride = 8 + payload
-    while True:
-        # Whole records only: a record whose payload is cut is left to the caller's loop.
-        count = min((end - pos) // stride, _RUN_BATCH)
-        if count < _RUN_MIN:
-            return pos  # for a few records numpy costs more than the caller's loop
-        batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
-        same = (batch & np.uint64(mask)) == np.uint64(flags)
-        n = count if same.all() else int(np.argmin(same))
-        if n == 0:
-            return pos
-        words.frombytes(batch[:n].astype(np.uint64).tobytes())
-        named.frombytes(bytes(n))
-        blocks_idx.frombytes(np.full(n, block, dtype=np.int32).tobytes())
-        starts.frombytes((pos + 8 + stride * np.arange(n, dtype=np.int64)).tobytes())
-        lengths.frombytes(np.full(n, payload, dtype=np.int32).tobytes())
-        pos += n * stride
-        if n < count or pos + 8 > end:
-            return pos
+    # Whole records only (a record whose payload is cut is left to the caller's
+    # loop), and at most one release interval's worth, so the caller can drop
+    # scanned pages of a mapped file between batches.
+    count = min((end - pos) // stride, _RUN_BATCH, _RELEASE_EVERY // stride)
+    if count < _RUN_MIN:
+        return pos  # for a few records numpy costs more than the caller's loop
+    batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
+    same = (batch & np.uint64(mask)) == np.uint64(flags)
+    n = count if same.all() else int(np.argmin(same))
+    if n == 0:
+        return pos
+    words.frombytes(batch[:n].astype(np.uint64).tobytes())
+    named.frombytes(bytes(n))
+    blocks_idx.frombytes(np.full(n, block, dtype=np.int32).tobytes())
+    starts.frombytes((pos + 8 + stride * np.arange(n, dtype=np.int64)).tobytes())
+    lengths.frombytes(np.full(n, payload, dtype=np.int32).tobytes())
+    return pos + n * stride
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
