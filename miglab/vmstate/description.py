@@ -37,6 +37,7 @@ __all__ = (
     "VMStateField",
     "describe",
     "field",
+    "unique_name",
 )
 
 FieldKind = str
@@ -158,6 +159,20 @@ class VMStateDescription:
             if s.name == name:
                 return s
         return None
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name#1``, ``name#2``... if taken; records the result in ``used``.
+
+    vmdesc and schema dumps may repeat a field name within one description;
+    miglab's field names must be unique, so repeats get a ``#k`` suffix.
+    """
+    out, k = name, 1
+    while out in used:
+        out = f"{name}#{k}"
+        k += 1
+    used.add(out)
+    return out
 
 
 def field(

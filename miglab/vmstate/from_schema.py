@@ -39,7 +39,13 @@ from miglab.errors import DescriptionError, LimitExceeded, MiglabError
 from miglab.limits import LIMITS
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
-from miglab.vmstate.description import VMStateDescription, VMStateField, describe, field
+from miglab.vmstate.description import (
+    VMStateDescription,
+    VMStateField,
+    describe,
+    field,
+    unique_name,
+)
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
@@ -354,7 +360,7 @@ def _build(sd: _Desc, choice: _Choice, version: int, prefix: Path_ = ()) -> VMSt
         path = (*prefix, i)
         if not _on_wire(f, version) or path in choice.absent:
             continue
-        name = _unique(f.name, used)
+        name = unique_name(f.name, used)
         num, num_field = counts.get(path, (f.num, None))
         if num_field is not None:
             num = None
@@ -376,15 +382,6 @@ def _build(sd: _Desc, choice: _Choice, version: int, prefix: Path_ = ()) -> VMSt
         minimum_version_id=sd.minimum_version_id,
         subsections=subs,
     )
-
-
-def _unique(name: str, used: set[str]) -> str:
-    out, k = name, 1
-    while out in used:
-        out = f"{name}#{k}"
-        k += 1
-    used.add(out)
-    return out
 
 
 def _static_size(sd: _Desc, choice: _Choice, version: int, prefix: Path_ = ()) -> int | None:
@@ -491,7 +488,7 @@ def _top_values(
     for i, f in enumerate(sd.fields):
         if not _on_wire(f, version) or (i,) in base.absent:
             continue
-        name = _unique(f.name, used)
+        name = unique_name(f.name, used)
         each = f.size if f.desc is None else _static_size(f.desc, base, f.desc.version_id, (i,))
         if each is None or pos + each > r.end:
             break

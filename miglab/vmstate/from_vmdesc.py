@@ -23,7 +23,7 @@ from typing import Any
 
 from miglab.errors import DescriptionError, LimitExceeded
 from miglab.limits import LIMITS
-from miglab.vmstate.description import VMStateDescription, VMStateField, field
+from miglab.vmstate.description import VMStateDescription, VMStateField, field, unique_name
 
 __all__ = ("description_from_vmdesc",)
 
@@ -168,7 +168,7 @@ def _fields(
             first = _one(obj, where, depth, base, cache)
             out.append(
                 VMStateField(
-                    name=_unique(base, used),
+                    name=unique_name(base, used),
                     info=first.info,
                     kind="struct",
                     struct=elements[0],
@@ -178,7 +178,7 @@ def _fields(
             i += run
             continue
         key = base if "index" not in obj else f"{base}[{obj['index']}]"
-        f = _one(obj, where, depth, _unique(key, used), cache)
+        f = _one(obj, where, depth, unique_name(key, used), cache)
         if "index" in obj:
             f = dataclasses.replace(f, index=_int(obj, "index", f"{where}.{base}"))
         out.append(f)
@@ -198,12 +198,3 @@ def _index_run(raw: Sequence[Any], start: int) -> int:
     ):
         n += 1
     return n
-
-
-def _unique(name: str, used: set[str]) -> str:
-    out, k = name, 1
-    while out in used:
-        out = f"{name}#{k}"
-        k += 1
-    used.add(out)
-    return out
