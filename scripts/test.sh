@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 ruff check miglab tests scripts benchmarks fuzz
+mypy
 python3 -m pytest -n 2 --dist loadgroup "$@"
