@@ -292,3 +292,27 @@ def test_real_qemu_accepts_an_edited_stream_and_refuses_a_broken_edit(tmp_path: 
 
 def test_every_stream_in_data_is_listed_in_the_manifest() -> None:
     assert sorted(p.name for p in DATA.glob("*.mig")) == sorted(p.name for p in STREAMS)
+
+
+def test_cli_schema_hints_decode_more_of_a_stream_without_vmdesc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from miglab.cli import main
+
+    base = ["inspect", str(DATA / "q72-pc-i440fx-2.2-default.mig"), "--json"]
+    schema = ["--schema", str(DATA / "schema-7.2-pc-i440fx-2.2.json")]
+    hints = ["--schema-hints", str(DATA / "schema-10.0-pc-i440fx-10.0.json")]
+
+    def decoded(args: list[str]) -> set[str]:
+        assert main(args) == 0
+        rows = json.loads(capsys.readouterr().out)["sections"]
+        return {r["name"] for r in rows if r["decoded"] and r["kind"] == "full"}
+
+    plain, hinted = decoded(base + schema), decoded(base + schema + hints)
+    assert {"mc146818rtc", "hpet", "i8259"} <= plain
+    # 7.2 dumps give no array lengths; QEMU 10.0's do, and they decide these two.
+    assert {"ioapic", "i8254"} <= hinted - plain
+    assert main(base + hints) == 2
+    assert "--schema-hints needs --schema" in capsys.readouterr().err

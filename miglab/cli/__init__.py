@@ -15,10 +15,14 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MiglabError
 
-__all__ = ("build_parser", "main")
+if TYPE_CHECKING:
+    from miglab.vmstate.from_schema import SchemaIndex
+
+__all__ = ("add_schema_options", "build_parser", "main", "schema_index")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(sub)
     return parser
+
+
+def add_schema_options(p: argparse.ArgumentParser) -> None:
+    """The ``--schema`` / ``--schema-hints`` pair of commands that read streams."""
+    p.add_argument(
+        "--schema", metavar="DUMP", help="a -dump-vmstate JSON, to decode streams without vmdesc"
+    )
+    p.add_argument(
+        "--schema-hints",
+        metavar="DUMP",
+        help="a -dump-vmstate JSON of QEMU >= 8.1 giving array lengths --schema lacks",
+    )
+
+
+def schema_index(args: Any) -> SchemaIndex | None:
+    """The schema the options name, with its hints, or None without ``--schema``."""
+    if args.schema is None:
+        if args.schema_hints is not None:
+            raise MiglabError("--schema-hints needs --schema")
+        return None
+    from miglab.vmstate.from_schema import SchemaIndex
+
+    return SchemaIndex.load(args.schema, hints=args.schema_hints)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

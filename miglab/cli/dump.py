@@ -1,4 +1,4 @@
-"""``miglab dump FILE [--schema DUMP]``: the whole decoded state as JSON."""
+"""``miglab dump FILE [--schema DUMP [--schema-hints DUMP]]``: the whole decoded state as JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from miglab.cli import add_schema_options, schema_index
 from miglab.stream.jsonview import stream_to_jsonable
 from miglab.stream.reader import load
 
@@ -17,13 +18,13 @@ def register(sub: Any) -> None:
     """Add the ``dump`` subcommand."""
     p = sub.add_parser("dump", help="print the decoded state as JSON")
     p.add_argument("file", help="a migration stream")
-    p.add_argument("--schema", help="a -dump-vmstate JSON, for streams without vmdesc")
+    add_schema_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the stream's decoded state."""
-    stream = load(args.file, schema=args.schema)
+    stream = load(args.file, schema=schema_index(args))
     json.dump(stream_to_jsonable(stream), sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -1,10 +1,11 @@
-"""``miglab extract FILE -o DIR [--schema DUMP] [--no-progress]``: RAM as sparse files, state as JSON."""
+"""``miglab extract FILE -o DIR [--schema DUMP [--schema-hints DUMP]] [--no-progress]``: RAM as sparse files, state as JSON."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from miglab.cli import add_schema_options, schema_index
 from miglab.stream.extract import extract
 
 __all__ = ("register", "run")
@@ -15,7 +16,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("extract", help="write RAM blocks (sparse files) and the state (JSON)")
     p.add_argument("file", help="a migration stream")
     p.add_argument("-o", "--output", required=True, help="output directory (created)")
-    p.add_argument("--schema", help="a -dump-vmstate JSON, for streams without vmdesc")
+    add_schema_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -23,7 +24,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Extract and print one line per block file."""
     result = extract(
-        args.file, args.output, schema=args.schema, progress=False if args.no_progress else None
+        args.file,
+        args.output,
+        schema=schema_index(args),
+        progress=False if args.no_progress else None,
     )
     for name, block in result.files.items():
         print(f"{name}\t{block}")

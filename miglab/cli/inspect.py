@@ -1,4 +1,4 @@
-"""``miglab inspect FILE [--schema DUMP] [--json]``: the machine and a table of records."""
+"""``miglab inspect FILE [--schema DUMP [--schema-hints DUMP]] [--json]``: the machine and a table of records."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from miglab.analysis.frames import SECTION_COLUMNS, sections_frame
+from miglab.cli import add_schema_options, schema_index
 from miglab.stream.reader import load
 
 __all__ = ("register",)
@@ -16,14 +17,14 @@ def register(sub: Any) -> None:
     """Add the ``inspect`` subcommand."""
     p = sub.add_parser("inspect", help="show the machine and the stream's records")
     p.add_argument("file", help="a migration stream")
-    p.add_argument("--schema", help="a -dump-vmstate JSON, for streams without vmdesc")
+    add_schema_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the machine and one row per record."""
-    stream = load(args.file, schema=args.schema)
+    stream = load(args.file, schema=schema_index(args))
     frame = sections_frame(stream)
     if args.json:
         rows = [

@@ -1,4 +1,4 @@
-"""``miglab verify FILE [--schema DUMP] [--json]``: every inconsistency in a stream.
+"""``miglab verify FILE [--schema DUMP [--schema-hints DUMP]] [--json]``: every inconsistency in a stream.
 
 Exit status 0 when no error is found (warnings are printed), 1 when some
 is, 2 when the file or schema cannot be read.
@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from miglab.cli import add_schema_options, schema_index
 from miglab.stream.verify import errors, verify
 
 __all__ = ("register", "run")
@@ -20,14 +21,14 @@ def register(sub: Any) -> None:
     """Add the ``verify`` subcommand."""
     p = sub.add_parser("verify", help="check a stream for every inconsistency (exit 1 if any)")
     p.add_argument("file", help="a migration stream")
-    p.add_argument("--schema", help="a -dump-vmstate JSON, for streams without vmdesc")
+    add_schema_options(p)
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings; 1 if any is an error."""
-    findings = verify(args.file, schema=args.schema)
+    findings = verify(args.file, schema=schema_index(args))
     bad = errors(findings)
     if args.json:
         print(json.dumps({"ok": not bad, "findings": [asdict(f) for f in findings]}))

@@ -25,7 +25,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import stream_to_jsonable
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
+
+if TYPE_CHECKING:
+    from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
 
@@ -124,7 +127,7 @@ def extract(
     source: str | os.PathLike[str] | bytes,
     directory: str | os.PathLike[str],
     *,
-    schema: str | os.PathLike[str] | None = None,
+    schema: str | os.PathLike[str] | SchemaIndex | None = None,
     progress: bool | None = None,
 ) -> ExtractResult:
     """Write the stream's RAM blocks and decoded state under ``directory``.

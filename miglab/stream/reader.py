@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miglab.errors import (
     DescriptionError,
@@ -50,6 +50,9 @@ from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.walk import visit_vmstate
+
+if TYPE_CHECKING:
+    from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("load", "open_source")
 
@@ -81,14 +84,16 @@ def open_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
 def load(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
-    schema: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
 ) -> Stream:
     """Read a migration stream into a :class:`~miglab.stream.model.Stream`.
 
     Args:
         source: a file path (memory-mapped) or the stream's bytes.
-        schema: a ``-dump-vmstate`` JSON file (or its parsed content) used to
-            decode device sections when the stream has no vmdesc trailer.
+        schema: a ``-dump-vmstate`` JSON file (or its parsed content, or a
+            :class:`~miglab.vmstate.from_schema.SchemaIndex` built with array
+            length hints) used to decode device sections when the stream has
+            no vmdesc trailer.
 
     Raises:
         MigrationFormatError: the bytes are not a valid stream; ``offset``

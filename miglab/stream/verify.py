@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Str
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
 from miglab.vmstate.state import VMState
+
+if TYPE_CHECKING:
+    from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("Finding", "errors", "verify")
 
@@ -74,7 +77,7 @@ def errors(findings: list[Finding]) -> list[Finding]:
 def verify(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
-    schema: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
 ) -> list[Finding]:
     """Every inconsistency found in a stream, in offset order.
 
