@@ -13,6 +13,6 @@ SUDO=""
 bash scripts/install-qemu.sh
 if ! command -v chromium >/dev/null; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  $SUDO apt-get install -y -qq chromium >/dev/null  # with its recommended fonts, as tested
 fi
 python3 -m pip install -q -e ".[dev]"
