@@ -126,6 +126,16 @@ class Visitor(ABC):
             raise self.error(f"value {value} does not fit {kind} [{lo}, {hi}]", self.member(name))
         return value
 
+    def check_int_array(self, name: str | None, values: list[int], size: int, signed: bool) -> None:
+        """Raise a VisitorError naming the first element of ``values`` that does not fit."""
+        self._push(name)
+        self._index.append(0)
+        for i, item in enumerate(values):
+            self._index[-1] = i
+            self.check_int(None, item, size, signed)
+        self._index.pop()
+        self._pop()
+
     # --- the contract -----------------------------------------------------
     @abstractmethod
     def start_struct(self, name: str | None) -> None:

@@ -81,13 +81,7 @@ class ObjectOutputVisitor(Visitor):
     ) -> list[int]:
         if values is None:
             raise self.error("has no value", self.member(name))
-        self._push(name)
-        self._index.append(0)
-        for i, item in enumerate(values):
-            self._index[-1] = i
-            self.check_int(None, item, size, signed)
-        self._index.pop()
-        self._pop()
+        self.check_int_array(name, values, size, signed)
         self._put(name, list(values))
         return values
 

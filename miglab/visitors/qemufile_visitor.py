@@ -95,14 +95,7 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         try:
             self.f.write(_array_struct(len(values), size, signed).pack(*values))
         except struct.error:
-            # Find the offending element for a precise message.
-            self._push(name)
-            self._index.append(0)
-            for i, item in enumerate(values):
-                self._index[-1] = i
-                self.check_int(None, item, size, signed)
-            self._index.pop()
-            self._pop()
+            self.check_int_array(name, values, size, signed)  # names the offending element
             raise
         return values
 
