@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
-# Set up everything miglab needs on a fresh Debian 12 machine (also used by CI):
-#   * QEMU 7.2 (system) and QEMU 10.0 (unpacked into .qemu/10.0)  -> scripts/install-qemu.sh
+# Set up everything the tests need on a fresh Debian 12 machine (also used by CI):
+#   * the QEMU builds miglab drives                     -> scripts/install-qemu.sh
 #   * Debian's Chromium, for the browser test of the notebook widgets
-#   * the Python package with its [dev] extras (tests, notebooks, linters)
-# Idempotent: a second run only checks.
+#   * the project virtual environment .venv with the package and its [dev] extras
+# Root or sudo.  Idempotent: a second run only checks.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+source "$(dirname "$0")/lib.sh"
+cd "$MIGLAB_ROOT"
 
-bash scripts/install-qemu.sh
-if ! command -v chromium >/dev/null; then
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq chromium >/dev/null  # with its recommended fonts, as tested
-fi
-python3 -m pip install -q -e ".[dev]"
+step "QEMU builds" bash scripts/install-qemu.sh
+step "chromium" apt_install chromium  # with its recommended fonts, as tested
+step "python venv" ensure_venv dev

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source .venv/bin/activate
 ruff check miglab tests scripts benchmarks fuzz
 mypy
-python3 -m pytest -n 2 --dist loadgroup "$@"
+python -m pytest -n 2 --dist loadgroup "$@"

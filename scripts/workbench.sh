@@ -1,32 +1,49 @@
 #!/usr/bin/env bash
-# Open the miglab workbench: JupyterLab on notebooks/ with the shipped data in data/.
-#   * installs the package with its [dev] extras first if it is not importable
-#     (or if JupyterLab is missing);
-#   * binds 127.0.0.1 only; PORT=8888 by default (MIGLAB_PORT to change);
-#   * opens a browser when there is one, otherwise prints the URL to open.
+# Open the miglab workbench: JupyterLab on a working copy of the tutorials, with the shipped
+# data in data/.
+#   * makes the project virtual environment .venv with the light [notebook] extra if needed
+#     (root or sudo only to install python3-venv on a Debian without it);
+#   * serves out/workbench/ (a copy of notebooks/ made on first start), so autosave never
+#     rewrites the tracked notebooks; delete that folder to start over;
+#   * binds 127.0.0.1 only; port 8888 by default (MIGLAB_PORT to change); prints the URL,
+#     token included, that JupyterLab really serves, and opens a browser when there is one.
 # Stop it with Ctrl-C.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
+source "$(dirname "$0")/lib.sh"
+cd "$MIGLAB_ROOT"
 PORT="${MIGLAB_PORT:-8888}"
 
-if ! "$PY" -c "import miglab, jupyterlab, ipywidgets" 2>/dev/null; then
-  echo "workbench: installing miglab with its [dev] extras..." >&2
-  "$PY" -m pip install -q -e ".[dev]"
+ensure_venv notebook
+WORK="$MIGLAB_ROOT/out/workbench"
+if [ ! -d "$WORK" ]; then
+  mkdir -p "$WORK"
+  cp notebooks/*.ipynb "$WORK"/
 fi
+# The notebooks open data files by relative path (../data/...): give the copy the same view.
+[ -e "$MIGLAB_ROOT/out/data" ] || ln -s ../data "$MIGLAB_ROOT/out/data"
 
 BROWSER_FLAG="--no-browser"
-if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && "$PY" -c "import webbrowser, sys; webbrowser.get(); sys.exit(0)" 2>/dev/null; then
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && "$VENV/bin/python" -c "import webbrowser; webbrowser.get()" 2>/dev/null; then
   BROWSER_FLAG=""
 fi
-if [ -n "$BROWSER_FLAG" ]; then
-  echo "workbench: no browser here; open the URL JupyterLab prints below (http://127.0.0.1:$PORT/lab...)." >&2
-fi
-
 ROOT_FLAG=""
 [ "$(id -u)" -ne 0 ] || ROOT_FLAG="--allow-root"
 
-exec "$PY" -m jupyterlab $BROWSER_FLAG $ROOT_FLAG \
-  --ServerApp.ip=127.0.0.1 --ServerApp.port="$PORT" \
-  --ServerApp.root_dir="$PWD/notebooks" \
-  --LabApp.default_url="/lab/tree/01-quickstart.ipynb"
+LOG="$(mktemp)"
+trap 'kill "$LAB" 2>/dev/null; wait "$LAB" 2>/dev/null; rm -f "$LOG"' EXIT INT TERM
+"$VENV/bin/python" -m jupyterlab $BROWSER_FLAG $ROOT_FLAG \
+  --ServerApp.ip=127.0.0.1 --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
+  --ServerApp.root_dir="$WORK" \
+  --LabApp.default_url="/lab/tree/01-quickstart.ipynb" >"$LOG" 2>&1 &
+LAB=$!
+# Print the URL Jupyter itself reports (with its token), once it is serving.
+for _ in $(seq 1 120); do
+  url=$(grep -oE "http://127\.0\.0\.1:[0-9]+/lab[^ ]*" "$LOG" | head -1 || true)
+  [ -n "$url" ] && break
+  kill -0 "$LAB" 2>/dev/null || { cat "$LOG" >&2; echo "workbench: JupyterLab did not start (is port $PORT taken? set MIGLAB_PORT)" >&2; exit 1; }
+  sleep 0.5
+done
+[ -n "$url" ] || { cat "$LOG" >&2; echo "workbench: JupyterLab printed no URL" >&2; exit 1; }
+echo "workbench: open $url" >&2
+tail -f -n +1 "$LOG" >&2 &
+wait "$LAB"
