@@ -67,7 +67,8 @@ private_apt() {  # apt-get on a private source list, lists and package cache und
   mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/parts"
   echo "deb $URI bookworm-backports main" >"$dir/sources.list"
   apt-get -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts="$dir/parts" \
-    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" "$@"
+    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" \
+    -o APT::Sandbox::User=root "$@"  # root writes the cache: no _apt sandbox there
 }
 
 install_qemu100() {
@@ -83,7 +84,7 @@ install_qemu100() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     if host_targets | grep -qx "$URI bookworm-backports"; then  # the host lists it already
-      (cd "$debs" && apt-get download -qq "${missing[@]}")
+      (cd "$debs" && apt-get -o APT::Sandbox::User=root download -qq "${missing[@]}")
     else
       private_apt update -qq
       (cd "$debs" && private_apt download -qq "${missing[@]}")
@@ -108,7 +109,7 @@ build_chroot() {  # NAME SUITE TARBALL EXTRA-SUITE APT-INSTALL-ARGS...
   local build="$CACHE/build/$name" t0
   t0=$(now)
   rm -rf "$build"
-  mkdir -p "$CACHE/debootstrap/$suite" "$(dirname "$tarball")"
+  mkdir -p "$CACHE/build" "$CACHE/debootstrap/$suite" "$(dirname "$tarball")"
   # debootstrap mounts /proc and /sys in the target itself: keep those mounts private too.
   unshare -m --propagation private debootstrap --variant=minbase \
     --cache-dir="$CACHE/debootstrap/$suite" "$suite" "$build" "$URI" >"$build.log" 2>&1 ||
