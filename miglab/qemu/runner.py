@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shlex
 import shutil
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from qemu.qmp import ExecuteError
 
-from miglab.qemu._locate import locate
+from miglab.qemu._locate import QemuLocation, locate
 from miglab.qemu._process import (
     QMP_LOST,
     Guest,
@@ -68,23 +69,40 @@ class QemuBinary:
     """One runnable QEMU build (see :func:`find_qemu`).
 
     Attributes:
-        version: ``"7.2"`` or ``"10.0"``.
-        executable: path of ``qemu-system-x86_64``.
+        version: one of ``QEMU_VERSIONS`` (``"5.2"``, ``"7.2"``, ``"10.0"``, ``"11.1"``).
+        executable: path of ``qemu-system-x86_64`` (for a chroot build: inside ``root``).
         env: extra environment QEMU needs (merged over ``os.environ``).
         data_dirs: firmware dirs passed as ``-L``, in order.
+        root: the chroot the build runs in (5.2, 11.1), or None (7.2, 10.0 run on the host).
+        binds: host dirs a chroot build must see beyond those its arguments name.
     """
 
     version: str
     executable: Path
     env: Mapping[str, str]
     data_dirs: tuple[Path, ...]
+    root: Path | None = None
+    binds: tuple[Path, ...] = ()
 
     def command(self, *args: str) -> list[str]:
-        """Return the full argv: the executable, its ``-L`` dirs, then ``args``."""
-        argv = [str(self.executable)]
-        for data_dir in self.data_dirs:
-            argv += ["-L", str(data_dir)]
-        return [*argv, *args]
+        """Return the full argv running this build with ordinary QEMU ``args``.
+
+        For a host build: the executable, its ``-L`` dirs, then ``args``.  For a chroot
+        build the same behind a private-mount-namespace wrapper that makes ``/tmp``, the
+        current dir, every absolute path in ``args`` and ``binds`` visible at the same paths
+        (:mod:`miglab.qemu._chroot`), so paths in ``args`` work unchanged.
+        """
+        location = QemuLocation(self.executable, self.env, self.data_dirs, self.root)
+        return location.command(*args, binds=self.binds)
+
+    def with_binds(self, *dirs: Path) -> QemuBinary:
+        """Return this build with ``dirs`` also visible inside its chroot (no-op on the host).
+
+        Needed only for paths QEMU learns other than from its command line (a file a
+        QMP command names later, a path inside a config file).
+        """
+        extra = tuple(Path(d).resolve() for d in dirs)
+        return dataclasses.replace(self, binds=(*self.binds, *extra))
 
     def _guest_argv(
         self, machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
@@ -223,4 +241,4 @@ def find_qemu(version: str) -> QemuBinary:
         QemuNotFound: it is not installed (run ``scripts/install-qemu.sh``).
     """
     location = locate(version)
-    return QemuBinary(version, location.executable, location.env, location.data_dirs)
+    return QemuBinary(version, location.executable, location.env, location.data_dirs, location.root)
