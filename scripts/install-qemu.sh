@@ -95,20 +95,31 @@ install_qemu100() {
   say "10.0: unpacked $version in $(took "$t0") s"
 }
 
-in_namespace() {  # run "$@" with ROOT's /proc and /dev mounted only for its duration
-  local root=$1; shift
+remove_tree() {  # rm -rf DIR, but never through a mount (a leaked bind of /dev or /tmp)
+  local dir=$1
+  [ -e "$dir" ] || return 0
+  if findmnt -rn -o TARGET | grep -q "^$(realpath "$dir")\(/\|$\)"; then
+    echo "install-qemu: something is mounted under $dir; not removing it" >&2
+    exit 1
+  fi
+  rm -rf "$dir"
+}
+
+in_namespace() {  # ROOT DEBS CMD...: run CMD in ROOT, /proc, /dev, DEBS mounted only meanwhile
+  local root=$1 debs=$2; shift 2
   unshare -m --propagation private sh -ec '
-    root=$1; shift
+    root=$1 debs=$2; shift 2
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
-    exec chroot "$root" "$@"' sh "$root" "$@"
+    mount --bind "$debs" "$root/var/cache/apt/archives"  # downloads land in the cache
+    exec chroot "$root" "$@"' sh "$root" "$debs" "$@"
 }
 
 build_chroot() {  # NAME SUITE TARBALL EXTRA-SUITE APT-INSTALL-ARGS...
   local name=$1 suite=$2 tarball=$3 extra=$4; shift 4
-  local build="$CACHE/build/$name" t0
+  local build="$CACHE/build/$name" debs="$CACHE/debs/$suite" t0
   t0=$(now)
-  rm -rf "$build"
+  remove_tree "$build"
   mkdir -p "$CACHE/build" "$CACHE/debootstrap/$suite" "$(dirname "$tarball")"
   # debootstrap mounts /proc and /sys in the target itself: keep those mounts private too.
   unshare -m --propagation private debootstrap --variant=minbase \
@@ -121,13 +132,14 @@ build_chroot() {  # NAME SUITE TARBALL EXTRA-SUITE APT-INSTALL-ARGS...
   } >"$build/etc/apt/sources.list"
   printf '#!/bin/sh\nexit 101\n' >"$build/usr/sbin/policy-rc.d"  # start no services
   chmod +x "$build/usr/sbin/policy-rc.d"
-  in_namespace "$build" apt-get update -qq
-  in_namespace "$build" apt-get install -y -qq --no-install-recommends "$@" >>"$build.log" 2>&1 ||
-    { tail -20 "$build.log" >&2; exit 1; }
-  in_namespace "$build" apt-get clean
+  mkdir -p "$debs/partial"
+  in_namespace "$build" "$debs" apt-get update -qq
+  in_namespace "$build" "$debs" apt-get install -y -qq --no-install-recommends "$@" \
+    >>"$build.log" 2>&1 || { tail -20 "$build.log" >&2; exit 1; }
   rm -rf "$build"/var/lib/apt/lists/* "$build"/usr/share/doc "$build"/usr/share/man
   tar -C "$build" --zstd -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
-  rm -rf "$build" "$build.log"
+  remove_tree "$build"
+  rm -f "$build.log"
   say "$name: built and cached $(basename "$tarball") in $(took "$t0") s"
 }
 
@@ -141,7 +153,7 @@ install_chroot() {  # NAME SUITE VERSION EXTRA-SUITE APT-INSTALL-ARGS...
   fi
   [ -f "$tarball" ] || build_chroot "$name" "$suite" "$tarball" "$extra" "$@"
   t0=$(now)
-  rm -rf "$dest"  # only ever unpacked here; never mounted on outside a private namespace
+  remove_tree "$dest"
   mkdir -p "$dest/root"
   tar -C "$dest/root" --zstd -xf "$tarball"
   echo "$stamp" >"$dest/stamp"
