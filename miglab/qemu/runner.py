@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -185,6 +187,35 @@ class QemuBinary:
             if status != 0:
                 raise QemuError(f"QEMU {self.version} -dump-vmstate failed: {guest.stderr()}")
         return out
+
+    def machines(self, *, timeout: float = 60) -> dict[str, str]:
+        """Return QEMU's ``-machine help``: machine type -> its description, as QEMU prints it.
+
+        The description keeps QEMU's own notes, e.g. ``"... (alias of pc-q35-5.2)"``,
+        ``"... (default)"``, ``"... (deprecated)"``.
+
+        Raises:
+            QemuError: QEMU failed (message has its stderr).
+            QemuTimeout: it took longer than ``timeout`` seconds.
+        """
+        argv = self.command("-machine", "help")
+        try:
+            run = subprocess.run(
+                argv,
+                env={**os.environ, **self.env},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise QemuTimeout(f"QEMU {self.version} -machine help took over {timeout:g} s") from exc
+        if run.returncode != 0:
+            raise QemuError(f"QEMU {self.version} -machine help failed: {run.stderr.strip()}")
+        lines = run.stdout.splitlines()
+        if not lines or not lines[0].startswith("Supported machines"):
+            raise QemuError(f"QEMU {self.version} -machine help printed {run.stdout[:80]!r}")
+        rows = (line.split(None, 1) for line in lines[1:] if line.strip())
+        return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
 
     def judge(
         self,
