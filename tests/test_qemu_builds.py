@@ -10,6 +10,7 @@ elsewhere it skips them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, NEWEST_PC, NEWEST_Q35, ROOT, qemu_build
 
-from miglab.qemu import QEMU_VERSIONS, QemuBinary
+from miglab.qemu import QEMU_VERSIONS, QemuBinary, available, find_qemu
 from miglab.qemu._chroot import host_dirs
 
 #: The Debian package each build is (scripts/install-qemu.sh pins all but the system 7.2).
@@ -67,9 +68,18 @@ def chroot_qemu(request: pytest.FixtureRequest) -> QemuBinary:
 
 @pytest.fixture
 def outside_tmp() -> Iterator[Path]:
-    """A scratch dir outside /tmp (which every chroot run sees anyway)."""
+    """A scratch dir outside /tmp (which every chroot run sees anyway).
+
+    Afterwards the empty mount point a chroot run made for it inside the chroot is removed,
+    so the shared chroots do not collect one per test run.
+    """
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="miglab-test-") as name:
         yield Path(name)
+    for version in filter(available, CHROOT_VERSIONS):
+        root = find_qemu(version).root
+        assert root is not None
+        with contextlib.suppress(OSError):  # not made (no run), or not empty: leave it
+            (root / name.lstrip("/")).rmdir()
 
 
 # --- every build --------------------------------------------------------------------------------
