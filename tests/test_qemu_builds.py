@@ -156,11 +156,12 @@ def test_chroot_sees_paths_through_symlinks(
 
 @pytest.mark.qemu
 def test_chroot_resolves_relative_paths_from_the_current_dir(
-    chroot_qemu: QemuBinary, outside_tmp: Path, monkeypatch: pytest.MonkeyPatch
+    chroot_qemu: QemuBinary, tmp_path: Path, outside_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(outside_tmp)
+    (tmp_path / "link").symlink_to(outside_tmp)  # like `-kernel .guest/vmlinuz` in a worktree
+    monkeypatch.chdir(tmp_path)
     result = run(chroot_qemu, "-machine", "none", "-nodefaults", "-display", "none",
-                 "-dump-vmstate", "relative.json")  # fmt: skip
+                 "-dump-vmstate", "link/relative.json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "vmschkmachine" in json.loads((outside_tmp / "relative.json").read_text())
 

@@ -9,10 +9,11 @@ mount, ends with the last process in it (QEMU and the ``cat`` of an ``exec:`` mi
 host's mount table never changes.  Each step ``exec``s the next, so the caller's PID is QEMU's.
 
 Which host directories: ``/tmp`` and the temp dir (QMP sockets, scratch streams), the current
-directory, the directory of every absolute path in the arguments (``exec:cat > FILE``,
-``-kernel``, ``file=IMG``, ``unix:SOCK``) together with the directories of the symlinks on the
-way to it (so ``.guest/vmlinuz`` through a symlinked ``.guest`` resolves as on the host), and
-any the caller names.  The chroot's own system directories (``/usr``, ``/etc``...) are never
+directory (the run starts there too), the directory of every path in the arguments
+(``exec:cat > FILE``, ``-kernel``, ``file=IMG``, ``unix:SOCK``; relative ones from the current
+directory) together with the directories of the symlinks on the way to it (so
+``.guest/vmlinuz`` through a symlinked ``.guest`` resolves as on the host), and any the caller
+names.  The chroot's own system directories (``/usr``, ``/etc``...) are never
 covered: an argument naming the host's ``/usr/share/qemu`` means the chroot's.
 """
 
@@ -41,9 +42,10 @@ done
 exec chroot "$root" /bin/sh -c 'cd "$1" 2>/dev/null || cd /; shift; exec "$@"' sh "$cwd" "$@"
 """
 
-#: Absolute paths inside an argument: after a start, '=', ':', '>' or a space; up to a
-#: comma, quote or space (``unix:/tmp/q.sock,server=on``, ``exec:cat > /tmp/s.mig``).
-_PATH = re.compile(r"(?<![\w.~-])/[^\s,'\"]*")
+#: Paths inside an argument: a run of non-separators holding a '/', starting after '=', ':',
+#: '>' or a space and ending at a comma, quote or space (``unix:/tmp/q.sock,server=on``,
+#: ``exec:cat > /tmp/s.mig``, ``file=.guest/disk.img,format=raw``).
+_PATH = re.compile(r"[^\s,'\"=:<>|]*/[^\s,'\"]*")
 #: The chroot's own tree: host directories here are never bound over it.
 _SYSTEM = tuple(
     map(
@@ -87,12 +89,14 @@ def host_dirs(root: Path, argv: Sequence[str], extra: Iterable[Path] = ()) -> li
 
     Args:
         root: the chroot (its own paths are never bound).
-        argv: the command line; every absolute path in it is made visible.
+        argv: the command line; every path in it is made visible (a relative one: from the
+            current dir, which the run starts in).
         extra: further dirs (or files: their dir) the caller needs inside.
     """
-    wanted = {Path("/tmp"), Path(tempfile.gettempdir()), Path.cwd(), *extra}
+    cwd = Path.cwd()
+    wanted = {Path("/tmp"), Path(tempfile.gettempdir()), cwd, *extra}
     for arg in argv:
-        wanted.update(Path(p) for p in _PATH.findall(arg))
+        wanted.update(cwd / p for p in _PATH.findall(arg))  # an absolute p replaces cwd
     dirs: set[Path] = set()
     for path in wanted:
         dirs.update(d for d in _dirs_for(Path(os.path.abspath(path))) if _bindable(d, root))
