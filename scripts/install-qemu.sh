@@ -10,15 +10,16 @@
 # mounts outlives the QEMU process; this script mounts only inside such namespaces too.
 #
 # Versions are pinned.  The mirror URI is read from the machine's own apt sources (no host
-# name is written here), and the host's apt configuration is left as it is: what the host
-# does not list (bookworm-backports) comes through a private apt configuration in the cache.
+# name is written here), and the host's apt configuration is left as it is: the 10.0 debs
+# come through a private apt configuration in the cache (whether or not the host lists
+# bookworm-backports), the chroots have their own apt.
 # The expensive parts are cached outside the project in ${MIGLAB_CACHE:-/var/cache/miglab}:
 # downloaded debs, and a tarball of each finished chroot keyed on its pinned version, so
 # setting up a fresh clone on the same machine takes seconds.  Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QEMU52_VERSION="${QEMU52_VERSION:-1:5.2+dfsg-11+deb11u3}"
-QEMU100_VERSION="${QEMU100_VERSION:-${QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}}"
+QEMU100_VERSION="${QEMU100_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 QEMU111_VERSION="${QEMU111_VERSION:-1:11.1.3+ds-2~bpo13+1}"
 CACHE="${MIGLAB_CACHE:-/var/cache/miglab}"
 #: Bump when the way a chroot is made changes, so cached tarballs are rebuilt.
@@ -34,14 +35,17 @@ now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 say() { echo "install-qemu: $*"; }
 
-host_install() {  # install Debian 12 packages on the host if a command is missing
-  local cmd=$1; shift
-  command -v "$cmd" >/dev/null && return
+host_install() {  # CMD PACKAGE: install a Debian 12 package on the host if CMD is missing
+  local t0
+  command -v "$1" >/dev/null && return
+  t0=$(now)
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+  say "host: installed $2 in $(took "$t0") s"
 }
 
 host_targets() {  # "URI SUITE" for every index target the host's apt sources configure
+  # shellcheck disable=SC2016  # apt's own $(FIELD) syntax
   apt-get indextargets --format '$(SITE) $(RELEASE)' | sort -u
 }
 
@@ -83,12 +87,8 @@ install_qemu100() {
     ls "$debs/${p}_${version//:/%3a}_"*.deb >/dev/null 2>&1 || missing+=("$p=$version")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    if host_targets | grep -qx "$URI bookworm-backports"; then  # the host lists it already
-      (cd "$debs" && apt-get -o APT::Sandbox::User=root download -qq "${missing[@]}")
-    else
-      private_apt update -qq
-      (cd "$debs" && private_apt download -qq "${missing[@]}")
-    fi
+    private_apt update -qq
+    (cd "$debs" && private_apt download -qq "${missing[@]}")
   fi
   mkdir -p "$dest"
   for p in "${packages[@]}"; do dpkg -x "$debs/${p}_${version//:/%3a}_"*.deb "$dest"; done
@@ -107,6 +107,7 @@ remove_tree() {  # rm -rf DIR, but never through a mount (a leaked bind of /dev 
 
 in_namespace() {  # ROOT DEBS CMD...: run CMD in ROOT, /proc, /dev, DEBS mounted only meanwhile
   local root=$1 debs=$2; shift 2
+  # shellcheck disable=SC2016  # expanded by the inner sh
   unshare -m --propagation private sh -ec '
     root=$1 debs=$2; shift 2
     mount -t proc proc "$root/proc"
