@@ -166,6 +166,22 @@ def test_chroot_resolves_relative_paths_from_the_current_dir(
     assert "vmschkmachine" in json.loads((outside_tmp / "relative.json").read_text())
 
 
+@pytest.mark.qemu
+def test_chroot_streams_and_disks_outside_tmp(chroot_qemu: QemuBinary, outside_tmp: Path) -> None:
+    # The guest's files where a caller keeps them (like .guest/disk.img), not in /tmp.
+    disk = outside_tmp / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    config = {
+        "machine": NEWEST_PC[chroot_qemu.version],
+        "memory": "16M",
+        "devices": ["virtio-blk-pci,drive=d0"],
+        "extra_args": ["-drive", f"file={disk},format=raw,if=none,id=d0,readonly=on"],
+    }
+    stream = chroot_qemu.make_stream(outside_tmp / "disk.mig", **config)
+    verdict = chroot_qemu.judge(stream, **config)  # -incoming "exec:cat <outside /tmp>"
+    assert (verdict.accepted, verdict.status) == (True, "completed"), verdict.stderr
+
+
 # --- which host dirs a chroot run binds (no QEMU needed) ----------------------------------------
 
 

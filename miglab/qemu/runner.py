@@ -90,9 +90,10 @@ class QemuBinary:
         """Return the full argv running this build with ordinary QEMU ``args``.
 
         For a host build: the executable, its ``-L`` dirs, then ``args``.  For a chroot
-        build the same behind a private-mount-namespace wrapper that makes ``/tmp``, the
-        current dir, every absolute path in ``args`` and ``binds`` visible at the same paths
-        (:mod:`miglab.qemu._chroot`), so paths in ``args`` work unchanged.
+        build the same behind a private-mount-namespace wrapper that makes ``/tmp`` and the
+        temp dir, the current dir, every path in ``args`` and ``binds`` visible at the same
+        paths (:mod:`miglab.qemu._chroot`), so paths in ``args`` work unchanged: pass every
+        argument here, not appended to the result.
         """
         location = QemuLocation(self.executable, self.env, self.data_dirs, self.root)
         return location.command(*args, binds=self.binds)
@@ -106,13 +107,15 @@ class QemuBinary:
         extra = tuple(Path(d).resolve() for d in dirs)
         return dataclasses.replace(self, binds=(*self.binds, *extra))
 
-    def _guest_argv(
-        self, machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
+    @staticmethod
+    def _guest_args(
+        machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
     ) -> list[str]:
-        argv = self.command("-machine", machine, "-m", memory, *_BASE_ARGS)
+        """QEMU arguments of a guest (to go through :meth:`command` whole: it scans paths)."""
+        args = ["-machine", machine, "-m", memory, *_BASE_ARGS]
         for device in devices:
-            argv += ["-device", device]
-        return [*argv, *extra_args]
+            args += ["-device", device]
+        return [*args, *extra_args]
 
     def make_stream(
         self,
@@ -136,10 +139,10 @@ class QemuBinary:
             QemuTimeout: it took longer than ``timeout`` seconds.
         """
         out = Path(out).resolve()
-        argv = self._guest_argv(machine, memory, devices, extra_args)
+        args = self._guest_args(machine, memory, devices, extra_args)
         if run_seconds is None:
-            argv.append("-S")
-        with Guest(argv, self.env) as guest:
+            args.append("-S")
+        with Guest(self.command(*args), self.env) as guest:
             scratch = guest.dir / "stream.mig"
 
             async def save() -> None:
@@ -239,10 +242,10 @@ class QemuBinary:
         stream = Path(stream).resolve()
         if not stream.is_file():
             raise QemuError(f"no stream file at {stream}")
-        argv = self._guest_argv(machine, memory, devices, extra_args)
-        argv += ["-S", "-incoming", f"exec:cat {shlex.quote(str(stream))}"]
+        args = self._guest_args(machine, memory, devices, extra_args)
+        args += ["-S", "-incoming", f"exec:cat {shlex.quote(str(stream))}"]
         deadline = time.monotonic() + timeout
-        with Guest(argv, self.env) as guest:
+        with Guest(self.command(*args), self.env) as guest:
 
             async def load() -> str:
                 try:
