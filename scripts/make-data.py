@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Regenerate data/ (reference streams and -dump-vmstate schemas) from data/manifest.json.
+"""Regenerate data/ (reference streams, -dump-vmstate schemas, machine lists) from manifest.json.
 
 The manifest is the one recipe table: per stream the QEMU version, machine, memory, devices,
 extra argv and whether the guest ran.  It also states what the stream must look like
 (``vmdesc``, ``configuration``, ``footers``); this script checks those claims against the bytes
 QEMU wrote, checks that the same QEMU accepts the stream back (judge), fills in ``size`` and
-``sha256``, and refreshes the stream table in data/README.md.
+``sha256``, and refreshes the stream table in data/README.md.  Per QEMU build it also dumps
+schemas and records ``-machine help`` (machine type -> description, QEMU's own words).
 
 Usage:
     python scripts/make-data.py                  # everything
@@ -114,6 +115,13 @@ def make_schema(qemu: QemuBinary, entry: dict[str, Any]) -> None:
     _record(entry, path)
 
 
+def make_machines(qemu: QemuBinary, entry: dict[str, Any]) -> None:
+    """Record one build's ``-machine help`` as JSON (type -> description, in QEMU's order)."""
+    path = DATA / entry["file"]
+    path.write_text(json.dumps(qemu.machines(), indent=1) + "\n")
+    _record(entry, path)
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(MANIFEST.read_text())
     jobs = [(make_stream, e) for e in manifest["streams"]]
     jobs += [(make_schema, e) for e in manifest["schemas"]]
+    jobs += [(make_machines, e) for e in manifest["machines"]]
     if args.only:
         jobs = [(f, e) for f, e in jobs if any(fnmatch.fnmatch(e["file"], p) for p in args.only)]
     for make, entry in jobs:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian 12 machine (also used by CI):
-#   * the QEMU builds miglab drives                     -> scripts/install-qemu.sh
+#   * four QEMU builds: 7.2 (system), 10.0 (unpacked into .qemu/10.0), 5.2 and 11.1
+#     (Debian 11 / 13 chroots in .qemu/5.2, .qemu/11.1)  -> scripts/install-qemu.sh
 #   * Debian's Chromium, for the browser test of the notebook widgets
 #   * the project virtual environment .venv with the package and its [dev] extras
 # Root or sudo.  Idempotent: a second run only checks.

@@ -1,11 +1,12 @@
-"""Real QEMU as data source and judge: find the 7.2 and 10.0 builds, make streams, judge them.
+"""Real QEMU as data source and judge: find the 5.2, 7.2, 10.0 and 11.1 builds, make streams, judge them.
 
     >>> from miglab.qemu import find_qemu
     >>> qemu = find_qemu("10.0")
     >>> qemu.judge(qemu.make_stream(Path("s.mig"), machine="q35"), machine="q35").accepted
     True
 
-Every call starts its own QEMU, bounded in time, and leaves no process or temp file behind.
+Every call starts its own QEMU, bounded in time, and leaves no process or temp file behind;
+the chroot builds (5.2, 11.1) take the same arguments and leave no mount behind.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """Find the QEMU builds miglab drives, and describe how to run them.
 
-Two builds are supported (see QEMU-FORMAT.md section 9): Debian 12's system QEMU 7.2 on
-``PATH``, and QEMU 10.0 unpacked (not installed) by ``scripts/install-qemu.sh`` under the
-project's ``.qemu/10.0``.  The 10.0 build needs its own firmware dirs (``-L``) and its own
-module dir, or it loads 7.2's modules and aborts.
+Four builds, side by side (installed by ``scripts/install-qemu.sh``, see QEMU-FORMAT.md 9):
+
+* ``"7.2"``: Debian 12's system QEMU on ``PATH``;
+* ``"10.0"``: bookworm-backports, unpacked (not installed) under the project's ``.qemu/10.0``;
+  it needs its own firmware dirs (``-L``) and module dir, or it loads 7.2's modules and aborts;
+* ``"5.2"`` and ``"11.1"``: Debian 11's package and trixie-backports' in Debian 11 / 13 chroots,
+  ``.qemu/5.2/root`` and ``.qemu/11.1/root``, run through :mod:`miglab.qemu._chroot`; inside
+  their chroot they find their own firmware and modules, so they need no ``-L``.
+
+``MIGLAB_QEMU_DIR`` overrides where the project's ``.qemu`` folder is.
 """
 
 from __future__ import annotations
@@ -12,20 +18,21 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from miglab.errors import MiglabError
+from miglab.qemu._chroot import chroot_command
 
 __all__ = ("QEMU_VERSIONS", "QemuLocation", "QemuNotFound", "available", "locate")
 
-QEMU_VERSIONS = ("7.2", "10.0")
+QEMU_VERSIONS = ("5.2", "7.2", "10.0", "11.1")
 
 #: Binary name of the x86 system emulator (the only target miglab uses).
 _EXECUTABLE = "qemu-system-x86_64"
-#: Environment variable overriding where the unpacked QEMU 10.0 tree lives.
-_QEMU10_ENV = "MIGLAB_QEMU10_DIR"
+#: Environment variable overriding the folder that holds the non-system builds.
+_QEMU_DIR_ENV = "MIGLAB_QEMU_DIR"
 
 
 class QemuNotFound(MiglabError, FileNotFoundError):
@@ -34,11 +41,32 @@ class QemuNotFound(MiglabError, FileNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class QemuLocation:
-    """Where one QEMU build lives: its binary, extra environment and ``-L`` dirs."""
+    """Where one QEMU build lives.
+
+    Attributes:
+        executable: the binary; for a chroot build its path inside ``root``.
+        env: extra environment it needs.
+        data_dirs: firmware dirs to pass as ``-L``.
+        root: the chroot it runs in, or None for a build that runs on the host.
+    """
 
     executable: Path
     env: Mapping[str, str]
     data_dirs: tuple[Path, ...]
+    root: Path | None = None
+
+    def command(self, *args: str, binds: tuple[Path, ...] = ()) -> list[str]:
+        """Return the argv running this build with ``args`` (``binds``: see ``_chroot``)."""
+        argv = [str(self.executable)]
+        for data_dir in self.data_dirs:
+            argv += ["-L", str(data_dir)]
+        argv += args
+        return argv if self.root is None else chroot_command(self.root, argv, binds)
+
+
+def _qemu_dir() -> Path:
+    default = Path(__file__).resolve().parents[2] / ".qemu"
+    return Path(os.environ.get(_QEMU_DIR_ENV, default)).resolve()
 
 
 def _system_qemu() -> QemuLocation:
@@ -49,11 +77,12 @@ def _system_qemu() -> QemuLocation:
 
 
 def _unpacked_qemu10() -> QemuLocation:
-    default = Path(__file__).resolve().parents[2] / ".qemu" / "10.0"
-    root = Path(os.environ.get(_QEMU10_ENV, default)).resolve()
+    root = _qemu_dir() / "10.0"
     executable = root / "usr" / "bin" / _EXECUTABLE
     if not executable.is_file():
-        raise QemuNotFound(f"QEMU 10.0 not found at {executable} (set {_QEMU10_ENV} or install it)")
+        raise QemuNotFound(
+            f"QEMU 10.0 not found at {executable} (set {_QEMU_DIR_ENV} or install it)"
+        )
     share = root / "usr" / "share"
     return QemuLocation(
         executable,
@@ -62,23 +91,38 @@ def _unpacked_qemu10() -> QemuLocation:
     )
 
 
-_LOCATORS = {"7.2": _system_qemu, "10.0": _unpacked_qemu10}
+def _chroot_qemu(version: str) -> QemuLocation:
+    root = _qemu_dir() / version / "root"
+    executable = Path("/usr/bin") / _EXECUTABLE
+    if not (root / executable.relative_to("/")).is_file():
+        raise QemuNotFound(
+            f"QEMU {version} not found in the chroot {root} (set {_QEMU_DIR_ENV} or install it)"
+        )
+    return QemuLocation(executable, {}, (), root)
+
+
+_LOCATORS: dict[str, Callable[[], QemuLocation]] = {
+    "5.2": functools.partial(_chroot_qemu, "5.2"),
+    "7.2": _system_qemu,
+    "10.0": _unpacked_qemu10,
+    "11.1": functools.partial(_chroot_qemu, "11.1"),
+}
 
 
 def _reported_version(location: QemuLocation) -> str:
     """Return the ``major.minor`` QEMU prints for ``--version`` (e.g. ``"7.2"``)."""
     env = {**os.environ, **location.env}
     try:
-        out = subprocess.run(
-            [str(location.executable), "--version"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
+        run = subprocess.run(
+            location.command("--version"), env=env, capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise QemuNotFound(f"{location.executable} --version failed: {exc}") from exc
+    if run.returncode != 0:
+        raise QemuNotFound(
+            f"{location.executable} --version exited {run.returncode}: {run.stderr.strip()}"
+        )
+    out = run.stdout
     # "QEMU emulator version 7.2.22 (Debian ...)"
     words = out.split()
     full = words[words.index("version") + 1] if "version" in words else ""
@@ -92,7 +136,7 @@ def locate(version: str) -> QemuLocation:
     Raises:
         QemuNotFound: the version is unknown, missing, or the binary reports another one.
     """
-    if version not in _LOCATORS:
+    if version not in QEMU_VERSIONS:
         raise QemuNotFound(f"unsupported QEMU version {version!r}; expected one of {QEMU_VERSIONS}")
     location = _LOCATORS[version]()
     reported = _reported_version(location)

@@ -15,8 +15,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from qemu.qmp import ExecuteError
 
-from miglab.qemu._locate import locate
+from miglab.qemu._locate import QemuLocation, locate
 from miglab.qemu._process import (
     QMP_LOST,
     Guest,
@@ -68,31 +71,51 @@ class QemuBinary:
     """One runnable QEMU build (see :func:`find_qemu`).
 
     Attributes:
-        version: ``"7.2"`` or ``"10.0"``.
-        executable: path of ``qemu-system-x86_64``.
+        version: one of ``QEMU_VERSIONS`` (``"5.2"``, ``"7.2"``, ``"10.0"``, ``"11.1"``).
+        executable: path of ``qemu-system-x86_64`` (for a chroot build: inside ``root``).
         env: extra environment QEMU needs (merged over ``os.environ``).
         data_dirs: firmware dirs passed as ``-L``, in order.
+        root: the chroot the build runs in (5.2, 11.1), or None (7.2, 10.0 run on the host).
+        binds: host dirs a chroot build must see beyond those its arguments name.
     """
 
     version: str
     executable: Path
     env: Mapping[str, str]
     data_dirs: tuple[Path, ...]
+    root: Path | None = None
+    binds: tuple[Path, ...] = ()
 
     def command(self, *args: str) -> list[str]:
-        """Return the full argv: the executable, its ``-L`` dirs, then ``args``."""
-        argv = [str(self.executable)]
-        for data_dir in self.data_dirs:
-            argv += ["-L", str(data_dir)]
-        return [*argv, *args]
+        """Return the full argv running this build with ordinary QEMU ``args``.
 
-    def _guest_argv(
-        self, machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
+        For a host build: the executable, its ``-L`` dirs, then ``args``.  For a chroot
+        build the same behind a private-mount-namespace wrapper that makes ``/tmp`` and the
+        temp dir, the current dir, every path in ``args`` and ``binds`` visible at the same
+        paths (:mod:`miglab.qemu._chroot`), so paths in ``args`` work unchanged: pass every
+        argument here, not appended to the result.
+        """
+        location = QemuLocation(self.executable, self.env, self.data_dirs, self.root)
+        return location.command(*args, binds=self.binds)
+
+    def with_binds(self, *dirs: Path) -> QemuBinary:
+        """Return this build with ``dirs`` also visible inside its chroot (no-op on the host).
+
+        Needed only for paths QEMU learns other than from its command line (a file a
+        QMP command names later, a path inside a config file).
+        """
+        extra = tuple(Path(d).resolve() for d in dirs)
+        return dataclasses.replace(self, binds=(*self.binds, *extra))
+
+    @staticmethod
+    def _guest_args(
+        machine: str, memory: str, devices: Sequence[str], extra_args: Sequence[str]
     ) -> list[str]:
-        argv = self.command("-machine", machine, "-m", memory, *_BASE_ARGS)
+        """QEMU arguments of a guest (to go through :meth:`command` whole: it scans paths)."""
+        args = ["-machine", machine, "-m", memory, *_BASE_ARGS]
         for device in devices:
-            argv += ["-device", device]
-        return [*argv, *extra_args]
+            args += ["-device", device]
+        return [*args, *extra_args]
 
     def make_stream(
         self,
@@ -116,10 +139,10 @@ class QemuBinary:
             QemuTimeout: it took longer than ``timeout`` seconds.
         """
         out = Path(out).resolve()
-        argv = self._guest_argv(machine, memory, devices, extra_args)
+        args = self._guest_args(machine, memory, devices, extra_args)
         if run_seconds is None:
-            argv.append("-S")
-        with Guest(argv, self.env) as guest:
+            args.append("-S")
+        with Guest(self.command(*args), self.env) as guest:
             scratch = guest.dir / "stream.mig"
 
             async def save() -> None:
@@ -168,6 +191,35 @@ class QemuBinary:
                 raise QemuError(f"QEMU {self.version} -dump-vmstate failed: {guest.stderr()}")
         return out
 
+    def machines(self, *, timeout: float = 60) -> dict[str, str]:
+        """Return QEMU's ``-machine help``: machine type -> its description, as QEMU prints it.
+
+        The description keeps QEMU's own notes, e.g. ``"... (alias of pc-q35-5.2)"``,
+        ``"... (default)"``, ``"... (deprecated)"``.
+
+        Raises:
+            QemuError: QEMU failed (message has its stderr).
+            QemuTimeout: it took longer than ``timeout`` seconds.
+        """
+        argv = self.command("-machine", "help")
+        try:
+            run = subprocess.run(
+                argv,
+                env={**os.environ, **self.env},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise QemuTimeout(f"QEMU {self.version} -machine help took over {timeout:g} s") from exc
+        if run.returncode != 0:
+            raise QemuError(f"QEMU {self.version} -machine help failed: {run.stderr.strip()}")
+        lines = run.stdout.splitlines()
+        if not lines or not lines[0].startswith("Supported machines"):
+            raise QemuError(f"QEMU {self.version} -machine help printed {run.stdout[:80]!r}")
+        rows = (line.split(None, 1) for line in lines[1:] if line.strip())
+        return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
     def judge(
         self,
         stream: Path,
@@ -190,10 +242,10 @@ class QemuBinary:
         stream = Path(stream).resolve()
         if not stream.is_file():
             raise QemuError(f"no stream file at {stream}")
-        argv = self._guest_argv(machine, memory, devices, extra_args)
-        argv += ["-S", "-incoming", f"exec:cat {shlex.quote(str(stream))}"]
+        args = self._guest_args(machine, memory, devices, extra_args)
+        args += ["-S", "-incoming", f"exec:cat {shlex.quote(str(stream))}"]
         deadline = time.monotonic() + timeout
-        with Guest(argv, self.env) as guest:
+        with Guest(self.command(*args), self.env) as guest:
 
             async def load() -> str:
                 try:
@@ -223,4 +275,4 @@ def find_qemu(version: str) -> QemuBinary:
         QemuNotFound: it is not installed (run ``scripts/install-qemu.sh``).
     """
     location = locate(version)
-    return QemuBinary(version, location.executable, location.env, location.data_dirs)
+    return QemuBinary(version, location.executable, location.env, location.data_dirs, location.root)
