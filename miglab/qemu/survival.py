@@ -20,6 +20,7 @@ by ``timeout`` and kills its QEMU.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shlex
 import tempfile
@@ -105,7 +106,7 @@ def _verdict(console: Console, expect: _Expect) -> tuple[bool | None, str]:
     first = beats[0].counter
     if expect.counter is not None and first < expect.counter:
         return False, f"heartbeat went back: source last counted {expect.counter}, then {first}"
-    for before, after in zip(beats, beats[1:], strict=False):
+    for before, after in itertools.pairwise(beats):
         if after.counter != before.counter + 1:
             return False, f"heartbeat jumped from {before.counter} to {after.counter}"
     for beat in beats:
@@ -165,6 +166,7 @@ def survives(
         QemuError: the destination could not be started at all (bad options).
         ValueError: qemu, machine or devices is neither given nor known from a capture.
     """
+    origin: Capture | None
     if isinstance(stream_or_capture, Capture):
         stream, origin = stream_or_capture.stream, stream_or_capture
     else:
