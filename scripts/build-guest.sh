@@ -2,6 +2,7 @@
 # Build the small Linux guest whose heartbeat judges whether a migrated VM survived.
 #
 #   .guest/vmlinuz        Debian 12's kernel (linux-image-$KVER), unmodified
+#   .guest/vmlinux        the same kernel uncompressed (ELF, booted through its PVH entry)
 #   .guest/initrd.gz      gzip'd newc cpio: static busybox, the modules for miglab's device
 #                         sets (with their modules.dep, made by busybox depmod), and /init
 #   .guest/disk.img       4 MiB raw disk with deterministic content, the guest's /dev/vda
@@ -17,7 +18,7 @@
 # The packages come from the machine's own apt sources with `apt-get download` (exact versions
 # pinned below) and are unpacked with dpkg -x: nothing is installed.  Downloads are cached in
 # ${MIGLAB_CACHE:-/var/cache/miglab}/guest, so a fresh clone rebuilds in seconds; the output is
-# byte-reproducible (fixed mtimes, sorted cpio, gzip -n).  Idempotent: when every artifact is
+# byte-reproducible (sorted cpio with fixed metadata, gzip -n).  Idempotent: when every artifact is
 # newer than this script, a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ MODULES="virtio_pci virtio_net virtio_blk virtio_console virtio_balloon virtio_r
 
 mkdir -p "$OUT"
 fresh=1
-for f in vmlinuz initrd.gz disk.img disk.md5 guest.json; do
+for f in vmlinux vmlinuz initrd.gz disk.img disk.md5 guest.json; do
   [ "$OUT/$f" -nt "$SCRIPT" ] || fresh=0
 done
 if [ "$fresh" = 1 ]; then
@@ -118,8 +119,11 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-echo "MIGLAB-BOOT $KVER"
+read up idle < /proc/uptime
+echo "MIGLAB-BOOT $KVER uptime=\$up"
 for m in $(echo $MODULES); do modprobe "\$m" || echo "MIGLAB-MODULE-FAIL \$m"; done
+read up idle < /proc/uptime
+echo "MIGLAB-MODULES uptime=\$up"
 ip link set lo up
 ifs=\$(ls /sys/class/net | grep -v '^lo\$')
 for i in \$ifs; do
@@ -129,7 +133,8 @@ done
 wait
 ready=""
 for i in \$ifs; do ready="\$ready \$i=\$(ip -4 -o addr show dev "\$i" | sed -n 's/.* inet \\([^ ]*\\).*/\\1/p')"; done
-echo "MIGLAB-READY\$ready"
+read up idle < /proc/uptime
+echo "MIGLAB-READY uptime=\$up\$ready"
 n=0
 while :; do
   n=\$((n + 1))
@@ -148,11 +153,41 @@ done
 EOF
 chmod +x "$stage/init"
 
-find "$stage" -exec touch -h -d @0 {} +
-(cd "$stage" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc 2>/dev/null) \
-  | gzip -9n > "$OUT/initrd.gz.tmp"
+# newc cpio written here rather than by cpio(1): fixed inode numbers, owners and mtimes make
+# the initramfs byte-reproducible.
+python3 - "$stage" <<'EOF' | gzip -9n > "$OUT/initrd.gz.tmp"
+import os, stat, sys
+root, out = sys.argv[1], sys.stdout.buffer
+def entry(ino, name, mode, data):
+    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0)
+    head = b"070701" + b"".join(b"%08X" % f for f in fields) + name.encode() + b"\0"
+    out.write(head + b"\0" * (-len(head) % 4) + data + b"\0" * (-len(data) % 4))
+paths = sorted(os.path.relpath(os.path.join(d, n), root)
+               for d, dirs, files in os.walk(root) for n in dirs + files)
+for ino, rel in enumerate(paths, 1):
+    full = os.path.join(root, rel)
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        data = os.readlink(full).encode()
+    elif stat.S_ISREG(st.st_mode):
+        data = open(full, "rb").read()
+    else:
+        data = b""
+    entry(ino, rel, st.st_mode, data)
+entry(0, "TRAILER!!!", 0, b"")
+EOF
 mv "$OUT/initrd.gz.tmp" "$OUT/initrd.gz"
 cp "$root/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+# The bzImage's xz payload is the ELF vmlinux with a PVH entry note: QEMU boots that directly
+# (pvh.bin option ROM), skipping an in-guest xz decompression that costs ~10 s under TCG.
+python3 - "$OUT/vmlinuz" "$OUT/vmlinux" <<'EOF'
+import lzma, sys
+image = open(sys.argv[1], "rb").read()
+payload = image[image.index(b"\xfd7zXZ\x00"):]
+elf = lzma.LZMADecompressor().decompress(payload)
+assert elf[:4] == b"\x7fELF", "the kernel's xz payload is not an ELF"
+open(sys.argv[2], "wb").write(elf)
+EOF
 
 # --- disk: sector i holds "miglab disk sector i" padded with its own index byte -------------
 python3 - "$OUT/disk.img" "$DISK_MIB" <<'EOF'
@@ -167,7 +202,7 @@ md5sum "$OUT/disk.img" | cut -d' ' -f1 > "$OUT/disk.md5"
 
 cat > "$OUT/guest.json" <<EOF
 {
-  "kernel": "vmlinuz",
+  "kernel": "vmlinux",
   "initrd": "initrd.gz",
   "disk": "disk.img",
   "disk_md5": "$(cat "$OUT/disk.md5")",
