@@ -39,7 +39,7 @@ from miglab.qemu._process import (
     run_bounded,
     wait_migration,
 )
-from miglab.qemu.capture import CONSOLE_POLL, Capture, sidecar_path
+from miglab.qemu.capturing import CONSOLE_POLL, Capture, sidecar_path
 from miglab.qemu.guest import DeviceSet, GuestSpec, default_guest, device_set, vm_args
 from miglab.qemu.heartbeat import Console, parse_console
 from miglab.qemu.runner import find_qemu

@@ -104,7 +104,7 @@ class Capture:
             "taint": self.taint,
             "ram_passes": self.ram_passes,
             "ram": dict(self.ram),
-            "seconds": round(self.seconds, 3),
+            "seconds": self.seconds,
         }
 
     @classmethod
@@ -245,7 +245,7 @@ def capture(
         shutil.move(scratch, out)
     record = Capture(
         out, qemu, machine, dset, spec, mode, last.counter, last.taint,
-        int(ram.get("dirty-sync-count", 0)), ram, seconds,
+        int(ram.get("dirty-sync-count", 0)), ram, round(seconds, 3),
     )  # fmt: skip
     sidecar_path(out).write_text(json.dumps(record.to_json(), indent=2) + "\n")
     return record
