@@ -1,0 +1,251 @@
+"""Capture the migration stream of the running test guest, with a sidecar saying what ran.
+
+:func:`capture` boots the guest (:mod:`miglab.qemu.guest`) on one QEMU build, machine type and
+device set, waits until it beats with its disk and every network answering, and migrates it to
+a file:
+
+* ``"live"``: the guest keeps running; ``max-bandwidth`` is held low (64 MiB/s by default for a
+  128 MiB guest) so RAM goes in several passes and pages the guest dirties are sent again;
+* ``"xbzrle"``: the same with the xbzrle capability, so re-sent pages are deltas;
+* ``"paused"``: the guest is stopped first; every page goes once.
+
+The sidecar ``<stream>.json`` (:class:`Capture`) records the build, machine, device set, guest,
+mode, the last heartbeat counter the source printed before the migration completed (what
+:func:`~miglab.qemu.survival.survives` expects the destination to continue from) and QEMU's own
+RAM statistics (``dirty-sync-count`` is the number of RAM passes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qemu.qmp import ExecuteError
+
+from miglab.qemu._process import (
+    QMP_LOST,
+    Guest,
+    GuestExited,
+    QemuError,
+    quit_qemu,
+    run_bounded,
+    wait_migration,
+)
+from miglab.qemu.guest import DeviceSet, GuestSpec, default_guest, device_set, vm_args
+from miglab.qemu.heartbeat import Console, parse_console
+from miglab.qemu.runner import find_qemu
+
+__all__ = ("MODES", "Capture", "capture", "sidecar_path", "watch_console")
+
+Mode = Literal["live", "xbzrle", "paused"]
+MODES: tuple[Mode, ...] = ("live", "xbzrle", "paused")
+#: Bytes per second a live capture may send (64 MiB/s: several passes over a 128 MiB guest).
+BANDWIDTH = 64 << 20
+#: Seconds between two reads of a console log.
+CONSOLE_POLL = 0.2
+
+
+def sidecar_path(stream: str | os.PathLike[str]) -> Path:
+    """Where the sidecar of ``stream`` lives: ``<stream>.json``."""
+    return Path(f"{os.fspath(stream)}.json")
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """A captured stream and how it was made (the sidecar JSON).
+
+    Attributes:
+        stream: the migration stream file.
+        qemu: version of the source build (``"7.2"``).
+        machine: the source machine type (``"pc-q35-7.2"``).
+        devices: the device set the guest ran with.
+        guest: the guest it ran.
+        mode: ``"live"``, ``"xbzrle"`` or ``"paused"``.
+        last_counter: the last heartbeat counter the source printed before the migration
+            completed; the destination must continue from it.
+        taint: the guest kernel's taint mask at that heartbeat.
+        ram_passes: QEMU's ``dirty-sync-count``: how many times RAM was walked for dirty pages.
+        ram: QEMU's ``query-migrate`` ``ram`` statistics when the migration completed.
+        seconds: wall time of the migration.
+    """
+
+    stream: Path
+    qemu: str
+    machine: str
+    devices: DeviceSet
+    guest: GuestSpec
+    mode: Mode
+    last_counter: int
+    taint: int
+    ram_passes: int
+    ram: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The sidecar's content."""
+        return {
+            "stream": self.stream.name,
+            "qemu": self.qemu,
+            "machine": self.machine,
+            "devices": {"name": self.devices.name, "options": list(self.devices.options)},
+            "nics": self.devices.nics,
+            "guest": self.guest.to_json(),
+            "mode": self.mode,
+            "last_counter": self.last_counter,
+            "taint": self.taint,
+            "ram_passes": self.ram_passes,
+            "ram": dict(self.ram),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def load(cls, stream: str | os.PathLike[str]) -> Capture:
+        """Read the sidecar of ``stream`` (``<stream>.json``).
+
+        Raises:
+            FileNotFoundError: there is no sidecar.
+        """
+        data = json.loads(sidecar_path(stream).read_text())
+        devices = DeviceSet(
+            data["devices"]["name"], tuple(data["devices"]["options"]), data["nics"]
+        )
+        return cls(
+            Path(stream).resolve(),
+            data["qemu"],
+            data["machine"],
+            devices,
+            GuestSpec.from_json(data["guest"]),
+            data["mode"],
+            data["last_counter"],
+            data["taint"],
+            data["ram_passes"],
+            data["ram"],
+            data["seconds"],
+        )
+
+
+async def watch_console(path: Path, process: Guest, done: Any, *, what: str) -> Console:
+    """Re-read the console log at ``path`` until ``done(console)`` is true; return that console.
+
+    Raises:
+        GuestExited: QEMU exited first (the message has its stderr and the console's tail).
+    """
+    while True:
+        console = parse_console(path.read_text(errors="replace") if path.exists() else "")
+        if done(console):
+            return console
+        if process.process.poll() is not None:
+            tail = path.read_text(errors="replace")[-400:] if path.exists() else ""
+            raise GuestExited(
+                f"QEMU exited while {what}: {process.stderr().strip()}; console: {tail}"
+            )
+        await asyncio.sleep(CONSOLE_POLL)
+
+
+def _ready(beats: int, nics: int) -> Any:
+    def ready(console: Console) -> bool:
+        last = console.last
+        return last is not None and last.counter >= beats and len(last.nets) == nics and last.net_ok
+
+    return ready
+
+
+def capture(
+    out: str | os.PathLike[str],
+    *,
+    qemu: str = "7.2",
+    machine: str,
+    devices: str | DeviceSet = "virtio",
+    guest: GuestSpec | None = None,
+    mode: Mode = "live",
+    bandwidth: int = BANDWIDTH,
+    beats: int = 3,
+    timeout: float = 180,
+) -> Capture:
+    """Boot the guest, let it beat ``beats`` times, migrate it to ``out``; write the sidecar.
+
+    Args:
+        out: the stream file to write (its sidecar is ``<out>.json``).
+        qemu: the source QEMU version (see :func:`~miglab.qemu.find_qemu`).
+        machine: the machine type.
+        devices: a device set or its name (:data:`~miglab.qemu.guest.DEVICE_SETS`).
+        guest: the guest (default: the one ``scripts/build-guest.sh`` built).
+        mode: ``"live"``, ``"xbzrle"`` or ``"paused"``.
+        bandwidth: ``max-bandwidth`` in bytes/s for the live modes.
+        beats: heartbeats (with every network answering) to wait for before migrating.
+        timeout: seconds for the whole run, boot included.
+
+    Raises:
+        QemuError: QEMU failed to start, the guest did not come up, or the migration failed;
+            the message has QEMU's stderr.
+        QemuTimeout: it took longer than ``timeout`` seconds.
+        GuestNotFound: the guest is not built.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    out = Path(out).resolve()
+    binary = find_qemu(qemu)
+    spec = guest or default_guest()
+    dset = device_set(devices)
+    with tempfile.TemporaryDirectory(prefix="miglab-capture-") as tmp:
+        console_path = Path(tmp) / "console.log"
+        scratch = Path(tmp) / "stream.mig"
+        argv = binary.command(*vm_args(spec, dset, machine=machine, console=console_path))
+        with Guest(argv, binary.env) as process:
+
+            async def run() -> tuple[Console, dict[str, Any], float]:
+                qmp = await process.connect()
+                try:
+                    await watch_console(
+                        console_path, process, _ready(beats, dset.nics), what="booting the guest"
+                    )
+                    if mode == "paused":
+                        await qmp.execute("stop")
+                    else:
+                        await qmp.execute("migrate-set-parameters", {"max-bandwidth": bandwidth})
+                    if mode == "xbzrle":
+                        caps = [{"capability": "xbzrle", "state": True}]
+                        await qmp.execute("migrate-set-capabilities", {"capabilities": caps})
+                    start = time.monotonic()
+                    uri = f"exec:cat > {shlex.quote(str(scratch))}"
+                    await qmp.execute("migrate", {"uri": uri})
+                    status, error = await wait_migration(qmp)
+                    seconds = time.monotonic() - start
+                    if status != "completed":
+                        raise QemuError(f"migration {status}: {error}")
+                    info = await qmp.execute("query-migrate")
+                    assert isinstance(info, dict)
+                    # The source is stopped now (postmigrate): its log ends where the stream does.
+                    console = parse_console(console_path.read_text(errors="replace"))
+                    return console, dict(info.get("ram", {})), seconds
+                finally:
+                    await quit_qemu(qmp)
+
+            try:
+                console, ram, seconds = run_bounded(run(), timeout, f"QEMU {qemu} capture")
+            except QemuError as exc:
+                stderr = process.stderr().strip()
+                raise type(exc)(f"{exc}; QEMU stderr: {stderr}" if stderr else str(exc)) from exc
+            except ExecuteError as exc:
+                raise QemuError(f"QEMU {qemu} refused: {exc}") from exc
+            except QMP_LOST as exc:
+                raise QemuError(f"QEMU {qemu} went away: {process.stderr()}") from exc
+        last = console.last
+        assert last is not None  # watch_console waited for beats
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(scratch, out)
+    record = Capture(
+        out, qemu, machine, dset, spec, mode, last.counter, last.taint,
+        int(ram.get("dirty-sync-count", 0)), ram, round(seconds, 3),
+    )  # fmt: skip
+    sidecar_path(out).write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    return record
