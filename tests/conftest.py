@@ -13,6 +13,9 @@ MANIFEST = json.loads((DATA / "manifest.json").read_text())
 STREAMS = [DATA / s["file"] for s in MANIFEST["streams"]]
 SCHEMAS = [DATA / s["file"] for s in MANIFEST["schemas"]]
 RECIPES = {s["file"]: s for s in MANIFEST["streams"]}
+#: Streams of running guests (live precopy, several passes, xbzrle; slirp with TCP state).
+LIVE = [DATA / s["file"] for s in MANIFEST.get("live", [])]
+LIVE_RECIPES = {s["file"]: s for s in MANIFEST.get("live", [])}
 
 
 def stream_ids(paths: list[Path]) -> list[str]:
@@ -42,4 +45,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def recipe(path: Path) -> dict:
     """How a data/ stream was made (QEMU version, machine, devices...)."""
-    return RECIPES[path.name]
+    return RECIPES[path.name] if path.name in RECIPES else LIVE_RECIPES[path.name]

@@ -144,7 +144,9 @@ VMSTATE_SLIRP_SOCKET_ADDR = describe(
     "slirp-socket-addr",
     [
         field("ss_family", "tmp", struct=VMSTATE_SLIRP_SS_FAMILY),
-        field("sin_addr", "uint32", exists=_family_inet),  # network byte order, as sent
+        # As libslirp holds them: network-order bytes read as a host integer, so a
+        # little-endian source sends 10.0.2.100 as 0x6402000a and port 80 as 0x5000.
+        field("sin_addr", "uint32", exists=_family_inet),
         field("sin_port", "uint16", exists=_family_inet),
     ],
     version_id=4,
