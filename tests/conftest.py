@@ -24,6 +24,9 @@ NEWEST_PC = {
     "10.0": "pc-i440fx-10.0",
     "11.1": "pc-i440fx-11.1",
 }
+#: Streams of running guests (live precopy, several passes, xbzrle; slirp with TCP state).
+LIVE = [DATA / s["file"] for s in MANIFEST.get("live", [])]
+LIVE_RECIPES = {s["file"]: s for s in MANIFEST.get("live", [])}
 
 
 def stream_ids(paths: list[Path]) -> list[str]:
@@ -53,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def recipe(path: Path) -> dict:
     """How a data/ stream was made (QEMU version, machine, devices...)."""
-    return RECIPES[path.name]
+    return RECIPES[path.name] if path.name in RECIPES else LIVE_RECIPES[path.name]
 
 
 def qemu_build(version: str) -> QemuBinary:

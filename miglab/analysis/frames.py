@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from miglab.stream.constants import RamFlag
 from miglab.stream.model import CommandRecord, Section, Stream
+from miglab.stream.pages import RamPages
 from miglab.stream.ram import RamPayload
 from miglab.vmstate.description import VMStateField
 from miglab.vmstate.state import VMState
@@ -121,11 +121,14 @@ def _walk(
 
 
 def ram_frame(stream: Stream) -> pd.DataFrame:
-    """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire."""
+    """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire.
+
+    Page counts are of the final content (a page re-sent by a later pass counts
+    once, as what its last record made it: :class:`~miglab.stream.pages.RamPages`);
+    ``bytes`` counts every record of the block, all passes.
+    """
     blocks = stream.ram.blocks
     n = len(blocks)
-    pages = np.zeros(n, dtype=np.int64)
-    zeros = np.zeros(n, dtype=np.int64)
     wire = np.zeros(n, dtype=np.int64)
     for rec in stream.records:
         if isinstance(rec, CommandRecord) or not isinstance(rec.payload, RamPayload):
@@ -135,16 +138,16 @@ def ram_frame(stream: Stream) -> pd.DataFrame:
         mask = idx >= 0
         if not mask.any():
             continue
-        kinds = (p.words[mask] & np.uint64(p.page_size - 1)) & ~np.uint64(RamFlag.CONTINUE)
         b = idx[mask]
-        pages += np.bincount(b, minlength=n)[:n]
-        zeros += np.bincount(b[kinds == RamFlag.ZERO], minlength=n)[:n]
         names = p.named[mask].astype(np.int64)
         name_len = np.array(
             [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
         )
         per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
         wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
+    final = RamPages(stream).frame()
+    pages = final["pages"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+    zeros = final["final_zero_pages"].to_numpy(dtype=np.int64) if n else pages
     return pd.DataFrame(
         {
             "block": [b.name for b in blocks],

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from miglab.errors import MigrationFormatError
 from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import stream_to_jsonable
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
+from miglab.stream.xbzrle import xbzrle_decode as xbzrle_apply
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
@@ -82,45 +82,6 @@ def safe_names(blocks: list[RamBlock]) -> list[str]:
         used.add(name.lower())
         out.append(f"ram/{name}.bin")
     return out
-
-
-def xbzrle_apply(page: bytearray, delta: bytes | memoryview) -> None:
-    """Apply an XBZRLE delta to ``page`` in place (QEMU's xbzrle_decode_buffer).
-
-    The delta is a sequence of (zero run: ULEB128, data run: ULEB128, data
-    bytes): skip the unchanged bytes, copy the changed ones.
-
-    Raises:
-        MigrationFormatError: a run goes past the page or the delta ends early.
-    """
-    i = d = 0
-    n = len(delta)
-    while i < n:
-        first = i == 0
-        zrun, i = _uleb128(delta, i)
-        if d + zrun > len(page) or (zrun == 0 and not first):
-            raise MigrationFormatError("XBZRLE zero run goes past the page")
-        d += zrun
-        nzrun, i = _uleb128(delta, i)
-        if nzrun == 0 or d + nzrun > len(page) or i + nzrun > n:
-            raise MigrationFormatError("XBZRLE data run goes past the page or the delta")
-        page[d : d + nzrun] = delta[i : i + nzrun]
-        d += nzrun
-        i += nzrun
-
-
-def _uleb128(data: bytes | memoryview, i: int) -> tuple[int, int]:
-    """A small ULEB128 (at most 3 bytes, as QEMU's uleb128_decode_small) and the next index."""
-    value = 0
-    for shift in (0, 7, 14):
-        if i >= len(data):
-            break
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-    raise MigrationFormatError("XBZRLE delta has a bad run length")
 
 
 def extract(
@@ -218,7 +179,7 @@ def _write_pages(
                     os.pwrite(fd, data, off)
                 elif kind == RamFlag.XBZRLE:
                     cur = bytearray(os.pread(fd, page, off))
-                    xbzrle_apply(cur, data[3:])
+                    xbzrle_apply(cur, data[3:], int(p.pos[i]) + 3)
                     os.pwrite(fd, cur, off)
                 elif kind == RamFlag.COMPRESS_PAGE:
                     inflate = zlib.decompressobj()

@@ -22,6 +22,7 @@ import numpy as np
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import RamFlag
+from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
 __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
@@ -232,6 +233,9 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
                 raise MigrationFormatError(
                     f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1
                 )
+            if pos + 3 + n > end:
+                raise TruncatedStreamError("stream ends inside an XBZRLE delta", offset=pos + 3)
+            check_xbzrle(view[pos + 3 : pos + 3 + n], page_size, pos + 3)  # as load_xbzrle
             pos += 3 + n
         elif kind == _COMPRESS_PAGE:
             if pos + 4 > end:

@@ -9,6 +9,12 @@ are indexed in place (:mod:`miglab.stream.ram`); what neither can decode is
 kept as an :class:`~miglab.stream.model.Opaque` span, found by QEMU's only
 resynchronisation point, the section footer.
 
+Sections written by hand-made (non-VMState) savevm handlers have a vmdesc
+entry without a description (``vmstate_save_old_style``: only a ``data``
+buffer and its size).  Those with a model in ``LEGACY_SECTIONS`` (libslirp's
+``slirp``) are decoded by it; any other, or one its model cannot read, is an
+``Opaque`` span that says why, never an error.
+
 Files are memory-mapped: page payloads stay views into the mapping.  Every
 length read is checked against what remains, so bad input always ends in a
 :class:`~miglab.errors.MigrationFormatError` with the offset.
@@ -21,10 +27,11 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miglab.devices.slirp import read_slirp_state
 from miglab.errors import (
     DescriptionError,
     LimitExceeded,
@@ -49,12 +56,18 @@ from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
 from miglab.vmstate.layout import paused_gc
+from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
-__all__ = ("load", "open_source")
+__all__ = ("LEGACY_SECTIONS", "load", "open_source")
+
+#: idstr -> reader of the payload, for sections saved by legacy handlers.
+LEGACY_SECTIONS: Mapping[str, Callable[[QEMUFileReader, int], VMState]] = {
+    "slirp": read_slirp_state,
+}
 
 _HEADER_KINDS = {
     SectionType.START: SectionKind.START,
@@ -125,6 +138,9 @@ class _Reader:
         self.r = QEMUFileReader(view)
         self.schema = schema
         self.descs: dict[tuple[str, int], VMStateDescription] = {}
+        # Sections the vmdesc lists without a description -> the sizes it gives,
+        # in stream order (two user-mode networks are both ``slirp`` instance 0).
+        self.legacy: dict[tuple[str, int], list[int | None]] = {}
         self.starts: dict[int, Section] = {}
         self.ram = RamContext()
         self.footers: bool | None = None
@@ -214,6 +230,11 @@ class _Reader:
             name, inst = dev.get("name"), dev.get("instance_id")
             if not isinstance(name, str) or not isinstance(inst, int):
                 raise DescriptionError(f"vmdesc device {i} lacks a name or instance_id")
+            if "vmsd_name" not in dev:  # vmstate_save_old_style: a legacy handler's bytes
+                size = dev.get("size")
+                sizes = self.legacy.setdefault((name, inst), [])
+                sizes.append(size if isinstance(size, int) else None)
+                continue
             self.descs[(name, inst)] = description_from_vmdesc(dev, 0, cache)
 
     def _apply_configuration(self, stream: Stream) -> None:
@@ -309,7 +330,11 @@ class _Reader:
         version_id: int,
         section_id: int,
     ) -> Any:
-        desc = self.descs.get((name, instance_id)) if kind is SectionKind.FULL else None
+        full = kind is SectionKind.FULL
+        key = (name, instance_id)
+        if full and (key in self.legacy or name in LEGACY_SECTIONS) and key not in self.descs:
+            return self._legacy_payload(r, name, instance_id, version_id, section_id)
+        desc = self.descs.get((name, instance_id)) if full else None
         if desc is not None:
             if desc.version_id != version_id:
                 raise MigrationFormatError(
@@ -327,6 +352,46 @@ class _Reader:
             else f"iterative section {name!r} has a private format"
         )
         return Opaque(self._opaque_span(r, section_id), reason)
+
+    def _legacy_payload(
+        self, r: QEMUFileReader, name: str, instance_id: int, version_id: int, section_id: int
+    ) -> VMState | Opaque:
+        """A legacy handler's section: decoded by its model, else kept opaque."""
+        start = r.pos
+        sizes = self.legacy.get((name, instance_id))
+        span = self._legacy_span(r, section_id, sizes.pop(0) if sizes else None)
+        decode = LEGACY_SECTIONS.get(name)
+        if decode is None:
+            return Opaque(
+                span,
+                f"section {name!r} is saved by a legacy (non-VMState) savevm handler "
+                "and miglab has no model of its format",
+            )
+        inner = QEMUFileReader(r.view, start, start + len(span))
+        try:
+            state = decode(inner, version_id)
+            if inner.pos != inner.end:
+                raise MigrationFormatError(
+                    f"{inner.end - inner.pos} bytes left after the {name} state", offset=inner.pos
+                )
+        except MiglabError as exc:
+            return Opaque(span, f"legacy section {name!r} kept undecoded: {exc}")
+        return state
+
+    def _legacy_span(self, r: QEMUFileReader, section_id: int, size: int | None) -> memoryview:
+        """The payload of a legacy section: the vmdesc's size where a record boundary
+        (footer, or next record without footers) confirms it, else the footer scan."""
+        start, v = r.pos, r.view
+        if size is not None and start + size < r.end:
+            p = start + size
+            if self.footers is not False and v[p] == SectionType.FOOTER:
+                if p + 5 <= r.end and _BE32.unpack_from(v, p + 1)[0] == section_id:
+                    r.pos = p
+                    return v[start:p]
+            elif self.footers is not True and self._plausible(v, p, r.end):
+                r.pos = p
+                return v[start:p]
+        return self._opaque_span(r, section_id)
 
     def _boundary_ok(self, section_id: int) -> Any:
         """A predicate: does a section payload ending here end at a record boundary?"""

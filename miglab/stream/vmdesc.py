@@ -8,6 +8,8 @@ implies: field objects in wire order with ``name``, ``array_len`` or ``index`` (
 element by element, and lone ``index`` entries, which the field remembers), ``type``,
 ``struct`` and ``size`` (bytes written for one element, measured by encoding it), then the
 subsections sent.  For an unedited state read from a stream it reproduces QEMU's entry.
+A section of a legacy handler that miglab decodes (``slirp``) gets QEMU's
+``vmstate_save_old_style`` entry instead: its size and one ``data`` buffer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from miglab.stream.model import Section, Stream
+from miglab.stream.reader import LEGACY_SECTIONS
 from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
@@ -29,6 +32,15 @@ def vmdesc_entry(section: Section) -> dict[str, Any]:
     state = section.payload
     if not isinstance(state, VMState):
         raise TypeError(f"section {section.name!r} has no decoded state")
+    if section.name in LEGACY_SECTIONS:
+        size = _encoded_size(state.desc, state)
+        data = {"name": "data", "size": size, "type": "buffer"}
+        return {
+            "name": section.name,
+            "instance_id": section.instance_id,
+            "size": size,
+            "fields": [data],
+        }
     return {"name": section.name, "instance_id": section.instance_id, **vmdesc_struct(state)}
 
 

@@ -1,0 +1,202 @@
+"""The final content of every RAM page, over all the passes of a stream.
+
+A live precopy stream sends RAM in many chunks (``SECTION_PART ram``) and sends
+a page again each time the guest dirtied it after it was sent: the destination
+keeps the *last* copy, and an XBZRLE record is a delta over the copy before it
+(``migration/ram.c``: ``ram_load_precopy``, ``load_xbzrle``).  The stream's
+records stay as they are (every one is written back, byte for byte);
+:class:`RamPages` indexes them by page, so a view of RAM shows what the
+destination would hold::
+
+    pages = RamPages(miglab.load("live.mig"))
+    pages.resent                     # records that re-sent a page already sent
+    pages.page("pc.ram", 0x200)      # the final 4 KiB of page 0x200
+    pages.block_bytes("pc.ram")      # the whole block as the destination holds it
+    pages.frame()                    # a row per block: pages, sends, final kinds
+
+A page no record sent reads as zeros (QEMU's RAM starts zeroed); a delta on
+such a page applies over zeros, as QEMU applies it over fresh memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from miglab.errors import MigrationFormatError
+from miglab.stream.constants import RamFlag
+from miglab.stream.model import Stream
+from miglab.stream.ram import RamPayload
+from miglab.stream.xbzrle import xbzrle_decode
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ("RamPages",)
+
+_ZERO = int(RamFlag.ZERO)
+_PAGE = int(RamFlag.PAGE)
+_XBZRLE = int(RamFlag.XBZRLE)
+_COMPRESS = int(RamFlag.COMPRESS_PAGE)
+_CONTINUE = int(RamFlag.CONTINUE)
+_PAGE_FLAGS = _ZERO | _PAGE | _XBZRLE | _COMPRESS
+_KIND_NAMES = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle", _COMPRESS: "compressed"}
+
+
+class RamPages:
+    """Which record gives each RAM page its final content.
+
+    Built from the RAM chunks of a loaded stream, in stream order; the index
+    holds a few integers per page record and no page data.
+
+    Attributes:
+        stream: the stream indexed.
+        records: page records in the stream (all passes).
+        pages: distinct pages sent.
+        resent: records that sent a page again (``records - pages``).
+        xbzrle: XBZRLE records.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.page_size = stream.page_size
+        blocks = stream.ram.blocks
+        self._names = {b.name: i for i, b in enumerate(blocks)}
+        counts = np.array([-(-b.used_length // self.page_size) for b in blocks], dtype=np.int64)
+        self._base = np.concatenate([[0], np.cumsum(counts)])
+        self._chunks: list[RamPayload] = []
+        parts: list[tuple[np.ndarray, ...]] = []
+        for s in stream.sections:
+            p = s.payload
+            if not isinstance(p, RamPayload):
+                continue
+            kind = (p.words & np.uint64(self.page_size - 1)).astype(np.int64) & ~_CONTINUE
+            idx = np.nonzero((kind & _PAGE_FLAGS) != 0)[0]
+            block = p.block[idx].astype(np.int64)
+            page = (p.offsets[idx] // np.uint64(self.page_size)).astype(np.int64)
+            inside = (block >= 0) & (page < counts[np.maximum(block, 0)])
+            idx, block, page = idx[inside], block[inside], page[inside]
+            chunk = np.full(len(idx), len(self._chunks), dtype=np.int64)
+            parts.append((self._base[block] + page, kind[idx], chunk, idx))
+            self._chunks.append(p)
+        empty = np.zeros(0, dtype=np.int64)
+        cols = [np.concatenate(c) if parts else empty for c in zip(*parts, strict=True)]
+        if not parts:
+            cols = [empty] * 4
+        self._key, self._kind, self._chunk, self._rec = cols
+        total = int(self._base[-1])
+        self._sends = np.bincount(self._key, minlength=total)
+        # The last record of each page: first occurrence in the reversed order.
+        last = np.full(total, -1, dtype=np.int64)
+        rev = self._key[::-1]
+        uniq, first = np.unique(rev, return_index=True)
+        last[uniq] = len(self._key) - 1 - first
+        self._last = last
+        self.records = len(self._key)
+        self.pages = len(uniq)
+        self.resent = self.records - self.pages
+        self.xbzrle = int(np.count_nonzero(self._kind == _XBZRLE))
+
+    # --- per page -------------------------------------------------------------
+    def _block(self, name: str) -> int:
+        try:
+            return self._names[name]
+        except KeyError:
+            raise KeyError(f"no RAM block {name!r}") from None
+
+    def sends(self, block: str) -> np.ndarray:
+        """How many records sent each page of ``block`` (0 = never sent)."""
+        b = self._block(block)
+        return self._sends[self._base[b] : self._base[b + 1]]
+
+    def final_kinds(self, block: str) -> list[str | None]:
+        """The kind of each page's last record (``page``, ``zero``, ``xbzrle``...) or None."""
+        b = self._block(block)
+        last = self._last[self._base[b] : self._base[b + 1]]
+        return [_KIND_NAMES[int(self._kind[i])] if i >= 0 else None for i in last]
+
+    def page(self, block: str, index: int) -> bytes:
+        """The final content of page ``index`` of ``block`` (last copy wins)."""
+        b = self._block(block)
+        if not 0 <= index < self._base[b + 1] - self._base[b]:
+            raise IndexError(f"page {index} is outside block {block!r}")
+        where = np.nonzero(self._key == self._base[b] + index)[0]
+        buf = bytearray(self.page_size)
+        for j in self._replay(where):
+            self._apply(buf, j)
+        return bytes(buf)
+
+    def _replay(self, where: np.ndarray) -> Iterator[int]:
+        """The records that make a page's final content: the last full copy and the deltas after it."""
+        full = [j for j in where.tolist() if self._kind[j] != _XBZRLE]
+        start = full[-1] if full else -1
+        return (j for j in where.tolist() if j >= start)
+
+    def _apply(self, buf: bytearray | memoryview, j: int) -> None:
+        p = self._chunks[int(self._chunk[j])]
+        i = int(self._rec[j])
+        kind = int(self._kind[j])
+        data = p.payload(i)
+        at = int(p.pos[i])
+        if kind == _PAGE:
+            buf[:] = data
+        elif kind == _ZERO:
+            buf[:] = bytes([data[0]]) * self.page_size
+        elif kind == _XBZRLE:
+            page = buf if isinstance(buf, bytearray) else bytearray(buf)
+            xbzrle_decode(page, data[3:], at + 3)
+            buf[:] = page
+        else:  # COMPRESS_PAGE: be32 length, zlib data (QEMU <= 9.0)
+            inflate = zlib.decompressobj()
+            try:
+                raw = inflate.decompress(bytes(data[4:]), self.page_size)
+            except zlib.error as exc:
+                raise MigrationFormatError(f"compressed page: {exc}", offset=at + 4) from None
+            buf[:] = raw.ljust(self.page_size, b"\0")
+
+    # --- whole blocks --------------------------------------------------------
+    def block_bytes(self, block: str) -> bytearray:
+        """The whole block as the destination holds it after the stream.
+
+        Records are applied in stream order, so every copy of a page
+        replaces the one before and each delta applies to its predecessor.
+        """
+        b = self._block(block)
+        size = self.stream.ram.blocks[b].used_length
+        out = bytearray(int(self._base[b + 1] - self._base[b]) * self.page_size)
+        view = memoryview(out)
+        ps = self.page_size
+        base = int(self._base[b])
+        for j in np.nonzero((self._key >= base) & (self._key < self._base[b + 1]))[0].tolist():
+            n = int(self._key[j]) - base
+            self._apply(view[n * ps : (n + 1) * ps], j)
+        del view
+        del out[size:]
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        """A row per block: pages sent, records, re-sends, XBZRLE records, final zero pages."""
+        import pandas as pd
+
+        rows = []
+        for b, blk in enumerate(self.stream.ram.blocks):
+            lo, hi = self._base[b], self._base[b + 1]
+            sends = self._sends[lo:hi]
+            last = self._last[lo:hi]
+            sel = (self._key >= lo) & (self._key < hi)
+            final = self._kind[last[last >= 0]]
+            rows.append(
+                {
+                    "block": blk.name,
+                    "pages": int(np.count_nonzero(sends)),
+                    "records": int(sends.sum()),
+                    "resent": int(sends.sum() - np.count_nonzero(sends)),
+                    "max_sends": int(sends.max()) if len(sends) else 0,
+                    "xbzrle": int(np.count_nonzero(self._kind[sel] == _XBZRLE)),
+                    "final_zero_pages": int(np.count_nonzero(final == _ZERO)),
+                }
+            )
+        return pd.DataFrame(rows)
