@@ -222,3 +222,21 @@ def test_setup_leaves_no_duplicate_apt_sources() -> None:
     assert "configured multiple times" not in result.stderr
     assert not Path("/etc/apt/sources.list.d/miglab-backports.list").exists()
     assert not re.search(r"miglab", " ".join(os.listdir("/etc/apt/sources.list.d")))
+
+
+@pytest.mark.qemu
+def test_setup_again_finds_every_build_present() -> None:
+    for version in QEMU_VERSIONS:
+        qemu_build(version)  # all four installed (in CI: or fail here)
+    sources = sorted(os.listdir("/etc/apt/sources.list.d"))
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-qemu.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for build in ("10.0", "5.2", "11.1"):
+        assert f"install-qemu: {build}: present\n" in result.stdout
+    assert sorted(os.listdir("/etc/apt/sources.list.d")) == sources
+    assert mounts_under((ROOT / ".qemu").resolve()) == []
