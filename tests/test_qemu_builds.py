@@ -3,8 +3,9 @@
 Each build is found by version and is the pinned Debian package; it lists the machine types
 data/ records, dumps its newest q35 schema and judges its own paused stream.  A chroot build
 (5.2, 11.1) takes ordinary arguments whose paths work unchanged (through symlinks, relative to
-the current dir) and mounts nothing outside its own mount namespace.  The setup leaves the
-host's apt sources free of duplicates.  In CI (CI=true) a missing build fails these tests;
+the current dir, in extra arguments and -incoming) and mounts nothing outside its own mount
+namespace.  The setup leaves the host's apt sources free of duplicates, and a second run of it
+finds everything present.  In CI (CI=true) a missing build fails these tests;
 elsewhere it skips them.
 """
 
