@@ -137,8 +137,9 @@ build_chroot() {  # NAME SUITE TARBALL EXTRA-SUITE APT-INSTALL-ARGS...
   in_namespace "$build" "$debs" apt-get update -qq
   in_namespace "$build" "$debs" apt-get install -y -qq --no-install-recommends "$@" \
     >>"$build.log" 2>&1 || { tail -20 "$build.log" >&2; exit 1; }
-  rm -rf "$build"/var/lib/apt/lists/* "$build"/var/cache/apt/*.bin \
-    "$build"/usr/share/doc "$build"/usr/share/man
+  # debootstrap's own debs (also in its --cache-dir), apt's lists and caches, docs
+  rm -rf "$build"/var/cache/apt/archives/*.deb "$build"/var/cache/apt/*.bin \
+    "$build"/var/lib/apt/lists/* "$build"/usr/share/doc "$build"/usr/share/man
   tar -C "$build" --zstd -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
   remove_tree "$build"
   rm -f "$build.log"

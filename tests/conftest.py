@@ -17,7 +17,12 @@ STREAMS = [DATA / s["file"] for s in MANIFEST["streams"]]
 SCHEMAS = [DATA / s["file"] for s in MANIFEST["schemas"]]
 RECIPES = {s["file"]: s for s in MANIFEST["streams"]}
 #: Each QEMU build's newest machine types (what `-machine q35` / `-machine pc` mean there).
-NEWEST_Q35 = {"5.2": "pc-q35-5.2", "7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0", "11.1": "pc-q35-11.1"}
+NEWEST_Q35 = {
+    "5.2": "pc-q35-5.2",
+    "7.2": "pc-q35-7.2",
+    "10.0": "pc-q35-10.0",
+    "11.1": "pc-q35-11.1",
+}
 NEWEST_PC = {
     "5.2": "pc-i440fx-5.2",
     "7.2": "pc-i440fx-7.2",

@@ -3,8 +3,9 @@
 Each build is found by version and is the pinned Debian package; it lists the machine types
 data/ records, dumps its newest q35 schema and judges its own paused stream.  A chroot build
 (5.2, 11.1) takes ordinary arguments whose paths work unchanged (through symlinks, relative to
-the current dir) and mounts nothing outside its own mount namespace.  The setup leaves the
-host's apt sources free of duplicates.  In CI (CI=true) a missing build fails these tests;
+the current dir, in extra arguments and -incoming) and mounts nothing outside its own mount
+namespace.  The setup leaves the host's apt sources free of duplicates, and a second run of it
+finds everything present.  In CI (CI=true) a missing build fails these tests;
 elsewhere it skips them.
 """
 
@@ -222,3 +223,21 @@ def test_setup_leaves_no_duplicate_apt_sources() -> None:
     assert "configured multiple times" not in result.stderr
     assert not Path("/etc/apt/sources.list.d/miglab-backports.list").exists()
     assert not re.search(r"miglab", " ".join(os.listdir("/etc/apt/sources.list.d")))
+
+
+@pytest.mark.qemu
+def test_setup_again_finds_every_build_present() -> None:
+    for version in QEMU_VERSIONS:
+        qemu_build(version)  # all four installed (in CI: or fail here)
+    sources = sorted(os.listdir("/etc/apt/sources.list.d"))
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-qemu.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for build in ("10.0", "5.2", "11.1"):
+        assert f"install-qemu: {build}: present\n" in result.stdout
+    assert sorted(os.listdir("/etc/apt/sources.list.d")) == sources
+    assert mounts_under((ROOT / ".qemu").resolve()) == []

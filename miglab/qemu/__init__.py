@@ -1,7 +1,9 @@
-"""Real QEMU as data source and judge: find the 5.2, 7.2, 10.0 and 11.1 builds, make streams, judge them.
+"""Real QEMU as data source and judge: find the four builds, make streams, judge them.
 
-    >>> from miglab.qemu import find_qemu
-    >>> qemu = find_qemu("10.0")
+    >>> from miglab.qemu import QEMU_VERSIONS, find_qemu
+    >>> QEMU_VERSIONS
+    ('5.2', '7.2', '10.0', '11.1')
+    >>> qemu = find_qemu("11.1")
     >>> qemu.judge(qemu.make_stream(Path("s.mig"), machine="q35"), machine="q35").accepted
     True
 

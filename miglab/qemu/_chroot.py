@@ -14,7 +14,9 @@ directory (the run starts there too), the directory of every path in the argumen
 directory) together with the directories of the symlinks on the way to it (so
 ``.guest/vmlinuz`` through a symlinked ``.guest`` resolves as on the host), and any the caller
 names.  The chroot's own system directories (``/usr``, ``/etc``...) are never
-covered: an argument naming the host's ``/usr/share/qemu`` means the chroot's.
+covered: an argument naming the host's ``/usr/share/qemu`` means the chroot's.  The mount
+points are made as empty directories inside the chroot and stay there (plain directories,
+not mounts).
 """
 
 from __future__ import annotations
