@@ -13,7 +13,7 @@
 # own subnet), then prints on ttyS0, about twice a second:
 #   HB <counter> <uptime> <md5 of /dev/vda read with O_DIRECT> taint=<n> <ifname>=ok|fail ...
 # A boot prints "MIGLAB-BOOT" first, so a reboot is visible; oopses and panics reach ttyS0
-# through console=ttyS0 loglevel=5 (the append line lives in guest.json and miglab.qemu.guest).
+# through console=ttyS0 loglevel=5 (the kernel command line, APPEND below, is in guest.json).
 #
 # The packages come from the machine's own apt sources with `apt-get download` (exact versions
 # pinned below) and are unpacked with dpkg -x: nothing is installed.  Downloads are cached in
@@ -29,6 +29,11 @@ CACHE="${MIGLAB_CACHE:-/var/cache/miglab}/guest"
 OUT="${MIGLAB_GUEST_DIR:-.guest}"
 SCRIPT="$PWD/scripts/build-guest.sh"
 DISK_MIB=4
+# console on the first 16550 (isa-serial); few boot messages but every warning, oops and panic
+# (loglevel=5); hang on panic so its message stays the last word; the kernel at its fixed
+# physical address (nokaslr) so a test can aim at its text; freed pages zeroed (init_on_free=1),
+# so the boot's leftovers travel as zero pages and streams stay smaller.
+APPEND="console=ttyS0 quiet loglevel=5 panic=0 nokaslr init_on_free=1"
 
 # The driver of every device in miglab's device sets (miglab/qemu/devices.py); dependencies
 # are added from each module's own "depends" field.  8250 serial and virtio-mmio are built in.
@@ -206,6 +211,7 @@ cat > "$OUT/guest.json" <<EOF
   "initrd": "initrd.gz",
   "disk": "disk.img",
   "disk_md5": "$(cat "$OUT/disk.md5")",
+  "append": "$APPEND",
   "kernel_package": "linux-image-$KVER=$KERNEL_VERSION",
   "busybox_package": "busybox-static=$BUSYBOX_VERSION",
   "modules": "$(echo "${!wanted[@]}" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')"

@@ -3,7 +3,8 @@
 A running guest is captured live on each build and loaded back into the same build: it must
 survive.  Then the judge must fail where the guest cannot run on: kernel text overwritten in
 the stream's RAM pages, the local APIC timer masked in the stream's device state (the guest's
-sleeps never end), and a destination with other devices (QEMU itself refuses).  Captures are
+sleeps never end), a destination disk with other content, and a destination with other
+devices (QEMU itself refuses).  Captures are
 module-scoped (a guest boot costs 10-20 s here) and the tests share one xdist worker.
 
 Without QEMU or the guest (``scripts/setup.sh`` builds both) these skip locally and fail under
@@ -12,6 +13,7 @@ Without QEMU or the guest (``scripts/setup.sh`` builds both) these skip locally 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -142,6 +144,19 @@ def test_other_devices_are_refused_by_qemu(live72: Capture) -> None:
     assert not verdict.survived
     assert verdict.counter_after is None
     assert "virtio-net" in verdict.qemu_error  # QEMU names the section it has no device for
+
+
+def test_other_disk_content_is_caught(live72: Capture, tmp_path: Path) -> None:
+    # The guest's page cache (in the stream's RAM) still holds the old blocks: only a read
+    # that bypasses it sees the destination's disk.
+    disk = bytearray(live72.guest.disk.read_bytes())
+    disk[4096] ^= 0xFF
+    (tmp_path / "disk.img").write_bytes(disk)
+    other = dataclasses.replace(live72.guest, disk=tmp_path / "disk.img")
+    verdict = survives(live72, guest=other, window=DEAD_WINDOW)
+    assert not verdict.survived
+    assert verdict.disk_ok is False
+    assert f"not {live72.guest.disk_md5}" in verdict.reason
 
 
 def test_paused_survives(paused72: Capture) -> None:

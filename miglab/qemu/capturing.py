@@ -5,7 +5,8 @@ device set, waits until it beats with its disk and every network answering, and 
 a file:
 
 * ``"live"``: the guest keeps running; ``max-bandwidth`` is held low (64 MiB/s by default for a
-  128 MiB guest) so RAM goes in several passes and pages the guest dirties are sent again;
+  128 MiB guest) and the downtime limit at 1 ms until QEMU has synced RAM ``passes`` times, so
+  pages the guest dirties are sent again in several passes;
 * ``"xbzrle"``: the same with the xbzrle capability, so re-sent pages are deltas;
 * ``"paused"``: the guest is stopped first; every page goes once.
 
@@ -29,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qemu.qmp import ExecuteError
+from qemu.qmp import ExecuteError, QMPClient
 
 from miglab.qemu._process import (
+    END_STATES,
+    POLL_SECONDS,
     QMP_LOST,
     Guest,
     GuestExited,
@@ -50,6 +53,11 @@ Mode = Literal["live", "xbzrle", "paused"]
 MODES: tuple[Mode, ...] = ("live", "xbzrle", "paused")
 #: Bytes per second a live capture may send (64 MiB/s: several passes over a 128 MiB guest).
 BANDWIDTH = 64 << 20
+#: RAM syncs a live capture makes before it may complete.
+PASSES = 5
+#: Downtime limit (ms) that keeps a live migration iterating, and QEMU's default one.
+HOLD_DOWNTIME_MS = 1
+DOWNTIME_MS = 300
 #: Seconds between two reads of a console log.
 CONSOLE_POLL = 0.2
 
@@ -159,6 +167,22 @@ def _ready(beats: int, nics: int) -> Any:
     return ready
 
 
+async def _hold_until(qmp: QMPClient, passes: int) -> None:
+    """Let a live migration iterate until ``passes`` RAM syncs, then let it converge.
+
+    With a 1 ms downtime limit QEMU keeps re-sending the pages the running guest dirties (it
+    would complete only once almost nothing is dirty); QEMU's default limit then ends it.
+    """
+    while True:
+        info = await qmp.execute("query-migrate")
+        assert isinstance(info, dict)
+        syncs = int(info.get("ram", {}).get("dirty-sync-count", 0))
+        if syncs >= passes or info.get("status") in END_STATES:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    await qmp.execute("migrate-set-parameters", {"downtime-limit": DOWNTIME_MS})
+
+
 def capture(
     out: str | os.PathLike[str],
     *,
@@ -169,6 +193,7 @@ def capture(
     mode: Mode = "live",
     bandwidth: int = BANDWIDTH,
     beats: int = 3,
+    passes: int = PASSES,
     timeout: float = 180,
 ) -> Capture:
     """Boot the guest, let it beat ``beats`` times, migrate it to ``out``; write the sidecar.
@@ -182,6 +207,8 @@ def capture(
         mode: ``"live"``, ``"xbzrle"`` or ``"paused"``.
         bandwidth: ``max-bandwidth`` in bytes/s for the live modes.
         beats: heartbeats (with every network answering) to wait for before migrating.
+        passes: for the live modes, RAM syncs (``dirty-sync-count``) to reach before QEMU
+            may complete; each re-sends what the guest dirtied meanwhile.
         timeout: seconds for the whole run, boot included.
 
     Raises:
@@ -211,13 +238,18 @@ def capture(
                     if mode == "paused":
                         await qmp.execute("stop")
                     else:
-                        await qmp.execute("migrate-set-parameters", {"max-bandwidth": bandwidth})
+                        await qmp.execute(
+                            "migrate-set-parameters",
+                            {"max-bandwidth": bandwidth, "downtime-limit": HOLD_DOWNTIME_MS},
+                        )
                     if mode == "xbzrle":
                         caps = [{"capability": "xbzrle", "state": True}]
                         await qmp.execute("migrate-set-capabilities", {"capabilities": caps})
                     start = time.monotonic()
                     uri = f"exec:cat > {shlex.quote(str(scratch))}"
                     await qmp.execute("migrate", {"uri": uri})
+                    if mode != "paused":
+                        await _hold_until(qmp, passes)
                     status, error = await wait_migration(qmp)
                     seconds = time.monotonic() - start
                     if status != "completed":

@@ -26,7 +26,6 @@ from typing import Any
 from miglab.errors import MiglabError
 
 __all__ = (
-    "APPEND",
     "DEVICE_SETS",
     "GUEST_DIR_ENV",
     "DeviceSet",
@@ -39,10 +38,6 @@ __all__ = (
 
 #: Environment variable overriding where the built guest lives (default: the project's .guest).
 GUEST_DIR_ENV = "MIGLAB_GUEST_DIR"
-#: Kernel command line: console on the first 16550 (isa-serial), few boot messages but every
-#: warning, oops and panic (loglevel=5), hang on panic so the message stays the last word,
-#: kernel at a fixed physical address (nokaslr) so a test can aim at its text.
-APPEND = "console=ttyS0 quiet loglevel=5 panic=0 nokaslr"
 #: Memory the guest is given unless a caller says otherwise.
 MEMORY = "128M"
 
@@ -61,7 +56,7 @@ class GuestSpec:
         disk: raw image given read-only to the guest as ``/dev/vda`` (and to the other disk
             devices of a set); read-only so several QEMUs may share it.
         disk_md5: md5 of ``disk``, what every heartbeat must report.
-        append: the kernel command line.
+        append: the kernel command line (``scripts/build-guest.sh`` says why each word).
         memory: ``-m`` value.
     """
 
@@ -69,7 +64,7 @@ class GuestSpec:
     initrd: Path
     disk: Path
     disk_md5: str
-    append: str = APPEND
+    append: str
     memory: str = MEMORY
 
     def args(self) -> list[str]:
@@ -101,7 +96,7 @@ class GuestSpec:
             Path(data["initrd"]),
             Path(data["disk"]),
             str(data["disk_md5"]),
-            str(data.get("append", APPEND)),
+            str(data["append"]),
             str(data.get("memory", MEMORY)),
         )
 
@@ -119,7 +114,11 @@ def default_guest(directory: str | os.PathLike[str] | None = None) -> GuestSpec:
         raise GuestNotFound(f"no guest at {root} (run scripts/build-guest.sh)")
     info = json.loads(manifest.read_text())
     spec = GuestSpec(
-        root / info["kernel"], root / info["initrd"], root / info["disk"], info["disk_md5"]
+        root / info["kernel"],
+        root / info["initrd"],
+        root / info["disk"],
+        info["disk_md5"],
+        info["append"],
     )
     for path in (spec.kernel, spec.initrd, spec.disk):
         if not path.is_file():
