@@ -9,6 +9,7 @@ ports and MAC from the recipe), and the state is a tree like any device's.
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import struct
@@ -19,6 +20,7 @@ import pytest
 from conftest import LIVE, recipe
 
 import miglab
+from miglab import encoders
 from miglab.compat.edit import Edit
 from miglab.devices.base import section_payload
 from miglab.devices.slirp import SOCKET_TAG, read_slirp_state
@@ -203,7 +205,7 @@ def test_an_edit_of_the_slirp_state_is_written_and_read_back(path: Path) -> None
 def test_a_value_that_does_not_fit_is_refused_with_its_path() -> None:
     section = _slirp_sections(TCP[0])[0]
     assert isinstance(section.payload, VMState)
-    edit = Edit([section.payload])
+    edit = Edit([copy.deepcopy(section.payload)])  # the cached stream stays as read
     edit.set("slirp", "ip_id", 1 << 16, classification="safe")
     with pytest.raises(VisitorError, match="ip_id"):
         visit_vmstate(QEMUFileOutputVisitor(QEMUFileWriter()), edit.states[0].desc, edit.states[0])
@@ -225,3 +227,15 @@ def test_a_slirp_section_that_is_not_libslirps_format_is_kept_opaque() -> None:
     with pytest.raises(MigrationFormatError) as err:
         read_slirp_state(QEMUFileReader(section_payload(kept, bytes(bad))))
     assert err.value.offset is not None
+
+
+@pytest.mark.parametrize("fmt", ["sized", "json", "cbor", "msgpack", "asn1-ber"])
+def test_every_self_describing_encoder_carries_the_slirp_state(fmt: str) -> None:
+    """The descriptions are plain data (no predicates), so the tree formats keep them."""
+    data, stream = _load(TCP[0])
+    back = encoders.decode(encoders.encode(stream, fmt), fmt)
+    assert (
+        next(s for s in back.sections if s.name == "slirp").payload
+        == _slirp_sections(TCP[0])[0].payload
+    )
+    assert back.to_bytes() == data
