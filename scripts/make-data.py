@@ -57,6 +57,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = DATA / "manifest.json"
 README = DATA / "README.md"
 TABLE_BEGIN, TABLE_END = "<!-- streams:begin -->", "<!-- streams:end -->"
+LIVE_BEGIN, LIVE_END = "<!-- live:begin -->", "<!-- live:end -->"
 
 # Stream bytes this script checks (QEMU-FORMAT.md 1.1-1.4, 1.8, 2.2).
 HEADER = b"QEVM\x00\x00\x00\x03"
@@ -302,11 +303,32 @@ def stream_table(streams: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def refresh_readme(streams: list[dict[str, Any]]) -> None:
-    text = README.read_text()
-    head, rest = text.split(TABLE_BEGIN)
-    _, tail = rest.split(TABLE_END)
-    README.write_text(f"{head}{TABLE_BEGIN}\n{stream_table(streams)}\n{TABLE_END}{tail}")
+def live_table(live: list[dict[str, Any]]) -> str:
+    """Markdown table of the streams of running guests."""
+    rows = [
+        "| file | QEMU | machine | guest | xbzrle | bandwidth | dirty syncs | oracle | bytes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in live:
+        bandwidth = f"{s['max_bandwidth'] >> 10} KiB/s" if s.get("max_bandwidth") else "-"
+        guest = s["guest"] + (f" ({s['dirty_pages']} pages)" if s.get("dirty_pages") else "")
+        rows.append(
+            f"| {s['file']} | {s['qemu']} | {s['machine']} | {guest} "
+            f"| {_yes(s.get('xbzrle', False))} | {bandwidth} | {s.get('dirty_syncs', '-')} "
+            f"| {s.get('oracle', '-')} | {s['size']} |"
+        )
+    return "\n".join(rows)
+
+
+def _replace(text: str, begin: str, end: str, body: str) -> str:
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
+def refresh_readme(streams: list[dict[str, Any]], live: list[dict[str, Any]]) -> None:
+    text = _replace(README.read_text(), TABLE_BEGIN, TABLE_END, stream_table(streams))
+    README.write_text(_replace(text, LIVE_BEGIN, LIVE_END, live_table(live)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         make(find_qemu(entry["qemu"]), entry)
         print(f"{entry['file']}: {entry['size']} bytes", flush=True)
         MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")  # progress survives a failure
-    refresh_readme(manifest["streams"])
+    refresh_readme(manifest["streams"], manifest.get("live", []))
     return 0
 
 

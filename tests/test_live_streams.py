@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA, LIVE, recipe
 
 import miglab
-from miglab.errors import MigrationFormatError
+from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import RamFlag
 from miglab.stream.extract import extract
 from miglab.stream.model import Opaque
@@ -201,3 +201,20 @@ def test_a_legacy_section_without_a_model_is_an_opaque_marked_span() -> None:
     assert loaded.to_bytes() == bytes(bad)
     entry = next(d for d in loaded.vmdesc["devices"] if d["name"] == "slirq")
     assert entry["size"] == len(kept.payload)
+
+
+@pytest.mark.parametrize("path", LIVE, ids=[p.stem for p in LIVE])
+def test_a_live_stream_cut_anywhere_is_a_truncation_error(path: Path) -> None:
+    """Cuts inside RAM passes, XBZRLE deltas and the slirp section, and around them."""
+    data, stream = _load(path)
+    slirp = next(s for s in stream.sections if s.name == "slirp")
+    chunks = [s for s in stream.sections if isinstance(s.payload, RamPayload)]
+    starts = [slirp.offset, *(c.offset for c in chunks[1::29])]
+    if path in XBZRLE:
+        starts.append(_first_xbzrle(stream) - 11)
+    cuts = {n for at in starts for n in range(at - 4, at + 20)}
+    cuts |= set(range(slirp.offset, slirp.offset + slirp.size, 4099))
+    for n in sorted(cuts):
+        with pytest.raises(TruncatedStreamError) as err:
+            miglab.load(data[:n])
+        assert err.value.offset is not None and err.value.offset <= n, n

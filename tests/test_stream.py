@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, RECIPES, STREAMS, recipe
+from conftest import DATA, LIVE, RECIPES, STREAMS, recipe
 
 import miglab
 from miglab.stream import Command, CommandRecord, Opaque, RamPayload, SectionKind
@@ -159,8 +159,8 @@ def test_every_ram_record_kind_round_trips() -> None:
         + b"\xab"  # ZERO with an old fill byte
         + struct.pack(">Q", 0x2000 | 0x40 | 0x20)
         + b"\x01"
-        + struct.pack(">H", 3)
-        + b"xyz"
+        + struct.pack(">H", 4)
+        + b"\x03\x02xy"  # unchanged 3 bytes, then 2 new ones
         + struct.pack(">Q", 0x200)  # MULTIFD_FLUSH
         + struct.pack(">Q", 0x0000 | 0x08)
         + b"\x03rom"
@@ -291,7 +291,8 @@ def test_real_qemu_accepts_an_edited_stream_and_refuses_a_broken_edit(tmp_path: 
 
 
 def test_every_stream_in_data_is_listed_in_the_manifest() -> None:
-    assert sorted(p.name for p in DATA.glob("*.mig")) == sorted(p.name for p in STREAMS)
+    listed = [p.name for p in [*STREAMS, *LIVE]]
+    assert sorted(p.name for p in DATA.glob("*.mig")) == sorted(listed)
 
 
 def test_cli_schema_hints_decode_more_of_a_stream_without_vmdesc(

@@ -14,8 +14,10 @@ copy of QEMU's VMState interpreter (``src/vmstate.c``) and writes, with it:
 
 The vmdesc lists the section without a description (``"fields": [{"name": "data",
 "type": "buffer"}]``), so QEMU's format knowledge has to come from here.  The
-descriptions below mirror libslirp's, field for field; the tag loop, which is not
-VMState, is :func:`read_slirp_state`.  The section is then an ordinary
+descriptions below mirror libslirp's version 4, field for field; the tag loop, which
+is not VMState, and libslirp's one ``field_exists`` test (an address and port follow
+only an IPv4 family) are decided by :func:`read_slirp_state`, so each socket gets the
+description its bytes call for and the descriptions stay plain data.  The section is then an ordinary
 :class:`~miglab.vmstate.state.VMState` whose description is made for its number of
 sockets (:func:`slirp_description`): the stream writer, the tables and compat
 handle it like any device.  How this came from libslirp's put/get calls, step by
@@ -24,8 +26,9 @@ step, is :mod:`miglab.devices.slirp_legacy`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from functools import cache
 
 from miglab.errors import LimitExceeded, MigrationFormatError
 from miglab.limits import LIMITS
@@ -43,11 +46,12 @@ __all__ = (
     "TCPCB_FIELDS",
     "VMSTATE_SLIRP_BOOTP_CLIENT",
     "VMSTATE_SLIRP_SBUF",
-    "VMSTATE_SLIRP_SOCKET",
     "VMSTATE_SLIRP_SOCKET_ADDR",
+    "VMSTATE_SLIRP_SOCKET_ADDR_OTHER",
     "VMSTATE_SLIRP_TCP",
     "read_slirp_state",
     "slirp_description",
+    "socket_description",
 )
 
 SLIRP_VERSION = 4  # slirp_state_version()
@@ -103,16 +107,6 @@ TCPCB_FIELDS: tuple[tuple[str, str, int | None], ...] = (
 )
 
 
-def _older_than_v4(values: Mapping[str, Any], version_id: int) -> bool:
-    return version_id < 4  # slirp_older_than_v4
-
-
-def _family_inet(values: Mapping[str, Any], version_id: int) -> bool:
-    # slirp_family_inet, checked after the tmp's post_load turned 2 into AF_INET.
-    family = values.get("ss_family")
-    return isinstance(family, VMState) and family.fields.get("portable_family") == 2
-
-
 VMSTATE_SLIRP_TCP = describe(
     "slirp-tcp", [field(n, info, num=num) for n, info, num in TCPCB_FIELDS], version_id=0
 )
@@ -139,40 +133,52 @@ VMSTATE_SLIRP_SS_FAMILY = describe(
     "slirp-socket-addr/ss_family", [field("portable_family", "uint16")], version_id=0
 )
 
-#: ``vmstate_slirp_socket_addr``: a family, then (IPv4 only) address and port.
-VMSTATE_SLIRP_SOCKET_ADDR = describe(
-    "slirp-socket-addr",
-    [
-        field("ss_family", "tmp", struct=VMSTATE_SLIRP_SS_FAMILY),
-        # As libslirp holds them: network-order bytes read as a host integer, so a
-        # little-endian source sends 10.0.2.100 as 0x6402000a and port 80 as 0x5000.
-        field("sin_addr", "uint32", exists=_family_inet),
-        field("sin_port", "uint16", exists=_family_inet),
-    ],
-    version_id=4,
-)
 
-_SOCKET_FIELDS = (
-    field("so_urgc", "uint32"),
-    field("so_faddr", "uint32", exists=_older_than_v4),
-    field("so_laddr", "uint32", exists=_older_than_v4),
-    field("so_fport", "uint16", exists=_older_than_v4),
-    field("so_lport", "uint16", exists=_older_than_v4),
-    field("fhost", "struct", struct=VMSTATE_SLIRP_SOCKET_ADDR, version_id=4),
-    field("lhost", "struct", struct=VMSTATE_SLIRP_SOCKET_ADDR, version_id=4),
-    field("so_iptos", "uint8"),
-    field("so_emu", "uint8"),
-    field("so_type", "uint8"),
-    field("so_state", "int32"),
-    field("so_rcv", "struct", struct=VMSTATE_SLIRP_SBUF),
-    field("so_snd", "struct", struct=VMSTATE_SLIRP_SBUF),
-    field("so_tcpcb", "struct", struct=VMSTATE_SLIRP_TCP),  # VMSTATE_STRUCT_POINTER
-)
+def _socket_addr(inet: bool) -> VMStateDescription:
+    """``vmstate_slirp_socket_addr`` for one family: the address and port follow for IPv4 only.
 
-#: ``vmstate_slirp_socket`` with the tag byte ``slirp_state_save`` writes before it.
-VMSTATE_SLIRP_SOCKET = describe(
-    "slirp-socket", [field("tag", "uint8"), *_SOCKET_FIELDS], version_id=SLIRP_VERSION
-)
+    libslirp decides with a ``field_exists`` test (``slirp_family_inet``); here the
+    reader decides, per socket, which of the two layouts the bytes have, so the
+    descriptions stay plain data that every encoder can carry.
+    """
+    family = [field("ss_family", "tmp", struct=VMSTATE_SLIRP_SS_FAMILY)]
+    # As libslirp holds them: network-order bytes read as a host integer, so a
+    # little-endian source sends 10.0.2.100 as 0x6402000a and port 80 as 0x5000.
+    inet_fields = [field("sin_addr", "uint32"), field("sin_port", "uint16")] if inet else []
+    return describe("slirp-socket-addr", [*family, *inet_fields], version_id=4)
+
+
+#: ``vmstate_slirp_socket_addr`` of an IPv4 socket, and of any other family.
+VMSTATE_SLIRP_SOCKET_ADDR = _socket_addr(True)
+VMSTATE_SLIRP_SOCKET_ADDR_OTHER = _socket_addr(False)
+
+
+@cache
+def socket_description(fhost_inet: bool = True, lhost_inet: bool = True) -> VMStateDescription:
+    """``vmstate_slirp_socket`` (version 4) with the tag byte ``slirp_state_save`` writes before it.
+
+    Fields only older versions send (``so_faddr`` ... before ``fhost``) are not
+    here: sections older than version 4 are kept opaque.
+    """
+    addr = {True: VMSTATE_SLIRP_SOCKET_ADDR, False: VMSTATE_SLIRP_SOCKET_ADDR_OTHER}
+    return describe(
+        "slirp-socket",
+        [
+            field("tag", "uint8"),
+            field("so_urgc", "uint32"),
+            field("fhost", "struct", struct=addr[fhost_inet], version_id=4),
+            field("lhost", "struct", struct=addr[lhost_inet], version_id=4),
+            field("so_iptos", "uint8"),
+            field("so_emu", "uint8"),
+            field("so_type", "uint8"),
+            field("so_state", "int32"),
+            field("so_rcv", "struct", struct=VMSTATE_SLIRP_SBUF),
+            field("so_snd", "struct", struct=VMSTATE_SLIRP_SBUF),
+            field("so_tcpcb", "struct", struct=VMSTATE_SLIRP_TCP),  # VMSTATE_STRUCT_POINTER
+        ],
+        version_id=SLIRP_VERSION,
+    )
+
 
 VMSTATE_SLIRP_BOOTP_CLIENT = describe(
     "slirp_bootpclient",
@@ -181,15 +187,16 @@ VMSTATE_SLIRP_BOOTP_CLIENT = describe(
 )
 
 
-def slirp_description(sockets: int) -> VMStateDescription:
-    """The section's layout when it carries ``sockets`` sockets.
-
-    ``sockets`` (each with its tag), the 0 that ends them, then ``vmstate_slirp``.
-    """
+def slirp_description(sockets: Sequence[VMStateDescription] = ()) -> VMStateDescription:
+    """The section's layout: ``sockets`` (one description each, with its tag), the
+    0 that ends them, then ``vmstate_slirp``."""
+    socket_list = dataclasses.replace(
+        field("sockets", "struct", struct=socket_description()), elements=tuple(sockets)
+    )
     return describe(
         "slirp",
         [
-            field("sockets", "struct", struct=VMSTATE_SLIRP_SOCKET, num=sockets),
+            socket_list,
             field("end", "uint8"),
             field("ip_id", "uint16", version_id=2),
             field(
@@ -204,12 +211,25 @@ def slirp_description(sockets: int) -> VMStateDescription:
     )
 
 
+def _families(r: QEMUFileReader) -> tuple[bool, bool]:
+    """Whether the socket at ``r.pos`` has IPv4 ``fhost`` and ``lhost`` (r is not moved)."""
+    start = r.pos
+    try:
+        r.pos += 1 + 4  # tag, so_urgc
+        fhost = r.be16("fhost's family") == SS_FAMILY_MIG_IPV4
+        r.pos += 6 if fhost else 0
+        lhost = r.be16("lhost's family") == SS_FAMILY_MIG_IPV4
+    finally:
+        r.pos = start
+    return fhost, lhost
+
+
 def read_slirp_state(r: QEMUFileReader, version_id: int = SLIRP_VERSION) -> VMState:
     """Read a ``slirp`` section payload as ``slirp_state_load`` does.
 
-    The sockets are counted first (each is read, as the loader does, until a
-    zero tag); the whole payload is then read with :func:`slirp_description`
-    for that count, so the state is one VMState of one description.
+    The sockets are read one by one, as the loader does, until a zero tag, each
+    with the description its address families call for; the whole payload is
+    then one VMState of :func:`slirp_description` for those sockets.
 
     Raises:
         MigrationFormatError: the bytes are not libslirp's format (with the
@@ -223,7 +243,7 @@ def read_slirp_state(r: QEMUFileReader, version_id: int = SLIRP_VERSION) -> VMSt
         )
     start = r.pos
     v = QEMUFileInputVisitor(r)
-    count = 0
+    sockets: list[VMStateDescription] = []
     while r.peek_u8() != 0:  # `while (slirp_istream_read_u8(&f))`
         if r.at_end():
             raise MigrationFormatError(
@@ -231,11 +251,14 @@ def read_slirp_state(r: QEMUFileReader, version_id: int = SLIRP_VERSION) -> VMSt
                 offset=r.pos,
                 path="slirp",
             )
-        if count >= LIMITS.max_array_elements:
-            raise LimitExceeded(f"more than {count} slirp sockets", offset=r.pos, path="slirp")
-        visit_vmstate(v, VMSTATE_SLIRP_SOCKET, None, SLIRP_VERSION)
-        count += 1
+        if len(sockets) >= LIMITS.max_array_elements:
+            raise LimitExceeded(
+                f"more than {len(sockets)} slirp sockets", offset=r.pos, path="slirp"
+            )
+        desc = socket_description(*_families(r))
+        visit_vmstate(v, desc, None, SLIRP_VERSION)
+        sockets.append(desc)
     r.pos = start
     return visit_vmstate(
-        QEMUFileInputVisitor(r), slirp_description(count), None, version_id, "slirp"
+        QEMUFileInputVisitor(r), slirp_description(sockets), None, version_id, "slirp"
     )

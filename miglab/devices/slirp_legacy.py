@@ -13,7 +13,7 @@ the one walker.  It was reached in steps, each tested against real sections
    with the QEMUFile; each ``qemu_put_be16(f, x)`` became
    ``visit_type_u16(v, "x", x)`` on the visitor found with :func:`visitor_for`.
 3. the QEMUFile gone: the fields became descriptions
-   (:data:`~miglab.devices.slirp.VMSTATE_SLIRP_SOCKET` ...) walked by
+   (:func:`~miglab.devices.slirp.socket_description` ...) walked by
    :func:`~miglab.vmstate.walk.visit_vmstate` with any visitor; only the tag
    loop stays code (:func:`~miglab.devices.slirp.read_slirp_state`).
 
