@@ -1,4 +1,9 @@
-"""``miglab compat IN -o OUT --to-qemu V --machine M``: convert a stream for another QEMU."""
+"""``miglab compat IN -o OUT --to-qemu V --machine M``: convert a stream for another QEMU.
+
+The input may be in any container (:mod:`miglab.containers`); the output is
+written in the same one, except that a mapped-ram file becomes a sequential
+stream for a QEMU older than 9.0, which cannot read mapped-ram.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
 from miglab.errors import CompatError
-from miglab.stream.reader import load
-from miglab.stream.writer import save
+from miglab.containers import load, save
+from miglab.containers.mapped_ram import MappedRam
 
 __all__ = ("register", "run")
 
@@ -50,9 +55,18 @@ def run(args: argparse.Namespace) -> int:
         allow_guest_visible=args.allow_guest_visible,
         schemas=(args.src_schema, args.dst_schema) if args.src_schema else None,
     )
+    out.container = stream.container
+    if isinstance(out.container, MappedRam) and _before_mapped_ram(args.to_qemu):
+        out.container = None
+        print("QEMU before 9.0 reads no mapped-ram: writing a sequential stream")
     save(out, args.output)
     print(report)
     print(
         f"{len(report)} change(s), {len(report.guest_visible)} guest-visible; wrote {args.output}"
     )
     return 0
+
+
+def _before_mapped_ram(version: str) -> bool:
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return (major, minor) < (9, 0)

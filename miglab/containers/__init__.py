@@ -84,6 +84,7 @@ def load(
             the message says which, with the byte offset.
     """
     view = open_source(source)
+    path = None if isinstance(source, bytes | bytearray | memoryview) else Path(source)
 
     def load_view(inner: memoryview, depth: int = 0) -> Stream:
         if depth > LIMITS.max_container_depth:
@@ -98,7 +99,7 @@ def load(
         if kind == "libvirt":
             return libvirt.load(inner, deeper)
         if kind == "qcow2":
-            return qcow2.load(inner, deeper, snapshot=snapshot)
+            return qcow2.load(inner, deeper, snapshot=snapshot, source=path if depth == 0 else None)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
         if kind is not None:

@@ -54,11 +54,13 @@ class Qcow2Snapshot:
         snapshot: the snapshot entry it was read from.
         header: the image's header.
         image: the whole image as read (the base of a written copy).
+        source: the image's path, when it was read from one.
     """
 
     snapshot: Snapshot
     header: Header
     image: memoryview = field(repr=False)
+    source: Path | None = None
     name: str = "qcow2-snapshot"
 
     def save_as(self, stream: Stream, path: Path, *, in_place: bool = False) -> None:
@@ -72,7 +74,9 @@ class Qcow2Snapshot:
         raise MiglabError("a qcow2 snapshot is written with miglab.save(stream, path)")
 
 
-def load(view: memoryview, load_inner: Any, *, snapshot: str | None = None) -> Stream:
+def load(
+    view: memoryview, load_inner: Any, *, snapshot: str | None = None, source: Path | None = None
+) -> Stream:
     """Read the VM state of ``snapshot`` (id or name) and the stream in it."""
     h = read_header(view)
     table = read_snapshots(view, h)
@@ -93,7 +97,7 @@ def load(view: memoryview, load_inner: Any, *, snapshot: str | None = None) -> S
             offset=exc.offset,
             path=exc.path,
         ) from None
-    stream.container = Qcow2Snapshot(snap, h, view)
+    stream.container = Qcow2Snapshot(snap, h, view, source)
     return stream
 
 
