@@ -20,6 +20,7 @@ Quick start::
 
 from __future__ import annotations
 
+from miglab.containers import load, save
 from miglab.errors import (
     CapabilityError,
     CompatError,
@@ -32,7 +33,6 @@ from miglab.errors import (
     VisitorError,
 )
 from miglab.limits import LIMITS, Limits
-from miglab.containers import load, save
 from miglab.stream import Opaque, Section, SectionKind, Stream
 from miglab.vmstate import VMState
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +21,9 @@ def _compress(tmp_path: Path, codec: str, data: bytes) -> Path:
     if shutil.which(codec) is None:
         pytest.skip(f"{codec} is not installed")
     out = tmp_path / f"s{CODECS[codec]}"
-    out.write_bytes(subprocess.run([codec, "-c"], input=data, capture_output=True, check=True).stdout)
+    out.write_bytes(
+        subprocess.run([codec, "-c"], input=data, capture_output=True, check=True).stdout
+    )
     return out
 
 
@@ -75,8 +78,8 @@ def test_save_leaves_the_target_alone_on_failure(tmp_path: Path) -> None:
     stream = miglab.load(STREAM)
     target = tmp_path / "keep.mig"
     target.write_bytes(b"precious")
-    stream.records.append(object())  # type: ignore[arg-type]  # not writable
-    with pytest.raises(Exception):
+    stream.records.append(dataclasses.replace(stream.sections[-1], payload=object()))  # type: ignore[arg-type]
+    with pytest.raises(MigrationFormatError, match="unknown type"):
         miglab.save(stream, target)
     assert target.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.mig"]

@@ -20,6 +20,7 @@ FORMATS = ("raw", "gzip", "bzip2", "xz", "lzop")
 
 pytestmark = [
     pytest.mark.libvirt,
+    pytest.mark.xdist_group("libvirt"),  # one libvirtd at a time, files made once
     pytest.mark.skipif(
         os.geteuid() != 0 or shutil.which("libvirtd") is None,
         reason="needs root and libvirt-daemon-system (scripts/setup.sh)",
@@ -102,7 +103,11 @@ def _hostile(images: dict[str, Path], edit: dict[int, bytes], cut: int | None = 
     ],
 )
 def test_hostile_headers(
-    images: dict[str, Path], edit: dict[int, bytes], cut: int | None, error: type, offset: int | None
+    images: dict[str, Path],
+    edit: dict[int, bytes],
+    cut: int | None,
+    error: type,
+    offset: int | None,
 ) -> None:
     with pytest.raises(error) as err:
         miglab.load(_hostile(images, edit, cut))

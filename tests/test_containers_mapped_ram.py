@@ -18,7 +18,7 @@ from miglab.qemu import find_qemu
 from miglab.qemu.saved import judge_mapped_ram, make_mapped_ram
 from miglab.stream import RamPayload
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("mapped-ram")]  # files made once
 MACHINE = "pc-q35-10.0"
 
 
@@ -59,11 +59,14 @@ def test_pages_are_views_at_their_file_offsets(files: dict[str, Path]) -> None:
     seen = 0
     for name, length, bitmap, pages in _blocks(raw):
         assert by_block[name].used_length == length
-        bits = np.unpackbits(np.frombuffer(raw, np.uint8, -(-length // 4096 // 64) * 8, bitmap), bitorder="little")
+        bits = np.unpackbits(
+            np.frombuffer(raw, np.uint8, -(-length // 4096 // 64) * 8, bitmap), bitorder="little"
+        )
         for page in np.flatnonzero(bits[: length // 4096])[:50]:
             want = raw[pages + page * 4096 : pages + (page + 1) * 4096]
             hits = [
-                i for i in range(len(ram))
+                i
+                for i in range(len(ram))
                 if ram.block[i] >= 0
                 and ram.blocks[ram.block[i]].name == name
                 and int(ram.offsets[i]) == page * 4096
@@ -99,7 +102,9 @@ def test_cli_convert_and_compat_reach_qemu_7_2(files: dict[str, Path], tmp_path:
     assert _cli("convert", str(seq), "-o", str(back), "--to", "mapped-ram").returncode == 0
     assert back.read_bytes() == files["mr72"].read_bytes()  # the same page image, same layout
     old = tmp_path / "for72.mig"
-    run = _cli("compat", str(files["mr72"]), "-o", str(old), "--to-qemu", "7.2", "--machine", "pc-q35-7.2")
+    run = _cli(
+        "compat", str(files["mr72"]), "-o", str(old), "--to-qemu", "7.2", "--machine", "pc-q35-7.2"
+    )
     assert run.returncode == 0 and "sequential stream" in run.stdout
     verdict = find_qemu("7.2").judge(old, machine="pc-q35-7.2")
     assert verdict.accepted, verdict.stderr
@@ -133,7 +138,12 @@ def test_hostile_layouts_name_the_offset(files: dict[str, Path]) -> None:
         (_edit(raw, hdr, struct.pack(">I", 2)), MigrationFormatError, hdr, "version 2"),
         (_edit(raw, hdr + 4, struct.pack(">Q", 1000)), MigrationFormatError, hdr + 4, "page size"),
         (_edit(raw, hdr + 12, struct.pack(">Q", 5)), MigrationFormatError, hdr + 12, "bitmap"),
-        (_edit(raw, hdr + 20, struct.pack(">Q", 1 << 40)), TruncatedStreamError, hdr + 20, "past the end"),
+        (
+            _edit(raw, hdr + 20, struct.pack(">Q", 1 << 40)),
+            TruncatedStreamError,
+            hdr + 20,
+            "past the end",
+        ),
         (raw[: hdr + 10], TruncatedStreamError, None, None),
         (raw[: len(raw) // 2], TruncatedStreamError, None, None),
         (raw[:-300], MigrationFormatError, None, None),

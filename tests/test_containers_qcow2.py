@@ -15,7 +15,7 @@ from miglab.errors import LimitExceeded, MiglabError, MigrationFormatError, Trun
 from miglab.qemu import find_qemu
 from miglab.qemu.saved import judge_loadvm, make_snapshot, qemu_img_check
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("qcow2")]  # files made once
 DATA = Path(__file__).resolve().parents[1] / "data"
 BUILDS = {"7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0"}
 
@@ -144,8 +144,11 @@ def test_hostile_images(disks: dict[str, Path]) -> None:
         (_edit(raw, 64, struct.pack(">Q", len(raw) - 8)), TruncatedStreamError, len(raw) - 8),
         (_edit(raw, snaps_at, struct.pack(">Q", 12345)), MigrationFormatError, snaps_at),
         (_edit(raw, l1, struct.pack(">Q", (1 << 62) | 0x50000)), MigrationFormatError, l1),
-        (_edit(raw, first.l1_table_offset + 8, struct.pack(">Q", 1 << 50)), MigrationFormatError,
-         first.l1_table_offset + 8),
+        (
+            _edit(raw, first.l1_table_offset + 8, struct.pack(">Q", 1 << 50)),
+            MigrationFormatError,
+            first.l1_table_offset + 8,
+        ),
     ]
     for data, error, offset in cases:
         with pytest.raises(error) as err:

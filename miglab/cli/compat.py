@@ -11,9 +11,9 @@ import argparse
 from typing import Any
 
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
-from miglab.errors import CompatError
 from miglab.containers import load, save
 from miglab.containers.mapped_ram import MappedRam
+from miglab.errors import CompatError
 
 __all__ = ("register", "run")
 

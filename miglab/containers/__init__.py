@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 from miglab.containers._files import atomic_output
@@ -137,7 +137,7 @@ def write_to(stream: Stream, out: IO[bytes], container: Any = _KEEP) -> None:
     """Write ``stream`` in ``container`` (default: its own) to a seekable binary file."""
     chosen = stream.container if container is _KEEP else container
     if chosen is None:
-        write_bare(stream, out)
+        write_bare(stream, cast(BinaryIO, out))
     else:
         chosen.write_to(stream, out)
 

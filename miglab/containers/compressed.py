@@ -23,7 +23,13 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from miglab.containers._files import copy_file, require_program, run_filter, scratch_file, scratch_view
+from miglab.containers._files import (
+    copy_file,
+    require_program,
+    run_filter,
+    scratch_file,
+    scratch_view,
+)
 from miglab.errors import LimitExceeded, MigrationFormatError, TruncatedStreamError
 from miglab.limits import LIMITS
 

@@ -188,7 +188,9 @@ def load(view: memoryview, load_inner: Any) -> Stream:
     raw = bytes(view[HEADER_SIZE:start])
     xml_region = raw[:cookie_offset] if cookie_offset else raw
     xml = _text(xml_region, HEADER_SIZE, "domain XML")
-    cookie = _text(raw[cookie_offset:], HEADER_SIZE + cookie_offset, "cookie") if cookie_offset else None
+    cookie = (
+        _text(raw[cookie_offset:], HEADER_SIZE + cookie_offset, "cookie") if cookie_offset else None
+    )
     info = LibvirtSave(
         magic,
         version,

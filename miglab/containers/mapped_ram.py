@@ -31,7 +31,7 @@ import dataclasses
 import os
 import struct
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -141,7 +141,9 @@ def load(view: memoryview, start: int = 0, *, schema: Any = None) -> Stream:
     except MigrationFormatError as exc:
         offset = None if exc.offset is None else _file_offset(pieces, exc.offset)
         raise type(exc)(exc.message, offset=offset, path=exc.path) from None
-    ram = next((s for s in stream.sections if s.name == "ram" and s.kind is SectionKind.START), None)
+    ram = next(
+        (s for s in stream.sections if s.name == "ram" and s.kind is SectionKind.START), None
+    )
     if ram is None or not isinstance(ram.payload, RamPayload):
         raise MigrationFormatError("mapped-ram stream has no RAM START section", offset=start)
     ram.payload = layout.with_pages(ram.payload)
@@ -165,13 +167,17 @@ class _Layout:
         if r.be32("the file magic") != FILE_MAGIC or r.be32("the file version") != FILE_VERSION:
             raise MigrationFormatError("mapped-ram stream lacks the QEVM v3 header", offset=start)
         if r.u8("the configuration block") != SectionType.CONFIGURATION:
-            raise MigrationFormatError("mapped-ram stream lacks a configuration block", offset=start + 8)
+            raise MigrationFormatError(
+                "mapped-ram stream lacks a configuration block", offset=start + 8
+            )
         self.cfg_at = r.pos
         self.config = visit_vmstate(QEMUFileInputVisitor(r), CONFIGURATION)
         self.cfg_end = r.pos
         caps = _capabilities(self.config)
         if CAPABILITY not in caps:
-            raise MigrationFormatError("configuration does not enable mapped-ram", offset=self.cfg_at)
+            raise MigrationFormatError(
+                "configuration does not enable mapped-ram", offset=self.cfg_at
+            )
         ignore_shared = "x-ignore-shared" in caps
         bits = self.config.subsections.get("configuration/target-page-bits")
         page_size = 1 << int(bits.fields["target_page_bits"]) if bits is not None else 4096
@@ -191,7 +197,9 @@ class _Layout:
         word_at = r.pos
         word = r.be64("the RAM block list")
         if word & (page_size - 1) != _MEM_SIZE:
-            raise MigrationFormatError("RAM START does not begin with its block list", offset=word_at)
+            raise MigrationFormatError(
+                "RAM START does not begin with its block list", offset=word_at
+            )
         total = word & ~(page_size - 1)
         self.list_at = r.pos
         seen = 0
@@ -212,14 +220,23 @@ class _Layout:
             seen += length
             hdr_at = r.pos
             version, psize, bitmap_at, pages_at = r.unpack(_HEADER, "a mapped-ram header")
-            self.blocks.append(self._block(bname, length, hdr_at, version, psize, bitmap_at, pages_at))
+            self.blocks.append(
+                self._block(bname, length, hdr_at, version, psize, bitmap_at, pages_at)
+            )
             block = self.blocks[-1]
             if block.pages_offset:
                 r.pos = block.pages_offset + block.used_length
         self.after = r.pos
 
     def _block(
-        self, name: str, length: int, at: int, version: int, psize: int, bitmap_at: int, pages_at: int
+        self,
+        name: str,
+        length: int,
+        at: int,
+        version: int,
+        psize: int,
+        bitmap_at: int,
+        pages_at: int,
     ) -> MappedBlock:
         where = f"mapped-ram header of block {name!r}"
         if version != HEADER_VERSION:
@@ -297,7 +314,9 @@ class _Layout:
             words=np.concatenate([ram.words[:head], *words, ram.words[head:]]),
             named=np.concatenate([ram.named[:head], *named, ram.named[head:]]),
             block=np.concatenate([ram.block[:head], *block, ram.block[head:]]),
-            pos=np.concatenate([np.zeros(head, np.int64), *pos, np.zeros(len(ram) - head, np.int64)]),
+            pos=np.concatenate(
+                [np.zeros(head, np.int64), *pos, np.zeros(len(ram) - head, np.int64)]
+            ),
             length=np.concatenate([ram.length[:head], *length, ram.length[head:]]),
             blocks=ram.blocks,
             block_list=ram.block_list,
@@ -318,7 +337,9 @@ def _file_offset(pieces: list[tuple[int, int, int]], at: int) -> int:
 # --- the configuration's capability -----------------------------------------------------------
 def _capabilities(config: VMState) -> list[str]:
     caps = config.subsections.get(_CAPS)
-    return [] if caps is None else [str(c.fields["capability"]) for c in caps.fields["capabilities"]]
+    return (
+        [] if caps is None else [str(c.fields["capability"]) for c in caps.fields["capabilities"]]
+    )
 
 
 def _with_capabilities(config: VMState, names: list[str]) -> VMState:
@@ -367,14 +388,24 @@ def write(stream: Stream, out: IO[bytes]) -> None:
             block list, or carries XBZRLE / compressed pages (decode them first).
     """
     if stream.configuration is None:
-        raise MigrationFormatError("a mapped-ram file needs a configuration block (QEMU >= 2.4 machine)")
-    rams = [(i, s) for i, s in enumerate(stream.records) if isinstance(s, Section) and isinstance(s.payload, RamPayload)]
+        raise MigrationFormatError(
+            "a mapped-ram file needs a configuration block (QEMU >= 2.4 machine)"
+        )
+    rams = [
+        (i, s)
+        for i, s in enumerate(stream.records)
+        if isinstance(s, Section) and isinstance(s.payload, RamPayload)
+    ]
     if not rams or rams[0][1].kind is not SectionKind.START:
         raise MigrationFormatError("a mapped-ram file needs the stream's RAM START section")
     first_i, first = rams[0]
     start_ram = first.payload
     assert isinstance(start_ram, RamPayload)
-    if start_ram.block_list is None or not len(start_ram) or int(start_ram.flags[0]) & ~_CONTINUE != _MEM_SIZE:
+    if (
+        start_ram.block_list is None
+        or not len(start_ram)
+        or int(start_ram.flags[0]) & ~_CONTINUE != _MEM_SIZE
+    ):
         raise MigrationFormatError("the RAM START section does not begin with the block list")
     if stream.ram.ignore_shared:
         raise MigrationFormatError("x-ignore-shared streams are not written as mapped-ram")
@@ -388,8 +419,9 @@ def write(stream: Stream, out: IO[bytes]) -> None:
     out.write(stream_to_bytes(prefix))
     start_bytes = _records_bytes(records[first_i : first_i + 1])
     head = 1 + 4 + 1 + len(first.name.encode()) + 4 + 4 + 8  # section header, MEM_SIZE word
-    listed = records[first_i].payload
-    assert isinstance(listed, RamPayload)
+    start_record = records[first_i]
+    assert isinstance(start_record, Section) and isinstance(start_record.payload, RamPayload)
+    listed = start_record.payload
     out.write(start_bytes[:head])
     fd = out.fileno()
     page_size = stream.page_size

@@ -32,7 +32,7 @@ from miglab.stream.reader import open_source
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
 
-__all__ = ("Qcow2Snapshot", "Snapshot", "sniff", "snapshots")
+__all__ = ("Qcow2Snapshot", "Snapshot", "snapshots", "sniff")
 
 
 def sniff(view: memoryview) -> bool:

@@ -108,11 +108,11 @@ def read_header(view: memoryview) -> Header:
         raise TruncatedStreamError("qcow2 image ends inside its header", offset=len(view))
     if bytes(view[:4]) != MAGIC:
         raise MigrationFormatError("not a qcow2 image (magic is not QFI\\xfb)", offset=0)
-    version, = struct.unpack_from(">I", view, 4)
+    (version,) = struct.unpack_from(">I", view, 4)
     if version not in (2, 3):
         raise MigrationFormatError(f"qcow2 version {version}, expected 2 or 3", offset=4)
-    cluster_bits, size, crypt, l1_size, l1_off, rt_off, rt_clusters, nb, snap_off = struct.unpack_from(
-        ">IQIIQQIIQ", view, 20
+    cluster_bits, size, crypt, l1_size, l1_off, rt_off, rt_clusters, nb, snap_off = (
+        struct.unpack_from(">IQIIQQIIQ", view, 20)
     )
     if not 9 <= cluster_bits <= 21:
         raise MigrationFormatError(f"qcow2 cluster_bits {cluster_bits} outside 9..21", offset=20)
@@ -122,12 +122,14 @@ def read_header(view: memoryview) -> Header:
     if version == 3:
         if len(view) < 104:
             raise TruncatedStreamError("qcow2 image ends inside its v3 header", offset=len(view))
-        incompatible, = struct.unpack_from(">Q", view, 72)
+        (incompatible,) = struct.unpack_from(">Q", view, 72)
         refcount_order, header_length = struct.unpack_from(">II", view, 96)
         if incompatible & _INCOMPAT_EXTL2:
             raise MigrationFormatError("qcow2 extended L2 entries are not supported", offset=72)
         if incompatible & _INCOMPAT_DATA_FILE:
-            raise MigrationFormatError("qcow2 with an external data file has no VM state", offset=72)
+            raise MigrationFormatError(
+                "qcow2 with an external data file has no VM state", offset=72
+            )
         if incompatible & _INCOMPAT_CORRUPT:
             raise MigrationFormatError("qcow2 image is marked corrupt", offset=72)
         if refcount_order > 6:
@@ -169,9 +171,9 @@ def read_snapshots(view: memoryview, h: Header) -> list[Snapshot]:
         pos += extra_len
         vm_size, disk_size = vm32, h.size
         if extra_len >= 8:
-            vm_size, = struct.unpack_from(">Q", extra, 0)
+            (vm_size,) = struct.unpack_from(">Q", extra, 0)
         if extra_len >= 16:
-            disk_size, = struct.unpack_from(">Q", extra, 8)
+            (disk_size,) = struct.unpack_from(">Q", extra, 8)
         ident = bytes(view[pos : pos + id_len]).decode("utf-8", "replace")
         name = bytes(view[pos + id_len : end]).decode("utf-8", "replace")
         pos = end + (-(end - at) % 8)
@@ -181,7 +183,20 @@ def read_snapshots(view: memoryview, h: Header) -> list[Snapshot]:
                 offset=at,
             )
         out.append(
-            Snapshot(ident, name, l1_off, l1_size, dsec, dnsec, clock, vm_size, disk_size, extra, at, pos - at)
+            Snapshot(
+                ident,
+                name,
+                l1_off,
+                l1_size,
+                dsec,
+                dnsec,
+                clock,
+                vm_size,
+                disk_size,
+                extra,
+                at,
+                pos - at,
+            )
         )
     return out
 
@@ -221,7 +236,7 @@ def vm_state_clusters(view: memoryview, h: Header, snap: Snapshot) -> list[tuple
                 f"qcow2 L2 table at {l2_off} is outside the file or unaligned",
                 offset=snap.l1_table_offset + 8 * l1_index,
             )
-        entry, = struct.unpack_from(">Q", view, entry_at)
+        (entry,) = struct.unpack_from(">Q", view, entry_at)
         if entry & COMPRESSED:
             raise MigrationFormatError(
                 "qcow2 VM state cluster is compressed, which miglab does not read", offset=entry_at

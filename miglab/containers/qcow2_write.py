@@ -203,12 +203,12 @@ class _Appender:
                 self.release(e & OFFSET_MASK)
 
     def _alloc_bytes(self, data: bytes) -> int:
-        first = None
-        for c in range(-(-len(data) // self.cs)):
-            at = self.alloc()
-            first = at if first is None else first
-        assert first is not None
-        os.pwrite(self.fd, data.ljust(-(-len(data) // self.cs) * self.cs, b"\0"), first)
+        """Allocate consecutive clusters for ``data``, write it there, return the first."""
+        clusters = max(1, -(-len(data) // self.cs))
+        first = self.next
+        for _ in range(clusters):
+            self.alloc()
+        os.pwrite(self.fd, data.ljust(clusters * self.cs, b"\0"), first)
         return first
 
     def _old_table_size(self) -> int:
@@ -240,7 +240,11 @@ class _Appender:
         """Apply the counted changes; new refcount blocks are allocated as needed."""
         while True:
             missing = sorted(
-                {i // self.per_block for i in self.delta if self._block(i // self.per_block) is None}
+                {
+                    i // self.per_block
+                    for i in self.delta
+                    if self._block(i // self.per_block) is None
+                }
             )
             if not missing:
                 break

@@ -21,7 +21,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from miglab.qemu._process import QMP_LOST, Guest, GuestExited, QemuError, quit_qemu, run_bounded, wait_migration
+from miglab.qemu._process import (
+    QMP_LOST,
+    Guest,
+    GuestExited,
+    QemuError,
+    quit_qemu,
+    run_bounded,
+    wait_migration,
+)
 from miglab.qemu.runner import JudgeResult, QemuBinary
 
 __all__ = ("judge_loadvm", "judge_mapped_ram", "make_mapped_ram", "make_snapshot", "qemu_img_check")
@@ -130,7 +138,9 @@ def make_snapshot(
             try:
                 await asyncio.sleep(run_seconds)
                 await qmp.execute("stop")
-                reply = await qmp.execute("human-monitor-command", {"command-line": f"savevm {name}"})
+                reply = await qmp.execute(
+                    "human-monitor-command", {"command-line": f"savevm {name}"}
+                )
                 if reply:
                     raise QemuError(f"savevm {name}: {reply}")
             finally:
@@ -142,7 +152,13 @@ def make_snapshot(
 
 
 def judge_loadvm(
-    qemu: QemuBinary, disk: Path, name: str, *, machine: str, memory: str = "32M", timeout: float = 90
+    qemu: QemuBinary,
+    disk: Path,
+    name: str,
+    *,
+    machine: str,
+    memory: str = "32M",
+    timeout: float = 90,
 ) -> JudgeResult:
     """Start QEMU with ``-loadvm name`` on ``disk``; accepted iff it comes up paused at the snapshot."""
     drive = f"file={Path(disk).resolve()},format=qcow2,if=none,id=d0"
