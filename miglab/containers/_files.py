@@ -21,9 +21,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from miglab.errors import MiglabError
 
-__all__ = ("atomic_output", "copy_file", "require_program", "scratch_file", "scratch_view")
+__all__ = (
+    "atomic_output",
+    "copy_file",
+    "drop_pages",
+    "require_program",
+    "scratch_file",
+    "scratch_view",
+)
 
 _COPY_CHUNK = 8 << 20
 
@@ -73,9 +82,39 @@ def scratch_view(fh: IO[bytes]) -> memoryview:
 
 
 def copy_file(src: memoryview, out: IO[bytes]) -> None:
-    """Write a view to ``out`` in chunks (holes in ``src`` are written as zeros)."""
+    """Write a view to ``out`` in chunks (holes in ``src`` are written as zeros).
+
+    A view of a memory-mapped file has the pages it copied dropped from this
+    process as it goes (they stay in the page cache), so copying a large
+    input does not count it all towards the resident set.
+    """
     for at in range(0, len(src), _COPY_CHUNK):
         out.write(src[at : at + _COPY_CHUNK])
+        drop_pages(src, at, min(at + _COPY_CHUNK, len(src)))
+
+
+def drop_pages(view: memoryview, start: int, end: int) -> None:
+    """Drop ``view[start:end]`` of a memory-mapped file from this process's resident set.
+
+    The pages stay in the page cache and are read back on use; this keeps a
+    pass over a large mapped input from counting it all as our memory.
+    Views of anything but an ``mmap`` are left alone.
+    """
+    mapping = view.obj
+    if not isinstance(mapping, mmap.mmap):
+        return
+    base = _offset_in(mapping, view)
+    lo = -(-(base + start) // mmap.PAGESIZE) * mmap.PAGESIZE
+    hi = (base + end) // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo:
+        mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _offset_in(mapping: mmap.mmap, view: memoryview) -> int:
+    """Where a view of ``mapping`` starts inside it."""
+    whole = np.frombuffer(mapping, np.uint8)
+    part = np.frombuffer(view, np.uint8)
+    return int(part.ctypes.data - whole.ctypes.data)
 
 
 def require_program(name: str, why: str) -> str:

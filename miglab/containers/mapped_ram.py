@@ -434,16 +434,36 @@ def write(stream: Stream, out: IO[bytes]) -> None:
         out.write(_HEADER.pack(HEADER_VERSION, page_size, bitmap_at, pages_at))
         out.flush()
         bits = np.zeros(bitmap_size(n) * 8, np.uint8)
-        for page, data in image.get(b_index, {}).items():
-            if page >= n:
-                raise MigrationFormatError(f"page {page} is past the end of RAM block {blk.name!r}")
-            os.pwrite(fd, data, pages_at + page * page_size)
-            bits[page] = 1
+        pages = image.get(b_index, {})
+        if pages and max(pages) >= n:
+            raise MigrationFormatError(
+                f"page {max(pages)} is past the end of RAM block {blk.name!r}"
+            )
+        _write_pages(fd, pages, pages_at, page_size)
+        bits[list(pages)] = 1
         os.pwrite(fd, np.packbits(bits, bitorder="little").tobytes(), bitmap_at)
         out.seek(pages_at + blk.used_length)
     out.write(start_bytes[head + len(listed.payload(0)) :])
     out.write(_records_bytes(records[first_i + 1 :], stream))
     out.truncate(out.tell())
+
+
+_IOV_MAX = 1024
+
+
+def _write_pages(fd: int, pages: dict[int, Any], pages_at: int, page_size: int) -> None:
+    """pwritev each run of consecutive pages (at most IOV_MAX pages a call) to its slot."""
+    run: list[Any] = []
+    first = prev = -2
+    for page in sorted(pages):
+        if page != prev + 1 or len(run) == _IOV_MAX:
+            if run:
+                os.pwritev(fd, run, pages_at + first * page_size)
+            run, first = [], page
+        run.append(pages[page])
+        prev = page
+    if run:
+        os.pwritev(fd, run, pages_at + first * page_size)
 
 
 def _records_bytes(records: list[Any], whole: Stream | None = None) -> bytes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from miglab.containers._files import scratch_file, scratch_view
+from miglab.containers._files import drop_pages, scratch_file, scratch_view
 from miglab.containers.qcow2_format import (
     MAGIC,
     Header,
@@ -88,6 +88,7 @@ def load(
     for guest, host in vm_state_clusters(view, h, snap):
         size = min(cs, snap.vm_state_size - guest)
         os.pwrite(fd, view[host : host + size], guest)
+        drop_pages(view, host, host + size)
     state = scratch_view(scratch)
     try:
         stream: Stream = load_inner(state)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from miglab.qemu._process import (
@@ -52,12 +53,13 @@ def make_mapped_ram(
     machine: str,
     memory: str = "32M",
     run_seconds: float = 1.0,
+    extra_args: Sequence[str] = (),
     timeout: float = 90,
 ) -> Path:
     """Run a guest's firmware ``run_seconds``, stop it, and migrate it to ``out`` with mapped-ram."""
     out = Path(out).resolve()
     out.unlink(missing_ok=True)
-    with Guest(_argv(qemu, machine, memory), qemu.env) as guest:
+    with Guest(_argv(qemu, machine, memory, *extra_args), qemu.env) as guest:
 
         async def save() -> None:
             qmp = await guest.connect()
