@@ -153,3 +153,20 @@ def test_hostile_layouts_name_the_offset(files: dict[str, Path]) -> None:
             miglab.load(data)
         if offset is not None:
             assert err.value.offset == offset
+
+
+def test_cli_extract_writes_the_pages_at_their_guest_offsets(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    assert _cli("extract", str(files["mr"]), "-o", str(tmp_path), "--no-progress").returncode == 0
+    raw = files["mr"].read_bytes()
+    name, length, bitmap, pages = _blocks(raw)[0]
+    assert name == "pc.ram"
+    ram = (tmp_path / "ram" / "pc.ram.bin").read_bytes()
+    assert len(ram) == length
+    bits = np.unpackbits(
+        np.frombuffer(raw, np.uint8, -(-length // 4096 // 64) * 8, bitmap), bitorder="little"
+    )[: length // 4096]
+    for page in range(length // 4096):
+        want = raw[pages + page * 4096 : pages + (page + 1) * 4096] if bits[page] else bytes(4096)
+        assert ram[page * 4096 : (page + 1) * 4096] == want
