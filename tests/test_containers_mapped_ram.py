@@ -12,6 +12,7 @@ import pytest
 
 import miglab
 from miglab.containers import container_name
+from miglab.containers.libvirt import MAGIC, LibvirtSave, SaveFormat
 from miglab.containers.mapped_ram import MappedRam
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.qemu import find_qemu
@@ -170,3 +171,30 @@ def test_cli_extract_writes_the_pages_at_their_guest_offsets(
     for page in range(length // 4096):
         want = raw[pages + page * 4096 : pages + (page + 1) * 4096] if bits[page] else bytes(4096)
         assert ram[page * 4096 : (page + 1) * 4096] == want
+
+
+def test_libvirt_sparse_layout_offsets_count_from_the_file_start(tmp_path: Path) -> None:
+    """libvirt 9.0 has no ``sparse`` format: QEMU 10.0 writes the stream after a
+    libvirt header (``file:PATH,offset=N``, as libvirt >= 10.x has it do) and the
+    header is put in front afterwards, as libvirt does when the save completes."""
+    info = LibvirtSave(MAGIC, 2, 4096, 1, SaveFormat.SPARSE, "<domain/>", None)
+    head = info.header_bytes()
+    image = make_mapped_ram(
+        find_qemu("10.0"), tmp_path / "sparse.img", machine=MACHINE, offset=len(head)
+    )
+    with image.open("r+b") as fh:
+        fh.write(head)
+    stream = miglab.load(image)
+    assert container_name(stream) == "libvirt-sparse+mapped-ram"
+    blocks = stream.container.inner.blocks
+    assert blocks[0].bitmap_offset == blocks[0].header_offset + 28  # absolute, past the header
+    assert all(b.pages_offset % (1 << 20) == 0 for b in blocks if b.pages_offset)
+    assert miglab.save(stream, tmp_path / "copy.img").read_bytes() == image.read_bytes()
+    stream.container.xml = "<domain>" + "x" * 8000 + "</domain>"  # no longer fits: data_len grows
+    grown = miglab.save(stream, tmp_path / "grown.img")
+    again = miglab.load(grown)
+    assert again.container.stream_offset > len(head)
+    verdict = judge_mapped_ram(
+        find_qemu("10.0"), grown, machine=MACHINE, offset=again.container.stream_offset
+    )
+    assert verdict.accepted, verdict.stderr

@@ -54,9 +54,14 @@ def make_mapped_ram(
     memory: str = "32M",
     run_seconds: float = 1.0,
     extra_args: Sequence[str] = (),
+    offset: int = 0,
     timeout: float = 90,
 ) -> Path:
-    """Run a guest's firmware ``run_seconds``, stop it, and migrate it to ``out`` with mapped-ram."""
+    """Run a guest's firmware ``run_seconds``, stop it, and migrate it to ``out`` with mapped-ram.
+
+    With ``offset`` the stream starts there (``file:PATH,offset=N``), as
+    libvirt's ``sparse`` format has QEMU write it after libvirt's header.
+    """
     out = Path(out).resolve()
     out.unlink(missing_ok=True)
     with Guest(_argv(qemu, machine, memory, *extra_args), qemu.env) as guest:
@@ -67,7 +72,8 @@ def make_mapped_ram(
                 await asyncio.sleep(run_seconds)
                 await qmp.execute("stop")
                 await qmp.execute("migrate-set-capabilities", _caps(("mapped-ram",)))
-                await qmp.execute("migrate", {"uri": f"file:{out}"})
+                uri = f"file:{out},offset={offset}" if offset else f"file:{out}"
+                await qmp.execute("migrate", {"uri": uri})
                 status, error = await wait_migration(qmp)
                 if status != "completed":
                     raise QemuError(f"mapped-ram migration {status}: {error}")
@@ -79,9 +85,19 @@ def make_mapped_ram(
 
 
 def judge_mapped_ram(
-    qemu: QemuBinary, path: Path, *, machine: str, memory: str = "32M", timeout: float = 90
+    qemu: QemuBinary,
+    path: Path,
+    *,
+    machine: str,
+    memory: str = "32M",
+    offset: int = 0,
+    timeout: float = 90,
 ) -> JudgeResult:
-    """Load a mapped-ram file into a paused destination (``-incoming defer``)."""
+    """Load a mapped-ram file into a paused destination (``-incoming defer``).
+
+    ``offset`` is where the stream starts in the file (``file:PATH,offset=N``),
+    as in a libvirt ``sparse`` save image.
+    """
     path = Path(path).resolve()
     argv = _argv(qemu, machine, memory, "-S", "-incoming", "defer")
     with Guest(argv, qemu.env) as guest:
@@ -93,7 +109,8 @@ def judge_mapped_ram(
                 return "exited"
             try:
                 await qmp.execute("migrate-set-capabilities", _caps(("mapped-ram",)))
-                await qmp.execute("migrate-incoming", {"uri": f"file:{path}"})
+                uri = f"file:{path},offset={offset}" if offset else f"file:{path}"
+                await qmp.execute("migrate-incoming", {"uri": uri})
                 status, _ = await wait_migration(qmp)
             except QMP_LOST:
                 return "exited"
