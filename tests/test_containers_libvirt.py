@@ -6,6 +6,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,33 @@ def test_stream_errors_are_file_offsets(images: dict[str, Path]) -> None:
     with pytest.raises(MigrationFormatError) as err:
         miglab.load(_hostile(images, {at: b"XXXX"}))
     assert err.value.offset == at
+
+
+def test_compat_rewrites_the_xml_machine_and_virsh_restores_it(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "compat.img"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "miglab.cli",
+            "compat",
+            str(images["gzip"]),
+            "-o",
+            str(out),
+            "--to-qemu",
+            "7.2",
+            "--machine",
+            "pc-q35-7.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "libvirt domain XML: machine pc-q35-7.2 -> pc-q35-7.1" in run.stdout
+    again = miglab.load(out)
+    assert container_name(again) == "libvirt-gzip"
+    assert again.container.machine == again.machine == "pc-q35-7.1"
+    assert _restore(out) == "paused"

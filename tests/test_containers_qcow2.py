@@ -29,6 +29,9 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         make_snapshot(find_qemu(version), disk, "first", machine=machine)
         make_snapshot(find_qemu(version), disk, "second", machine=machine, run_seconds=2)
         made[version] = disk
+    made["7.2-for-10.0"] = make_snapshot(
+        find_qemu("7.2"), out / "q72-up.qcow2", "old", machine="pc-q35-7.2"
+    )
     made["10.0-on-7.2"] = make_snapshot(
         find_qemu("10.0"), out / "q100-72.qcow2", "old", machine="pc-q35-7.2"
     )
@@ -88,15 +91,16 @@ def test_loadvm_refuses_a_wrong_state(disks: dict[str, Path], tmp_path: Path) ->
     assert not verdict.accepted
 
 
-def test_snapshot_converted_for_an_older_qemu_loads_there(
-    disks: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize(("disk", "to"), [("10.0-on-7.2", "7.2"), ("7.2-for-10.0", "10.0")])
+def test_snapshot_converted_for_another_qemu_loads_there(
+    disks: dict[str, Path], tmp_path: Path, disk: str, to: str
 ) -> None:
-    stream = miglab.load(disks["10.0-on-7.2"], snapshot="old")
-    converted, _ = convert_stream(stream, to_qemu="7.2", machine="pc-q35-7.2")
+    stream = miglab.load(disks[disk], snapshot="old")
+    converted, _ = convert_stream(stream, to_qemu=to, machine="pc-q35-7.2")
     converted.container = stream.container
-    out = miglab.save(converted, tmp_path / "for72.qcow2")
+    out = miglab.save(converted, tmp_path / "converted.qcow2")
     assert qemu_img_check(out).returncode == 0
-    verdict = judge_loadvm(find_qemu("7.2"), out, "old", machine="pc-q35-7.2")
+    verdict = judge_loadvm(find_qemu(to), out, "old", machine="pc-q35-7.2")
     assert verdict.accepted, verdict.stderr
 
 

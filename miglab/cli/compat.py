@@ -2,7 +2,8 @@
 
 The input may be in any container (:mod:`miglab.containers`); the output is
 written in the same one, except that a mapped-ram file becomes a sequential
-stream for a QEMU older than 9.0, which cannot read mapped-ram.
+stream for a QEMU older than 9.0, which cannot read mapped-ram.  In a
+libvirt save image the domain XML's machine type is changed to match.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
 from miglab.containers import load, save
+from miglab.containers.libvirt import LibvirtSave
 from miglab.containers.mapped_ram import MappedRam
 from miglab.errors import CompatError
 
@@ -59,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(out.container, MappedRam) and _before_mapped_ram(args.to_qemu):
         out.container = None
         print("QEMU before 9.0 reads no mapped-ram: writing a sequential stream")
+    if isinstance(out.container, LibvirtSave):
+        old = out.container.set_machine(args.machine)
+        if old != args.machine:
+            print(f"libvirt domain XML: machine {old} -> {args.machine}")
     save(out, args.output)
     print(report)
     print(

@@ -24,6 +24,7 @@ back an unedited image is byte-exact, an edited XML is written with a
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -44,6 +45,7 @@ _VERSION = 2
 _PAD = 64 * 1024  # virQEMUSaveDataWrite: room to edit the XML in place
 _FIELDS = struct.Struct("5I")  # version, data_len, was_running, format, cookieOffset
 _UNUSED = HEADER_SIZE - 16 - _FIELDS.size
+_MACHINE = re.compile(r"""(<type\b[^>]*\bmachine=['"])([^'"]*)(['"])""")
 
 
 class SaveFormat(IntEnum):
@@ -114,6 +116,19 @@ class LibvirtSave:
     def stream_offset(self) -> int:
         """Where the QEMU stream starts in the image."""
         return HEADER_SIZE + self.data_len
+
+    @property
+    def machine(self) -> str | None:
+        """The machine type the domain XML names (``<type machine='...'>``)."""
+        m = _MACHINE.search(self.xml)
+        return m.group(2) if m else None
+
+    def set_machine(self, machine: str) -> str | None:
+        """Name ``machine`` in the domain XML; returns the machine it named before."""
+        old = self.machine
+        if old is not None and old != machine:
+            self.xml = _MACHINE.sub(lambda m: f"{m.group(1)}{machine}{m.group(3)}", self.xml, 1)
+        return old
 
     def header_bytes(self) -> bytes:
         """The header and data region as they will be written."""
