@@ -153,6 +153,11 @@ def test_hostile_images(disks: dict[str, Path]) -> None:
             MigrationFormatError,
             first.l1_table_offset + 8,
         ),
+        (
+            _edit(raw, first.offset + 40, struct.pack(">Q", 1 << 62)),
+            MigrationFormatError,
+            first.offset + 32,
+        ),
     ]
     for data, error, offset in cases:
         with pytest.raises(error) as err:

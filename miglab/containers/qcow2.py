@@ -82,10 +82,11 @@ def load(
     table = read_snapshots(view, h)
     snap = _choose(table, snapshot)
     cs = h.cluster_size
+    clusters = vm_state_clusters(view, h, snap)  # checks the size before anything is made
     scratch = scratch_file()
     scratch.truncate(snap.vm_state_size)
     fd = scratch.fileno()
-    for guest, host in vm_state_clusters(view, h, snap):
+    for guest, host in clusters:
         size = min(cs, snap.vm_state_size - guest)
         os.pwrite(fd, view[host : host + size], guest)
         drop_pages(view, host, host + size)

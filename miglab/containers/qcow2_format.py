@@ -211,42 +211,56 @@ def l1_table(view: memoryview, offset: int, size: int) -> list[int]:
 def vm_state_clusters(view: memoryview, h: Header, snap: Snapshot) -> list[tuple[int, int]]:
     """(guest offset inside the VM state, host offset) of each allocated VM state cluster.
 
-    Clusters not listed read as zeros.
+    Clusters not listed read as zeros.  The walk visits only L2 tables that
+    exist in the file, so its cost is bounded by the image's size whatever
+    the entry claims.
 
     Raises:
-        MigrationFormatError: a compressed cluster, or an L2 table or cluster
+        MigrationFormatError: a VM state larger than the snapshot's L1 table
+            can address, a compressed cluster, or an L2 table or cluster
             outside the file; ``offset`` is the entry's file offset.
     """
     cs = h.cluster_size
     per_l2 = h.l2_entries
     start = h.vm_state_offset(snap.disk_size)
+    first = start // cs // per_l2
     l1 = l1_table(view, snap.l1_table_offset, snap.l1_size)
+    room = max(0, len(l1) - first) * per_l2 * cs
+    if snap.vm_state_size > min(room, LIMITS.max_decompressed_bytes):
+        raise MigrationFormatError(
+            f"qcow2 snapshot {snap.name!r}: VM state of {snap.vm_state_size} bytes exceeds "
+            f"the {room} bytes its L1 table addresses (or LIMITS.max_decompressed_bytes)",
+            offset=snap.offset + 32,
+        )
+    clusters = -(-snap.vm_state_size // cs)
     out: list[tuple[int, int]] = []
-    for c in range(-(-snap.vm_state_size // cs)):
-        guest = start + c * cs
-        l1_index, l2_index = divmod(guest // cs, per_l2)
-        if l1_index >= len(l1):
-            continue
+    for l1_index in range(first, len(l1)):
+        base = (l1_index - first) * per_l2  # VM state cluster number of this table's entry 0
+        if base >= clusters:
+            break
         l2_off = l1[l1_index] & OFFSET_MASK
         if not l2_off:
             continue
-        entry_at = l2_off + 8 * l2_index
-        if l2_off % cs or entry_at + 8 > len(view):
+        if l2_off % cs or l2_off + cs > len(view):
             raise MigrationFormatError(
                 f"qcow2 L2 table at {l2_off} is outside the file or unaligned",
                 offset=snap.l1_table_offset + 8 * l1_index,
             )
-        (entry,) = struct.unpack_from(">Q", view, entry_at)
-        if entry & COMPRESSED:
-            raise MigrationFormatError(
-                "qcow2 VM state cluster is compressed, which miglab does not read", offset=entry_at
-            )
-        host = entry & OFFSET_MASK
-        if not host or entry & ZERO:
-            continue
-        if host % cs or host + cs > len(view) + cs:
-            raise MigrationFormatError(
-                f"qcow2 VM state cluster at {host} is outside the file", offset=entry_at
-            )
-        out.append((c * cs, host))
+        entries = struct.unpack_from(f">{per_l2}Q", view, l2_off)
+        for l2_index in range(min(per_l2, clusters - base)):
+            entry = entries[l2_index]
+            entry_at = l2_off + 8 * l2_index
+            if entry & COMPRESSED:
+                raise MigrationFormatError(
+                    "qcow2 VM state cluster is compressed, which miglab does not read",
+                    offset=entry_at,
+                )
+            host = entry & OFFSET_MASK
+            if not host or entry & ZERO:
+                continue
+            if host % cs or host >= len(view):
+                raise MigrationFormatError(
+                    f"qcow2 VM state cluster at {host} is outside the file", offset=entry_at
+                )
+            out.append(((base + l2_index) * cs, host))
     return out
