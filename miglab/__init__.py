@@ -6,6 +6,10 @@ Three seams meet in one object tree (see DESIGN.md):
 * transform: :mod:`miglab.compat`;
 * encode: :mod:`miglab.encoders` (QEMU's legacy stream in :mod:`miglab.stream`).
 
+:func:`load` and :func:`save` also unwrap and re-wrap what surrounds a stream
+(compression, libvirt save images, qcow2 snapshots, mapped-ram files:
+:mod:`miglab.containers`).
+
 Quick start::
 
     import miglab
@@ -16,6 +20,7 @@ Quick start::
 
 from __future__ import annotations
 
+from miglab.containers import load, save
 from miglab.errors import (
     CapabilityError,
     CompatError,
@@ -28,7 +33,7 @@ from miglab.errors import (
     VisitorError,
 )
 from miglab.limits import LIMITS, Limits
-from miglab.stream import Opaque, Section, SectionKind, Stream, load, save
+from miglab.stream import Opaque, Section, SectionKind, Stream
 from miglab.vmstate import VMState
 
 __version__ = "0.1.0"

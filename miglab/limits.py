@@ -27,6 +27,11 @@ class Limits:
         max_array_elements: most elements in one array field.
         max_schema_bytes: largest ``-dump-vmstate`` schema file accepted.
         max_packaged_depth: most nested PACKAGED command blobs.
+        max_decompressed_bytes: most bytes a compressed container may expand to.
+        max_expansion_ratio: most decompressed bytes per compressed byte (a
+            "zip bomb" bound; a first 64 MiB are always allowed).
+        max_container_depth: most containers nested in one another.
+        max_snapshots: most internal snapshots read from one qcow2 table.
     """
 
     max_vmdesc_bytes: int = 64 << 20
@@ -35,6 +40,10 @@ class Limits:
     max_array_elements: int = 1 << 22
     max_schema_bytes: int = 64 << 20
     max_packaged_depth: int = 2
+    max_decompressed_bytes: int = 64 << 30
+    max_expansion_ratio: int = 4096
+    max_container_depth: int = 4
+    max_snapshots: int = 65536
 
 
 LIMITS = Limits()

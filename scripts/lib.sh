@@ -1,6 +1,7 @@
 # Shared helpers for the setup scripts (sourced by setup.sh, workbench.sh, install-*.sh).
 #   run_root CMD...     run CMD as root (sudo when not root)
 #   apt_install PKG...  install the Debian packages that are missing (one apt-get update first)
+#   apt_install_lean PKG...  the same, without their recommended packages
 #   ensure_venv EXTRA   make the project virtual environment .venv (never pip into the system
 #                       Python: Debian 12 refuses it, PEP 668) and install .[EXTRA] into it;
 #                       re-installs only when pyproject.toml changed
@@ -17,13 +18,23 @@ run_root() {
 
 _apt_updated=""
 apt_install() {
-  local missing=() p
+  _apt_install "" "$@"
+}
+
+# apt_install_lean PKG...: the same without recommended packages.
+apt_install_lean() {
+  _apt_install --no-install-recommends "$@"
+}
+
+_apt_install() {
+  local flags="$1" missing=() p
+  shift
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ -z "$_apt_updated" ]; then run_root apt-get update -qq; _apt_updated=1; fi
-  run_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  run_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $flags "${missing[@]}" >/dev/null
 }
 
 step() {

@@ -4,6 +4,9 @@
 #     (Debian 11 / 13 chroots in .qemu/5.2, .qemu/11.1)  -> scripts/install-qemu.sh
 #   * the Linux test guest whose heartbeat judges survival (.guest)  -> scripts/build-guest.sh
 #   * Debian's Chromium, for the browser test of the notebook widgets
+#   * the container tools: qemu-img (qemu-utils) to make and check qcow2 images, lzop
+#     (gzip, bzip2, xz, zstd are in the base system), and bookworm's libvirt 9.0 for
+#     real `virsh save` images (started by hand by scripts/libvirt-save.sh, no systemd)
 #   * the project virtual environment .venv with the package and its [dev] extras
 # Root or sudo.  Idempotent: a second run only checks.
 set -euo pipefail
@@ -13,4 +16,6 @@ cd "$MIGLAB_ROOT"
 step "QEMU builds" bash scripts/install-qemu.sh
 step "guest" bash scripts/build-guest.sh
 step "chromium" apt_install chromium  # with its recommended fonts, as tested
+step "container tools" apt_install_lean qemu-utils lzop zstd \
+  libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 step "python venv" ensure_venv dev

@@ -1,4 +1,10 @@
-"""``miglab compat IN -o OUT --to-qemu V --machine M``: convert a stream for another QEMU."""
+"""``miglab compat IN -o OUT --to-qemu V --machine M``: convert a stream for another QEMU.
+
+The input may be in any container (:mod:`miglab.containers`); the output is
+written in the same one, except that a mapped-ram file becomes a sequential
+stream for a QEMU older than 9.0, which cannot read mapped-ram.  In a
+libvirt save image the domain XML's machine type is changed to match.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import argparse
 from typing import Any
 
 from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
+from miglab.containers import load, save
+from miglab.containers.libvirt import LibvirtSave
+from miglab.containers.mapped_ram import MappedRam
 from miglab.errors import CompatError
-from miglab.stream.reader import load
-from miglab.stream.writer import save
 
 __all__ = ("register", "run")
 
@@ -50,9 +57,22 @@ def run(args: argparse.Namespace) -> int:
         allow_guest_visible=args.allow_guest_visible,
         schemas=(args.src_schema, args.dst_schema) if args.src_schema else None,
     )
+    out.container = stream.container
+    if isinstance(out.container, MappedRam) and _before_mapped_ram(args.to_qemu):
+        out.container = None
+        print("QEMU before 9.0 reads no mapped-ram: writing a sequential stream")
+    if isinstance(out.container, LibvirtSave):
+        old = out.container.set_machine(args.machine)
+        if old != args.machine:
+            print(f"libvirt domain XML: machine {old} -> {args.machine}")
     save(out, args.output)
     print(report)
     print(
         f"{len(report)} change(s), {len(report.guest_visible)} guest-visible; wrote {args.output}"
     )
     return 0
+
+
+def _before_mapped_ram(version: str) -> bool:
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return (major, minor) < (9, 0)

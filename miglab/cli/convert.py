@@ -1,7 +1,10 @@
 """``miglab convert IN -o OUT --to FORMAT``: re-encode a stream in another wire format.
 
 The input format is detected from its first bytes (:func:`miglab.encoders.detect`);
-``--to legacy`` writes QEMU's own stream.  ``asn1-per`` input needs the
+``--to legacy`` writes QEMU's own stream.  Input in a container (compressed,
+libvirt save image, qcow2 snapshot, mapped-ram file: :mod:`miglab.containers`)
+is unwrapped first, so ``--to legacy`` turns a mapped-ram file into a
+sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  ``asn1-per`` input needs the
 ASN.1 module it was written with: ``--schema`` names a file holding it (the
 default is miglab's own, :func:`miglab.encoders.asn1.schema_text`).
 """
@@ -12,7 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from miglab import encoders
+from miglab import containers, encoders
+from miglab.containers.mapped_ram import MappedRam
 from miglab.encoders.asn1 import schema_text
 from miglab.stream.reader import open_source
 
@@ -24,7 +28,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("convert", help="re-encode a stream in another wire format")
     p.add_argument("input", help="a stream in any format miglab encodes")
     p.add_argument("-o", "--output", required=True, help="where to write the result")
-    p.add_argument("--to", required=True, choices=encoders.names(), help="the output format")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=(*encoders.names(), "mapped-ram"),
+        help="the output format",
+    )
     p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: miglab's)")
     p.set_defaults(func=run)
 
@@ -32,6 +41,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Decode the input, encode it as ``--to``, write it; prints one summary line."""
     data = open_source(args.input)
+    container = containers.detect(data)
+    if container != "bare" or args.to == "mapped-ram":
+        return _from_container(args, data, container)
     name = encoders.detect(data)
     kwargs: dict[str, Any] = {}
     if encoders.get(name).needs_schema:
@@ -41,5 +53,23 @@ def run(args: argparse.Namespace) -> int:
     Path(args.output).write_bytes(out)
     print(
         f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {len(out)} bytes)"
+    )
+    return 0
+
+
+def _from_container(args: argparse.Namespace, data: memoryview, container: str) -> int:
+    """Unwrap the input, write the bare stream (``legacy``), a mapped-ram file or an encoding."""
+    stream = containers.load(data)
+    if args.to in ("legacy", "mapped-ram"):
+        chosen = MappedRam() if args.to == "mapped-ram" else None
+        out = containers.save(stream, args.output, container=chosen)
+        size = out.stat().st_size
+    else:
+        encoded = encoders.encode(stream, args.to)
+        Path(args.output).write_bytes(encoded)
+        size = len(encoded)
+    print(
+        f"{args.input} ({containers.container_name(stream)}, {len(data)} bytes) -> "
+        f"{args.output} ({args.to}, {size} bytes)"
     )
     return 0

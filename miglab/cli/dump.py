@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.containers import load
 from miglab.stream.jsonview import stream_to_jsonable
-from miglab.stream.reader import load
 
 __all__ = ("register",)
 

@@ -1,4 +1,8 @@
-"""``miglab extract FILE -o DIR [--schema DUMP [--schema-hints DUMP]] [--no-progress]``: RAM as sparse files, state as JSON."""
+"""``miglab extract FILE -o DIR [--schema DUMP [--schema-hints DUMP]] [--snapshot NAME] [--no-progress]``.
+
+Writes RAM as sparse files and the state as JSON, from a stream in any
+container (compressed, libvirt save image, qcow2 snapshot, mapped-ram file).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.containers import load
 from miglab.stream.extract import extract
 
 __all__ = ("register", "run")
@@ -17,16 +22,17 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="a migration stream")
     p.add_argument("-o", "--output", required=True, help="output directory (created)")
     add_schema_options(p)
+    p.add_argument("--snapshot", help="for a qcow2 image: the snapshot (id or name) to read")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Extract and print one line per block file."""
+    stream = load(args.file, schema=schema_index(args), snapshot=args.snapshot)
     result = extract(
-        args.file,
+        stream,
         args.output,
-        schema=schema_index(args),
         progress=False if args.no_progress else None,
     )
     for name, block in result.files.items():

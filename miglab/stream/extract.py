@@ -31,6 +31,7 @@ import numpy as np
 
 from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import stream_to_jsonable
+from miglab.stream.model import Stream
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
 from miglab.stream.xbzrle import xbzrle_decode as xbzrle_apply
@@ -85,7 +86,7 @@ def safe_names(blocks: list[RamBlock]) -> list[str]:
 
 
 def extract(
-    source: str | os.PathLike[str] | bytes,
+    source: str | os.PathLike[str] | bytes | Stream,
     directory: str | os.PathLike[str],
     *,
     schema: str | os.PathLike[str] | SchemaIndex | None = None,
@@ -94,7 +95,8 @@ def extract(
     """Write the stream's RAM blocks and decoded state under ``directory``.
 
     Args:
-        source: a stream file or its bytes.
+        source: a stream file or its bytes, or a loaded stream (e.g. from a
+            container: :func:`miglab.load`).
         directory: created if missing; nothing is written outside it.
         schema: a ``-dump-vmstate`` JSON for streams without vmdesc.
         progress: show a tqdm bar (default: when stderr is a terminal).
@@ -102,7 +104,7 @@ def extract(
     Raises:
         MigrationFormatError: the stream does not load.
     """
-    stream = load(source, schema=schema)
+    stream = source if isinstance(source, Stream) else load(source, schema=schema)
     out = Path(directory)
     (out / "ram").mkdir(parents=True, exist_ok=True)
     result = ExtractResult(out)

@@ -139,6 +139,9 @@ class Stream:
         page_size: target page size used for RAM.
         ram: the RAM context (block list) shared by the RAM chunks.
         source_size: bytes of the input this tree was read from (0 if built).
+        container: what the stream came in (a :mod:`miglab.containers` record:
+            compressed, libvirt save image, qcow2 snapshot, mapped-ram file),
+            or None for a bare stream; :func:`miglab.save` writes it back.
     """
 
     version: int = FILE_VERSION
@@ -150,6 +153,7 @@ class Stream:
     page_size: int = 4096
     ram: RamContext = field(default_factory=RamContext)
     source_size: int = 0
+    container: Any = None
 
     # --- convenience -------------------------------------------------------
     @property

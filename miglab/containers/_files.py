@@ -1,0 +1,139 @@
+"""File plumbing shared by the containers: atomic output, scratch files, pipes.
+
+Two promises of the container layer live here.  The user's files are never
+damaged: every output is written to a temporary file beside its target,
+fsynced, and renamed over it (:func:`atomic_output`), so a failed run leaves
+whatever was there before.  Memory stays bounded: an expanded container
+(decompressed data, a VM state gathered from qcow2 clusters) goes to an
+unlinked scratch file that is memory-mapped (:func:`scratch_view`), never to
+one big ``bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from miglab.errors import MiglabError
+
+__all__ = (
+    "atomic_output",
+    "copy_file",
+    "drop_pages",
+    "require_program",
+    "scratch_file",
+    "scratch_view",
+)
+
+_COPY_CHUNK = 8 << 20
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``path`` only if the ``with`` block succeeds.
+
+    The data goes to a temporary file in the target's directory; on success it
+    is flushed, fsynced and renamed over ``path`` (then the directory is
+    fsynced); on any error the temporary file is removed and ``path`` is left
+    as it was.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def scratch_file() -> IO[bytes]:
+    """An anonymous read-write temporary file (unlinked: it vanishes when closed)."""
+    return tempfile.TemporaryFile(prefix="miglab-")
+
+
+def scratch_view(fh: IO[bytes]) -> memoryview:
+    """A read-only memory map of everything written to the scratch file ``fh``."""
+    fh.flush()
+    size = os.fstat(fh.fileno()).st_size
+    if size == 0:
+        return memoryview(b"")
+    return memoryview(mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ))
+
+
+def copy_file(src: memoryview, out: IO[bytes]) -> None:
+    """Write a view to ``out`` in chunks (holes in ``src`` are written as zeros).
+
+    A view of a memory-mapped file has the pages it copied dropped from this
+    process as it goes (they stay in the page cache), so copying a large
+    input does not count it all towards the resident set.
+    """
+    for at in range(0, len(src), _COPY_CHUNK):
+        out.write(src[at : at + _COPY_CHUNK])
+        drop_pages(src, at, min(at + _COPY_CHUNK, len(src)))
+
+
+def drop_pages(view: memoryview, start: int, end: int) -> None:
+    """Drop ``view[start:end]`` of a memory-mapped file from this process's resident set.
+
+    The pages stay in the page cache and are read back on use; this keeps a
+    pass over a large mapped input from counting it all as our memory.
+    Views of anything but an ``mmap`` are left alone.
+    """
+    mapping = view.obj
+    if not isinstance(mapping, mmap.mmap):
+        return
+    base = _offset_in(mapping, view)
+    lo = -(-(base + start) // mmap.PAGESIZE) * mmap.PAGESIZE
+    hi = (base + end) // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo:
+        mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _offset_in(mapping: mmap.mmap, view: memoryview) -> int:
+    """Where a view of ``mapping`` starts inside it."""
+    whole = np.frombuffer(mapping, np.uint8)
+    part = np.frombuffer(view, np.uint8)
+    return int(part.ctypes.data - whole.ctypes.data)
+
+
+def require_program(name: str, why: str) -> str:
+    """The path of an external program, or a clear error naming what needs it."""
+    found = shutil.which(name)
+    if found is None:
+        raise MiglabError(f"{why} needs the external program {name!r}, which is not installed")
+    return found
+
+
+def run_filter(argv: list[str], data_in: IO[bytes], data_out: IO[bytes], what: str) -> None:
+    """Pipe ``data_in`` (from its current position) through ``argv`` into ``data_out``.
+
+    Raises:
+        MiglabError: the program failed; its stderr is in the message.
+    """
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.run(argv, stdin=data_in, stdout=data_out, stderr=err, check=False)
+        if proc.returncode != 0:
+            err.seek(0)
+            text = err.read(2000).decode("utf-8", "replace").strip()
+            raise MiglabError(f"{what}: {' '.join(argv)} exited with {proc.returncode}: {text}")

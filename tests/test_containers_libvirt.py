@@ -1,0 +1,154 @@
+"""miglab.containers.libvirt: real ``virsh save`` images (Debian's libvirt 9.0, QEMU 7.2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import miglab
+from miglab.containers import container_name
+from miglab.containers.libvirt import HEADER_SIZE, SaveFormat
+from miglab.errors import MigrationFormatError, TruncatedStreamError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "libvirt-save.sh"
+FORMATS = ("raw", "gzip", "bzip2", "xz", "lzop")
+
+pytestmark = [
+    pytest.mark.libvirt,
+    pytest.mark.xdist_group("libvirt"),  # one libvirtd at a time, files made once
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("libvirtd") is None,
+        reason="needs root and libvirt-daemon-system (scripts/setup.sh)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("libvirt")
+    subprocess.run(["bash", str(SCRIPT), str(out), *FORMATS], check=True, timeout=600)
+    return {f: out / f"libvirt-{f}.img" for f in FORMATS}
+
+
+def _restore(image: Path) -> str:
+    run = subprocess.run(
+        ["bash", str(SCRIPT), "--restore", str(image)], capture_output=True, text=True, timeout=300
+    )
+    return run.stdout.strip() if run.returncode == 0 else f"failed: {run.stderr.strip()}"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_reads_the_header_xml_and_stream(images: dict[str, Path], fmt: str) -> None:
+    stream = miglab.load(images[fmt])
+    info = stream.container
+    assert container_name(stream) == f"libvirt-{fmt}"
+    raw = images[fmt].read_bytes()
+    assert raw[:16] == b"LibvirtQemudSave" and info.format is SaveFormat[fmt.upper()]
+    assert info.data_len == struct.unpack_from("<I", raw, 20)[0]
+    assert "<name>miglab-save</name>" in info.xml and info.cookie.startswith("<cookie>")
+    assert stream.machine == "pc-q35-7.2"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unedited_image_is_written_back_byte_exact(
+    images: dict[str, Path], fmt: str, tmp_path: Path
+) -> None:
+    out = miglab.save(miglab.load(images[fmt]), tmp_path / "copy.img")
+    assert out.read_bytes() == images[fmt].read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["raw", "gzip"])
+def test_edited_xml_restores_with_virsh(images: dict[str, Path], fmt: str, tmp_path: Path) -> None:
+    stream = miglab.load(images[fmt])
+    stream.container.xml = stream.container.xml.replace("miglab-save", "miglab-edited")
+    out = miglab.save(stream, tmp_path / "edited.img")
+    again = miglab.load(out)
+    assert "<name>miglab-edited</name>" in again.container.xml
+    assert again.to_bytes() == stream.to_bytes()
+    assert _restore(out) == "paused"
+
+
+def test_grown_xml_gets_a_larger_data_len(images: dict[str, Path], tmp_path: Path) -> None:
+    stream = miglab.load(images["raw"])
+    old = stream.container.data_len
+    stream.container.xml += "<!--" + "x" * old + "-->"
+    out = miglab.save(stream, tmp_path / "grown.img")
+    again = miglab.load(out)
+    assert again.container.data_len > old and again.container.xml == stream.container.xml
+    assert again.to_bytes() == stream.to_bytes()
+
+
+def _hostile(images: dict[str, Path], edit: dict[int, bytes], cut: int | None = None) -> bytes:
+    raw = bytearray(images["raw"].read_bytes()[: cut or None])
+    for at, data in edit.items():
+        raw[at : at + len(data)] = data
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("edit", "cut", "error", "offset"),
+    [
+        ({}, 50, TruncatedStreamError, 50),
+        ({}, HEADER_SIZE + 100, TruncatedStreamError, HEADER_SIZE + 100),
+        ({16: struct.pack("<I", 7)}, None, MigrationFormatError, 16),
+        ({28: struct.pack("<I", 9)}, None, MigrationFormatError, 28),
+        ({20: struct.pack("<I", 0)}, None, MigrationFormatError, 20),
+        ({32: struct.pack("<I", 0xFFFFFF)}, None, MigrationFormatError, 32),
+        ({20: struct.pack("<I", 0x7FFFFFFF)}, None, TruncatedStreamError, None),
+    ],
+)
+def test_hostile_headers(
+    images: dict[str, Path],
+    edit: dict[int, bytes],
+    cut: int | None,
+    error: type,
+    offset: int | None,
+) -> None:
+    with pytest.raises(error) as err:
+        miglab.load(_hostile(images, edit, cut))
+    if offset is not None:
+        assert err.value.offset == offset
+
+
+def test_stream_errors_are_file_offsets(images: dict[str, Path]) -> None:
+    info = miglab.load(images["raw"]).container
+    at = info.stream_offset
+    with pytest.raises(MigrationFormatError) as err:
+        miglab.load(_hostile(images, {at: b"XXXX"}))
+    assert err.value.offset == at
+
+
+def test_compat_rewrites_the_xml_machine_and_virsh_restores_it(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "compat.img"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "miglab.cli",
+            "compat",
+            str(images["gzip"]),
+            "-o",
+            str(out),
+            "--to-qemu",
+            "7.2",
+            "--machine",
+            "pc-q35-7.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "libvirt domain XML: machine pc-q35-7.2 -> pc-q35-7.1" in run.stdout
+    again = miglab.load(out)
+    assert container_name(again) == "libvirt-gzip"
+    assert again.container.machine == again.machine == "pc-q35-7.1"
+    assert _restore(out) == "paused"

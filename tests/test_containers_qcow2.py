@@ -1,0 +1,166 @@
+"""miglab.containers.qcow2: ``savevm`` snapshots made by QEMU 7.2 and 10.0, judged by ``-loadvm``."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+import miglab
+from miglab.compat.qemu import convert_stream
+from miglab.containers import container_name, qcow2
+from miglab.errors import LimitExceeded, MiglabError, MigrationFormatError, TruncatedStreamError
+from miglab.qemu import find_qemu
+from miglab.qemu.saved import judge_loadvm, make_snapshot, qemu_img_check
+
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("qcow2")]  # files made once
+DATA = Path(__file__).resolve().parents[1] / "data"
+BUILDS = {"7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0"}
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("qcow2")
+    made = {}
+    for version, machine in BUILDS.items():
+        disk = out / f"q{version}.qcow2"
+        make_snapshot(find_qemu(version), disk, "first", machine=machine)
+        make_snapshot(find_qemu(version), disk, "second", machine=machine, run_seconds=2)
+        made[version] = disk
+    made["7.2-for-10.0"] = make_snapshot(
+        find_qemu("7.2"), out / "q72-up.qcow2", "old", machine="pc-q35-7.2"
+    )
+    made["10.0-on-7.2"] = make_snapshot(
+        find_qemu("10.0"), out / "q100-72.qcow2", "old", machine="pc-q35-7.2"
+    )
+    return made
+
+
+def _header(raw: bytes) -> tuple[int, int]:
+    """(nb_snapshots, snapshots_offset), read straight from the header."""
+    return struct.unpack_from(">IQ", raw, 60)
+
+
+@pytest.mark.parametrize("version", BUILDS)
+def test_lists_snapshots_and_reads_their_state(disks: dict[str, Path], version: str) -> None:
+    raw = disks[version].read_bytes()
+    table = qcow2.snapshots(disks[version])
+    assert [s.name for s in table] == ["first", "second"]
+    assert len(table) == _header(raw)[0] and table[0].offset == _header(raw)[1]
+    for snap in table:
+        stream = miglab.load(disks[version], snapshot=snap.name)
+        assert container_name(stream) == "qcow2-snapshot"
+        assert stream.machine == BUILDS[version] and stream.vmdesc is not None
+        assert len(stream.to_bytes()) == snap.vm_state_size
+
+
+@pytest.mark.parametrize("version", BUILDS)
+def test_state_read_loads_as_a_migration_stream(
+    disks: dict[str, Path], version: str, tmp_path: Path
+) -> None:
+    stream = miglab.load(disks[version], snapshot="first")
+    seq = miglab.save(stream, tmp_path / "state.mig", container=None)
+    verdict = find_qemu(version).judge(seq, machine=BUILDS[version])
+    assert verdict.accepted, verdict.stderr
+
+
+@pytest.mark.parametrize("version", BUILDS)
+def test_written_image_checks_clean_and_loadvm_works(
+    disks: dict[str, Path], version: str, tmp_path: Path
+) -> None:
+    stream = miglab.load(disks[version], snapshot="first")
+    out = miglab.save(stream, tmp_path / "new.qcow2")
+    check = qemu_img_check(out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert miglab.load(out, snapshot="first").to_bytes() == stream.to_bytes()
+    qemu = find_qemu(version)
+    for name in ("first", "second"):
+        verdict = judge_loadvm(qemu, out, name, machine=BUILDS[version])
+        assert verdict.accepted, verdict.stderr
+
+
+def test_loadvm_refuses_a_wrong_state(disks: dict[str, Path], tmp_path: Path) -> None:
+    """The judge can fail: an i440fx state in a q35 snapshot does not load."""
+    stream = miglab.load(disks["7.2"], snapshot="first")
+    wrong = miglab.load(DATA / "q72-pc-i440fx-7.2-default.mig")
+    out = miglab.save(wrong, tmp_path / "wrong.qcow2", container=stream.container)
+    assert qemu_img_check(out).returncode == 0
+    verdict = judge_loadvm(find_qemu("7.2"), out, "first", machine="pc-q35-7.2")
+    assert not verdict.accepted
+
+
+@pytest.mark.parametrize(("disk", "to"), [("10.0-on-7.2", "7.2"), ("7.2-for-10.0", "10.0")])
+def test_snapshot_converted_for_another_qemu_loads_there(
+    disks: dict[str, Path], tmp_path: Path, disk: str, to: str
+) -> None:
+    stream = miglab.load(disks[disk], snapshot="old")
+    converted, _ = convert_stream(stream, to_qemu=to, machine="pc-q35-7.2")
+    converted.container = stream.container
+    out = miglab.save(converted, tmp_path / "converted.qcow2")
+    assert qemu_img_check(out).returncode == 0
+    verdict = judge_loadvm(find_qemu(to), out, "old", machine="pc-q35-7.2")
+    assert verdict.accepted, verdict.stderr
+
+
+def test_in_place_only_with_the_flag_and_atomically(disks: dict[str, Path], tmp_path: Path) -> None:
+    image = tmp_path / "mine.qcow2"
+    shutil.copyfile(disks["10.0"], image)
+    stream = miglab.load(image, snapshot="second")
+    before = image.read_bytes()
+    with pytest.raises(MiglabError, match="in_place=True"):
+        miglab.save(stream, image)
+    assert image.read_bytes() == before
+    with pytest.raises(MiglabError, match="only over the image read"):
+        miglab.save(stream, tmp_path / "other.qcow2", in_place=True)
+    miglab.save(stream, image, in_place=True)
+    assert qemu_img_check(image).returncode == 0
+    assert judge_loadvm(find_qemu("10.0"), image, "second", machine="pc-q35-10.0").accepted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.qcow2"]
+
+
+def test_choosing_a_snapshot(disks: dict[str, Path]) -> None:
+    with pytest.raises(MiglabError, match="first, second"):
+        miglab.load(disks["7.2"])
+    with pytest.raises(MiglabError, match="no snapshot 'nope'"):
+        miglab.load(disks["7.2"], snapshot="nope")
+    assert miglab.load(disks["7.2"], snapshot="2").container.snapshot.name == "second"
+
+
+# --- hostile input --------------------------------------------------------------------------
+def _edit(raw: bytes, at: int, data: bytes) -> bytes:
+    return raw[:at] + data + raw[at + len(data) :]
+
+
+def test_hostile_images(disks: dict[str, Path]) -> None:
+    raw = disks["7.2"].read_bytes()
+    table = qcow2.snapshots(disks["7.2"])
+    first = table[0]
+    nb, snaps_at = _header(raw)
+    l1 = struct.unpack_from(">Q", raw, first.l1_table_offset + 8)[0] & 0x00FFFFFFFFFFFE00
+    cases = [
+        (raw[:50], TruncatedStreamError, 50),
+        (_edit(raw, 4, struct.pack(">I", 9)), MigrationFormatError, 4),
+        (_edit(raw, 20, struct.pack(">I", 40)), MigrationFormatError, 20),
+        (_edit(raw, 72, struct.pack(">Q", 16)), MigrationFormatError, 72),
+        (_edit(raw, 60, struct.pack(">I", 1 << 30)), LimitExceeded, 60),
+        (_edit(raw, 64, struct.pack(">Q", len(raw) - 8)), TruncatedStreamError, len(raw) - 8),
+        (_edit(raw, snaps_at, struct.pack(">Q", 12345)), MigrationFormatError, snaps_at),
+        (_edit(raw, l1, struct.pack(">Q", (1 << 62) | 0x50000)), MigrationFormatError, l1),
+        (
+            _edit(raw, first.l1_table_offset + 8, struct.pack(">Q", 1 << 50)),
+            MigrationFormatError,
+            first.l1_table_offset + 8,
+        ),
+        (
+            _edit(raw, first.offset + 40, struct.pack(">Q", 1 << 62)),
+            MigrationFormatError,
+            first.offset + 32,
+        ),
+    ]
+    for data, error, offset in cases:
+        with pytest.raises(error) as err:
+            miglab.load(data, snapshot="first")
+        assert err.value.offset == offset, (error, err.value)
+    assert nb == 2
