@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, RECIPES
+from conftest import DATA, LIVE, STREAMS, recipe
 
 import miglab
 from miglab.compat import REGISTRY, ChangeReport, Edit, Registry, convert_stream, filters, plan
@@ -151,7 +151,7 @@ def test_guest_visible_changes_are_refused_unless_allowed() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in sorted(DATA.glob("*.mig")) if RECIPES[p.name]["vmdesc"]],
+    [p for p in [*STREAMS, *LIVE] if recipe(p).get("vmdesc", True)],
     ids=lambda p: p.stem,
 )
 def test_vmdesc_entries_rebuild_exactly_from_state(path: Path) -> None:

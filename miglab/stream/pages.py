@@ -82,10 +82,8 @@ class RamPages:
             chunk = np.full(len(idx), len(self._chunks), dtype=np.int64)
             parts.append((self._base[block] + page, kind[idx], chunk, idx))
             self._chunks.append(p)
-        empty = np.zeros(0, dtype=np.int64)
-        cols = [np.concatenate(c) if parts else empty for c in zip(*parts, strict=True)]
-        if not parts:
-            cols = [empty] * 4
+        empty: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * 4
+        cols = [np.concatenate(c) for c in zip(*parts, strict=True)] if parts else empty
         self._key, self._kind, self._chunk, self._rec = cols
         total = int(self._base[-1])
         self._sends = np.bincount(self._key, minlength=total)
