@@ -144,7 +144,7 @@ def _align(src: SchemaVmsd, dst: SchemaVmsd, path: str, absent: list[str]) -> tu
 
     A dump lists every candidate field, a vmdesc only those sent, and names the i-th of
     several equal names ``name[i]``.  So a stream field ``name[i]`` is the i-th ``name`` of
-    ``dst``; a conditional (``field_exists``) ``dst`` field the stream lacks was not taken
+    ``dst`` (and ``unused[i]``, VMSTATE_UNUSED padding, is ``unused`` anyway); a conditional (``field_exists``) ``dst`` field the stream lacks was not taken
     and is left out; any other ``dst`` field the stream lacks is left out too but noted in
     ``absent`` (QEMU's vmdesc omits arrays of zero elements, so this may be fine); a dump
     size of 0 (a variable-size buffer) takes the stream's size.
@@ -153,12 +153,13 @@ def _align(src: SchemaVmsd, dst: SchemaVmsd, path: str, absent: list[str]) -> tu
     keyed = []
     for f in src.fields:
         m = _INDEXED.match(f.name)
-        if m and f.name not in dst_names and m.group(1) in dst_names:
+        if m and f.name not in dst_names and (m.group(1) in dst_names or m.group(1) == "unused"):
             keyed.append([m.group(1), int(f.name[len(m.group(1)) + 1 : -1]), f, False])
         else:
             keyed.append([f.name, None, f, False])
     seen: dict[str, int] = {}
-    fields = []
+    fields: list[SchemaField] = []
+    pending: list[int] = []  # dst fields the stream lacks
     renamed: dict[int, SchemaField] = {}
     for g in dst.fields:
         k = seen.get(g.name, 0)
@@ -176,7 +177,8 @@ def _align(src: SchemaVmsd, dst: SchemaVmsd, path: str, absent: list[str]) -> tu
         )
         if match is None:
             if not g.exists and g.version_id <= src.version_id:
-                absent.append(f"{path}{g.name}")
+                pending.append(len(fields))
+                fields.append(g)
             continue
         match[3] = True
         f = match[2]
@@ -187,6 +189,10 @@ def _align(src: SchemaVmsd, dst: SchemaVmsd, path: str, absent: list[str]) -> tu
             g = replace(g, size=f.size)
         renamed[id(match)] = replace(f, name=g.name)
         fields.append(g)
+    if not any(not item[3] for item in keyed):
+        # Nothing of the stream is left to pair them with as a rename: they are absent.
+        absent += [f"{path}{fields[i].name}" for i in pending]
+        fields = [g for i, g in enumerate(fields) if i not in set(pending)]
     src_fields = tuple(renamed.get(id(item), item[2]) for item in keyed)
     theirs = {x.name: x for x in dst.subsections}
     subs, dst_subs = [], []
