@@ -193,7 +193,10 @@ def _align(src: SchemaVmsd, dst: SchemaVmsd, path: str, absent: list[str]) -> tu
         # Nothing of the stream is left to pair them with as a rename: they are absent.
         absent += [f"{path}{fields[i].name}" for i in pending]
         fields = [g for i, g in enumerate(fields) if i not in set(pending)]
-    src_fields = tuple(renamed.get(id(item), item[2]) for item in keyed)
+    src_fields = tuple(
+        renamed.get(id(item), replace(item[2], name=item[0]) if item[1] is not None else item[2])
+        for item in keyed
+    )
     theirs = {x.name: x for x in dst.subsections}
     subs, dst_subs = [], []
     for sub in src.subsections:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from miglab.analysis.evolution import device_name
 from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
 from miglab.fleet.schema import partition_value
 from miglab.stream.model import Section, SectionKind, Stream
@@ -31,7 +30,7 @@ from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load
 from miglab.vmstate.state import VMState
 
-__all__ = ("FileRows", "FileStat", "file_rows", "text_value")
+__all__ = ("FileRows", "FileStat", "device_name", "file_rows", "text_value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +74,11 @@ def _manifest(folder: str) -> dict[str, tuple[str | None, str | None]]:
         }
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def device_name(idstr: str) -> str:
+    """A section idstr without its device path (``0000:00:02.0/0:0:0/scsi-disk`` -> ``scsi-disk``)."""
+    return idstr.rpartition("/")[2]
 
 
 def text_value(value: Any) -> str | None:
