@@ -32,7 +32,7 @@ from typing import Any
 
 from miglab.errors import MiglabError
 from miglab.fleet.rows import FileRows, FileStat, file_rows
-from miglab.fleet.schema import PARTITIONS, SCHEMAS, TABLES
+from miglab.fleet.schema import PARTITIONS, SCHEMAS, TABLES, hive
 
 __all__ = ("BATCH_FILES", "IndexReport", "discover", "index", "index_batch")
 
@@ -92,49 +92,50 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[FileStat]:
     return [found[k] for k in sorted(found)]
 
 
-def _table(name: str, columns: dict[str, list[Any]]) -> Any:
+def _merge(rows: list[FileRows], batch: str) -> dict[tuple[str, str, str], Any]:
+    """One batch's rows as one arrow table per (table, release, machine)."""
     import pyarrow as pa
 
-    return pa.Table.from_pydict(columns, schema=SCHEMAS[name])
-
-
-def _merge(rows: list[FileRows], batch: str) -> dict[str, dict[str, list[Any]]]:
-    out: dict[str, dict[str, list[Any]]] = {t: {c: [] for c in SCHEMAS[t].names} for t in TABLES}
-    seen: set[str] = set()
+    groups: dict[tuple[str, str], list[FileRows]] = {}
     for r in rows:
-        r.stream["batch"] = batch
-        for col, value in r.stream.items():
-            out["streams"][col].append(value)
-        for table, cols in r.tables.items():
-            for col, values in cols.items():
-                out[table][col].extend(values)
-        layout = r.stream["layout"]
-        if r.vmdesc is not None and layout not in seen:
-            seen.add(layout)
-            for col, value in (
-                ("layout", layout),
-                ("vmdesc", r.vmdesc),
-                ("release", r.stream["release"]),
-                ("machine", r.stream["machine"]),
-            ):
-                out["layouts"][col].append(value)
+        groups.setdefault((r.stream["release"], r.stream["machine"]), []).append(r)
+    out: dict[tuple[str, str, str], Any] = {}
+    for (release, machine), members in groups.items():
+        layouts: dict[str, dict[str, Any]] = {}
+        for r in members:
+            if r.vmdesc is not None:
+                layouts.setdefault(r.stream["layout"], {"layout": r.stream["layout"], "vmdesc": r.vmdesc})
+        out["streams", release, machine] = pa.Table.from_pylist(
+            [{**r.stream, "batch": batch} for r in members], schema=SCHEMAS["streams"]
+        )
+        out["layouts", release, machine] = pa.Table.from_pylist(
+            list(layouts.values()), schema=SCHEMAS["layouts"]
+        )
+        for table in ("sections", "fields", "ram"):
+            parts = [r.tables[table] for r in members if table in r.tables]
+            out[table, release, machine] = (
+                pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
+            )
     return out
 
 
-def _write(dataset: str, table: str, batch: str, columns: dict[str, list[Any]]) -> None:
-    import pyarrow.dataset as pads
+def _write(dataset: str, table: str, release: str, machine: str, batch: str, data: Any) -> None:
+    """Write one part file ``table/release=R/machine=M/part-<batch>-0.parquet``.
 
-    data = _table(table, columns)
+    The partition values are plain identifiers (:func:`~miglab.fleet.schema.partition_value`),
+    so they need no escaping as folder names; the files leave the partition columns out, as
+    hive partitioning does.
+    """
+    import pyarrow.parquet as pq
+
     if data.num_rows == 0:
         return
-    pads.write_dataset(
-        data,
-        os.path.join(dataset, table),
-        format="parquet",
-        partitioning=list(PARTITIONS),
-        partitioning_flavor="hive",
-        basename_template=f"part-{batch}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
+    folder = os.path.join(dataset, table, f"release={release}", f"machine={machine}")
+    os.makedirs(folder, exist_ok=True)
+    pq.write_table(
+        data.drop_columns(list(PARTITIONS)),
+        os.path.join(folder, f"part-{batch}-0.parquet"),
+        compression="zstd",
     )
 
 
@@ -153,8 +154,10 @@ def index_batch(
     """
     rows = [file_rows(f, release=release) for f in files]
     tables = _merge(rows, batch)
-    for name in TABLES:
-        _write(dataset, name, batch, tables[name])
+    for name in TABLES:  # streams last: a batch with streams rows is complete
+        for (table, rel, machine), data in tables.items():
+            if table == name:
+                _write(dataset, table, rel, machine, batch, data)
     errors = sum(bool(r.stream["error"]) for r in rows)
     return {"files": len(rows), "errors": errors, "rss": _rss()}
 
@@ -185,7 +188,7 @@ def _indexed(dataset: str) -> dict[str, tuple[int, int, str]]:
         return {}
     import pyarrow.dataset as pads
 
-    data = pads.dataset(root, format="parquet", partitioning="hive").to_table(
+    data = pads.dataset(root, format="parquet", partitioning=hive()).to_table(
         columns=["file", "size", "mtime_ns", "batch"]
     )
     return {

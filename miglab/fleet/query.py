@@ -64,7 +64,7 @@ def open_fleet(path: str | os.PathLike[str]) -> Fleet:
     """
     import dask.dataframe as dd
 
-    from miglab.fleet.schema import SCHEMAS
+    from miglab.fleet.schema import SCHEMAS, hive
 
     root = Path(path)
     if not (root / "streams").is_dir():
@@ -76,7 +76,7 @@ def open_fleet(path: str | os.PathLike[str]) -> Fleet:
             tables[name] = dd.read_parquet(
                 str(folder),
                 engine="pyarrow",
-                dataset={"partitioning": "hive"},
+                dataset={"partitioning": hive()},
                 dtype_backend="numpy_nullable",  # integer columns with nulls stay integers
             )
         else:  # a fleet whose files all failed has no rows in the other tables

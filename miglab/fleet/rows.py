@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
-from miglab.fleet.schema import partition_value
+from miglab.fleet.schema import SCHEMAS, partition_value
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load
@@ -51,10 +52,10 @@ class FileStat:
 
 @dataclass(slots=True)
 class FileRows:
-    """One file's rows: a dict of column lists per table (``streams`` has exactly one row)."""
+    """One file's rows: its ``streams`` row, its tables (sections, fields, ram) and vmdesc text."""
 
     stream: dict[str, Any]
-    tables: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
     vmdesc: str | None = None
 
 
@@ -131,11 +132,6 @@ def _capabilities(stream: Stream) -> list[str]:
     return sorted(str(c.fields["capability"]) for c in caps.fields["capabilities"])
 
 
-def _columns(frame: Any, names: Iterable[str]) -> dict[str, list[Any]]:
-    """Plain Python lists of some columns (pandas NA as None, which pyarrow takes as null)."""
-    return {n: frame[n].to_numpy(dtype=object, na_value=None).tolist() for n in names}
-
-
 def file_rows(stat: FileStat, *, release: str | None = None) -> FileRows:
     """Read one stream file and tabulate it; failures become the ``error`` of its row."""
     folder, name = os.path.split(stat.file)
@@ -174,12 +170,45 @@ def file_rows(stat: FileStat, *, release: str | None = None) -> FileRows:
     return out
 
 
+#: Layout digest -> vmdesc JSON text, per worker process: a fleet repeats few layouts,
+#: and encoding a vmdesc as JSON costs more than the rest of a file's rows.
+_LAYOUTS: dict[str, str] = {}
+_LAYOUTS_MAX = 1024
+
+
+def _layout(vmdesc: dict[str, Any]) -> tuple[str, str]:
+    """(digest, canonical JSON text) of a vmdesc trailer."""
+    # marshal version 2 writes no back-references, so equal trees give equal bytes.
+    digest = hashlib.blake2b(marshal.dumps(vmdesc, 2), digest_size=10).hexdigest()
+    text = _LAYOUTS.get(digest)
+    if text is None:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        text = _LAYOUTS[digest] = json.dumps(vmdesc, separators=(",", ":"))
+    return digest, text
+
+
+def _frame_table(
+    name: str, frame: Any, extra: dict[str, Any], constant: dict[str, Any]
+) -> pa.Table:
+    """A table of ``SCHEMAS[name]`` from a frame's columns, computed columns and constants."""
+    n = len(frame)
+    arrays = []
+    for col in SCHEMAS[name]:
+        if col.name in extra:
+            arrays.append(pa.array(extra[col.name], type=col.type))
+        elif col.name in constant:
+            arrays.append(pa.array([constant[col.name]] * n, type=col.type))
+        else:
+            arrays.append(pa.array(frame[col.name], type=col.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=SCHEMAS[name])
+
+
 def _tabulate(stream: Stream, out: FileRows) -> None:
     row = out.stream
     if stream.machine is not None:
         row["machine"] = partition_value(stream.machine)
-    part = {"release": row["release"], "machine": row["machine"]}
-    file = row["file"]
+    constant = {"file": row["file"], "release": row["release"], "machine": row["machine"]}
     row["container"] = getattr(stream, "container", "bare")
     row["compression"] = getattr(stream, "compression", None)
     row["capabilities"] = _capabilities(stream)
@@ -196,52 +225,27 @@ def _tabulate(stream: Stream, out: FileRows) -> None:
     row["opaque_sections"] = sum(not s.decoded for s in sections)
     row["vmdesc"] = stream.vmdesc is not None
     if stream.vmdesc is not None:
-        text = json.dumps(stream.vmdesc, sort_keys=True, separators=(",", ":"))
-        row["layout"] = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-        out.vmdesc = text
+        row["layout"], out.vmdesc = _layout(stream.vmdesc)
 
     sf = sections_frame(stream)
-    n = len(sf)
     names = sf["name"].tolist()
-    cols = _columns(sf, ("kind", "section_id", "instance_id", "version_id", "offset", "size"))
-    out.tables["sections"] = {
-        "file": [file] * n,
-        "kind": cols["kind"],
-        "section_id": cols["section_id"],
-        "name": names,
-        "device": [device_name(x) for x in names],
-        "instance_id": cols["instance_id"],
-        "version_id": cols["version_id"],
-        "offset": cols["offset"],
-        "size": cols["size"],
-        "decoded": sf["decoded"].tolist(),
-        **{k: [v] * n for k, v in part.items()},
-    }
+    out.tables["sections"] = _frame_table(
+        "sections", sf, {"device": [device_name(x) for x in names]}, constant
+    )
     ff = fields_frame(stream)
-    n = len(ff)
     values = ff["value"].tolist()
-    section = ff["section"].tolist()
-    short = {s: device_name(s) for s in set(section)}
-    out.tables["fields"] = {
-        "file": [file] * n,
-        "section": section,
-        "device": [short[s] for s in section],
-        **_columns(ff, ("instance_id", "path", "type", "size")),
-        "value": [text_value(v) for v in values],
-        "number": [_number(v) for v in values],
-        "offset": ff["offset"].tolist(),
-        **{k: [v] * n for k, v in part.items()},
-    }
+    short = {s: device_name(s) for s in set(ff["section"].tolist())}
+    out.tables["fields"] = _frame_table(
+        "fields",
+        ff,
+        {
+            "device": ff["section"].map(short),
+            "value": [text_value(v) for v in values],
+            "number": [_number(v) for v in values],
+        },
+        constant,
+    )
     rf = ram_frame(stream)
-    n = len(rf)
     row["pages"] = int(rf["pages"].sum())
     row["zero_pages"] = int(rf["zero_pages"].sum())
-    out.tables["ram"] = {
-        "file": [file] * n,
-        "block": rf["block"].tolist(),
-        **_columns(rf, ("used_length", "pages", "zero_pages", "data_pages", "bytes")),
-        **{k: [v] * n for k, v in part.items()},
-    }
-
-
-
+    out.tables["ram"] = _frame_table("ram", rf, {}, constant)

@@ -31,7 +31,7 @@ import re
 
 import pyarrow as pa
 
-__all__ = ("PARTITIONS", "SCHEMAS", "TABLES", "UNKNOWN", "partition_value")
+__all__ = ("PARTITIONS", "SCHEMAS", "TABLES", "UNKNOWN", "hive", "partition_value")
 
 #: The value of ``release`` / ``machine`` when the stream does not say.
 UNKNOWN = "unknown"
@@ -131,3 +131,15 @@ def partition_value(value: str | None) -> str:
     if value is None or _PLAIN.fullmatch(value) is None:
         return UNKNOWN
     return value
+
+
+def hive() -> pa.dataset.Partitioning:
+    """The datasets' partitioning, for readers: hive, ``release`` and ``machine`` as strings.
+
+    (Left to infer, pyarrow would read a release like ``10`` as an integer.)
+    """
+    import pyarrow.dataset as pads
+
+    return pads.partitioning(
+        pa.schema([(name, pa.string()) for name in PARTITIONS]), flavor="hive"
+    )

@@ -245,7 +245,7 @@ def make_fleet(
     pool = [b for b in bases(os.fspath(data_dir)) if not only or any(o in b.name for o in only)]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    n_bad = max(round(count * corrupt), 1 if count >= 20 else 0)
+    n_bad = max(round(count * corrupt), 1 if count >= 20 and corrupt > 0 else 0)
     bad = set(rng.choice(count, size=n_bad, replace=False).tolist()) if n_bad else set()
     rows: list[dict[str, object]] = []
     for i in range(count):
