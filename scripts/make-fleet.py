@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     releases = collections.Counter(str(r["qemu"]) for r in rows)
     bad = sum(r["corrupt"] is not None for r in rows)
     total = sum(p.stat().st_size for p in Path(args.out).glob("*.mig"))
-    print(f"{args.out}: {len(rows)} streams, {total / 1e6:.0f} MB, {bad} corrupted, {dict(releases)}")
+    print(
+        f"{args.out}: {len(rows)} streams, {total / 1e6:.0f} MB, {bad} corrupted, {dict(releases)}"
+    )
     return 0
 
 

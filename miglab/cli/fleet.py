@@ -37,9 +37,7 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--schemas", default=None, metavar="DIR", help="folder of schema-R-M.json (default data/)"
     )
-    c.add_argument(
-        "--all", action="store_true", help="also list streams of other machine types"
-    )
+    c.add_argument("--all", action="store_true", help="also list streams of other machine types")
     c.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     c.set_defaults(func=run_check)
 

@@ -33,9 +33,7 @@ def register(sub: Any) -> None:
         help="a Dask local scheduler or a distributed scheduler address (default: processes)",
     )
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local workers")
-    p.add_argument(
-        "--release", default=None, help="QEMU release of files no manifest.json names"
-    )
+    p.add_argument("--release", default=None, help="QEMU release of files no manifest.json names")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

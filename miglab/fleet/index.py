@@ -52,6 +52,7 @@ class IndexReport:
         skipped: files left alone because (path, size, mtime) did not change.
         removed: files dropped from the dataset (they changed or vanished).
         seconds: wall time of the run.
+        cpu_seconds: CPU time the workers spent on the batches (all workers together).
         peak_rss: the largest resident set size a worker reported, in bytes.
     """
 
@@ -60,6 +61,7 @@ class IndexReport:
     skipped: int
     removed: int
     seconds: float
+    cpu_seconds: float
     peak_rss: int
 
     @property
@@ -104,7 +106,9 @@ def _merge(rows: list[FileRows], batch: str) -> dict[tuple[str, str, str], Any]:
         layouts: dict[str, dict[str, Any]] = {}
         for r in members:
             if r.vmdesc is not None:
-                layouts.setdefault(r.stream["layout"], {"layout": r.stream["layout"], "vmdesc": r.vmdesc})
+                layouts.setdefault(
+                    r.stream["layout"], {"layout": r.stream["layout"], "vmdesc": r.vmdesc}
+                )
         out["streams", release, machine] = pa.Table.from_pylist(
             [{**r.stream, "batch": batch} for r in members], schema=SCHEMAS["streams"]
         )
@@ -150,8 +154,10 @@ def index_batch(
     """Index one batch of files into ``dataset`` (the task each worker runs).
 
     Returns:
-        ``{"files": n, "errors": e, "rss": peak bytes}`` for the progress bar.
+        ``{"files": n, "errors": e, "cpu_ns": CPU time, "rss": peak bytes}`` for the
+        progress bar and the report.
     """
+    cpu = time.thread_time_ns()
     rows = [file_rows(f, release=release) for f in files]
     tables = _merge(rows, batch)
     for name in TABLES:  # streams last: a batch with streams rows is complete
@@ -159,7 +165,12 @@ def index_batch(
             if table == name:
                 _write(dataset, table, rel, machine, batch, data)
     errors = sum(bool(r.stream["error"]) for r in rows)
-    return {"files": len(rows), "errors": errors, "rss": _rss()}
+    return {
+        "files": len(rows),
+        "errors": errors,
+        "cpu_ns": time.thread_time_ns() - cpu,
+        "rss": _rss(),
+    }
 
 
 def _batch_of(filename: str) -> str | None:
@@ -263,11 +274,17 @@ def index(
             os.remove(path)
     skipped = len(files) - len([f for f in files if f.file in todo])
     work = [todo[k] for k in sorted(todo)]
-    errors, peak = 0, 0
+    totals = {"errors": 0, "cpu_ns": 0, "rss": 0}
     if work:
-        errors, peak = _run(work, out, scheduler, workers, release, progress)
+        totals = _run(work, out, scheduler, workers, release, progress)
     return IndexReport(
-        len(work), errors, skipped, removed, time.perf_counter() - start, peak
+        len(work),
+        totals["errors"],
+        skipped,
+        removed,
+        time.perf_counter() - start,
+        totals["cpu_ns"] / 1e9,
+        totals["rss"],
     )
 
 
@@ -278,8 +295,8 @@ def _run(
     workers: int | None,
     release: str | None,
     progress: bool,
-) -> tuple[int, int]:
-    """Run the batches on the chosen scheduler; returns (errors, peak worker RSS)."""
+) -> dict[str, int]:
+    """Run the batches on the chosen scheduler; returns errors, CPU time and peak RSS."""
     import dask
     from tqdm.auto import tqdm
 
@@ -296,11 +313,12 @@ def _run(
         dask.delayed(index_batch, pure=False)(b, dataset, f"{run}{i:05d}", release)
         for i, b in enumerate(batches)
     ]
-    totals = {"errors": 0, "rss": 0}
+    totals = {"errors": 0, "cpu_ns": 0, "rss": 0}
     bar = tqdm(total=len(work), unit="file", desc="indexing", disable=not progress)
 
     def done(summary: dict[str, int]) -> None:
         totals["errors"] += summary["errors"]
+        totals["cpu_ns"] += summary["cpu_ns"]
         totals["rss"] = max(totals["rss"], summary["rss"])
         bar.update(summary["files"])
         bar.set_postfix(errors=totals["errors"], refresh=False)
@@ -320,7 +338,7 @@ def _run(
                     done(future.result())
     finally:
         bar.close()
-    return totals["errors"], totals["rss"]
+    return totals
 
 
 class _Progress:
@@ -331,8 +349,10 @@ class _Progress:
 
         outer = done
 
-        class _Callback(Callback):  # type: ignore[misc]
-            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        class _Callback(Callback):
+            def _posttask(
+                self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
+            ) -> None:
                 if isinstance(result, dict) and "files" in result:
                     outer(result)
 

@@ -149,9 +149,7 @@ def check(
     if machine is not None and not machine_exists(machine, to_qemu):
         raise MiglabError(f"QEMU {to_qemu} has no machine type {machine!r}")
     streams = fleet.streams[["file", "release", "machine", "layout", "error"]].compute()
-    layouts = (
-        fleet.layouts[["layout", "vmdesc"]].drop_duplicates(subset="layout").compute()
-    )
+    layouts = fleet.layouts[["layout", "vmdesc"]].drop_duplicates(subset="layout").compute()
     vmdesc = dict(zip(layouts["layout"], layouts["vmdesc"], strict=True))
     dumps: dict[str, Any] = {}
     caches: dict[str, dict[Any, Any]] = {}

@@ -140,6 +140,4 @@ def hive() -> pa.dataset.Partitioning:
     """
     import pyarrow.dataset as pads
 
-    return pads.partitioning(
-        pa.schema([(name, pa.string()) for name in PARTITIONS]), flavor="hive"
-    )
+    return pads.partitioning(pa.schema([(name, pa.string()) for name in PARTITIONS]), flavor="hive")

@@ -178,7 +178,9 @@ def _stream(
         dropped = sorted((base.droppable[int(i)] for i in picks), reverse=True)
     tail = b""
     if dropped and base.vmdesc_at is not None:
-        vmdesc = json.loads(data[base.vmdesc_at + 5 : base.vmdesc_at + 5 + _be32(data, base.vmdesc_at + 1)])
+        vmdesc = json.loads(
+            data[base.vmdesc_at + 5 : base.vmdesc_at + 5 + _be32(data, base.vmdesc_at + 1)]
+        )
         gone = {(name, inst) for _, _, name, inst in dropped}
         vmdesc["devices"] = [
             d for d in vmdesc["devices"] if (d["name"], d["instance_id"]) not in gone
