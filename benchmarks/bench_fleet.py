@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from miglab.fleet.index import BATCH_FILES, index  # noqa: E402
+from miglab.fleet.indexing import BATCH_FILES, index  # noqa: E402
 from miglab.fleet.synthetic import make_fleet  # noqa: E402
 
 HEAVY = ["-net", "-storage", "-usb", "-virtio", "-pcie", "-misc", "-audio"]

@@ -17,7 +17,7 @@ import miglab
 import miglab.fleet
 from miglab.cli import main
 from miglab.errors import MiglabError
-from miglab.fleet.index import index
+from miglab.fleet.indexing import index
 from miglab.fleet.synthetic import CORRUPTIONS, make_fleet
 
 # dask's Parquet reader calls reset_index(inplace=True), deprecated in pandas 3.1.
@@ -242,6 +242,7 @@ def test_cli_index_and_fleet_check(tmp_path: Path, capsys: pytest.CaptureFixture
     args = ["index", str(streams), "-o", str(out), "--scheduler", "synchronous", "--no-progress"]
     assert main(args) == 0
     assert "3 indexed (0 unreadable)" in capsys.readouterr().out
+    assert callable(miglab.fleet.index)  # not shadowed by the module the CLI imported
     check = ["fleet", "check", str(out), "--to-qemu", "7.2", "--machine", "pc-q35-7.2"]
     assert main([*check, "--schemas", str(DATA)]) == 0
     text = capsys.readouterr().out

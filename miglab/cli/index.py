@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Index and print one summary line."""
-    from miglab.fleet.index import index
+    from miglab.fleet.indexing import index
 
     report = index(
         args.paths,

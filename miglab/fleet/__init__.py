@@ -11,7 +11,7 @@ fields vary (:func:`varying_fields`), which devices appear where (:func:`device_
 how large each device's state is (:func:`size_by_device`).
 
 Modules: :mod:`~miglab.fleet.schema` (tables and partitions), :mod:`~miglab.fleet.rows`
-(one file -> rows), :mod:`~miglab.fleet.index` (batches on Dask), :mod:`~miglab.fleet.query`,
+(one file -> rows), :mod:`~miglab.fleet.indexing` (batches on Dask), :mod:`~miglab.fleet.query`,
 :mod:`~miglab.fleet.movable`, :mod:`~miglab.fleet.synthetic` (a synthetic fleet from the real
 streams).  pyarrow and Dask are imported on first use, not with this package.
 
@@ -31,10 +31,10 @@ from typing import Any
 
 _LAZY = {
     "Fleet": ("miglab.fleet.query", "Fleet"),
-    "IndexReport": ("miglab.fleet.index", "IndexReport"),
+    "IndexReport": ("miglab.fleet.indexing", "IndexReport"),
     "check": ("miglab.fleet.query", "check"),
     "device_presence": ("miglab.fleet.query", "device_presence"),
-    "index": ("miglab.fleet.index", "index"),
+    "index": ("miglab.fleet.indexing", "index"),
     "make_fleet": ("miglab.fleet.synthetic", "make_fleet"),
     "open": ("miglab.fleet.query", "open_fleet"),
     "size_by_device": ("miglab.fleet.query", "size_by_device"),
