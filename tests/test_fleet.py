@@ -19,6 +19,7 @@ from miglab.cli import main
 from miglab.errors import MiglabError
 from miglab.fleet.indexing import index
 from miglab.fleet.synthetic import CORRUPTIONS, make_fleet
+from miglab.stream.synthetic import write_synthetic
 
 # dask's Parquet reader calls reset_index(inplace=True), deprecated in pandas 3.1.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")
@@ -39,6 +40,7 @@ def real_fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (streams / "cut.mig").write_bytes(net[: len(net) // 2])
     (streams / "empty.mig").write_bytes(b"")
     (streams / "notes.txt").write_text("not a stream\n")
+    write_synthetic(streams / "odd-machine.mig", ram_bytes=1 << 16, machine="../../x y")
     index([streams], root / "dataset", scheduler="synchronous", progress=False)
     return root
 
@@ -50,7 +52,7 @@ def _table(dataset: Path, name: str) -> dict[str, list]:
 def test_streams_table_has_one_row_per_file_with_manifest_release(real_fleet: Path) -> None:
     streams = _table(real_fleet / "dataset", "streams")
     by_name = {Path(f).name: i for i, f in enumerate(streams["file"])}
-    assert len(streams["file"]) == len(REAL) + 3
+    assert len(streams["file"]) == len(REAL) + 4
     for s in MANIFEST["streams"]:
         i = by_name[s["file"]]
         assert streams["error"][i] == ""
@@ -72,6 +74,8 @@ def test_bad_files_are_rows_with_their_error(real_fleet: Path) -> None:
     assert streams["error_kind"][row["empty.mig"]] == "TruncatedStreamError"
     assert streams["error_kind"][row["notes.txt"]] == "MigrationFormatError"
     assert "file magic" in streams["error"][row["notes.txt"]]
+    odd = row["odd-machine.mig"]  # a machine name that is no folder name: unknown partition
+    assert (streams["error"][odd], streams["machine"][odd]) == ("", "unknown")
     bad = {streams["file"][i] for i in (cut, row["empty.mig"], row["notes.txt"])}
     for name in ("sections", "fields", "ram"):
         assert not bad & set(_table(real_fleet / "dataset", name)["file"])
@@ -134,6 +138,13 @@ def test_rerun_skips_unchanged_and_replaces_a_changed_file(tmp_path: Path) -> No
     row = streams_t["file"].index(str(changed))
     assert streams_t["error_kind"][row] == "TruncatedStreamError"
     assert str(changed) not in set(_table(out, "fields")["file"])
+    gone = streams / picks[1].name
+    gone.unlink()
+    fourth = index([streams], out, scheduler="synchronous", progress=False)
+    assert fourth.removed >= 1
+    left = _table(out, "streams")["file"]
+    assert str(gone) not in left and len(left) == len(set(left)) == 2
+    assert str(gone) not in set(_table(out, "sections")["file"])
 
 
 def test_local_cluster_writes_the_same_dataset(tmp_path: Path, real_fleet: Path) -> None:
@@ -180,6 +191,7 @@ def test_check_agrees_with_what_real_qemu_accepted(real_fleet: Path) -> None:
         checked += 1
     assert checked >= 80
     assert verdicts["cut.mig", "7.2"] == "unreadable"
+    assert verdicts["odd-machine.mig", "7.2"] == "unknown"
 
 
 def test_check_names_the_breaking_field(real_fleet: Path) -> None:

@@ -13,8 +13,9 @@ worker is bounded by one batch's rows (:data:`BATCH_FILES` files at most).
 a real cluster.
 
 Re-indexing skips every file whose (path, size, mtime) is already in the ``streams`` table.
-A changed file invalidates its whole batch: the batch's part files are deleted and its files
-that still exist are indexed again, so no table ever holds two versions of a file.  A batch
+A changed or vanished file invalidates its whole batch: the batch's part files are deleted
+and its files that still exist are indexed again, so no table ever holds two versions of a
+file, nor a file that is gone.  A batch
 writes ``streams`` last; part files whose batch has no ``streams`` rows (an interrupted run)
 are removed at the start of the next run.
 """
@@ -50,7 +51,8 @@ class IndexReport:
         indexed: files read in this run (errors included).
         errors: of those, files that could not be read (rows with ``error`` set).
         skipped: files left alone because (path, size, mtime) did not change.
-        removed: files dropped from the dataset (they changed or vanished).
+        removed: files whose rows were dropped: those that changed or vanished, and the
+            others of their batches (which are indexed again).
         seconds: wall time of the run.
         cpu_seconds: CPU time the workers spent on the batches (all workers together).
         peak_rss: the largest resident set size a worker reported, in bytes.
@@ -258,7 +260,8 @@ def index(
     stale_batches = {
         b
         for f, (size, mtime, b) in known.items()
-        if f in on_disk and (on_disk[f].size, on_disk[f].mtime_ns) != (size, mtime)
+        if (f in on_disk and (on_disk[f].size, on_disk[f].mtime_ns) != (size, mtime))
+        or (f not in on_disk and not os.path.exists(f))  # vanished
     }
     removed = 0
     todo = {f.file: f for f in files if f.file not in known}

@@ -49,7 +49,8 @@ from miglab.errors import MiglabError
 __all__ = ("VERDICTS", "Verdict", "find_schema", "layout_verdict")
 
 #: Per-stream answers: ``ok`` (no breaking finding), ``breaks``, ``other-machine``,
-#: ``unknown`` (no vmdesc to check), ``unreadable`` (the file did not parse).
+#: ``unknown`` (no vmdesc to check, or no machine type named), ``unreadable`` (the file
+#: did not parse).
 VERDICTS = ("ok", "breaks", "other-machine", "unknown", "unreadable")
 
 _INDEXED = re.compile(r"^(.*)\[\d+\]$")

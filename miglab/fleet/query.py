@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MiglabError
-from miglab.fleet.schema import TABLES
+from miglab.fleet.schema import TABLES, UNKNOWN
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -161,6 +161,9 @@ def check(
         base = (str(rec.file), str(rec.release), own)
         if rec.error:
             rows.append((*base, "unreadable", 0, 0, str(rec.error)))
+            continue
+        if target == UNKNOWN:
+            rows.append((*base, "unknown", 0, 0, "the stream names no machine type"))
             continue
         if (machine is not None and own != machine) or not machine_exists(target, to_qemu):
             rows.append((*base, "other-machine", 0, 0, f"machine {own} on QEMU {to_qemu}"))
