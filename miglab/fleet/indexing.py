@@ -332,6 +332,8 @@ def _run(
                 kwargs: dict[str, Any] = {"scheduler": scheduler}
                 if scheduler != "synchronous":
                     kwargs["num_workers"] = n
+                if scheduler == "processes":
+                    kwargs["chunksize"] = 1  # Dask sends 6 tasks at a time by default
                 dask.compute(*tasks, **kwargs)
         else:
             from distributed import Client, as_completed
