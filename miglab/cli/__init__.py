@@ -6,6 +6,13 @@ parsed arguments and returns the exit status.  Exit status 0 is success, 1 a
 finding (e.g. ``verify`` found inconsistencies), 2 bad input or usage: a
 :class:`~miglab.errors.MiglabError` is printed as one line naming the offset,
 never as a traceback.
+
+Start-up is part of the interface: ``miglab --version`` and every subcommand
+pay only for what they use.  Building the parser imports every subcommand
+module, so those modules import nothing heavy at the top: each ``run``
+imports the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
+out of a command that does not use them; ``tests/test_cli_startup.py``
+keeps it so).
 """
 
 from __future__ import annotations
@@ -14,15 +21,38 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from miglab import __version__
 from miglab.errors import MiglabError
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
-__all__ = ("add_schema_options", "build_parser", "main", "schema_index")
+__all__ = ("LazyChoices", "add_schema_options", "build_parser", "main", "schema_index")
+
+
+class LazyChoices:
+    """argparse ``choices`` kept in another module, imported only when they are needed.
+
+    argparse reads choices to check a value of the option or to print help, so
+    ``LazyChoices("miglab.compat.qemu", "QEMU_VERSIONS")`` costs the compat
+    rules' import only in ``miglab compat`` itself.
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name = module, name
+
+    def _values(self) -> Sequence[str]:
+        values: Sequence[str] = getattr(importlib.import_module(self._module), self._name)
+        return values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
     )
+    parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

@@ -12,12 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miglab import encoders
-from miglab.encoders.bench import chart, measure, summary
 from miglab.errors import MiglabError
-from miglab.stream.model import Stream
+
+if TYPE_CHECKING:
+    from miglab.stream.model import Stream
 
 __all__ = ("register", "run")
 
@@ -62,6 +63,7 @@ def synthetic(mib: int, devices_from: Stream | None = None, seed: int = 0) -> St
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the table, save the chart if asked."""
+    from miglab.encoders.bench import chart, measure, summary
     from miglab.stream.reader import load
 
     paths = [Path(f) for f in args.files] or sorted(Path("data").glob("*.mig"))

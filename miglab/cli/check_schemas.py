@@ -12,8 +12,6 @@ import json
 import sys
 from typing import Any
 
-from miglab.compat.schema_check import breaks, compatibility
-
 __all__ = ("register", "run")
 
 
@@ -42,6 +40,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings of the chosen direction(s) and the summary; 1 if migration breaks."""
+    from miglab.compat.schema_check import breaks, compatibility
+
     report = compatibility(args.src, args.dst)
     chosen = {
         "backward": [("", report.backward)],

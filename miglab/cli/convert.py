@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from miglab import encoders
-from miglab.encoders.asn1 import schema_text
-from miglab.stream.reader import open_source
 
 __all__ = ("register", "run")
 
@@ -31,6 +29,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Decode the input, encode it as ``--to``, write it; prints one summary line."""
+    from miglab.encoders.asn1 import schema_text
+    from miglab.stream.reader import open_source
+
     data = open_source(args.input)
     name = encoders.detect(data)
     kwargs: dict[str, Any] = {}

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
-from miglab.stream.extract import extract
 
 __all__ = ("register", "run")
 
@@ -23,6 +22,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and print one line per block file."""
+    from miglab.stream.extract import extract
+
     result = extract(
         args.file,
         args.output,

@@ -12,7 +12,6 @@ from dataclasses import asdict
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
-from miglab.stream.verify import errors, verify
 
 __all__ = ("register", "run")
 
@@ -28,6 +27,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings; 1 if any is an error."""
+    from miglab.stream.verify import errors, verify
+
     findings = verify(args.file, schema=schema_index(args))
     bad = errors(findings)
     if args.json:

@@ -31,7 +31,7 @@ import numpy as np
 
 from miglab.errors import MigrationFormatError
 from miglab.stream.constants import RamFlag
-from miglab.stream.jsonview import stream_to_jsonable
+from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
 
@@ -172,7 +172,7 @@ def extract(
         for name, b in zip(names, blocks, strict=True)
     }
     (out / "blocks.json").write_text(json.dumps(listing, indent=1) + "\n")
-    (out / "state.json").write_text(json.dumps(stream_to_jsonable(stream), indent=1) + "\n")
+    (out / "state.json").write_text(dumps(stream_to_jsonable(stream)) + "\n")
     return result
 
 
