@@ -22,6 +22,7 @@ pages (``COMPRESS_PAGE``) are inflated, bounded to one page.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -157,10 +158,8 @@ def extract(
     fds: list[int] = []
     done: list[_NewFile] = []
     try:
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir("ram", 0o755, dir_fd=out_fd)
-        except FileExistsError:
-            pass
         ram_fd = _open_dir(out / "ram", out_fd)
         try:
             for b, name in zip(blocks, names, strict=True):
