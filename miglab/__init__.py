@@ -30,9 +30,9 @@ from miglab.errors import (
     TruncatedStreamError,
     VisitorError,
 )
-from miglab.limits import LIMITS, Limits
 
 if TYPE_CHECKING:
+    from miglab.limits import LIMITS, Limits
     from miglab.stream import Opaque, Section, SectionKind, Stream, load, save
     from miglab.vmstate import VMState
 
@@ -41,6 +41,8 @@ __version__ = "0.1.0"
 # The object tree and its reader/writer load on first use: ``miglab --version``
 # and the error classes cost no stream machinery (nor numpy).
 _LAZY = {
+    "LIMITS": "miglab.limits",
+    "Limits": "miglab.limits",
     "Opaque": "miglab.stream",
     "Section": "miglab.stream",
     "SectionKind": "miglab.stream",

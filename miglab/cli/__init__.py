@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,15 +38,18 @@ class LazyChoices:
 
     argparse reads choices to check a value of the option or to print help, so
     ``LazyChoices("miglab.compat.qemu", "QEMU_VERSIONS")`` costs the compat
-    rules' import only in ``miglab compat`` itself.
+    rules' import only in ``miglab compat`` itself.  The attribute may be a
+    sequence or a function returning one (``miglab.encoders.names``).  Give
+    the option a ``metavar``: without one argparse lists the choices when the
+    option is added.
     """
 
     def __init__(self, module: str, name: str) -> None:
         self._module, self._name = module, name
 
     def _values(self) -> Sequence[str]:
-        values: Sequence[str] = getattr(importlib.import_module(self._module), self._name)
-        return values
+        values = getattr(importlib.import_module(self._module), self._name)
+        return tuple(values() if callable(values) else values)
 
     def __contains__(self, value: object) -> bool:
         return value in self._values()
@@ -62,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+    # The package's modules by file name (pkgutil.iter_modules would import inspect).
+    names = sorted(f[:-3] for f in os.listdir(__path__[0]) if f.endswith(".py"))
+    for name in names:
+        if name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)

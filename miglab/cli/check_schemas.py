@@ -8,7 +8,6 @@ streams written by SRC loaded by DST.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -40,6 +39,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings of the chosen direction(s) and the summary; 1 if migration breaks."""
+    import json
+
     from miglab.compat.schema_check import breaks, compatibility
 
     report = compatibility(args.src, args.dst)

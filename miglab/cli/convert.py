@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from miglab import encoders
+from miglab.cli import LazyChoices
 
 __all__ = ("register", "run")
 
@@ -22,13 +22,20 @@ def register(sub: Any) -> None:
     p = sub.add_parser("convert", help="re-encode a stream in another wire format")
     p.add_argument("input", help="a stream in any format miglab encodes")
     p.add_argument("-o", "--output", required=True, help="where to write the result")
-    p.add_argument("--to", required=True, choices=encoders.names(), help="the output format")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=LazyChoices("miglab.encoders", "names"),
+        metavar="FORMAT",
+        help="the output format: %(choices)s",
+    )
     p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: miglab's)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Decode the input, encode it as ``--to``, write it; prints one summary line."""
+    from miglab import encoders
     from miglab.encoders.asn1 import schema_text
     from miglab.stream.reader import open_source
 

@@ -9,7 +9,6 @@ start-up (a few hundred milliseconds) to print forty rows.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from miglab.cli import add_schema_options, schema_index
@@ -58,6 +57,8 @@ def record_rows(stream: Stream) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the machine and one row per record."""
+    import json
+
     from miglab.stream.reader import load
 
     stream = load(args.file, schema=schema_index(args))

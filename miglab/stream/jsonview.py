@@ -24,6 +24,7 @@ from miglab.vmstate.state import VMState
 __all__ = ("dumps", "state_to_jsonable", "stream_to_jsonable")
 
 _PLAIN = frozenset((int, str, float, bool, type(None)))
+_CONSTANTS = {bool: {True: "true", False: "false"}, type(None): {None: "null"}}
 
 
 def state_to_jsonable(state: VMState) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def _write(v: Any, nl: str, out: list[str]) -> None:
         inner = nl + " "
         types = set(map(type, v))
         if types == {int}:
-            out.append("[" + inner + ("," + inner).join(map(int.__repr__, v)) + nl + "]")
+            out.append("[" + inner + ("," + inner).join(map(str, v)) + nl + "]")
         elif types == {str}:
             out.append("[" + inner + ("," + inner).join(map(encode_basestring_ascii, v)) + nl + "]")
         else:
@@ -120,6 +121,10 @@ def _write(v: Any, nl: str, out: list[str]) -> None:
             out.append(nl + "]")
     elif t is str:
         out.append(encode_basestring_ascii(v))
+    elif t is int:
+        out.append(str(v))
+    elif t in _CONSTANTS:
+        out.append(_CONSTANTS[t][v])  # type: ignore[index]
     elif t in _PLAIN:
         out.append(json.dumps(v))
     else:

@@ -210,6 +210,13 @@ class RamPayload:
 
         return self.words & ~np.uint64(self.page_size - 1)
 
+    def records(self) -> Iterator[tuple[int, int, int]]:
+        """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
+        cols = [
+            c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
+        ]
+        return zip(*cols, strict=True)
+
     def payload(self, i: int) -> memoryview | bytes:
         """Record ``i``'s payload: a view into the input, or its replacement."""
         if i in self.overrides:
