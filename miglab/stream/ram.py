@@ -346,6 +346,11 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         if kind == _EOS:
             break
         if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
+            # A run is worth a batch only if the record _RUN_MIN - 1 strides on has
+            # the same flags too (in a shuffled mix of kinds it almost never does).
+            probe = pos + (_RUN_MIN - 1) * (8 + pos - start)
+            if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
+                continue
             pos = _bulk_run(
                 view,
                 pos,
@@ -406,32 +411,41 @@ def _bulk_run(
     QEMU sends most of RAM as runs of same-block records of one kind
     (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
     Their words sit at a fixed stride, so one struct unpacks a whole batch
-    of them; the batch ends at the first word with other flags, which the
-    caller's per-record loop then reads.  Batches are powers of two (so few
-    structs are ever compiled).  Returns the position after the batch.
+    of them; batches start small and double while the run goes on (a short
+    run costs little more than its own records), in powers of two so few
+    structs are ever compiled.  The run ends at the first word with other
+    flags, which the caller's per-record loop then reads.  Returns the
+    position after the run.
     """
     stride = 8 + payload
     # Whole records only (a record whose payload is cut is left to the caller's
     # loop), and at most one release interval's worth, so the caller can drop
-    # scanned pages of a mapped file between batches.
-    count = min((end - pos) // stride, _RUN_BATCH, _RELEASE_EVERY // stride)
-    if count < _RUN_MIN:
+    # scanned pages of a mapped file between runs.
+    limit = min((end - pos) // stride, _RELEASE_EVERY // stride)
+    if limit < _RUN_MIN or _BE64.unpack_from(view, pos)[0] & mask != flags:
         return pos  # for a few records the caller's loop is as fast
-    count = 1 << (count.bit_length() - 1)
-    batch = _run_struct(payload, count).unpack_from(view, pos)
-    n = count
-    for i, word in enumerate(batch):
-        if word & mask != flags:
-            n = i
+    size = _RUN_MIN
+    while limit:
+        count = 1 << (min(size, limit).bit_length() - 1)
+        batch = _run_struct(payload, count).unpack_from(view, pos)
+        n = count
+        for i, word in enumerate(batch):
+            if word & mask != flags:
+                n = i
+                break
+        if n == 0:
             break
-    if n == 0:
-        return pos
-    words.extend(batch[:n] if n < count else batch)
-    named.frombytes(bytes(n))
-    blocks_idx.extend(array("i", (block,)) * n)
-    starts.extend(range(pos + 8, pos + n * stride, stride))
-    lengths.extend(array("i", (payload,)) * n)
-    return pos + n * stride
+        words.extend(batch[:n] if n < count else batch)
+        named.frombytes(bytes(n))
+        blocks_idx.extend(array("i", (block,)) * n)
+        starts.extend(range(pos + 8, pos + n * stride, stride))
+        lengths.extend(array("i", (payload,)) * n)
+        pos += n * stride
+        limit -= n
+        if n < count:
+            break
+        size = min(2 * size, _RUN_BATCH)
+    return pos
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
