@@ -285,6 +285,7 @@ def _write_pages(
                     os.pwrite(fd, raw.ljust(page, b"\0"), off)
                 written[bi][n] = True
                 result.data_pages += 1
+            p.release()
             bar.update(len(flags))
     finally:
         bar.close()

@@ -210,6 +210,20 @@ class RamPayload:
 
         return self.words & ~np.uint64(self.page_size - 1)
 
+    def release(self) -> None:
+        """Drop the input pages of these records from this process's resident set.
+
+        A hint for one pass over a memory-mapped file (writing a stream out,
+        extracting its pages): the pages stay in the page cache and every
+        view stays valid (it reads them back on use), but they no longer
+        count towards the RSS, which would otherwise grow to the file's size.
+        """
+        mapping = self.source.obj
+        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
+            return
+        first, last = int(self._pos[0]), int(self._pos[len(self) - 1])
+        _release(mapping, first - first % mmap.PAGESIZE, last + int(self._length[len(self) - 1]))
+
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
         cols = [
@@ -504,3 +518,4 @@ def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
             w.write(overrides[i])
         elif length[i]:
             w.write(src[pos[i] : pos[i] + length[i]])
+    payload.release()
