@@ -49,14 +49,14 @@ EXTRA_NICS = ["e1000,mac=52:54:00:12:34:05", "e1000,mac=52:54:00:12:34:06"]
 EXTRA_NICS += ["e1000e,mac=52:54:00:12:34:07,romfile="]
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, float, int]:
+def run_once(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int]:
     """Seconds from spawn to exit, peak RSS in MB, exit status of one process.
 
     The peak comes from GNU time (``/usr/bin/time -f %M``), a small parent:
     the rusage of a child spawned by this process would count this process's
     pages (a vfork child shares them until it execs).
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(code)}
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t = time.perf_counter()
         done = subprocess.run(
@@ -120,10 +120,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where to make the streams (default: temp dir)")
     parser.add_argument("--peer", type=Path, default=os.environ.get("MIGLAB_PEER") or None)
     parser.add_argument("--synthetic", action="store_true", help="streams from miglab, not QEMU")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another miglab source tree (e.g. `git archive main miglab` unpacked) to time alike",
+    )
     args = parser.parse_args()
     # An installed package has its bytecode compiled; a checkout may not
     # (PYTHONDONTWRITEBYTECODE), which would charge compilation to start-up.
-    compileall.compile_dir(ROOT / "miglab", quiet=2)
+    for tree in (ROOT, args.before):
+        if tree is not None:
+            compileall.compile_dir(tree / "miglab", quiet=2)
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
         bench(args.work, args)
@@ -148,14 +155,17 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     ]
     label = {"floor": "python3 -c pass (the floor)", "rand": rand.name, "heavy": heavy.name}
     print(f"whole-process medians of {args.repeat} runs (peer runs alternate with miglab's)")
-    print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s}   {'peer':>8s} {'peak':>8s}")
+    print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s}   {'peer':>8s} {'peak':>8s}", end="")
+    print(f"   {'before':>8s} {'peak':>8s}" if args.before else "")
     r: dict[str, tuple[float, float, int]] = {}
     for name, argv, peer_argv in cases:
-        mine, theirs = [], []
+        mine, theirs, before = [], [], []
         for _ in range(args.repeat):
             mine.append(run_once(argv, work))
             if peer_argv:
                 theirs.append(run_once(peer_argv, work))
+            if args.before and name != "floor":
+                before.append(run_once(argv, work, args.before))
         r[name] = medians(mine)
         t, rss, status = r[name]
         words = name.split()
@@ -164,6 +174,11 @@ def bench(work: Path, args: argparse.Namespace) -> None:
         if theirs:
             pt, prss, pstatus = medians(theirs)
             line += f"   {pt:7.3f}s {prss:6.1f}MB" + (f" (exit {pstatus})" if pstatus else "")
+        elif before:
+            line += " " * 21
+        if before:
+            bt, brss, bstatus = medians(before)
+            line += f"   {bt:7.3f}s {brss:6.1f}MB" + (f" (exit {bstatus})" if bstatus else "")
         print(line + (f"  (exit {status})" if status else ""))
     floor = r["floor"][0]
     print("goals:")
