@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_cli import MIGLAB, run_once  # noqa: E402
 
+COMPAT_TO = ("--to-qemu", "10.0", "--machine", "pc-q35-7.2")
 MIX = {"zero": 0.5, "random": 0.25, "repeated": 0.25}
 PASSES = 3
 
@@ -41,11 +42,13 @@ def commands(stream: Path, out: Path) -> list[tuple[str, list[str]]]:
     return [
         ("inspect", [*MIGLAB, "inspect", str(stream)]),
         ("verify", [*MIGLAB, "verify", str(stream)]),
-        ("convert --to legacy", [*MIGLAB, "convert", str(stream), "-o", str(out), "--to", "legacy"]),
+        (
+            "convert --to legacy",
+            [*MIGLAB, "convert", str(stream), "-o", str(out), "--to", "legacy"],
+        ),
         (
             "compat --to-qemu 10.0",
-            [*MIGLAB, "compat", str(stream), "-o", str(out), "--to-qemu", "10.0"]
-            + ["--machine", "pc-q35-7.2"],
+            [*MIGLAB, "compat", str(stream), "-o", str(out), *COMPAT_TO],
         ),
         ("extract", [*MIGLAB, "extract", str(stream), "-o", str(out), "--no-progress"]),
     ]
@@ -70,7 +73,9 @@ def remove(path: Path) -> None:
 def bench(work: Path, sizes: list[int], repeat: int) -> None:
     from miglab.stream.synthetic import write_synthetic
 
-    print(f"{'command':24s} {'GiB':>4s} {'stream GB':>9s} {'seconds':>8s} {'GB/s':>6s} {'peak MB':>8s}")
+    print(
+        f"{'command':24s} {'GiB':>4s} {'stream GB':>9s} {'seconds':>8s} {'GB/s':>6s} {'peak MB':>8s}"
+    )
     table: dict[str, list[tuple[int, float, float, float]]] = {}
     for gib in sizes:
         stream = work / f"synthetic-{gib}G.mig"
@@ -78,7 +83,9 @@ def bench(work: Path, sizes: list[int], repeat: int) -> None:
         write_synthetic(stream, ram_bytes=gib << 30, mix=MIX, seed=gib, passes=PASSES)
         made = time.perf_counter() - t
         size = stream.stat().st_size
-        print(f"# {stream.name}: {size / 1e9:.2f} GB made in {made:.0f} s, read in {warm(stream):.1f} s")
+        print(
+            f"# {stream.name}: {size / 1e9:.2f} GB made in {made:.0f} s, read in {warm(stream):.1f} s"
+        )
         out = work / "out"
         try:
             for name, argv in commands(stream, out):

@@ -76,7 +76,9 @@ def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: s
 
 @pytest.mark.parametrize("command", ["verify", "extract"])
 def test_other_commands_import_no_pandas_asn1tools_matplotlib(command: str, tmp_path: Path) -> None:
-    argv = [command, str(NET)] + (["-o", str(tmp_path / "x"), "--no-progress"] * (command == "extract"))
+    argv = [command, str(NET)] + (
+        ["-o", str(tmp_path / "x"), "--no-progress"] * (command == "extract")
+    )
     got = run_fresh(*argv)
     assert got["status"] == 0
     assert heavy(got["modules"]) <= {"numpy"}
