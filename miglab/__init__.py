@@ -20,7 +20,9 @@ Quick start::
 
 from __future__ import annotations
 
-from miglab.containers import load, save
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from miglab.errors import (
     CapabilityError,
     CompatError,
@@ -32,11 +34,28 @@ from miglab.errors import (
     TruncatedStreamError,
     VisitorError,
 )
-from miglab.limits import LIMITS, Limits
-from miglab.stream import Opaque, Section, SectionKind, Stream
-from miglab.vmstate import VMState
+
+if TYPE_CHECKING:
+    from miglab.containers import load, save
+    from miglab.limits import LIMITS, Limits
+    from miglab.stream import Opaque, Section, SectionKind, Stream
+    from miglab.vmstate import VMState
 
 __version__ = "0.1.0"
+
+# The object tree and its reader/writer load on first use: ``miglab --version``
+# and the error classes cost no stream machinery (nor numpy).
+_LAZY = {
+    "LIMITS": "miglab.limits",
+    "Limits": "miglab.limits",
+    "Opaque": "miglab.stream",
+    "Section": "miglab.stream",
+    "SectionKind": "miglab.stream",
+    "Stream": "miglab.stream",
+    "VMState": "miglab.vmstate",
+    "load": "miglab.containers",
+    "save": "miglab.containers",
+}
 
 __all__ = (
     "LIMITS",
@@ -59,6 +78,15 @@ __all__ = (
     "load",
     "save",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> tuple[str, ...]:

@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="RAM passes (later ones resend a quarter of the pages)",
+    )
+    ap.add_argument(
         "--machine", default="pc-q35-7.2", help="machine type in the configuration block"
     )
     args = ap.parse_args(argv)
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             mix=parse_mix(args.mix),
             seed=args.seed,
             machine=args.machine,
+            passes=args.passes,
         )
     except MiglabError as exc:
         print(f"make-synthetic: {exc}", file=sys.stderr)

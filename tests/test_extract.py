@@ -12,7 +12,7 @@ from conftest import DATA
 
 import miglab
 from miglab.cli import main
-from miglab.errors import MigrationFormatError
+from miglab.errors import MiglabError, MigrationFormatError
 from miglab.stream.constants import RamFlag
 from miglab.stream.extract import extract, safe_names, xbzrle_apply
 from miglab.stream.ram import RamBlock, RamPayload
@@ -90,7 +90,7 @@ def test_hostile_block_names_stay_inside(tmp_path: Path):
     assert [b.name for b in again.ram.blocks][:3] == HOSTILE[:3]
     (tmp_path / "out").mkdir()
     os.symlink("/tmp", tmp_path / "out" / "ram")  # a planted symlink is not followed
-    with pytest.raises(OSError):
+    with pytest.raises(MiglabError, match="cannot write into"):
         extract(data, tmp_path / "out", progress=False)
     os.unlink(tmp_path / "out" / "ram")
     before = set(tmp_path.rglob("*"))
@@ -102,6 +102,35 @@ def test_hostile_block_names_stay_inside(tmp_path: Path):
     for name, block in result.files.items():
         assert "\x00" not in name and ".." not in name.split("/") and len(name) < 120
         assert (tmp_path / "out" / name).read_bytes() == expected[block]
+
+
+def test_planted_links_are_replaced_not_written_through(tmp_path: Path):
+    out, victims = tmp_path / "out", tmp_path / "victims"
+    (out / "ram").mkdir(parents=True)
+    victims.mkdir()
+    for name in ("state", "blocks", "ram"):
+        (victims / name).write_bytes(b"precious " + name.encode())
+    os.symlink(victims / "state", out / "state.json")
+    os.symlink(victims / "blocks", out / "blocks.json")
+    os.link(victims / "ram", out / "ram" / "pc.ram.bin")
+    result = extract(RAN, out, progress=False)
+    for name in ("state", "blocks", "ram"):
+        assert (victims / name).read_bytes() == b"precious " + name.encode()
+    for name in ("state.json", "blocks.json", "ram/pc.ram.bin"):
+        st = (out / name).lstat()
+        assert not (out / name).is_symlink() and st.st_nlink == 1
+    assert json.loads((out / "state.json").read_text())["machine"] == miglab.load(RAN).machine
+    assert (out / "ram" / "pc.ram.bin").read_bytes() == pages_in_stream(miglab.load(RAN))["pc.ram"]
+    assert "ram/pc.ram.bin" in result.files
+    assert not [p for p in out.rglob(".*.tmp")]  # no temporary file left behind
+
+
+def test_extract_into_a_symlinked_directory_is_refused(tmp_path: Path):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out")
+    with pytest.raises(MiglabError, match="cannot write into"):
+        extract(RAN, tmp_path / "out", progress=False)
+    assert not list((tmp_path / "elsewhere").iterdir())
 
 
 def test_safe_names():

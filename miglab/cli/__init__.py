@@ -6,23 +6,56 @@ parsed arguments and returns the exit status.  Exit status 0 is success, 1 a
 finding (e.g. ``verify`` found inconsistencies), 2 bad input or usage: a
 :class:`~miglab.errors.MiglabError` is printed as one line naming the offset,
 never as a traceback.
+
+Start-up is part of the interface: ``miglab --version`` and every subcommand
+pay only for what they use.  Building the parser imports every subcommand
+module, so those modules import nothing heavy at the top: each ``run``
+imports the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
+out of a command that does not use them; ``tests/test_cli_startup.py``
+keeps it so).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from miglab import __version__
 from miglab.errors import MiglabError
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
-__all__ = ("add_schema_options", "build_parser", "main", "schema_index")
+__all__ = ("LazyChoices", "add_schema_options", "build_parser", "main", "schema_index")
+
+
+class LazyChoices:
+    """argparse ``choices`` kept in another module, imported only when they are needed.
+
+    argparse reads choices to check a value of the option or to print help, so
+    ``LazyChoices("miglab.compat.qemu", "QEMU_VERSIONS")`` costs the compat
+    rules' import only in ``miglab compat`` itself.  The attribute may be a
+    sequence or a function returning one (``miglab.encoders.names``).  Give
+    the option a ``metavar``: without one argparse lists the choices when the
+    option is added.  ``extra`` values are accepted besides the module's.
+    """
+
+    def __init__(self, module: str, name: str, *, extra: Sequence[str] = ()) -> None:
+        self._module, self._name, self._extra = module, name, tuple(extra)
+
+    def _values(self) -> Sequence[str]:
+        values = getattr(importlib.import_module(self._module), self._name)
+        return (*(values() if callable(values) else values), *self._extra)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
     )
+    parser.add_argument("--version", action="version", version=f"miglab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+    # The package's modules by file name (pkgutil.iter_modules would import inspect).
+    names = sorted(f[:-3] for f in os.listdir(__path__[0]) if f.endswith(".py"))
+    for name in names:
+        if name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)

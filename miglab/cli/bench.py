@@ -9,15 +9,14 @@ prints the per-format summary (or, with ``--json``, every row as JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from miglab import encoders
-from miglab.encoders.bench import chart, measure, summary
 from miglab.errors import MiglabError
-from miglab.stream.model import Stream
+
+if TYPE_CHECKING:
+    from miglab.stream.model import Stream
 
 __all__ = ("register", "run")
 
@@ -27,7 +26,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="compare wire formats by size and speed")
     p.add_argument("files", nargs="*", help="streams to measure (default: data/*.mig)")
     p.add_argument("--json", action="store_true", help="print every row as JSON")
-    p.add_argument("--formats", help=f"comma-separated subset of {','.join(encoders.names())}")
+    p.add_argument(
+        "--formats", help="comma-separated subset of the formats (default: all; see convert --help)"
+    )
     p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median kept)")
     p.add_argument(
         "--synthetic",
@@ -62,6 +63,9 @@ def synthetic(mib: int, devices_from: Stream | None = None, seed: int = 0) -> St
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the table, save the chart if asked."""
+    import json
+
+    from miglab.encoders.bench import chart, measure, summary
     from miglab.stream.reader import load
 
     paths = [Path(f) for f in args.files] or sorted(Path("data").glob("*.mig"))

@@ -8,11 +8,8 @@ streams written by SRC loaded by DST.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
-
-from miglab.compat.schema_check import breaks, compatibility
 
 __all__ = ("register", "run")
 
@@ -42,6 +39,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings of the chosen direction(s) and the summary; 1 if migration breaks."""
+    import json
+
+    from miglab.compat.schema_check import breaks, compatibility
+
     report = compatibility(args.src, args.dst)
     chosen = {
         "backward": [("", report.backward)],

@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from miglab.compat.qemu import QEMU_VERSIONS, convert_stream
-from miglab.containers import load, save
-from miglab.containers.libvirt import LibvirtSave
-from miglab.containers.mapped_ram import MappedRam
+from miglab.cli import LazyChoices
 from miglab.errors import CompatError
 
 __all__ = ("register", "run")
@@ -23,14 +20,22 @@ __all__ = ("register", "run")
 def register(sub: Any) -> None:
     """Add the ``compat`` subcommand."""
     p = sub.add_parser("compat", help="convert a stream for another QEMU version and machine type")
+    versions = LazyChoices("miglab.compat.qemu", "QEMU_VERSIONS")
     p.add_argument("file", help="the source migration stream")
     p.add_argument("-o", "--output", required=True, help="where to write the converted stream")
     p.add_argument(
-        "--to-qemu", required=True, choices=QEMU_VERSIONS, help="destination QEMU version"
+        "--to-qemu",
+        required=True,
+        choices=versions,
+        metavar="VERSION",
+        help="destination QEMU version (%(choices)s)",
     )
     p.add_argument("--machine", required=True, help="destination machine type (pc-q35-7.2...)")
     p.add_argument(
-        "--from-qemu", choices=QEMU_VERSIONS, help="source QEMU (default: from the machine name)"
+        "--from-qemu",
+        choices=versions,
+        metavar="VERSION",
+        help="source QEMU, %(choices)s (default: from the machine name)",
     )
     p.add_argument(
         "--allow-guest-visible", action="store_true", help="accept changes the guest could observe"
@@ -48,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     """Convert, print the change report, write the stream."""
     if (args.src_schema is None) != (args.dst_schema is None):
         raise CompatError("give both --src-schema and --dst-schema, or neither")
+    from miglab.compat.qemu import convert_stream
+    from miglab.containers import load, save
+    from miglab.containers.libvirt import LibvirtSave
+    from miglab.containers.mapped_ram import MappedRam
+
     stream = load(args.file)
     out, report = convert_stream(
         stream,

@@ -15,10 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from miglab import containers, encoders
-from miglab.containers.mapped_ram import MappedRam
-from miglab.encoders.asn1 import schema_text
-from miglab.stream.reader import open_source
+from miglab.cli import LazyChoices
 
 __all__ = ("register", "run")
 
@@ -31,8 +28,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--to",
         required=True,
-        choices=(*encoders.names(), "mapped-ram"),
-        help="the output format",
+        choices=LazyChoices("miglab.encoders", "names", extra=("mapped-ram",)),
+        metavar="FORMAT",
+        help="the output format: %(choices)s",
     )
     p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: miglab's)")
     p.set_defaults(func=run)
@@ -40,6 +38,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Decode the input, encode it as ``--to``, write it; prints one summary line."""
+    from miglab import containers, encoders
+    from miglab.encoders.asn1 import schema_text
+    from miglab.stream.reader import open_source
+
     data = open_source(args.input)
     container = containers.detect(data)
     if container != "bare" or args.to == "mapped-ram":
@@ -49,16 +51,24 @@ def run(args: argparse.Namespace) -> int:
     if encoders.get(name).needs_schema:
         kwargs["schema"] = Path(args.schema).read_text() if args.schema else schema_text()
     stream = encoders.decode(data, name, **kwargs)
-    out = encoders.encode(stream, args.to)
-    Path(args.output).write_bytes(out)
-    print(
-        f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {len(out)} bytes)"
-    )
+    if args.to == "legacy":
+        # QEMU's stream is written as it is encoded: a 16 GiB guest never sits in memory.
+        from miglab.stream.writer import save
+
+        size = save(stream, args.output).stat().st_size
+    else:
+        out = encoders.encode(stream, args.to)
+        Path(args.output).write_bytes(out)
+        size = len(out)
+    print(f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {size} bytes)")
     return 0
 
 
 def _from_container(args: argparse.Namespace, data: memoryview, container: str) -> int:
     """Unwrap the input, write the bare stream (``legacy``), a mapped-ram file or an encoding."""
+    from miglab import containers, encoders
+    from miglab.containers.mapped_ram import MappedRam
+
     stream = containers.load(data)
     if args.to in ("legacy", "mapped-ram"):
         chosen = MappedRam() if args.to == "mapped-ram" else None

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
-from miglab.containers import load
-from miglab.stream.jsonview import stream_to_jsonable
 
 __all__ = ("register",)
 
@@ -24,7 +21,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the stream's decoded state."""
+    from miglab.containers import load
+    from miglab.stream.jsonview import dumps, stream_to_jsonable
+
     stream = load(args.file, schema=schema_index(args))
-    json.dump(stream_to_jsonable(stream), sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(stream_to_jsonable(stream)) + "\n")  # one write, not one per token
     return 0

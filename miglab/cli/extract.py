@@ -10,8 +10,6 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
-from miglab.containers import load
-from miglab.stream.extract import extract
 
 __all__ = ("register", "run")
 
@@ -29,6 +27,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and print one line per block file."""
+    from miglab.containers import load
+    from miglab.stream.extract import extract
+
     stream = load(args.file, schema=schema_index(args), snapshot=args.snapshot)
     result = extract(
         stream,

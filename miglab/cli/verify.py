@@ -7,12 +7,9 @@ is, 2 when the file or schema cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
-from miglab.stream.verify import errors, verify
 
 __all__ = ("register", "run")
 
@@ -28,6 +25,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the findings; 1 if any is an error."""
+    import json
+    from dataclasses import asdict
+
+    from miglab.stream.verify import errors, verify
+
     findings = verify(args.file, schema=schema_index(args))
     bad = errors(findings)
     if args.json:

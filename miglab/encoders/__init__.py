@@ -31,22 +31,16 @@ exception; lengths, counts and depths are bounded by the input and by
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from miglab.encoders import (
-    asn1_ber,
-    asn1_per,
-    cbor_format,
-    json_format,
-    legacy,
-    msgpack_format,
-    sized,
-)
 from miglab.errors import EncodingError
-from miglab.stream.model import Stream
+
+if TYPE_CHECKING:
+    from miglab.stream.model import Stream
 
 __all__ = ("Format", "decode", "detect", "encode", "get", "names")
 
@@ -57,7 +51,8 @@ class Format:
 
     Attributes:
         name: the registry name (``"cbor"``).
-        module: the module with ``encode``/``decode``/``sniff``.
+        module_name: the module with ``encode``/``decode``/``sniff``, imported
+            on first use (so that listing the formats costs no codec library).
         binary: whether the bytes are binary (not text).
         self_describing: whether decoding needs nothing beyond the bytes
             (``legacy``/``sized`` count: they carry QEMU's vmdesc).
@@ -65,10 +60,15 @@ class Format:
     """
 
     name: str
-    module: ModuleType
+    module_name: str
     binary: bool = True
     self_describing: bool = True
     needs_schema: bool = False
+
+    @property
+    def module(self) -> ModuleType:
+        """The format's module (imported now if it was not yet)."""
+        return importlib.import_module(f"{__name__}.{self.module_name}")
 
     @property
     def encode(self) -> Callable[[Stream], bytes]:
@@ -88,13 +88,13 @@ class Format:
 _FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("legacy", legacy),
-        Format("sized", sized),
-        Format("json", json_format, binary=False),
-        Format("cbor", cbor_format),
-        Format("msgpack", msgpack_format),
-        Format("asn1-ber", asn1_ber),
-        Format("asn1-per", asn1_per, self_describing=False, needs_schema=True),
+        Format("legacy", "legacy"),
+        Format("sized", "sized"),
+        Format("json", "json_format", binary=False),
+        Format("cbor", "cbor_format"),
+        Format("msgpack", "msgpack_format"),
+        Format("asn1-ber", "asn1_ber"),
+        Format("asn1-per", "asn1_per", self_describing=False, needs_schema=True),
     )
 }
 

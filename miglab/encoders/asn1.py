@@ -3,7 +3,9 @@
 The ASN.1 module is generated as text from :data:`ALTERNATIVES` — one
 ``CHOICE`` alternative per kind of leaf the plain tree
 (:mod:`miglab.encoders.tree`) holds, plus lists and the top-level map — and
-compiled with :func:`asn1tools.compile_string`.  Byte strings are ``OCTET
+compiled with :func:`asn1tools.compile_string` on first use (importing
+asn1tools and compiling cost ~0.25 s; the result is cached per module text
+and codec, so only a process that encodes or decodes ASN.1 pays).  Byte strings are ``OCTET
 STRING``, so pages and packed arrays stay binary.
 
 Both encodings start with a small header naming the schema they need::
@@ -23,14 +25,14 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Any
-
-import asn1tools
+from typing import TYPE_CHECKING, Any
 
 from miglab.encoders.tree import from_plain, guarded, to_plain
 from miglab.errors import EncodingError, LimitExceeded
 from miglab.limits import LIMITS
-from miglab.stream.model import Stream
+
+if TYPE_CHECKING:
+    from miglab.stream.model import Stream
 
 __all__ = (
     "ALTERNATIVES",
@@ -74,8 +76,15 @@ def schema_id(text: str | None = None) -> bytes:
     return hashlib.sha256((text if text is not None else schema_text()).encode()).digest()[:8]
 
 
+def _asn1tools() -> Any:
+    import asn1tools
+
+    return asn1tools
+
+
 @lru_cache(maxsize=8)
 def _compiled(text: str, codec: str) -> Any:
+    asn1tools = _asn1tools()
     try:
         return asn1tools.compile_string(text, codec)
     except asn1tools.Error as exc:
@@ -120,9 +129,10 @@ def _from_asn1(v: Any, depth: int = 0) -> Any:
 
 def _encode(stream: Stream, codec: str, text: str) -> bytes:
     value = _to_asn1(to_plain(stream))
+    compiled = _compiled(text, codec)
     try:
-        body = _compiled(text, codec).encode("Value", value)
-    except asn1tools.Error as exc:
+        body = compiled.encode("Value", value)
+    except _asn1tools().Error as exc:
         raise EncodingError(f"ASN.1 {codec.upper()} encoding failed: {exc}") from None
     return MAGIC + codec[0].upper().encode() + schema_id(text) + bytes(body)
 
@@ -131,10 +141,12 @@ def _decode(data: bytes, codec: str, text: str) -> Stream:
     data = bytes(data)
     _check_header(data, codec, text)
 
+    compiled = _compiled(text, codec)
+
     def run() -> Any:
         try:
-            return _from_asn1(_compiled(text, codec).decode("Value", data[13:]))
-        except asn1tools.Error as exc:
+            return _from_asn1(compiled.decode("Value", data[13:]))
+        except _asn1tools().Error as exc:
             raise EncodingError(
                 f"not valid ASN.1 {codec.upper()}: {exc!s:.160}", offset=13
             ) from None

@@ -9,15 +9,20 @@
 * ``state.json``: the decoded state (:func:`~miglab.stream.jsonview.stream_to_jsonable`).
 
 Block names come from the stream, so they are never used as paths: every
-name is reduced to ``[A-Za-z0-9._-]``, capped in length, made unique, and
-files are opened relative to ``out_dir`` with ``O_NOFOLLOW`` so not even a
-symlink planted in ``out_dir`` leads elsewhere.  XBZRLE pages are applied to
+name is reduced to ``[A-Za-z0-9._-]``, capped in length, made unique.  No
+file is written through an entry found in ``out_dir``: ``out_dir`` and
+``ram/`` are opened with ``O_DIRECTORY | O_NOFOLLOW``, every file is made
+new (``O_CREAT | O_EXCL | O_NOFOLLOW``) under a temporary name beside its
+final one and renamed over it when complete, so a symlink or hard link
+planted as ``state.json``, ``blocks.json`` or ``ram/*.bin`` is replaced,
+and the file it points to is left as it was.  XBZRLE pages are applied to
 the page as extracted so far (QEMU's xbzrle_decode_buffer); zlib-compressed
 pages (``COMPRESS_PAGE``) are inflated, bounded to one page.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from miglab.errors import MiglabError
 from miglab.stream.constants import RamFlag
-from miglab.stream.jsonview import stream_to_jsonable
+from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
@@ -44,6 +50,8 @@ __all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 96
 _PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 @dataclass(slots=True)
@@ -106,37 +114,85 @@ def extract(
     """
     stream = source if isinstance(source, Stream) else load(source, schema=schema)
     out = Path(directory)
-    (out / "ram").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     result = ExtractResult(out)
     blocks = stream.ram.blocks
     names = safe_names(blocks)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    # ram/ itself is opened without following a symlink, and files relative to it.
-    dir_fd = os.open(out / "ram", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
+    out_fd = _open_dir(out)
     fds: list[int] = []
+    done: list[_NewFile] = []
     try:
-        for b, name in zip(blocks, names, strict=True):
-            fd = os.open(
-                name.removeprefix("ram/"),
-                os.O_RDWR | os.O_CREAT | os.O_TRUNC | nofollow,
-                0o644,
-                dir_fd=dir_fd,
-            )
-            fds.append(fd)
-            os.ftruncate(fd, b.used_length)
-            result.files[name] = b.name
-        _write_pages(stream.sections, blocks, fds, stream.page_size, result, progress)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir("ram", 0o755, dir_fd=out_fd)
+        ram_fd = _open_dir(out / "ram", out_fd)
+        try:
+            for b, name in zip(blocks, names, strict=True):
+                new = _NewFile(ram_fd, name.removeprefix("ram/"))
+                done.append(new)
+                fds.append(new.fd)
+                os.ftruncate(new.fd, b.used_length)
+                result.files[name] = b.name
+            _write_pages(stream.sections, blocks, fds, stream.page_size, result, progress)
+            listing = {
+                name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
+                for name, b in zip(names, blocks, strict=True)
+            }
+            for fname, text in (
+                ("blocks.json", json.dumps(listing, indent=1) + "\n"),
+                ("state.json", dumps(stream_to_jsonable(stream)) + "\n"),
+            ):
+                new = _NewFile(out_fd, fname)
+                done.append(new)
+                with os.fdopen(os.dup(new.fd), "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            for new in done:
+                new.commit()
+        finally:
+            for new in done:
+                new.discard()
+            os.close(ram_fd)
     finally:
-        for fd in fds:
-            os.close(fd)
-        os.close(dir_fd)
-    listing = {
-        name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
-        for name, b in zip(names, blocks, strict=True)
-    }
-    (out / "blocks.json").write_text(json.dumps(listing, indent=1) + "\n")
-    (out / "state.json").write_text(json.dumps(stream_to_jsonable(stream), indent=1) + "\n")
+        os.close(out_fd)
     return result
+
+
+def _open_dir(path: Path, parent: int | None = None) -> int:
+    """Directory ``path`` (its last part, relative to ``parent`` if given), not followed if a symlink."""
+    flags = os.O_RDONLY | _DIRECTORY | _NOFOLLOW
+    try:
+        return os.open(path.name if parent is not None else path, flags, dir_fd=parent)
+    except OSError as exc:
+        raise MiglabError(f"cannot write into {path}: {exc.strerror}") from None
+
+
+class _NewFile:
+    """A file written under a fresh temporary name in a directory, renamed into place on commit.
+
+    The temporary name is created with ``O_EXCL | O_NOFOLLOW``, so nothing that
+    already exists is written through; the rename replaces whatever entry had
+    the final name (a file, a symlink, a hard link) without touching its target.
+    """
+
+    def __init__(self, dir_fd: int, name: str) -> None:
+        self.dir_fd, self.name = dir_fd, name
+        self.tmp = f".{name}.{os.getpid()}.tmp"
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        self.fd = os.open(self.tmp, flags, 0o644, dir_fd=dir_fd)
+        self.pending = True
+
+    def commit(self) -> None:
+        """Close the file and give it its final name."""
+        if self.pending:
+            self.pending = False
+            os.close(self.fd)
+            os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file unless it was committed."""
+        if self.pending:
+            self.pending = False
+            os.close(self.fd)
+            os.unlink(self.tmp, dir_fd=self.dir_fd)
 
 
 def _write_pages(
@@ -193,6 +249,7 @@ def _write_pages(
                     os.pwrite(fd, raw.ljust(page, b"\0"), off)
                 written[bi][n] = True
                 result.data_pages += 1
+            p.release()
             bar.update(len(flags))
     finally:
         bar.close()

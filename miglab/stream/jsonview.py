@@ -3,17 +3,28 @@
 This is a view for people, not an encoding: RAM is summarised per block and
 buffers are shown as hex.  The lossless JSON encoding is in
 :mod:`miglab.encoders`.
+
+:func:`dumps` writes the view as ``json.dumps(value, indent=1)`` does, byte
+for byte, several times faster: the standard library indents in pure
+Python, one call per list element, and a device-heavy stream has 70,000 of
+them (register files, MAC tables).  Lists of plain ints or strings are
+joined in one C-level call instead.
 """
 
 from __future__ import annotations
 
+import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from miglab.stream.model import CommandRecord, Opaque, Stream
 from miglab.stream.ram import RamPayload
 from miglab.vmstate.state import VMState
 
-__all__ = ("state_to_jsonable", "stream_to_jsonable")
+__all__ = ("dumps", "state_to_jsonable", "stream_to_jsonable")
+
+_PLAIN = frozenset((int, str, float, bool, type(None)))
+_CONSTANTS = {bool: {True: "true", False: "false"}, type(None): {None: "null"}}
 
 
 def state_to_jsonable(state: VMState) -> dict[str, Any]:
@@ -28,6 +39,8 @@ def _value(v: Any) -> Any:
     if isinstance(v, VMState):
         return state_to_jsonable(v)
     if isinstance(v, list):
+        if set(map(type, v)) <= _PLAIN:
+            return v  # already JSON-ready: no per-element call
         return [_value(x) for x in v]
     if isinstance(v, bytes | bytearray | memoryview):
         return bytes(v).hex()
@@ -64,3 +77,57 @@ def stream_to_jsonable(stream: Stream) -> dict[str, Any]:
         "page_size": stream.page_size,
         "records": records,
     }
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps(value, indent=1)``, the same text, written faster (see the module docstring)."""
+    out: list[str] = []
+    _write(value, "\n", out)
+    return "".join(out)
+
+
+def _write(v: Any, nl: str, out: list[str]) -> None:
+    """Append the text of ``v`` at the indentation ``nl`` (a newline and its spaces)."""
+    t = type(v)
+    if t is dict and all(type(k) is str for k in v):
+        if not v:
+            out.append("{}")
+            return
+        inner = nl + " "
+        sep = "{" + inner
+        for k, x in v.items():
+            out.append(sep)
+            out.append(encode_basestring_ascii(k))
+            out.append(": ")
+            _write(x, inner, out)
+            sep = "," + inner
+        out.append(nl + "}")
+    elif t is list:
+        if not v:
+            out.append("[]")
+            return
+        inner = nl + " "
+        types = set(map(type, v))
+        if types == {int}:
+            out.append("[" + inner + ("," + inner).join(map(str, v)) + nl + "]")
+        elif types == {str}:
+            out.append("[" + inner + ("," + inner).join(map(encode_basestring_ascii, v)) + nl + "]")
+        else:
+            sep = "[" + inner
+            for x in v:
+                out.append(sep)
+                _write(x, inner, out)
+                sep = "," + inner
+            out.append(nl + "]")
+    elif t is str:
+        out.append(encode_basestring_ascii(v))
+    elif t is int:
+        out.append(str(v))
+    elif t in _CONSTANTS:
+        out.append(_CONSTANTS[t][v])  # type: ignore[index]
+    elif t in _PLAIN:
+        out.append(json.dumps(v))
+    else:
+        # Anything else (dicts with non-str keys, tuples, int subclasses): the
+        # standard encoder, re-indented to this depth.
+        out.append(json.dumps(v, indent=1).replace("\n", nl))

@@ -8,6 +8,12 @@ input; the payload (fill byte, page bytes, XBZRLE delta, block list...) is a
 view into the input buffer, so a 1 GiB stream is indexed with a few bytes
 per page.  Writing a record back is ``word, [name], payload``, byte for
 byte; a page can be replaced with :meth:`RamPayload.set_payload`.
+
+Reading needs no numpy: the index is built in :class:`array.array` columns,
+runs of same-kind records are unpacked a batch at a time with one
+:class:`struct.Struct`, and the columns become numpy arrays (views, no copy)
+when first asked for.  Importing numpy costs more than indexing 256 MiB of
+RAM, so ``miglab inspect`` and ``dump`` do without it.
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ import struct
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import numpy as np
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import RamFlag
 from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
 
@@ -87,7 +96,6 @@ class RamContext:
     last_block: int = -1
 
 
-@dataclass(slots=True)
 class RamPayload:
     """The records of one RAM chunk (a START, PART or END section payload).
 
@@ -102,55 +110,153 @@ class RamPayload:
         blocks: the stream's block list (shared by all chunks).
         block_list: the blocks listed by this chunk's MEM_SIZE record, if any.
         overrides: record index -> replacement payload bytes.
+
+    The five index columns are numpy arrays to the caller; they may be given
+    as :class:`array.array` (as the reader does) and become arrays, without
+    a copy, on first access.
     """
 
-    source: memoryview
-    page_size: int
-    words: np.ndarray
-    named: np.ndarray
-    block: np.ndarray
-    pos: np.ndarray
-    length: np.ndarray
-    blocks: list[RamBlock]
-    block_list: list[RamBlock] | None = None
-    overrides: dict[int, bytes] = field(default_factory=dict)
+    __slots__ = (
+        "_block",
+        "_length",
+        "_named",
+        "_pos",
+        "_words",
+        "block_list",
+        "blocks",
+        "overrides",
+        "page_size",
+        "source",
+    )
+
+    def __init__(
+        self,
+        source: memoryview,
+        page_size: int,
+        words: Any,
+        named: Any,
+        block: Any,
+        pos: Any,
+        length: Any,
+        blocks: list[RamBlock],
+        block_list: list[RamBlock] | None = None,
+        overrides: dict[int, bytes] | None = None,
+    ) -> None:
+        self.source = source
+        self.page_size = page_size
+        self._words, self._named, self._block = words, named, block
+        self._pos, self._length = pos, length
+        self.blocks = blocks
+        self.block_list = block_list
+        self.overrides: dict[int, bytes] = {} if overrides is None else overrides
+
+    def __repr__(self) -> str:
+        return (
+            f"RamPayload({len(self)} records, page_size={self.page_size}, "
+            f"block_list={self.block_list!r}, overrides={len(self.overrides)})"
+        )
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self._words)
+
+    def _column(self, name: str, dtype: str) -> np.ndarray:
+        import numpy as np
+
+        raw = getattr(self, "_" + name)
+        if not isinstance(raw, np.ndarray) or raw.dtype != dtype:
+            raw = (
+                np.frombuffer(raw, dtype=dtype)
+                if isinstance(raw, array)
+                else np.asarray(raw, dtype)
+            )
+            setattr(self, "_" + name, raw)
+        return raw
+
+    @property
+    def words(self) -> np.ndarray:
+        """The raw page words (uint64)."""
+        return self._column("words", "uint64")
+
+    @property
+    def named(self) -> np.ndarray:
+        """Whether each record names its block (bool)."""
+        return self._column("named", "bool")
+
+    @property
+    def block(self) -> np.ndarray:
+        """Block index of each record, -1 for none (int32)."""
+        return self._column("block", "int32")
+
+    @property
+    def pos(self) -> np.ndarray:
+        """Input offset of each record's payload (int64)."""
+        return self._column("pos", "int64")
+
+    @property
+    def length(self) -> np.ndarray:
+        """Payload bytes of each record (int32)."""
+        return self._column("length", "int32")
 
     @property
     def flags(self) -> np.ndarray:
         """RAM_SAVE_FLAG_* of every record."""
+        import numpy as np
+
         return (self.words & np.uint64(self.page_size - 1)).astype(np.uint32)
 
     @property
     def offsets(self) -> np.ndarray:
         """Offset inside its block of every record's page."""
+        import numpy as np
+
         return self.words & ~np.uint64(self.page_size - 1)
+
+    def release(self) -> None:
+        """Drop the input pages of these records from this process's resident set.
+
+        A hint for one pass over a memory-mapped file (writing a stream out,
+        extracting its pages): the pages stay in the page cache and every
+        view stays valid (it reads them back on use), but they no longer
+        count towards the RSS, which would otherwise grow to the file's size.
+        """
+        mapping = self.source.obj
+        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
+            return
+        first, last = int(self._pos[0]), int(self._pos[len(self) - 1])
+        _release(mapping, first - first % mmap.PAGESIZE, last + int(self._length[len(self) - 1]))
+
+    def records(self) -> Iterator[tuple[int, int, int]]:
+        """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
+        cols = [
+            c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
+        ]
+        return zip(*cols, strict=True)
 
     def payload(self, i: int) -> memoryview | bytes:
         """Record ``i``'s payload: a view into the input, or its replacement."""
         if i in self.overrides:
             return self.overrides[i]
-        start = int(self.pos[i])
-        return self.source[start : start + int(self.length[i])]
+        start = int(self._pos[i])
+        return self.source[start : start + int(self._length[i])]
 
     def set_payload(self, i: int, data: bytes) -> None:
         """Replace record ``i``'s payload (same length: a page stays a page)."""
-        if len(data) != int(self.length[i]):
-            raise ValueError(f"record {i} has {int(self.length[i])} payload bytes, got {len(data)}")
+        if len(data) != int(self._length[i]):
+            raise ValueError(
+                f"record {i} has {int(self._length[i])} payload bytes, got {len(data)}"
+            )
         self.overrides[i] = bytes(data)
 
     def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
         """Yield ``(block name, offset, flags, payload)`` for every page record."""
-        flags = self.flags
-        offsets = self.offsets
-        for i in range(len(self.words)):
-            fl = int(flags[i])
+        mask = self.page_size - 1
+        block = self._block
+        for i, word in enumerate(self._words):
+            fl = int(word) & mask
             if fl & _PAGE_FLAGS:
-                b = int(self.block[i])
+                b = int(block[i])
                 name = self.blocks[b].name if b >= 0 else ""
-                yield name, int(offsets[i]), fl, self.payload(i)
+                yield name, int(word) & ~mask, fl, self.payload(i)
 
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
@@ -258,6 +364,11 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         if kind == _EOS:
             break
         if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
+            # A run is worth a batch only if the record _RUN_MIN - 1 strides on has
+            # the same flags too (in a shuffled mix of kinds it almost never does).
+            probe = pos + (_RUN_MIN - 1) * (8 + pos - start)
+            if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
+                continue
             pos = _bulk_run(
                 view,
                 pos,
@@ -279,18 +390,24 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     return RamPayload(
         source=view,
         page_size=page_size,
-        words=np.frombuffer(words, dtype=np.uint64),
-        named=np.frombuffer(named, dtype=np.int8).astype(bool),
-        block=np.frombuffer(blocks_idx, dtype=np.int32),
-        pos=np.frombuffer(starts, dtype=np.int64),
-        length=np.frombuffer(lengths, dtype=np.int32),
+        words=words,
+        named=named,
+        block=blocks_idx,
+        pos=starts,
+        length=lengths,
         blocks=ctx.blocks,
         block_list=block_list,
     )
 
 
-_RUN_BATCH = 1 << 16
+_RUN_BATCH = 1 << 12
 _RUN_MIN = 32
+
+
+@lru_cache(maxsize=32)
+def _run_struct(payload: int, count: int) -> struct.Struct:
+    """``count`` be64 words, each followed by ``payload`` bytes skipped."""
+    return struct.Struct(">" + f"Q{payload}x" * count)
 
 
 def _bulk_run(
@@ -307,32 +424,46 @@ def _bulk_run(
     starts: array,
     lengths: array,
 ) -> int:
-    """Index a run of records like the one just read, vectorised.
+    """Index a run of records like the one just read, a batch at a time.
 
     QEMU sends most of RAM as runs of same-block records of one kind
     (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
-    Their words sit at a fixed stride, so numpy can check a whole batch of
-    them at once; the batch ends at the first word with other flags, which the
-    caller's per-record loop then reads.  Returns the position after the batch.
+    Their words sit at a fixed stride, so one struct unpacks a whole batch
+    of them; batches start small and double while the run goes on (a short
+    run costs little more than its own records), in powers of two so few
+    structs are ever compiled.  The run ends at the first word with other
+    flags, which the caller's per-record loop then reads.  Returns the
+    position after the run.
     """
     stride = 8 + payload
     # Whole records only (a record whose payload is cut is left to the caller's
     # loop), and at most one release interval's worth, so the caller can drop
-    # scanned pages of a mapped file between batches.
-    count = min((end - pos) // stride, _RUN_BATCH, _RELEASE_EVERY // stride)
-    if count < _RUN_MIN:
-        return pos  # for a few records numpy costs more than the caller's loop
-    batch = np.ndarray((count,), dtype=">u8", buffer=view, offset=pos, strides=(stride,))
-    same = (batch & np.uint64(mask)) == np.uint64(flags)
-    n = count if same.all() else int(np.argmin(same))
-    if n == 0:
-        return pos
-    words.frombytes(batch[:n].astype(np.uint64).tobytes())
-    named.frombytes(bytes(n))
-    blocks_idx.frombytes(np.full(n, block, dtype=np.int32).tobytes())
-    starts.frombytes((pos + 8 + stride * np.arange(n, dtype=np.int64)).tobytes())
-    lengths.frombytes(np.full(n, payload, dtype=np.int32).tobytes())
-    return pos + n * stride
+    # scanned pages of a mapped file between runs.
+    limit = min((end - pos) // stride, _RELEASE_EVERY // stride)
+    if limit < _RUN_MIN or _BE64.unpack_from(view, pos)[0] & mask != flags:
+        return pos  # for a few records the caller's loop is as fast
+    size = _RUN_MIN
+    while limit:
+        count = 1 << (min(size, limit).bit_length() - 1)
+        batch = _run_struct(payload, count).unpack_from(view, pos)
+        n = count
+        for i, word in enumerate(batch):
+            if word & mask != flags:
+                n = i
+                break
+        if n == 0:
+            break
+        words.extend(batch[:n] if n < count else batch)
+        named.frombytes(bytes(n))
+        blocks_idx.extend(array("i", (block,)) * n)
+        starts.extend(range(pos + 8, pos + n * stride, stride))
+        lengths.extend(array("i", (payload,)) * n)
+        pos += n * stride
+        limit -= n
+        if n < count:
+            break
+        size = min(2 * size, _RUN_BATCH)
+    return pos
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
@@ -374,11 +505,11 @@ def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -
 
 def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
     """Write the records back: word, block name if it was written, payload."""
-    words = payload.words.tolist()
-    named = payload.named.tolist()
-    block = payload.block.tolist()
-    pos = payload.pos.tolist()
-    length = payload.length.tolist()
+    words = payload._words.tolist()
+    named = payload._named.tolist()
+    block = payload._block.tolist()
+    pos = payload._pos.tolist()
+    length = payload._length.tolist()
     src = payload.source
     overrides = payload.overrides
     blocks = payload.blocks
@@ -391,3 +522,4 @@ def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
             w.write(overrides[i])
         elif length[i]:
             w.write(src[pos[i] : pos[i] + length[i]])
+    payload.release()

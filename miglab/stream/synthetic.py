@@ -15,6 +15,12 @@ seed in exact proportions:
 ``repeated``  a PAGE record of one seeded pattern page shared by all of them
               (QEMU does not deduplicate, so equal pages travel in full).
 
+With ``passes=N`` the RAM is sent as precopy does for a running guest: after
+the first pass over every page, each later pass sends again a seeded quarter
+of the pages (the ones "dirtied" meanwhile), in address order, the first
+record of a pass naming the block.  A page sent again holds what it held, so
+:func:`expected_page` is still what every page ends up holding.
+
 :func:`write_synthetic` streams to a file one chunk at a time (memory stays
 a few MiB whatever the RAM size); :func:`synthetic_stream` returns the
 loaded :class:`~miglab.stream.model.Stream`.  :func:`page_kinds` and
@@ -53,6 +59,7 @@ __all__ = (
 KINDS = ("zero", "random", "repeated")  # page kind codes 0, 1, 2
 PAGE_SIZE = 4096
 CHUNK_PAGES = 256  # pages per PART section and per random-bytes draw (1 MiB)
+DIRTY = 0.25  # share of the pages each pass after the first sends again
 RAM_BLOCK = "pc.ram"
 Device = (
     VMState | tuple[str, int, VMState]
@@ -119,11 +126,12 @@ def write_synthetic(
     seed: int = 0,
     machine: str | None = "pc-q35-7.2",
     page_size: int = PAGE_SIZE,
+    passes: int = 1,
 ) -> Path:
     """Write a synthetic stream to ``path``, one chunk at a time; returns the path."""
     out = Path(path)
     with out.open("wb") as fh:
-        _write(fh, ram_bytes, mix, devices, seed, machine, page_size)
+        _write(fh, ram_bytes, mix, devices, seed, machine, page_size, passes)
     return out
 
 
@@ -135,6 +143,7 @@ def synthetic_stream(
     seed: int = 0,
     machine: str | None = "pc-q35-7.2",
     page_size: int = PAGE_SIZE,
+    passes: int = 1,
 ) -> Stream:
     """Build a synthetic stream in memory and load it (see the module docstring).
 
@@ -146,7 +155,7 @@ def synthetic_stream(
     from miglab.stream.reader import load
 
     buf = io.BytesIO()
-    _write(buf, ram_bytes, mix, devices, seed, machine, page_size)
+    _write(buf, ram_bytes, mix, devices, seed, machine, page_size, passes)
     return load(buf.getvalue())
 
 
@@ -158,9 +167,12 @@ def _write(
     seed: int,
     machine: str | None,
     page_size: int,
+    passes: int = 1,
 ) -> None:
     if page_size < 1024 or page_size & (page_size - 1):
         raise MiglabError(f"page size {page_size} must be a power of two >= 1024")
+    if passes < 1:
+        raise MiglabError(f"{passes} RAM passes: there is at least one")
     if ram_bytes <= 0 or ram_bytes % page_size:
         raise MiglabError(f"RAM size {ram_bytes} must be a positive multiple of {page_size}")
     kinds = page_kinds(ram_bytes // page_size, mix or {"random": 1.0}, seed)
@@ -172,7 +184,7 @@ def _write(
         w.u8(SectionType.CONFIGURATION)
         w.be32(len(name))
         w.write(name)
-    _ram(w, kinds, seed, page_size, ram_bytes)
+    _ram(w, kinds, seed, page_size, ram_bytes, passes)
     entries = []
     for i, dev in enumerate(devices):
         idstr, instance, state = dev if isinstance(dev, tuple) else (dev.desc.name, 0, dev)
@@ -212,7 +224,9 @@ def _footer(w: QEMUFileWriter, section_id: int) -> None:
     w.be32(section_id)
 
 
-def _ram(w: QEMUFileWriter, kinds: np.ndarray, seed: int, page_size: int, ram_bytes: int) -> None:
+def _ram(
+    w: QEMUFileWriter, kinds: np.ndarray, seed: int, page_size: int, ram_bytes: int, passes: int
+) -> None:
     # START: the block list (QEMU-FORMAT.md 2.2), then EOS.
     _section_header(w, SectionType.START, _RAM_SECTION_ID, "ram", 0, 4)
     w.be64(ram_bytes | RamFlag.MEM_SIZE)
@@ -220,31 +234,48 @@ def _ram(w: QEMUFileWriter, kinds: np.ndarray, seed: int, page_size: int, ram_by
     w.be64(ram_bytes)
     w.be64(RamFlag.EOS)
     _footer(w, _RAM_SECTION_ID)
+    everything = np.arange(len(kinds), dtype=np.int64)
+    for n in range(passes):
+        if n == 0:
+            pages = everything
+        else:
+            pages = np.flatnonzero(np.random.default_rng([seed, 3, n]).random(len(kinds)) < DIRTY)
+        _ram_pass(w, pages, kinds, seed, page_size)
+    w.u8(SectionType.END)
+    w.be32(_RAM_SECTION_ID)
+    w.be64(RamFlag.EOS)
+    _footer(w, _RAM_SECTION_ID)
+
+
+def _ram_pass(
+    w: QEMUFileWriter, pages: np.ndarray, kinds: np.ndarray, seed: int, page_size: int
+) -> None:
+    """PART chunks of CHUNK_PAGES records sending ``pages`` (indices into ``kinds``), in order."""
     repeated = _repeated_page(seed, page_size)
     name = bytes([len(RAM_BLOCK)]) + RAM_BLOCK.encode()
     zero, page, cont = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.CONTINUE)
-    for chunk, first in enumerate(range(0, len(kinds), CHUNK_PAGES)):
+    chunk_of, rand, named = -1, b"", False
+    for first in range(0, len(pages), CHUNK_PAGES):
         w.u8(SectionType.PART)
         w.be32(_RAM_SECTION_ID)
-        part = kinds[first : first + CHUNK_PAGES]
-        rand = _random_chunk(seed, chunk, page_size) if (part == 1).any() else b""
-        for j, kind in enumerate(part.tolist()):
-            offset = (first + j) * page_size
+        for index in pages[first : first + CHUNK_PAGES].tolist():
+            kind = int(kinds[index])
+            offset = index * page_size
             flags = zero if kind == 0 else page
-            if first + j:
+            if named:
                 w.be64(offset | flags | cont)
-            else:
+            else:  # the first record of a pass names the block
                 w.be64(offset | flags)
                 w.write(name)
+                named = True
             if kind == 0:
                 w.u8(0)
             elif kind == 1:
+                chunk, j = divmod(index, CHUNK_PAGES)
+                if chunk != chunk_of:  # random bytes are drawn a chunk of pages at a time
+                    chunk_of, rand = chunk, _random_chunk(seed, chunk, page_size)
                 w.write(rand[j * page_size : (j + 1) * page_size])
             else:
                 w.write(repeated)
         w.be64(RamFlag.EOS)
         _footer(w, _RAM_SECTION_ID)
-    w.u8(SectionType.END)
-    w.be32(_RAM_SECTION_ID)
-    w.be64(RamFlag.EOS)
-    _footer(w, _RAM_SECTION_ID)

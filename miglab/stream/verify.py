@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import numpy as np
-
 from miglab.errors import MiglabError
 from miglab.stream.constants import Command, RamFlag, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
@@ -295,39 +293,41 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
     chunks = [s for s in stream.sections if isinstance(s.payload, RamPayload)]
     if not chunks or not ctx.blocks:
         return
-    sent = [np.zeros(max(b.used_length // page, 0), dtype=bool) for b in ctx.blocks]
+    # One byte per page and one pass over the records in plain Python: no
+    # numpy, whose import costs more than this loop on all but huge streams.
+    mask = page - 1
+    sent = [bytearray(max(b.used_length // page, 0)) for b in ctx.blocks]
+    npages = [len(marks) for marks in sent]
+    nblocks = len(ctx.blocks)
     for s in chunks:
         p = s.payload
         assert isinstance(p, RamPayload)
-        if not len(p):
-            continue
-        is_page = (p.flags & _PAGE_FLAGS) != 0
-        blocks = p.block[is_page]
-        offsets = p.offsets[is_page]
-        where = p.pos[is_page]
-        for bi in np.unique(blocks).tolist():
-            if bi < 0 or bi >= len(ctx.blocks):
+        beyond: dict[int, list[int]] = {}  # block -> [count, first offset, first payload offset]
+        for word, bi, at in p.records():
+            if not word & _PAGE_FLAGS or not 0 <= bi < nblocks:
                 continue
-            mine = blocks == bi
-            offs = offsets[mine]
-            used = ctx.blocks[bi].used_length
-            beyond = offs + np.uint64(page) > np.uint64(used)
-            if beyond.any():
-                k = int(np.argmax(beyond))
-                yield Finding(
-                    "error",
-                    "page-beyond-block",
-                    f"{int(beyond.sum())} page(s) of RAM block {ctx.blocks[bi].name!r} lie beyond "
-                    f"its {used} bytes (first at block offset 0x{int(offs[k]):x})",
-                    int(where[mine][k]) - 8,
-                )
-            inside = offs[~beyond] // np.uint64(page)
-            sent[bi][inside.astype(np.int64)] = True
+            off = word & ~mask
+            n = off // page
+            if n < npages[bi]:
+                sent[bi][n] = 1
+            elif bi in beyond:
+                beyond[bi][0] += 1
+            else:
+                beyond[bi] = [1, off, at]
+        for bi, (count, off, at) in sorted(beyond.items()):
+            b = ctx.blocks[bi]
+            yield Finding(
+                "error",
+                "page-beyond-block",
+                f"{count} page(s) of RAM block {b.name!r} lie beyond its {b.used_length} bytes "
+                f"(first at block offset 0x{off:x})",
+                at - 8,
+            )
     if stream.eof and any(s.kind is SectionKind.END for s in chunks) and not ctx.ignore_shared:
         for b, marks in zip(ctx.blocks, sent, strict=True):
-            missing = int((~marks).sum())
+            missing = len(marks) - marks.count(1)
             if missing:
-                first = int(np.argmin(marks))
+                first = marks.find(0)
                 yield Finding(
                     "error",
                     "page-never-sent",
@@ -392,11 +392,12 @@ def _payload_size(s: Section) -> int:
 
 def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
     """Bytes a vmdesc device (or struct) entry says are on the wire; None if unsure."""
-    if not isinstance(entry, Mapping) or depth > 64:
+    # dict, not Mapping: parsed JSON holds dicts, and an ABC check costs 10x.
+    if not isinstance(entry, dict) or depth > 64:
         return None
     total = 0
     for f in entry.get("fields", []):
-        if not isinstance(f, Mapping):
+        if not isinstance(f, dict):
             return None
         n = f.get("array_len", 1)
         if not isinstance(n, int):
@@ -412,7 +413,7 @@ def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
         total += inner * n
     for sub in entry.get("subsections", []):
         inner = _vmdesc_size(sub, depth + 1)
-        name = sub.get("vmsd_name") if isinstance(sub, Mapping) else None
+        name = sub.get("vmsd_name") if isinstance(sub, dict) else None
         if inner is None or not isinstance(name, str):
             return None
         total += 1 + 1 + len(name.encode()) + 4 + inner  # QEMU_VM_SUBSECTION, name, version

@@ -1,0 +1,135 @@
+"""``miglab.cli``: each command imports only what it uses, and prints what the heavy path printed.
+
+Start-up is checked by the modules a fresh process holds after a command,
+never by timing it (benchmarks/bench_cli.py prints the times).  The text of
+``inspect`` and ``dump`` is compared with what pandas and the standard
+library's ``json`` make of the same stream, the output the commands used
+to produce through them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT
+
+import miglab
+from miglab.analysis.frames import SECTION_COLUMNS, sections_frame
+from miglab.cli import inspect as inspect_cmd
+from miglab.cli import main
+from miglab.stream.jsonview import dumps, stream_to_jsonable
+
+NET = DATA / "q72-pc-i440fx-7.2-net.mig"  # the most device-heavy 7.2 stream in data/
+HEAVY = ("pandas", "asn1tools", "matplotlib", "numpy")
+
+_PROBE = """
+import contextlib, io, json, sys
+from miglab.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        status = main(sys.argv[1:])
+    except SystemExit as exc:  # --version and --help exit from argparse
+        status = exc.code
+print(json.dumps({"status": status, "modules": sorted(sys.modules), "out": out.getvalue()}))
+"""
+
+
+def run_fresh(*argv: str) -> dict:
+    """Run ``miglab ARGV`` in a new interpreter; its status, stdout and loaded modules."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+    return json.loads(done.stdout)
+
+
+def heavy(modules: list[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
+def test_version_loads_no_stream_machinery() -> None:
+    got = run_fresh("--version")
+    assert got["status"] == 0
+    assert got["out"].strip() == f"miglab {miglab.__version__}"
+    assert heavy(got["modules"]) == set()
+    assert not [m for m in got["modules"] if m.startswith(("miglab.stream", "miglab.vmstate"))]
+
+
+@pytest.mark.parametrize("command", ["inspect", "dump"])
+def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: str) -> None:
+    got = run_fresh(command, str(NET))
+    assert got["status"] == 0
+    assert "0000:00:04.0/virtio-net" in got["out"]
+    assert heavy(got["modules"]) == set()
+
+
+@pytest.mark.parametrize("command", ["verify", "extract"])
+def test_other_commands_import_no_pandas_asn1tools_matplotlib(command: str, tmp_path: Path) -> None:
+    argv = [command, str(NET)] + (
+        ["-o", str(tmp_path / "x"), "--no-progress"] * (command == "extract")
+    )
+    got = run_fresh(*argv)
+    assert got["status"] == 0
+    assert heavy(got["modules"]) <= {"numpy"}
+
+
+def test_convert_to_legacy_does_not_compile_asn1(tmp_path: Path) -> None:
+    got = run_fresh("convert", str(NET), "-o", str(tmp_path / "out.mig"), "--to", "legacy")
+    assert got["status"] == 0
+    assert (tmp_path / "out.mig").read_bytes() == NET.read_bytes()
+    assert heavy(got["modules"]) <= {"numpy"}
+
+
+def test_compat_help_lists_the_versions_from_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    from miglab.compat.qemu import QEMU_VERSIONS
+
+    with pytest.raises(SystemExit):
+        main(["compat", "--help"])
+    assert f"destination QEMU version ({', '.join(QEMU_VERSIONS)})" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["compat", str(NET), "-o", "x", "--to-qemu", "9.9", "--machine", "m"])
+    choose = ", ".join(map(repr, QEMU_VERSIONS))
+    assert f"invalid choice: '9.9' (choose from {choose})" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "path",
+    [NET, DATA / "q72-pc-i440fx-2.2-default.mig", DATA / "q100-pc-q35-10.0-default.mig"],
+    ids=lambda p: p.stem,
+)
+def test_inspect_prints_the_sections_frame(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert inspect_cmd.COLUMNS == SECTION_COLUMNS
+    stream = miglab.load(path)
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    expected = f"machine: {stream.machine or '(no configuration block)'}\n"
+    assert text == expected + sections_frame(stream).to_string(index=False) + "\n"
+
+
+def test_dump_text_is_json_dumps_indent_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dump", str(NET)]) == 0
+    view = stream_to_jsonable(miglab.load(NET))
+    assert capsys.readouterr().out == json.dumps(view, indent=1) + "\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, True, None, 1.5, "x", [], {}, {"k": [2, 3]}, (1, 2)]},
+        {"b": {1: 2}, "c": "\u00e9\ud800", "d": [[1, 2], ["a", "\n"]], "e": float("nan")},
+        [[], {}, 0, -(2**70), "", [None]],
+    ],
+)
+def test_dumps_equals_the_standard_library(value: object) -> None:
+    assert dumps(value) == json.dumps(value, indent=1)
