@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
 from miglab.errors import MiglabError
 
 __all__ = (
@@ -112,6 +110,8 @@ def drop_pages(view: memoryview, start: int, end: int) -> None:
 
 def _offset_in(mapping: mmap.mmap, view: memoryview) -> int:
     """Where a view of ``mapping`` starts inside it."""
+    import numpy as np
+
     whole = np.frombuffer(mapping, np.uint8)
     part = np.frombuffer(view, np.uint8)
     return int(part.ctypes.data - whole.ctypes.data)

@@ -33,8 +33,6 @@ import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
-import numpy as np
-
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
@@ -238,6 +236,8 @@ class _Layout:
         bitmap_at: int,
         pages_at: int,
     ) -> MappedBlock:
+        import numpy as np
+
         where = f"mapped-ram header of block {name!r}"
         if version != HEADER_VERSION:
             raise MigrationFormatError(f"{where}: version {version}, expected 1", offset=at)
@@ -282,6 +282,8 @@ class _Layout:
 
     def with_pages(self, ram: RamPayload) -> RamPayload:
         """The RAM START payload with a page record per set bit, viewing the file."""
+        import numpy as np
+
         words, named, block, pos, length = [], [], [], [], []
         by_name = {b.name: i for i, b in enumerate(ram.blocks)}
         for b in self.blocks:
@@ -387,6 +389,8 @@ def write(stream: Stream, out: IO[bytes]) -> None:
         MigrationFormatError: the stream has no configuration block or RAM
             block list, or carries XBZRLE / compressed pages (decode them first).
     """
+    import numpy as np
+
     if stream.configuration is None:
         raise MigrationFormatError(
             "a mapped-ram file needs a configuration block (QEMU >= 2.4 machine)"
@@ -476,6 +480,8 @@ def _records_bytes(records: list[Any], whole: Stream | None = None) -> bytes:
 
 def _page_image(payloads: list[RamPayload]) -> dict[int, dict[int, memoryview | bytes]]:
     """block index -> page number -> bytes, for the pages the stream leaves non-zero."""
+    import numpy as np
+
     image: dict[int, dict[int, memoryview | bytes]] = {}
     for p in payloads:
         kinds = p.flags & ~np.uint32(_CONTINUE)
@@ -497,6 +503,8 @@ def _page_image(payloads: list[RamPayload]) -> dict[int, dict[int, memoryview | 
 
 def _without_pages(p: RamPayload) -> RamPayload:
     """The payload's block list, EOS and flush records, without its page records."""
+    import numpy as np
+
     kinds = p.flags & ~np.uint32(_CONTINUE)
     keep = np.flatnonzero((kinds != _PAGE) & (kinds != _ZERO))
     where = {int(old): new for new, old in enumerate(keep.tolist())}

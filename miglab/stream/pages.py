@@ -24,8 +24,6 @@ import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from miglab.errors import MigrationFormatError
 from miglab.stream.constants import RamFlag
 from miglab.stream.model import Stream
@@ -33,6 +31,7 @@ from miglab.stream.ram import RamPayload
 from miglab.stream.xbzrle import xbzrle_decode
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = ("RamPages",)
@@ -61,6 +60,8 @@ class RamPages:
     """
 
     def __init__(self, stream: Stream) -> None:
+        import numpy as np
+
         self.stream = stream
         self.page_size = stream.page_size
         blocks = stream.ram.blocks
@@ -107,6 +108,7 @@ class RamPages:
 
     def sends(self, block: str) -> np.ndarray:
         """How many records sent each page of ``block`` (0 = never sent)."""
+
         b = self._block(block)
         return self._sends[self._base[b] : self._base[b + 1]]
 
@@ -118,6 +120,8 @@ class RamPages:
 
     def page(self, block: str, index: int) -> bytes:
         """The final content of page ``index`` of ``block`` (last copy wins)."""
+        import numpy as np
+
         b = self._block(block)
         if not 0 <= index < self._base[b + 1] - self._base[b]:
             raise IndexError(f"page {index} is outside block {block!r}")
@@ -129,6 +133,7 @@ class RamPages:
 
     def _replay(self, where: np.ndarray) -> Iterator[int]:
         """The records that make a page's final content: the last full copy and the deltas after it."""
+
         full = [j for j in where.tolist() if self._kind[j] != _XBZRLE]
         start = full[-1] if full else -1
         return (j for j in where.tolist() if j >= start)
@@ -162,6 +167,8 @@ class RamPages:
         Records are applied in stream order, so every copy of a page
         replaces the one before and each delta applies to its predecessor.
         """
+        import numpy as np
+
         b = self._block(block)
         size = self.stream.ram.blocks[b].used_length
         out = bytearray(int(self._base[b + 1] - self._base[b]) * self.page_size)
@@ -177,6 +184,7 @@ class RamPages:
 
     def frame(self) -> pd.DataFrame:
         """A row per block: pages sent, records, re-sends, XBZRLE records, final zero pages."""
+        import numpy as np
         import pandas as pd
 
         rows = []
