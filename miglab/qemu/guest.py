@@ -109,7 +109,9 @@ def default_guest(directory: str | os.PathLike[str] | None = None) -> GuestSpec:
         GuestNotFound: a file is missing.
     """
     default = Path(__file__).resolve().parents[2] / ".guest"
-    root = Path(directory or os.environ.get(GUEST_DIR_ENV) or default).resolve()
+    # absolute() and not resolve(): a .guest symlink stays under the project, where a chroot'd
+    # QEMU build finds it.
+    root = Path(directory or os.environ.get(GUEST_DIR_ENV) or default).absolute()
     manifest = root / "guest.json"
     if not manifest.is_file():
         raise GuestNotFound(f"no guest at {root} (run scripts/build-guest.sh)")
