@@ -18,8 +18,9 @@
 # The packages come from the machine's own apt sources with `apt-get download` (exact versions
 # pinned below) and are unpacked with dpkg -x: nothing is installed.  Downloads are cached in
 # ${MIGLAB_CACHE:-/var/cache/miglab}/guest, so a fresh clone rebuilds in seconds; the output is
-# byte-reproducible (sorted cpio with fixed metadata, gzip -n).  Idempotent: when every artifact is
-# newer than this script, a second run only checks.
+# byte-reproducible (sorted cpio with fixed metadata, gzip -n), and each file is replaced by a
+# rename, so a QEMU already running on the old one is undisturbed.  Idempotent: when every
+# artifact is newer than this script, a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KVER="${MIGLAB_GUEST_KVER:-6.1.0-57-amd64}"
@@ -182,26 +183,29 @@ for ino, rel in enumerate(paths, 1):
 entry(0, "TRAILER!!!", 0, b"")
 EOF
 mv "$OUT/initrd.gz.tmp" "$OUT/initrd.gz"
-cp "$root/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+cp "$root/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
+mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 # The bzImage's xz payload is the ELF vmlinux with a PVH entry note: QEMU boots that directly
 # (pvh.bin option ROM), skipping an in-guest xz decompression that costs ~10 s under TCG.
 python3 - "$OUT/vmlinuz" "$OUT/vmlinux" <<'EOF'
-import lzma, sys
+import lzma, os, sys
 image = open(sys.argv[1], "rb").read()
 payload = image[image.index(b"\xfd7zXZ\x00"):]
 elf = lzma.LZMADecompressor().decompress(payload)
 assert elf[:4] == b"\x7fELF", "the kernel's xz payload is not an ELF"
-open(sys.argv[2], "wb").write(elf)
+open(sys.argv[2] + ".tmp", "wb").write(elf)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 EOF
 
 # --- disk: sector i holds "miglab disk sector i" padded with its own index byte -------------
 python3 - "$OUT/disk.img" "$DISK_MIB" <<'EOF'
-import sys
+import os, sys
 path, mib = sys.argv[1], int(sys.argv[2])
-with open(path, "wb") as f:
+with open(path + ".tmp", "wb") as f:
     for i in range(mib * 2048):
         head = b"miglab disk sector %d\n" % i
         f.write(head + bytes([i & 0xFF]) * (512 - len(head)))
+os.replace(path + ".tmp", path)
 EOF
 md5sum "$OUT/disk.img" | cut -d' ' -f1 > "$OUT/disk.md5"
 

@@ -80,7 +80,13 @@ def xbzrle100(guest: GuestSpec, tmp_path_factory: pytest.TempPathFactory) -> Cap
     _need("10.0")
     out = tmp_path_factory.mktemp("q100") / "xbzrle.mig"
     return capture(
-        out, qemu="10.0", machine="pc-i440fx-10.0", devices="legacy", guest=guest, mode="xbzrle"
+        out,
+        qemu="10.0",
+        machine="pc-i440fx-10.0",
+        devices="legacy",
+        guest=guest,
+        mode="xbzrle",
+        passes=5,  # hold the downtime limit down until 5 RAM syncs (10.0 survives that)
     )
 
 
@@ -136,7 +142,9 @@ def test_live_72_survives_on_72(live72: Capture) -> None:
 def test_xbzrle_100_survives_on_100(xbzrle100: Capture) -> None:
     verdict = survives(xbzrle100.stream)  # defaults from the sidecar
     assert verdict.survived, verdict.reason
+    # QEMU may converge a sync before the 5 asked for (when almost nothing is dirty).
     assert xbzrle100.ram_passes >= 3
+    assert xbzrle100.xbzrle["cache-size"] > 0  # the capability was on: QEMU reports its cache
 
 
 def test_other_devices_are_refused_by_qemu(live72: Capture) -> None:

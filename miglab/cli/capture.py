@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--devices", default="virtio", choices=sorted(DEVICE_SETS))
     p.add_argument("--mode", default="live", choices=MODES)
     p.add_argument("--bandwidth", type=int, default=BANDWIDTH, help="bytes/s while live")
+    p.add_argument("--passes", type=int, help="RAM syncs to force before completing (live)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         devices=args.devices,
         mode=args.mode,
         bandwidth=args.bandwidth,
+        passes=args.passes,
     )
     size = record.stream.stat().st_size
     print(

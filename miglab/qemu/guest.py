@@ -27,6 +27,7 @@ from miglab.errors import MiglabError
 
 __all__ = (
     "DEVICE_SETS",
+    "DISK",
     "GUEST_DIR_ENV",
     "DeviceSet",
     "GuestNotFound",
@@ -108,7 +109,9 @@ def default_guest(directory: str | os.PathLike[str] | None = None) -> GuestSpec:
         GuestNotFound: a file is missing.
     """
     default = Path(__file__).resolve().parents[2] / ".guest"
-    root = Path(directory or os.environ.get(GUEST_DIR_ENV) or default).resolve()
+    # absolute() and not resolve(): a .guest symlink stays under the project, where a chroot'd
+    # QEMU build finds it.
+    root = Path(directory or os.environ.get(GUEST_DIR_ENV) or default).absolute()
     manifest = root / "guest.json"
     if not manifest.is_file():
         raise GuestNotFound(f"no guest at {root} (run scripts/build-guest.sh)")
@@ -132,19 +135,29 @@ class DeviceSet:
 
     Attributes:
         name: short name (``"virtio"``, ``"legacy"``).
-        options: QEMU options, e.g. ``("-device", "e1000,netdev=n1")``; the guest's disk is
-            ``drive=vd0``.
+        options: QEMU options, e.g. ``("-device", "e1000,netdev=n1")``.  The guest's disk is
+            ``drive=vd0``; :data:`DISK` in an option stands for the disk image's path, for the
+            set's other disk devices (each needs its own ``-drive``).
         nics: how many network interfaces the guest must see answering.
+        covers: the device models the set exercises, for tables (not compared).
     """
 
     name: str
     options: tuple[str, ...]
     nics: int = 2
-    models: tuple[str, ...] = field(default=(), compare=False)
+    covers: tuple[str, ...] = field(default=(), compare=False)
+
+    def args(self, disk: Path) -> list[str]:
+        """The options, with :data:`DISK` replaced by ``disk``."""
+        return [option.replace(DISK, str(disk)) for option in self.options]
 
 
-def _set(name: str, models: tuple[str, ...], *options: str) -> DeviceSet:
-    return DeviceSet(name, options, 2, models)
+#: Placeholder for the guest's disk image path in :attr:`DeviceSet.options`.
+DISK = "@DISK@"
+
+
+def _set(name: str, covers: tuple[str, ...], *options: str) -> DeviceSet:
+    return DeviceSet(name, options, 2, covers)
 
 
 #: Both user-mode networks; the guest reaches 10.0.2.2 on the first and 10.0.3.2 on the second.
@@ -169,7 +182,7 @@ DEVICE_SETS: Mapping[str, DeviceSet] = {
             "-device", "virtio-rng-pci,rng=rng0",
             "-device", "virtio-scsi-pci,id=scsi0",
             "-device", "scsi-hd,drive=vd0s,bus=scsi0.0",
-            "-drive", "if=none,id=vd0s,file=@DISK@,format=raw,readonly=on",
+            "-drive", f"if=none,id=vd0s,file={DISK},format=raw,readonly=on",
             "-device", "qemu-xhci,id=xhci0",
             "-device", "usb-tablet,bus=xhci0.0",
             "-device", "pvpanic",
@@ -186,7 +199,7 @@ DEVICE_SETS: Mapping[str, DeviceSet] = {
             "-device", "piix3-usb-uhci,id=uhci0",
             "-device", "usb-kbd,bus=uhci0.0",
             "-device", "ich9-ahci,id=ahci0",
-            "-drive", "if=none,id=cd0,file=@DISK@,format=raw,readonly=on,media=cdrom",
+            "-drive", f"if=none,id=cd0,file={DISK},format=raw,readonly=on,media=cdrom",
             "-device", "ide-cd,drive=cd0,bus=ahci0.0",
             "-audiodev", "none,id=snd0",
             "-device", "intel-hda,id=hda0",
@@ -222,5 +235,5 @@ def vm_args(guest: GuestSpec, devices: DeviceSet, *, machine: str, console: Path
         *guest.args(),
         "-chardev", f"file,id=con0,path={console}",
         "-device", "isa-serial,chardev=con0",
-        *(option.replace("@DISK@", str(guest.disk)) for option in devices.options),
+        *devices.args(guest.disk),
     ]  # fmt: skip
