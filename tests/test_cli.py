@@ -113,7 +113,7 @@ def test_inspect_prints_the_sections_frame(path: Path, capsys: pytest.CaptureFix
     stream = miglab.load(path)
     assert main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
-    expected = f"machine: {stream.machine or '(no configuration block)'}\n"
+    expected = f"container: bare\nmachine: {stream.machine or '(no configuration block)'}\n"
     assert text == expected + sections_frame(stream).to_string(index=False) + "\n"
 
 
