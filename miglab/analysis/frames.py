@@ -1,8 +1,9 @@
 """pandas tables of a stream: its records, its leaf fields, its RAM blocks.
 
-Built on the object tree, never on raw bytes (DESIGN.md).  Offsets of
-fields are computed from the tree: a field's wire size follows from its
-description and value, so no second pass over the input is needed.
+Built on the object tree, never on raw bytes (DESIGN.md).  Offsets and
+sizes of fields come from the sizing visitor on the one walk
+(:class:`~miglab.vmstate.sizing.SizingVisitor`): a field's wire size follows
+from its description and value, so no second pass over the input is needed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pandas as pd
 from miglab.stream.constants import RamFlag
 from miglab.stream.model import CommandRecord, Section, Stream
 from miglab.stream.ram import RamPayload
-from miglab.vmstate.description import VMStateField
+from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("SECTION_COLUMNS", "fields_frame", "ram_frame", "sections_frame")
 
@@ -77,47 +79,14 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
     for rec in stream.records:
         if isinstance(rec, Section) and isinstance(rec.payload, VMState):
             start = rec.offset if rec.offset >= 0 else 0
-            _walk(rec.payload, rec.name, rec.instance_id, "", start + header_size(rec), rows)
-    return pd.DataFrame(rows, columns=list(FIELD_COLUMNS))
-
-
-def _wire_size(f: VMStateField, value: Any) -> int:
-    kind = f.kind
-    if kind == "bytes":
-        return len(value)
-    if kind == "str":
-        return 1 + len(value.encode())
-    return f.size
-
-
-def _walk(
-    state: VMState, section: str, inst: int, prefix: str, offset: int, rows: list[tuple[Any, ...]]
-) -> int:
-    for f in state.desc.fields:
-        if f.name not in state.fields:
-            continue
-        value = state.fields[f.name]
-        path = prefix + f.name
-        if f.kind == "struct":
-            items = value if isinstance(value, list) else [value]
-            for i, item in enumerate(items):
-                item_prefix = f"{path}[{i}]." if isinstance(value, list) else f"{path}."
-                offset = _walk(item, section, inst, item_prefix, offset, rows)
-            continue
-        if isinstance(value, list):
-            size = (
-                sum(_wire_size(f, v) for v in value)
-                if f.kind in ("bytes", "str")
-                else f.size * len(value)
+            v = SizingVisitor(start + header_size(rec))
+            visit_vmstate(v, rec.payload.desc, rec.payload)
+            name, inst = rec.name, rec.instance_id
+            rows.extend(
+                (name, inst, leaf.path, leaf.field.info, leaf.size, leaf.value, leaf.offset)
+                for leaf in v.leaves
             )
-        else:
-            size = _wire_size(f, value)
-        rows.append((section, inst, path, f.info, size, value, offset))
-        offset += size
-    for sub_name, sub in state.subsections.items():
-        offset += 1 + 1 + len(sub_name.encode()) + 4  # 0x05, counted name, be32 version
-        offset = _walk(sub, section, inst, f"{prefix}{sub_name}.", offset, rows)
-    return offset
+    return pd.DataFrame(rows, columns=list(FIELD_COLUMNS))
 
 
 def ram_frame(stream: Stream) -> pd.DataFrame:

@@ -12,9 +12,10 @@ is being converted.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from miglab.errors import MigrationFormatError, VisitorError
-from miglab.visitors.base import Visitor
+from miglab.visitors.base import RUN_BOOL, RUN_SCALAR, FieldRun, Visitor
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
 __all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
@@ -52,7 +53,29 @@ class _QEMUFileVisitor(Visitor):
 
     QEMU's stream has no struct or list markers; a list's length always comes
     from the description (a fixed count or an earlier field), never the input.
+    Runs of fixed-size fields are one big-endian struct on the wire, so both
+    visitors take them whole (``takes_runs``).
     """
+
+    takes_runs = True
+
+    def visit_struct_run(
+        self,
+        name: str | None,
+        desc_name: str,
+        run: FieldRun,
+        src: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> bool:
+        # Structs leave no trace on the wire: the struct is its run.
+        if not self.visit_run(run, src, values):
+            return False
+        if self.is_input and desc_name:
+            # a subsection header may follow that QEMU would take as this struct's
+            self._push(name)
+            self.check_struct(desc_name)
+            self._pop()
+        return True
 
     def start_struct(self, name: str | None) -> None:
         self._push(name)
@@ -81,6 +104,9 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         super().__init__()
         self.f = f
         f._visitor = self
+
+    def offset(self) -> int | None:
+        return self.f.pos
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
@@ -128,6 +154,41 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         self.f.write(value)
         return bytes(value)
 
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        """Write ``run`` from ``src`` with one pack; False, nothing written, if a value is odd.
+
+        A value missing, of another type than the field's usual one, of the
+        wrong length or out of range leaves the run to the per-field path,
+        which writes it or raises the precise error.
+        """
+        if src is None:
+            return False
+        try:
+            vals = [src[n] for n in run.names]
+        except KeyError:
+            return False
+        if tuple(map(type, vals)) != run.types:
+            return False
+        for i, n in run.sized:
+            if len(vals[i]) != n:
+                return False
+        if run.plain:
+            flat = vals
+        else:
+            flat = []
+            for v in vals:
+                if type(v) is list:
+                    flat.extend(v)
+                else:
+                    flat.append(v)
+        try:
+            data = run.struct.pack(*flat)
+        except struct.error:
+            return False
+        self.f.write(data)
+        values.update(zip(run.names, vals, strict=True))
+        return True
+
     def optional(self, name: str, present: bool) -> bool:
         # QEMU carries optional elements as a one-byte marker (as for qtailq).
         self.f.u8(1 if present else 0)
@@ -151,6 +212,9 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         super().__init__()
         self.f = f
         f._visitor = self
+
+    def offset(self) -> int | None:
+        return self.f.pos
 
     def _fail(self, exc: MigrationFormatError, name: str | None) -> MigrationFormatError:
         return type(exc)(exc.message, offset=exc.offset, path=self.path(self.member(name)))
@@ -211,6 +275,40 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
             return self.f.read_bytes(size, f"a buffer of {size} bytes")
         except MigrationFormatError as exc:
             raise self._fail(exc, name) from None
+
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        """Read ``run`` with one unpack; False (nothing read) when the per-field path must decide."""
+        f = self.f
+        pos = f.pos
+        size = run.struct.size
+        if pos + size > f.end:
+            return False
+        items = run.struct.unpack_from(f.view, pos)
+        for i in run.bools:
+            if items[i] > 1:
+                return False
+        if run.plain:
+            values.update(zip(run.names, items, strict=True))
+        else:
+            for name, start, stop, conv in run.slots:
+                if conv == RUN_SCALAR:
+                    values[name] = items[start]
+                elif conv == RUN_BOOL:
+                    values[name] = items[start] == 1
+                else:
+                    values[name] = list(items[start:stop])
+        f.pos = pos + size
+        return True
+
+    def check_struct(self, name: str | None) -> None:
+        """A subsection of this struct that nobody claimed is an error, as in QEMU."""
+        stray = self.pending_subsection(name + "/") if name else None
+        if stray is not None:
+            raise MigrationFormatError(
+                f"unknown or out-of-order subsection {stray!r} for {name!r}",
+                offset=self.f.pos,
+                path=self.path(),
+            )
 
     def optional(self, name: str, present: bool) -> bool:
         return self.type_bool(name, None)

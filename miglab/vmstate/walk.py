@@ -5,7 +5,18 @@ for a given version, in order, then the subsections, exactly as QEMU's
 ``vmstate_save_state``/``vmstate_load_state`` do.  With an output visitor
 it writes the given :class:`VMState`; with an input visitor it reads and
 returns a new one.  The stream reader decodes device sections with it and
-the writer encodes them with it; there is no second parser.
+the writer encodes them with it; there is no second parser.  Every other
+traversal of a description is a visitor on this walk too: sizes and offsets
+(:mod:`miglab.vmstate.sizing`), the plain tree of the self-describing
+encoders (:mod:`miglab.visitors.object_visitor`), the leaves of the pandas
+tables.
+
+The walker names no visitor class.  What a visitor can do beyond the
+contract it declares as a capability (:mod:`miglab.visitors.base`):
+``takes_runs`` hands it compiled runs of fixed-size fields
+(:mod:`miglab.vmstate.layout`), ``describes`` tells it each field first.
+Before a struct ends the visitor has its last word
+(:meth:`~miglab.visitors.base.Visitor.check_struct`).
 """
 
 from __future__ import annotations
@@ -15,21 +26,8 @@ from typing import Any
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS
 from miglab.visitors.base import Visitor
-from miglab.visitors.qemufile_visitor import (
-    QEMU_VM_SUBSECTION,
-    QEMUFileInputVisitor,
-    QEMUFileOutputVisitor,
-)
 from miglab.vmstate.description import VMStateDescription, VMStateField
-from miglab.vmstate.layout import (
-    Run,
-    Step,
-    flat_run,
-    layout,
-    paused_gc,
-    read_run,
-    write_run,
-)
+from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc
 from miglab.vmstate.state import VMState
 
 __all__ = ("NULLPTR_MARKER", "visit_vmstate")
@@ -77,16 +75,17 @@ def _visit_struct(
     )
     if len(v._path) > LIMITS.max_depth:
         raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
-    fast = type(v) is QEMUFileInputVisitor or type(v) is QEMUFileOutputVisitor
+    fast = v.takes_runs
     if fast:
         flat = flat_run(desc, version)
         if flat is not None:
-            done = _flat(v, flat, desc, version, state)
-            if done is not None:
-                return done
+            src = state.fields if state is not None else None
+            values: dict[str, Any] = {}
+            if v.visit_struct_run(name, desc.name, flat, src, values):
+                return VMState(desc, version, values, {})
     v.start_struct(name)
     src = state.fields if state is not None else None
-    values: dict[str, Any] = {}
+    values = {}
     if fast and (v.is_input or src is not None):
         _visit_steps(v, layout(desc, version), version, src, values)
     else:
@@ -99,39 +98,9 @@ def _visit_struct(
         )
         if sub_version is not None:
             subsections[sd.name] = _visit_struct(v, sd, sub, sub_version, sd.name)
-    if isinstance(v, QEMUFileInputVisitor):
-        stray = v.pending_subsection(desc.name + "/") if desc.name else None
-        if stray is not None:
-            raise MigrationFormatError(
-                f"unknown or out-of-order subsection {stray!r} for {desc.name!r}",
-                offset=v.f.pos,
-                path=v.path(),
-            )
+    v.check_struct(desc.name)
     v.end_struct()
     return VMState(desc, version, values, subsections)
-
-
-def _flat(
-    v: Visitor, run: Run, desc: VMStateDescription, version: int, state: VMState | None
-) -> VMState | None:
-    """A struct that is one run, read or written whole; None to take the general path.
-
-    On input the general path is also taken when a subsection header follows
-    (QEMU's loader may reject it as a stray subsection of this struct).
-    """
-    values: dict[str, Any] = {}
-    if isinstance(v, QEMUFileInputVisitor):
-        f = v.f
-        start = f.pos
-        if read_run(run, f, values):
-            if not desc.name or f.peek_u8() != QEMU_VM_SUBSECTION:
-                return VMState(desc, version, values, {})
-            f.pos = start
-        return None
-    assert isinstance(v, QEMUFileOutputVisitor) and state is not None
-    if write_run(run, v.f, state.fields, values):
-        return VMState(desc, version, values, {})
-    return None
 
 
 def _visit_steps(
@@ -141,24 +110,13 @@ def _visit_steps(
     src: dict[str, Any] | None,
     values: dict[str, Any],
 ) -> None:
-    """Visit compiled steps over a QEMUFile: a run at once, other fields one by one."""
-    if isinstance(v, QEMUFileInputVisitor):
-        f = v.f
-        for step in steps:
-            if isinstance(step, Run):
-                if not read_run(step, f, values):
-                    _visit_fields(v, step.fields, version, src, values)
-            else:
-                _visit_fields(v, (step,), version, src, values)
-        return
-    assert isinstance(v, QEMUFileOutputVisitor) and src is not None
-    w = v.f
+    """Visit compiled steps: a run at once where the visitor takes it, other fields one by one."""
     for step in steps:
-        if isinstance(step, Run):
-            if not write_run(step, w, src, values):
+        if type(step) is Run:
+            if not v.visit_run(step, src, values):
                 _visit_fields(v, step.fields, version, src, values)
         else:
-            _visit_fields(v, (step,), version, src, values)
+            _visit_fields(v, (step,), version, src, values)  # type: ignore[arg-type]
 
 
 def _visit_fields(
@@ -169,11 +127,14 @@ def _visit_fields(
     values: dict[str, Any],
 ) -> None:
     """Visit ``fields`` one by one (those on the wire for ``version``) into ``values``."""
+    describes = v.describes
     for f in fields:
         if f.version_id > version:
             continue
         if f.exists is not None and not f.exists(values, version):
             continue
+        if describes:
+            v.describe_field(f)
         cur = src.get(f.name, None) if src is not None else None
         values[f.name] = _visit_field(v, f, cur, values)
 
@@ -260,10 +221,10 @@ def _visit_one(
     if kind == "null":
         marker = v.type_int(name, None if v.is_input else NULLPTR_MARKER, 1, False)
         if marker != NULLPTR_MARKER:
-            offset = v.f.pos - 1 if isinstance(v, QEMUFileInputVisitor) else None
+            at = v.offset()
             raise MigrationFormatError(
                 f"expected the NULL pointer marker 0x30, got 0x{marker:02x}",
-                offset=offset,
+                offset=at - 1 if at is not None else None,
                 path=v.path(v.member(name)),
             )
         return None
