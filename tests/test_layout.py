@@ -1,9 +1,9 @@
 """Compiled layouts: the one-struct path gives exactly what the per-field walk gives.
 
-The walker takes the compiled path only for the exact QEMUFile visitor
-classes; a subclass that changes nothing takes the per-field path, so the two
-can be compared on the same bytes: values, bytes written, and every error
-(type, message, offset, member path).
+The walker takes the compiled path for visitors that declare the
+``takes_runs`` capability; a subclass of the QEMUFile visitors that declines
+it takes the per-field path, so the two can be compared on the same bytes:
+values, bytes written, and every error (type, message, offset, member path).
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ from miglab.vmstate.layout import Run, flat_run, layout, paused_gc
 class PerFieldInput(QEMUFileInputVisitor):
     """Same bytes, same errors, but visited field by field (no compiled layout)."""
 
+    takes_runs = False
+
 
 class PerFieldOutput(QEMUFileOutputVisitor):
     """Writes field by field (no compiled layout)."""
+
+    takes_runs = False
 
 
 def _read(cls: type[QEMUFileInputVisitor], desc: VMStateDescription, data: bytes) -> object:

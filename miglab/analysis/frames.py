@@ -8,6 +8,7 @@ from its description and value, so no second pass over the input is needed.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from miglab.stream.constants import RamFlag
 from miglab.stream.model import CommandRecord, Section, Stream
 from miglab.stream.ram import RamPayload
+from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
@@ -32,6 +34,7 @@ SECTION_COLUMNS = (
     "size",
     "decoded",
 )
+_INFO = attrgetter("info")
 FIELD_COLUMNS = ("section", "instance_id", "path", "type", "size", "value", "offset")
 
 
@@ -75,18 +78,31 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
     wire), value, offset (input offset of the field's first byte, or the
     position it would have in the re-written stream).
     """
-    rows: list[tuple[Any, ...]] = []
-    for rec in stream.records:
-        if isinstance(rec, Section) and isinstance(rec.payload, VMState):
-            start = rec.offset if rec.offset >= 0 else 0
-            v = SizingVisitor(start + header_size(rec))
-            visit_vmstate(v, rec.payload.desc, rec.payload)
-            name, inst = rec.name, rec.instance_id
-            rows.extend(
-                (name, inst, leaf.path, leaf.field.info, leaf.size, leaf.value, leaf.offset)
-                for leaf in v.leaves
-            )
-    return pd.DataFrame(rows, columns=list(FIELD_COLUMNS))
+    sections: list[str] = []
+    instances: list[int] = []
+    leaves: list[tuple[Any, ...]] = []
+    with paused_gc():  # many small tuples, no cycles: no collection midway
+        for rec in stream.records:
+            if isinstance(rec, Section) and isinstance(rec.payload, VMState):
+                start = rec.offset if rec.offset >= 0 else 0
+                v = SizingVisitor(start + header_size(rec))
+                visit_vmstate(v, rec.payload.desc, rec.payload)
+                sections += [rec.name] * len(v.leaves)
+                instances += [rec.instance_id] * len(v.leaves)
+                leaves += v.leaves
+    if not leaves:
+        return pd.DataFrame([], columns=list(FIELD_COLUMNS))
+    paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+    columns = {
+        "section": sections,
+        "instance_id": instances,
+        "path": paths,
+        "type": list(map(_INFO, fields)),
+        "size": sizes,
+        "value": values,
+        "offset": offsets,
+    }
+    return pd.DataFrame({c: columns[c] for c in FIELD_COLUMNS})
 
 
 def ram_frame(stream: Stream) -> pd.DataFrame:

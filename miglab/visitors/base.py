@@ -100,8 +100,10 @@ class FieldRun(Protocol):
 
     Consecutive fixed-size fields: ``names`` in wire order, their bytes one
     big-endian ``struct``; ``fields`` are the description fields, ``sizes``
-    their wire sizes; ``slots``, ``bools``, ``types``, ``lengths``, ``sized``
-    and ``plain`` say how the unpacked items become values (see the class).
+    their wire sizes and ``offsets`` within the run; ``take(fields)`` gives
+    their values from a field dict; ``slots``, ``bools``, ``types``,
+    ``sized`` and ``plain`` say how the unpacked items become values (see
+    the class).
     """
 
     @property
@@ -124,6 +126,8 @@ class FieldRun(Protocol):
     def sizes(self) -> tuple[int, ...]: ...
     @property
     def offsets(self) -> tuple[int, ...]: ...
+    @property
+    def take(self) -> Any: ...
 
 
 class Visitor(ABC):
@@ -232,6 +236,22 @@ class Visitor(ABC):
         nothing, to have the walker visit the struct field by field.
         """
         return False
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        """Visit list member ``name`` of ``count`` structs that are each one run (``takes_runs``).
+
+        Output visitors take each element's values from ``srcs``.  Return
+        each element's values visited, or None, having done nothing, to have
+        the walker visit the list element by element.
+        """
+        return None
 
     def describe_field(self, field: Any) -> None:
         """Told the description field about to be visited (visitors with ``describes``)."""

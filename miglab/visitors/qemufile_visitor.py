@@ -164,7 +164,7 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         if src is None:
             return False
         try:
-            vals = [src[n] for n in run.names]
+            vals = run.take(src)
         except KeyError:
             return False
         if tuple(map(type, vals)) != run.types:
@@ -172,6 +172,7 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         for i, n in run.sized:
             if len(vals[i]) != n:
                 return False
+        flat: Any
         if run.plain:
             flat = vals
         else:
@@ -188,6 +189,41 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         self.f.write(data)
         values.update(zip(run.names, vals, strict=True))
         return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        if srcs is None:
+            return None
+        pack, take, types = run.struct.pack, run.take, run.types
+        parts = []
+        try:
+            for src in srcs:
+                vals = take(src)
+                if tuple(map(type, vals)) != types:
+                    return None
+                for i, n in run.sized:
+                    if len(vals[i]) != n:
+                        return None
+                if run.plain:
+                    parts.append(pack(*vals))
+                else:
+                    flat: list[Any] = []
+                    for x in vals:
+                        if type(x) is list:
+                            flat.extend(x)
+                        else:
+                            flat.append(x)
+                    parts.append(pack(*flat))
+        except (KeyError, struct.error):
+            return None
+        self.f.write(b"".join(parts))
+        return srcs
 
     def optional(self, name: str, present: bool) -> bool:
         # QEMU carries optional elements as a one-byte marker (as for qtailq).
@@ -300,6 +336,53 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         f.pos = pos + size
         return True
 
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        f = self.f
+        size = run.struct.size
+        pos = f.pos
+        end = pos + size * count
+        if end > f.end or size == 0:
+            return None
+        view = f.view
+        if desc_name:
+            # after any element, a subsection header may follow that QEMU would
+            # take as that element's: leave such lists to the element path
+            prefix = desc_name + "/"
+            for at in range(pos + size, min(end, f.end - 1) + 1, size):
+                if view[at] == QEMU_VM_SUBSECTION and _subsection_at(view, at, f.end, prefix):
+                    return None
+        items = list(run.struct.iter_unpack(view[pos:end]))
+        bools = run.bools
+        if bools:
+            for it in items:
+                for i in bools:
+                    if it[i] > 1:
+                        return None
+        names = run.names
+        if run.plain:
+            out = [dict(zip(names, it, strict=True)) for it in items]
+        else:
+            out = []
+            for it in items:
+                d: dict[str, Any] = {}
+                for n, start, stop, conv in run.slots:
+                    if conv == RUN_SCALAR:
+                        d[n] = it[start]
+                    elif conv == RUN_BOOL:
+                        d[n] = it[start] == 1
+                    else:
+                        d[n] = list(it[start:stop])
+                out.append(d)
+        f.pos = end
+        return out
+
     def check_struct(self, name: str | None) -> None:
         """A subsection of this struct that nobody claimed is an error, as in QEMU."""
         stray = self.pending_subsection(name + "/") if name else None
@@ -340,12 +423,19 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         and any other byte as belonging to the caller (vmstate_subsection_load).
         """
         f = self.f
-        if f.peek_u8() != QEMU_VM_SUBSECTION or f.pos + 2 > f.end:
+        if f.peek_u8() != QEMU_VM_SUBSECTION:
             return None
-        n = f.view[f.pos + 1]
-        raw = bytes(f.view[f.pos + 2 : min(f.pos + 2 + n, f.end)])
-        name = raw.decode("utf-8", "replace")
-        return name if len(raw) == n and name.startswith(prefix) else None
+        return _subsection_at(f.view, f.pos, f.end, prefix)
+
+
+def _subsection_at(view: memoryview, at: int, end: int, prefix: str) -> str | None:
+    """The name of the subsection header at ``at`` if it begins with ``prefix``."""
+    if at + 2 > end:
+        return None
+    n = view[at + 1]
+    raw = bytes(view[at + 2 : min(at + 2 + n, end)])
+    name = raw.decode("utf-8", "replace")
+    return name if len(raw) == n and name.startswith(prefix) else None
 
 
 _DOUBLE = struct.Struct(">d")

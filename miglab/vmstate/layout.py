@@ -26,10 +26,12 @@ precise error (member path and offset).
 from __future__ import annotations
 
 import gc
+import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from miglab.visitors.base import RUN_BOOL as BOOL
 from miglab.visitors.base import RUN_LIST as LIST
@@ -62,6 +64,8 @@ class Run:
         sized: ``(index, length)`` of the fields with a length to check.
         sizes: per field, its bytes on the wire.
         offsets: per field, where its bytes start within the run.
+        take: the run's values, in order, from a field dict (one C call;
+            KeyError when one is missing).
     """
 
     fields: tuple[VMStateField, ...]
@@ -75,6 +79,7 @@ class Run:
     sized: tuple[tuple[int, int], ...]
     sizes: tuple[int, ...]
     offsets: tuple[int, ...]
+    take: Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
 Step = Run | VMStateField
@@ -137,7 +142,15 @@ def _compile(fields: list[VMStateField], codes: list[tuple[str, int, type, int |
         sized=tuple((i, c[3]) for i, c in enumerate(codes) if c[3] is not None),
         sizes=sizes,
         offsets=tuple(offsets),
+        take=_taker(tuple(f.name for f in fields)),
     )
+
+
+def _taker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(names) == 1:
+        (one,) = names
+        return lambda values: (values[one],)
+    return operator.itemgetter(*names)
 
 
 def layout(desc: VMStateDescription, version: int) -> tuple[Step, ...]:

@@ -31,7 +31,11 @@ __all__ = ("Leaf", "SizingVisitor", "iter_leaves", "wire_size")
 
 
 class Leaf(NamedTuple):
-    """One leaf field: where it is and what it holds."""
+    """One leaf field: where it is and what it holds.
+
+    :attr:`SizingVisitor.leaves` holds these as plain tuples of the same
+    order (building named tuples was a third of the field table's time).
+    """
 
     path: str
     field: VMStateField
@@ -56,7 +60,7 @@ class SizingVisitor(Visitor):
     def __init__(self, offset: int = 0, prefix: str = "", *, leaves: bool = True) -> None:
         super().__init__()
         self.pos = offset
-        self.leaves: list[Leaf] = []
+        self.leaves: list[tuple[str, VMStateField, Any, int, int]] = []  # Leaf order
         self._keep = leaves
         self._prefixes = [prefix]  # the path prefix of each open struct or list
         self._field: Any = None
@@ -76,7 +80,7 @@ class SizingVisitor(Visitor):
         if self._collect and self._collect[-1] is not None and name is None:
             self._collect[-1].append(value)
         elif self._keep:
-            self.leaves.append(Leaf(self._where(name), self._field, value, size, self.pos))
+            self.leaves.append((self._where(name), self._field, value, size, self.pos))
         self.pos += size
 
     # --- capabilities ----------------------------------------------------------
@@ -84,28 +88,65 @@ class SizingVisitor(Visitor):
         self._field = field
 
     def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        # Sizes are the description's: the wire writer, not this visitor,
+        # decides whether the values fit them.
         if src is None:
             return False
         try:
-            vals = [src[n] for n in run.names]
+            vals = run.take(src)
         except KeyError:
             return False
-        if tuple(map(type, vals)) != run.types:
-            return False
-        for i, n in run.sized:
-            if len(vals[i]) != n:
-                return False
         if self._keep:
             prefix, pos = self._prefixes[-1], self.pos
             self.leaves.extend(
-                Leaf(prefix + name, f, v, size, pos + at)
-                for name, f, v, size, at in zip(
-                    run.names, run.fields, vals, run.sizes, run.offsets, strict=True
+                zip(
+                    map(prefix.__add__, run.names),
+                    run.fields,
+                    vals,
+                    run.sizes,
+                    map(pos.__add__, run.offsets),
+                    strict=True,
                 )
             )
         self.pos += run.struct.size
         values.update(zip(run.names, vals, strict=True))
         return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        if srcs is None:
+            return None
+        take, size = run.take, run.struct.size
+        try:
+            rows = [take(src) for src in srcs]
+        except KeyError:
+            return None
+        if self._keep:
+            base = self._where(name)
+            names, fields, sizes, offsets = run.names, run.fields, run.sizes, run.offsets
+            pos = self.pos
+            extend = self.leaves.extend
+            for i, vals in enumerate(rows):
+                prefix = f"{base}[{i}]."
+                at = pos + i * size
+                extend(
+                    zip(
+                        map(prefix.__add__, names),
+                        fields,
+                        vals,
+                        sizes,
+                        map(at.__add__, offsets),
+                        strict=True,
+                    )
+                )
+        self.pos += size * len(rows)
+        return srcs
 
     def visit_struct_run(
         self,
@@ -151,7 +192,7 @@ class SizingVisitor(Visitor):
         self._index.pop()
         self._pop()
         if items is not None and self._keep:
-            self.leaves.append(Leaf(where, self._field, items, self.pos - start, start))
+            self.leaves.append((where, self._field, items, self.pos - start, start))
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
@@ -222,5 +263,5 @@ def iter_leaves(state: VMState, prefix: str = "") -> Iterator[tuple[str, VMState
     """
     v = SizingVisitor(prefix=prefix)
     visit_vmstate(v, state.desc, state)
-    for leaf in v.leaves:
-        yield leaf.path, leaf.field, leaf.value
+    for path, f, value, _, _ in v.leaves:
+        yield path, f, value

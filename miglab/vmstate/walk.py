@@ -21,6 +21,7 @@ Before a struct ends the visitor has its last word
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
@@ -53,7 +54,7 @@ def visit_vmstate(
             not on the wire.
         name: the member name of this struct in its parent (None at top level).
     """
-    if v._path:
+    if v._path or not gc.isenabled():  # nested, or the caller already paused it
         return _visit_struct(v, desc, state, version_id, name)
     with paused_gc():  # a whole section's values at once: no collection midway
         return _visit_struct(v, desc, state, version_id, name)
@@ -181,6 +182,15 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
             raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
         if len(cur) != count:
             raise v.error(f"has {len(cur)} elements, the count says {count}", f.name)
+    if (
+        f.kind == "struct"
+        and f.elements is None
+        and v.takes_runs
+        and len(v._path) < LIMITS.max_depth
+    ):
+        done = _struct_runs(v, f, cur, count)
+        if done is not None:
+            return done
     n = v.start_list(f.name, count)
     if n != count:
         raise v.error(f"has {n} elements, the count says {count}", f.name)
@@ -192,6 +202,27 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
         v.next_list()
     v.end_list()
     return out
+
+
+def _struct_runs(v: Visitor, f: VMStateField, cur: Any, count: int) -> list[Any] | None:
+    """An array of structs that are each one run, visited at once; None if it is not."""
+    struct = f.struct
+    assert struct is not None
+    version = struct.version_id
+    run = flat_run(struct, version)
+    if run is None:
+        return None
+    if v.is_input:
+        got = v.visit_struct_runs(f.name, struct.name, run, None, count)
+        if got is None:
+            return None
+        return [VMState(struct, version, d, {}) for d in got]
+    for item in cur:
+        if type(item) is not VMState or item.version_id != version:
+            return None
+    if v.visit_struct_runs(f.name, struct.name, run, [x.fields for x in cur], count) is None:
+        return None
+    return list(cur)
 
 
 def _visit_one(
