@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
+import cbor2
+import msgpack
 import pytest
 from conftest import STREAMS, stream_ids
 
@@ -183,6 +186,10 @@ def test_plain_tree_is_plain(net: miglab.Stream) -> None:
         if isinstance(v, list):
             for x in v:
                 walk(x)
+        elif isinstance(v, dict):  # a device state: members by name
+            for k, x in v.items():
+                assert type(k) is str, k
+                walk(x)
         else:
             assert v is None or type(v) in (bool, int, str, bytes), type(v)
 
@@ -198,3 +205,51 @@ def test_device_state_is_device_sections_only(net: miglab.Stream) -> None:
         isinstance(s, Section) and isinstance(s.payload, miglab.VMState) for s in dev.records
     )
     assert miglab.load(dev.to_bytes()).to_bytes() == dev.to_bytes()
+
+
+def _e1000_state(tree: dict) -> dict:
+    """The e1000's device state in a plain tree, found by its description's name alone."""
+    (rec,) = [
+        r
+        for r in tree["records"]
+        if r[0] == "S" and r[7][0] == "D" and tree["descs"][r[7][1]][0] == "e1000"
+    ]
+    return rec[7][3]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "load"),
+    [
+        ("json", lambda data: json.loads(data)),
+        ("cbor", lambda data: cbor2.loads(data)),  # the 55799 tag is dropped by cbor2
+        ("msgpack", lambda data: msgpack.unpackb(data, raw=False)),
+    ],
+)
+def test_self_describing_formats_name_the_e1000_registers(net: miglab.Stream, fmt, load) -> None:
+    """Opened with the plain library, no miglab: the e1000's MAC registers by name.
+
+    The NIC was started with ``mac=52:54:00:12:34:01`` (data/README.md); the
+    receive-address registers RAL0/RAH0 (``mac_reg[0]``, the RA sub-array)
+    hold it little-endian, RAH0 with the address-valid bit 31.
+    """
+    state = _e1000_state(load(encoders.encode(net, fmt)))
+    ral, rah = state["mac_reg[0]"][:2]
+    mac = ral.to_bytes(4, "little") + (rah & 0xFFFF).to_bytes(2, "little")
+    assert mac.hex(":") == "52:54:00:12:34:01"
+    assert rah >> 31 == 1
+    assert "mac_reg[STATUS]" in state and "mac_reg[CTRL]" in state
+    assert set(state["parent_obj"]) == {"version_id", "config[0]", "irq_state"}
+
+
+def test_object_input_is_strict_about_unknown_members(net: miglab.Stream) -> None:
+    """A member nobody reads is an error naming it (QEMU's visit_check_struct)."""
+    tree = to_plain(net)
+    _e1000_state(tree)["mac_reg[TYPO]"] = 1
+    with pytest.raises(EncodingError, match=r"nobody reads: mac_reg\[TYPO\]") as info:
+        from_plain(tree)
+    assert info.value.path == "0000:00:02.0/e1000"
+    tree = to_plain(net)
+    _e1000_state(tree)["parent_obj"]["extra"] = 0
+    with pytest.raises(EncodingError, match="nobody reads: extra") as info:
+        from_plain(tree)
+    assert info.value.path == "0000:00:02.0/e1000.parent_obj"

@@ -74,8 +74,8 @@ def test_garbage(fmt: str, junk: bytes) -> None:
         ("msgpack", b"\x81\xa6miglab" + b"\x91" * 100000),
         ("asn1-ber", asn1.MAGIC + b"B" + asn1.schema_id() + b"\xa5\x84\xff\xff\xff\xff"),
         ("sized", b"MLSZ\x00\x00\x00\x01QEVM\x00\x00\x00\x03\x04\x00\x00\x00\x01"),
-        ("json", b'{"miglab":1,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),
-        ("json", b'{"miglab":1}'),
+        ("json", b'{"miglab":2,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),
+        ("json", b'{"miglab":2}'),
     ],
 )
 def test_crafted(fmt: str, data: bytes) -> None:

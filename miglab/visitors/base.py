@@ -128,6 +128,8 @@ class FieldRun(Protocol):
     def offsets(self) -> tuple[int, ...]: ...
     @property
     def take(self) -> Any: ...
+    @property
+    def lists(self) -> tuple[int, ...]: ...
 
 
 class Visitor(ABC):
@@ -232,8 +234,10 @@ class Visitor(ABC):
 
         Such structs (timers, queue heads, PCI capability parts: most of
         QEMU's structs) have no subsections; ``desc_name`` is their
-        description's name for :meth:`check_struct`.  False, having done
-        nothing, to have the walker visit the struct field by field.
+        description's name for :meth:`check_struct`.  Input visitors record
+        the values read in ``values``; output visitors need not (the walker
+        answers with the state it was given).  False, having done nothing,
+        to have the walker visit the struct field by field.
         """
         return False
 

@@ -66,6 +66,8 @@ class Run:
         offsets: per field, where its bytes start within the run.
         take: the run's values, in order, from a field dict (one C call;
             KeyError when one is missing).
+        lists: indexes of the fields whose value is a list (integer arrays),
+            last first.
     """
 
     fields: tuple[VMStateField, ...]
@@ -80,6 +82,7 @@ class Run:
     sizes: tuple[int, ...]
     offsets: tuple[int, ...]
     take: Callable[[dict[str, Any]], tuple[Any, ...]]
+    lists: tuple[int, ...]
 
 
 Step = Run | VMStateField
@@ -143,6 +146,7 @@ def _compile(fields: list[VMStateField], codes: list[tuple[str, int, type, int |
         sizes=sizes,
         offsets=tuple(offsets),
         take=_taker(tuple(f.name for f in fields)),
+        lists=tuple(i for i in reversed(range(len(slots))) if slots[i][3] == LIST),
     )
 
 

@@ -83,7 +83,8 @@ def _visit_struct(
             src = state.fields if state is not None else None
             values: dict[str, Any] = {}
             if v.visit_struct_run(name, desc.name, flat, src, values):
-                return VMState(desc, version, values, {})
+                # output visitors leave ``values`` alone: the state visited is the answer
+                return VMState(desc, version, values, {}) if state is None else state
     v.start_struct(name)
     src = state.fields if state is not None else None
     values = {}
