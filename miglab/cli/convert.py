@@ -2,8 +2,9 @@
 
 The input format is detected from its first bytes (:func:`miglab.encoders.detect`);
 ``--to legacy`` writes QEMU's own stream.  ``asn1-per`` input needs the
-ASN.1 module it was written with: ``--schema`` names a file holding it (the
-default is miglab's own, :func:`miglab.encoders.asn1.schema_text`).
+ASN.1 module it was written with (generated from the stream's descriptions):
+``--schema`` names a file holding it (default: ``IN.asn``, which ``--to
+asn1-per`` writes beside its output, :func:`miglab.encoders.asn1.schema_text`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("input", help="a stream in any format miglab encodes")
     p.add_argument("-o", "--output", required=True, help="where to write the result")
     p.add_argument("--to", required=True, choices=encoders.names(), help="the output format")
-    p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: miglab's)")
+    p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: IN.asn)")
     p.set_defaults(func=run)
 
 
@@ -35,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
     name = encoders.detect(data)
     kwargs: dict[str, Any] = {}
     if encoders.get(name).needs_schema:
-        kwargs["schema"] = Path(args.schema).read_text() if args.schema else schema_text()
+        module = Path(args.schema or f"{args.input}.asn")
+        kwargs["schema"] = module.read_text() if args.schema or module.exists() else None
     stream = encoders.decode(data, name, **kwargs)
     out = encoders.encode(stream, args.to)
     Path(args.output).write_bytes(out)
+    if encoders.get(args.to).needs_schema:
+        Path(f"{args.output}.asn").write_text(schema_text(stream))
     print(
         f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {len(out)} bytes)"
     )

@@ -210,8 +210,19 @@ def _template(d: VMStateDescription) -> _Template:
     return t
 
 
+# How a device state becomes a tree value and back: the plain object trees by
+# default; a format with its own typed shape (ASN.1) passes its own pair.
+MakeState = Callable[[VMState, int, str], Any]  # (state, description ref, path)
+ReadState = Callable[[VMStateDescription, int, Any, str], VMState]  # (desc, version, raw, path)
+
+
+def _plain(st: VMState, ref: int, path: str) -> Any:
+    return plain_state(st, path=path)
+
+
 class _Encoder:
-    def __init__(self) -> None:
+    def __init__(self, make_state: MakeState = _plain) -> None:
+        self.make_state = make_state
         self.table: list[Any] = []
         self.by_gid: dict[int, int] = {}
 
@@ -265,7 +276,8 @@ class _Encoder:
     def payload(self, s: Section) -> list[Any]:
         p = s.payload
         if isinstance(p, VMState):
-            return ["D", self.desc(p.desc), p.version_id, plain_state(p, path=s.name)]
+            ref = self.desc(p.desc)
+            return ["D", ref, p.version_id, self.make_state(p, ref, s.name)]
         if isinstance(p, RamPayload):
             n = len(p.words)
             if p.overrides:
@@ -291,23 +303,27 @@ def _blocks(blocks: list[RamBlock]) -> list[Any]:
     return [[_txt(b.name), b.used_length, b.addr] for b in blocks]
 
 
-def to_plain(stream: Stream) -> dict[str, Any]:
+def to_plain(stream: Stream, *, make_state: MakeState = _plain) -> dict[str, Any]:
     """The plain tree of ``stream`` (see the module docstring for its shape).
+
+    ``make_state(state, description ref, path)`` gives each device state's
+    value (default: its object tree, :func:`plain_state`).
 
     Raises:
         EncodingError: a value does not fit its field, or a description
             carries code (``exists``).
     """
     with paused_gc():  # many small lists, no cycles: no collection midway
-        return _to_plain(stream)
+        return _to_plain(stream, make_state)
 
 
-def _to_plain(stream: Stream) -> dict[str, Any]:
-    enc = _Encoder()
+def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
+    enc = _Encoder(make_state)
     configuration = None
     if stream.configuration is not None:
         c = stream.configuration
-        configuration = [enc.desc(c.desc), c.version_id, plain_state(c, path="configuration")]
+        ref = enc.desc(c.desc)
+        configuration = [ref, c.version_id, make_state(c, ref, "configuration")]
     records = enc.records(stream.records)
     return {
         "miglab": TREE_VERSION,
@@ -495,7 +511,10 @@ def _block_list(raw: Any, what: str) -> list[RamBlock]:
 
 
 class _Decoder:
-    def __init__(self, table: list[VMStateDescription], ctx: RamContext) -> None:
+    def __init__(
+        self, table: list[VMStateDescription], ctx: RamContext, read_state: ReadState
+    ) -> None:
+        self.read_state = read_state
         self.table = table
         self.ctx = ctx
         self.starts: dict[int, Section] = {}
@@ -535,7 +554,7 @@ class _Decoder:
         tag = p[0] if p else None
         if tag == "D" and len(p) == 4:
             desc = _ref(p[1], self.table, name)
-            return state_from_plain(desc, _int(p[2], f"{name} version", 0, 0xFFFFFFFF), p[3], name)
+            return self.read_state(desc, _int(p[2], f"{name} version", 0, 0xFFFFFFFF), p[3], name)
         if tag == "O" and len(p) == 3:
             if not isinstance(p[2], str):
                 raise EncodingError("opaque reason must be text", path=name)
@@ -582,17 +601,22 @@ class _Decoder:
         )
 
 
-def from_plain(tree: Any, source_size: int = 0) -> Stream:
+def from_plain(
+    tree: Any, source_size: int = 0, *, read_state: ReadState = state_from_plain
+) -> Stream:
     """Rebuild a stream from a plain tree, checking every item.
+
+    ``read_state(desc, version, raw, path)`` reads each device state back
+    (default: :func:`state_from_plain`).
 
     Raises:
         EncodingError: the tree does not have the shape :func:`to_plain` makes.
     """
     with paused_gc():  # many small states, no cycles: no collection midway
-        return guarded(_from_plain, tree, source_size)
+        return guarded(_from_plain, tree, source_size, read_state)
 
 
-def _from_plain(tree: Any, source_size: int) -> Stream:
+def _from_plain(tree: Any, source_size: int, read_state: ReadState) -> Stream:
     if not isinstance(tree, dict):
         raise EncodingError(f"a miglab tree is a map, got {type(tree).__name__}")
     if tree.get("miglab") != TREE_VERSION:
@@ -611,13 +635,13 @@ def _from_plain(tree: Any, source_size: int) -> Stream:
         c = _list(tree["configuration"], "configuration")
         if len(c) != 3:
             raise EncodingError("configuration must be [description, version, state]")
-        configuration = state_from_plain(
+        configuration = read_state(
             _ref(c[0], table, "configuration"),
             _int(c[1], "configuration version", 0, 0xFFFFFFFF),
             c[2],
             "configuration",
         )
-    records = _Decoder(table, ctx).records(tree["records"])
+    records = _Decoder(table, ctx, read_state).records(tree["records"])
     vmdesc = None
     if tree["vmdesc"] is not None:
         text = tree["vmdesc"]
