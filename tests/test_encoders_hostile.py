@@ -19,7 +19,7 @@ _NET = next(p for p in STREAMS if p.stem == "q100-pc-q35-10.0-usb")
 # A small but complete stream (device state of a real one) keeps each example fast.
 _STREAM = device_state(miglab.load(_NET))
 _ENCODED = {fmt: encoders.encode(_STREAM, fmt) for fmt in encoders.names()}
-_KW = {"asn1-per": {"schema": asn1.schema_text()}}
+_KW = {"asn1-per": {"schema": asn1.schema_text(_STREAM)}}
 _SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -72,10 +72,11 @@ def test_garbage(fmt: str, junk: bytes) -> None:
         ("json", b'{"miglab":' + b"[" * 100000),  # deep nesting
         ("cbor", b"\xd9\xd9\xf7" + b"\x81" * 100000),
         ("msgpack", b"\x81\xa6miglab" + b"\x91" * 100000),
-        ("asn1-ber", asn1.MAGIC + b"B" + asn1.schema_id() + b"\xa5\x84\xff\xff\xff\xff"),
+        ("asn1-ber", _ENCODED["asn1-ber"][:13] + b"\xff\xff\xff\xff"),  # a 4 GiB module
+        ("asn1-ber", _ENCODED["asn1-ber"][:-40] + b"\xa5\x84\xff\xff\xff\xff"),
         ("sized", b"MLSZ\x00\x00\x00\x01QEVM\x00\x00\x00\x03\x04\x00\x00\x00\x01"),
-        ("json", b'{"miglab":1,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),
-        ("json", b'{"miglab":1}'),
+        ("json", b'{"miglab":2,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),
+        ("json", b'{"miglab":2}'),
     ],
 )
 def test_crafted(fmt: str, data: bytes) -> None:

@@ -1,9 +1,9 @@
 """Compiled layouts: the one-struct path gives exactly what the per-field walk gives.
 
-The walker takes the compiled path only for the exact QEMUFile visitor
-classes; a subclass that changes nothing takes the per-field path, so the two
-can be compared on the same bytes: values, bytes written, and every error
-(type, message, offset, member path).
+The walker takes the compiled path for visitors that declare the
+``takes_runs`` capability; a subclass of the QEMUFile visitors that declines
+it takes the per-field path, so the two can be compared on the same bytes:
+values, bytes written, and every error (type, message, offset, member path).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import miglab
-from miglab.encoders.tree import _Encoder, _state, guarded
+from miglab.encoders.tree import guarded, plain_state, state_from_plain
 from miglab.errors import EncodingError, MiglabError
 from miglab.stream.model import Section
 from miglab.visitors import (
+    ObjectInputVisitor,
+    ObjectOutputVisitor,
     QEMUFileInputVisitor,
     QEMUFileOutputVisitor,
     QEMUFileReader,
@@ -34,9 +36,13 @@ from miglab.vmstate.layout import Run, flat_run, layout, paused_gc
 class PerFieldInput(QEMUFileInputVisitor):
     """Same bytes, same errors, but visited field by field (no compiled layout)."""
 
+    takes_runs = False
+
 
 class PerFieldOutput(QEMUFileOutputVisitor):
     """Writes field by field (no compiled layout)."""
+
+    takes_runs = False
 
 
 def _read(cls: type[QEMUFileInputVisitor], desc: VMStateDescription, data: bytes) -> object:
@@ -263,23 +269,84 @@ def _hub() -> VMState:
 
 
 def test_plain_tree_round_trips_arrays_of_flat_structs() -> None:
-    plain = _Encoder().state(HUB, _hub(), "hub")
-    assert plain == [1, [[[1, [0, False], []], [1, [1, True], []], [1, [2, False], []]], 9], []]
-    assert _state(HUB, plain, "hub", 0) == _hub()
+    plain = plain_state(_hub(), path="hub")
+    assert plain == {
+        "ports": [{"up": 0, "on": False}, {"up": 1, "on": True}, {"up": 2, "on": False}],
+        "tail": 9,
+    }
+    assert state_from_plain(HUB, 1, plain, "hub") == _hub()
 
 
 @pytest.mark.parametrize(
     ("element", "message"),
     [
-        ([1, [0, 1], []], "expected bool, got int"),  # an int where a bool belongs
-        ([1, [0], []], "fewer values"),
-        ([1, [0, False], [[0, []]]], "subsection"),  # the description has none
-        ([1, [0, False]], "[version, values, subsections]"),
+        ({"up": 0, "on": 1}, "expected a bool, got int"),  # an int where a bool belongs
+        ({"up": 0}, "is missing"),
+        ({"up": 0, "on": False, "port/sub": {}}, "nobody reads: port/sub"),  # none described
+        ([0, False], "expected an object, got list"),
     ],
 )
-def test_plain_tree_bad_struct_element_says_which(element: list, message: str) -> None:
-    plain = _Encoder().state(HUB, _hub(), "hub")
-    plain[1][0][1] = element
+def test_plain_tree_bad_struct_element_says_which(element: object, message: str) -> None:
+    plain = plain_state(_hub(), path="hub")
+    plain["ports"][1] = element
     with pytest.raises(EncodingError, match=re.escape(message)) as info:
-        guarded(_state, HUB, plain, "hub", 0)
+        guarded(state_from_plain, HUB, 1, plain, "hub")
     assert "hub.ports[1]" in str(info.value)
+
+
+class PerMemberObjectOutput(ObjectOutputVisitor):
+    """Builds the same tree member by member (no compiled runs)."""
+
+    takes_runs = False
+
+
+class PerMemberObjectInput(ObjectInputVisitor):
+    """Reads the same tree member by member (no compiled runs)."""
+
+    takes_runs = False
+
+
+@pytest.mark.parametrize("name", ["q72-pc-i440fx-7.2-net.mig", "q72-pc-q35-7.2-usb.mig"])
+def test_object_visitors_runs_equal_the_per_member_walk(name: str) -> None:
+    s = miglab.load(DATA / name)
+    states = [r.payload for r in s.records if isinstance(r, Section)]
+    for state in (p for p in states if isinstance(p, VMState)):
+        desc, version = state.desc, state.version_id
+        fast, slow = ObjectOutputVisitor(), PerMemberObjectOutput()
+        visit_vmstate(fast, desc, state)
+        visit_vmstate(slow, desc, state)
+        tree = fast.complete()
+        assert tree == slow.complete()
+        back = visit_vmstate(ObjectInputVisitor(tree), desc, None, version)
+        assert back == visit_vmstate(PerMemberObjectInput(tree), desc, None, version)
+        assert back == state
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("b", 1 << 31),
+        ("a", -1),
+        ("on", 2),
+        ("regs", [1, 2, True]),
+        ("regs", [1, 2]),
+        ("pad", b"\0"),
+        ("t", "x"),
+        ("inners", [{"lo": 1, "on": True}, {"lo": 1 << 16, "on": True}]),
+        ("inners", [{"lo": 1, "on": True}, {"lo": 1, "on": True, "more": 0}]),
+        ("inner", {"lo": 1}),
+    ],
+)
+def test_bad_tree_values_fail_as_the_per_member_walk_does(member: str, value: object) -> None:
+    good = _read(QEMUFileInputVisitor, DEV, WIRE)[0]  # type: ignore[index]
+    out = ObjectOutputVisitor()
+    visit_vmstate(out, DEV, good)
+    tree = out.complete()
+    tree[member] = value
+    errors = []
+    for cls in (ObjectInputVisitor, PerMemberObjectInput):
+        with pytest.raises(MiglabError) as info:
+            visit_vmstate(cls(tree), DEV, None, DEV.version_id)
+        errors.append((type(info.value), info.value.message, info.value.path))
+    assert errors[0] == errors[1]
+    assert errors[0][2] is not None and member in errors[0][2]

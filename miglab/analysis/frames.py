@@ -1,12 +1,14 @@
 """pandas tables of a stream: its records, its leaf fields, its RAM blocks.
 
-Built on the object tree, never on raw bytes (DESIGN.md).  Offsets of
-fields are computed from the tree: a field's wire size follows from its
-description and value, so no second pass over the input is needed.
+Built on the object tree, never on raw bytes (DESIGN.md).  Offsets and
+sizes of fields come from the sizing visitor on the one walk
+(:class:`~miglab.vmstate.sizing.SizingVisitor`): a field's wire size follows
+from its description and value, so no second pass over the input is needed.
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,10 @@ import pandas as pd
 from miglab.stream.model import CommandRecord, Section, Stream
 from miglab.stream.pages import RamPages
 from miglab.stream.ram import RamPayload
-from miglab.vmstate.description import VMStateField
+from miglab.vmstate.layout import paused_gc
+from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("SECTION_COLUMNS", "fields_frame", "ram_frame", "sections_frame")
 
@@ -30,6 +34,7 @@ SECTION_COLUMNS = (
     "size",
     "decoded",
 )
+_INFO = attrgetter("info")
 FIELD_COLUMNS = ("section", "instance_id", "path", "type", "size", "value", "offset")
 
 
@@ -73,51 +78,31 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
     wire), value, offset (input offset of the field's first byte, or the
     position it would have in the re-written stream).
     """
-    rows: list[tuple[Any, ...]] = []
-    for rec in stream.records:
-        if isinstance(rec, Section) and isinstance(rec.payload, VMState):
-            start = rec.offset if rec.offset >= 0 else 0
-            _walk(rec.payload, rec.name, rec.instance_id, "", start + header_size(rec), rows)
-    return pd.DataFrame(rows, columns=list(FIELD_COLUMNS))
-
-
-def _wire_size(f: VMStateField, value: Any) -> int:
-    kind = f.kind
-    if kind == "bytes":
-        return len(value)
-    if kind == "str":
-        return 1 + len(value.encode())
-    return f.size
-
-
-def _walk(
-    state: VMState, section: str, inst: int, prefix: str, offset: int, rows: list[tuple[Any, ...]]
-) -> int:
-    for f in state.desc.fields:
-        if f.name not in state.fields:
-            continue
-        value = state.fields[f.name]
-        path = prefix + f.name
-        if f.kind == "struct":
-            items = value if isinstance(value, list) else [value]
-            for i, item in enumerate(items):
-                item_prefix = f"{path}[{i}]." if isinstance(value, list) else f"{path}."
-                offset = _walk(item, section, inst, item_prefix, offset, rows)
-            continue
-        if isinstance(value, list):
-            size = (
-                sum(_wire_size(f, v) for v in value)
-                if f.kind in ("bytes", "str")
-                else f.size * len(value)
-            )
-        else:
-            size = _wire_size(f, value)
-        rows.append((section, inst, path, f.info, size, value, offset))
-        offset += size
-    for sub_name, sub in state.subsections.items():
-        offset += 1 + 1 + len(sub_name.encode()) + 4  # 0x05, counted name, be32 version
-        offset = _walk(sub, section, inst, f"{prefix}{sub_name}.", offset, rows)
-    return offset
+    sections: list[str] = []
+    instances: list[int] = []
+    leaves: list[tuple[Any, ...]] = []
+    with paused_gc():  # many small tuples, no cycles: no collection midway
+        for rec in stream.records:
+            if isinstance(rec, Section) and isinstance(rec.payload, VMState):
+                start = rec.offset if rec.offset >= 0 else 0
+                v = SizingVisitor(start + header_size(rec))
+                visit_vmstate(v, rec.payload.desc, rec.payload)
+                sections += [rec.name] * len(v.leaves)
+                instances += [rec.instance_id] * len(v.leaves)
+                leaves += v.leaves
+    if not leaves:
+        return pd.DataFrame([], columns=list(FIELD_COLUMNS))
+    paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+    columns = {
+        "section": sections,
+        "instance_id": instances,
+        "path": paths,
+        "type": list(map(_INFO, fields)),
+        "size": sizes,
+        "value": values,
+        "offset": offsets,
+    }
+    return pd.DataFrame({c: columns[c] for c in FIELD_COLUMNS})
 
 
 def ram_frame(stream: Stream) -> pd.DataFrame:

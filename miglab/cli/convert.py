@@ -5,8 +5,9 @@ The input format is detected from its first bytes (:func:`miglab.encoders.detect
 libvirt save image, qcow2 snapshot, mapped-ram file: :mod:`miglab.containers`)
 is unwrapped first, so ``--to legacy`` turns a mapped-ram file into a
 sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  ``asn1-per`` input needs the
-ASN.1 module it was written with: ``--schema`` names a file holding it (the
-default is miglab's own, :func:`miglab.encoders.asn1.schema_text`).
+ASN.1 module it was written with (generated from the stream's descriptions):
+``--schema`` names a file holding it (default: ``IN.asn``, which ``--to
+asn1-per`` writes beside its output, :func:`miglab.encoders.asn1.schema_text`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ def register(sub: Any) -> None:
         metavar="FORMAT",
         help="the output format: %(choices)s",
     )
-    p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: miglab's)")
+    p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: IN.asn)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Decode the input, encode it as ``--to``, write it; prints one summary line."""
     from miglab import containers, encoders
-    from miglab.encoders.asn1 import schema_text
     from miglab.stream.reader import open_source
 
     data = open_source(args.input)
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     name = encoders.detect(data)
     kwargs: dict[str, Any] = {}
     if encoders.get(name).needs_schema:
-        kwargs["schema"] = Path(args.schema).read_text() if args.schema else schema_text()
+        module = Path(args.schema or f"{args.input}.asn")
+        kwargs["schema"] = module.read_text() if args.schema or module.exists() else None
     stream = encoders.decode(data, name, **kwargs)
     if args.to == "legacy":
         # QEMU's stream is written as it is encoded: a 16 GiB guest never sits in memory.
@@ -57,16 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
         size = save(stream, args.output).stat().st_size
     else:
-        out = encoders.encode(stream, args.to)
-        Path(args.output).write_bytes(out)
-        size = len(out)
+        size = _encode_to(stream, args)
     print(f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {size} bytes)")
     return 0
 
 
 def _from_container(args: argparse.Namespace, data: memoryview, container: str) -> int:
     """Unwrap the input, write the bare stream (``legacy``), a mapped-ram file or an encoding."""
-    from miglab import containers, encoders
+    from miglab import containers
     from miglab.containers.mapped_ram import MappedRam
 
     stream = containers.load(data)
@@ -75,11 +74,22 @@ def _from_container(args: argparse.Namespace, data: memoryview, container: str) 
         out = containers.save(stream, args.output, container=chosen)
         size = out.stat().st_size
     else:
-        encoded = encoders.encode(stream, args.to)
-        Path(args.output).write_bytes(encoded)
-        size = len(encoded)
+        size = _encode_to(stream, args)
     print(
         f"{args.input} ({containers.container_name(stream)}, {len(data)} bytes) -> "
         f"{args.output} ({args.to}, {size} bytes)"
     )
     return 0
+
+
+def _encode_to(stream: Any, args: argparse.Namespace) -> int:
+    """Write ``stream`` encoded as ``--to``; a schema-bound encoding gets its module beside it
+    (``OUT.asn``).  Returns the size written."""
+    from miglab import encoders
+    from miglab.encoders.asn1 import schema_text
+
+    out = encoders.encode(stream, args.to)
+    Path(args.output).write_bytes(out)
+    if encoders.get(args.to).needs_schema:
+        Path(f"{args.output}.asn").write_text(schema_text(stream))
+    return len(out)

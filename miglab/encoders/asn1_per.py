@@ -1,6 +1,6 @@
 """``asn1-per``: the plain tree as ASN.1 aligned PER, schema-bound (see :mod:`miglab.encoders.asn1`).
 
-``decode(data, schema=miglab.encoders.asn1.schema_text())``; without
+``decode(data, schema=miglab.encoders.asn1.schema_text(stream))``; without
 ``schema=`` it raises an EncodingError naming the schema id it needs.
 """
 

@@ -102,13 +102,13 @@ def measure(
     import pandas as pd
 
     fmts = [get(n) for n in (formats or names())]
-    kwargs = {f.name: ({"schema": schema_text()} if f.needs_schema else {}) for f in fmts}
     rows = []
     todo = _streams(streams)
     for label, stream in tqdm(todo, desc="bench", unit="stream", disable=not progress):
         for part, tree in (("device", device_state(stream)), ("stream", stream)):
             legacy = tree.to_bytes()
             encoded = {}
+            kwargs = {f.name: {"schema": schema_text(tree)} if f.needs_schema else {} for f in fmts}
             for f in fmts:
                 data = f.encode(tree)
                 if f.decode(data, **kwargs[f.name]).to_bytes() != legacy:

@@ -1,18 +1,18 @@
 """The stream as a plain tree: the common shape of the self-describing formats.
 
 JSON, CBOR, MessagePack and ASN.1 BER/PER all carry the same *plain tree*:
-nested lists, one top-level map, and only ``None``, ``bool``, ``int``,
+maps with text keys, lists, and only ``None``, ``bool``, ``int``, ``float``,
 ``str`` and ``bytes`` leaves.  :func:`to_plain` builds it from a
 :class:`~miglab.stream.model.Stream`, :func:`from_plain` rebuilds the stream,
 checking every item, so that ``from_plain(to_plain(s)).to_bytes() ==
 s.to_bytes()`` byte for byte.
 
-Shape (version 1)::
+Shape (version 2)::
 
-    {"miglab": 1, "version": 3, "page_size": 4096, "eof": True,
+    {"miglab": 2, "version": 3, "page_size": 4096, "eof": True,
      "ignore_shared": False,
      "descs": [DESC, ...],            # each distinct description once
-     "configuration": [DREF, STATE] | None,
+     "configuration": [DREF, version, STATE] | None,
      "blocks": [[name, used_length, addr | None], ...],
      "records": [RECORD, ...],
      "vmdesc": "<QEMU's JSON text>" | None,
@@ -23,17 +23,23 @@ Shape (version 1)::
                [element DREF...], version_id, kind, signed, check]
               (trailing Nones dropped; kind/signed/check only where they
               differ from what ``INFO_TYPES`` says for ``info``)
-    STATE   = [version_id, [VALUE per field on the wire], [[sub index, STATE]...]]
+    STATE   = {"field": value, ..., "sub/section": {...}}   # by name
     RECORD  = ["S", kind, section_id, name, instance_id, version_id, footer, PAYLOAD]
             | ["C", command, data, [RECORD...] | None]
-    PAYLOAD = ["D", DREF, STATE] | ["O", data, reason]
+    PAYLOAD = ["D", DREF, version, STATE] | ["O", data, reason]
             | ["R", words, named, block, length, data, [[name, len, addr]...] | None]
 
-Descriptions are deduplicated by value and referenced by index (``DREF``);
-a description only refers to earlier ones, so the table is rebuilt in one
-pass and cannot loop.  Values follow their field's type, so no value needs a
-type tag: integer arrays (``mac_reg``'s 32768 u32) travel as one packed
-big-endian byte string, floats as their 64 IEEE bits, buffers as bytes.  RAM
+A device ``STATE`` is the object tree of the seed's QObject path: the
+:class:`~miglab.visitors.object_visitor.ObjectOutputVisitor` on the one walk
+(:func:`~miglab.vmstate.walk.visit_vmstate`) writes it, the strict
+:class:`~miglab.visitors.object_visitor.ObjectInputVisitor` reads it back
+(a member nobody reads is an error).  Fields are named, so a reader with the
+plain library finds ``tree[...]["mac_reg[1]"]`` without miglab.  Nested
+structs and subsections are read at their description's version.
+
+Descriptions (the types: u8 vs u32, signedness, counts) are deduplicated by
+value and referenced by index (``DREF``); a description only refers to
+earlier ones, so the table is rebuilt in one pass and cannot loop.  RAM
 chunks travel as packed numpy arrays plus one byte string of all payloads,
 so pages stay binary.  Names that are not valid UTF-8 (QEMU idstrs are raw
 bytes) travel as bytes and come back through ``surrogateescape``.
@@ -46,27 +52,32 @@ from __future__ import annotations
 
 import json
 import marshal
-import operator
 import struct
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from miglab.errors import EncodingError, LimitExceeded, MiglabError
+from miglab.errors import (
+    EncodingError,
+    LimitExceeded,
+    MiglabError,
+    MigrationFormatError,
+    VisitorError,
+)
 from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
+from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
 from miglab.vmstate.description import INFO_TYPES, VMStateDescription, VMStateField
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("TREE_VERSION", "from_plain", "guarded", "to_plain")
 
-TREE_VERSION = 1
+TREE_VERSION = 2
 _KINDS = {k.value[0]: k for k in SectionKind}  # "s", "p", "e", "f"
-_F64 = struct.Struct(">d")
-_U64 = struct.Struct(">Q")
 _DECODE_ERRORS = (
     TypeError,
     ValueError,
@@ -98,128 +109,44 @@ def _untxt(x: Any, what: str) -> str:
     raise EncodingError(f"{what} must be text, got {type(x).__name__}")
 
 
-# --- per-description plans ----------------------------------------------------
-
-# Field codes: how a value travels.  _INT and _BOOL values travel as they are.
-_INT, _BOOL, _INT_ARRAY, _STRUCT, _STRUCT_ARRAY, _ARRAY, _SCALAR = range(7)
-_ARRAY_STRUCTS: dict[tuple[int, int, bool], struct.Struct] = {}
-_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-# The exact type of a value in the plain tree, per code (and per kind for _SCALAR).
-_PLAIN_TYPES: dict[int, type] = {
-    _INT: int,
-    _BOOL: bool,
-    _INT_ARRAY: bytes,
-    _STRUCT: list,
-    _STRUCT_ARRAY: list,
-    _ARRAY: list,
-}
-_SCALAR_TYPES: dict[str, type] = {
-    "bytes": bytes,
-    "float": int,
-    "str": str,
-    "null": type(None),
-}
+# --- device states: the object visitors on the one walk -------------------------
 
 
-def _array_struct(count: int, size: int, signed: bool) -> struct.Struct:
-    """A big-endian struct for ``count`` integers (cached; QEMU's wire order)."""
-    key = (count, size, signed)
-    fmt = _ARRAY_STRUCTS.get(key)
-    if fmt is None:
-        code = _INT_CODES.get(size)
-        if code is None:
-            raise EncodingError(f"integer arrays of {size}-byte elements are not supported")
-        fmt = struct.Struct(f">{count}{code.lower() if signed else code}")
-        if len(_ARRAY_STRUCTS) < 4096:
-            _ARRAY_STRUCTS[key] = fmt
-    return fmt
+def _join(path: str, member: str | None) -> str:
+    if not member:
+        return path
+    return f"{path}{member}" if member.startswith("[") else f"{path}.{member}"
 
 
-class _Plan(NamedTuple):
-    """How the values of one description at one version travel.
+def plain_state(st: VMState, desc: VMStateDescription | None = None, path: str = "") -> Any:
+    """The plain tree of one device state: members by name (:class:`ObjectOutputVisitor`).
 
-    ``get`` takes the values on the wire, in order, from a state's field dict
-    at C speed; only the ``special`` positions (arrays, nested states, floats,
-    buffers, strings, nullptr) need a conversion, and ``types`` is the exact
-    plain-tree type of every position, checked in one comparison on decode.
+    Raises:
+        EncodingError: a value does not fit its field, naming the member.
     """
-
-    names: tuple[str, ...]
-    get: Callable[[dict[str, Any]], list[Any]]
-    special: tuple[tuple[int, str, int, Any], ...]
-    types: tuple[type, ...]
-
-
-_PLANS: dict[tuple[int, int], tuple[VMStateDescription, _Plan]] = {}
-
-
-def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], list[Any]]:
-    if len(names) > 1:
-        many = operator.itemgetter(*names)
-        return lambda values: list(many(values))
-    if names:
-        (one,) = names
-        return lambda values: [values[one]]
-    return lambda values: []
+    if not isinstance(st, VMState):
+        raise EncodingError(f"expected a VMState, got {type(st).__name__}", path=path or None)
+    v = ObjectOutputVisitor()
+    try:
+        visit_vmstate(v, desc if desc is not None else st.desc, st, st.version_id)
+    except VisitorError as exc:
+        raise EncodingError(exc.message, path=_join(path, exc.path)) from None
+    return v.complete()
 
 
-def _plan(desc: VMStateDescription, version: int) -> _Plan:
-    """The plan of ``desc`` for ``version``, computed once per description and version."""
-    hit = _PLANS.get((id(desc), version))
-    if hit is not None and hit[0] is desc:
-        return hit[1]
-    names: list[str] = []
-    special: list[tuple[int, str, int, Any]] = []
-    types: list[type] = []
-    for f in desc.fields:
-        if f.version_id > version:
-            continue
-        aux: Any = None
-        array = f.num is not None or f.num_field is not None or f.elements is not None
-        if f.kind == "struct":
-            code, aux = (_STRUCT_ARRAY, (f.struct, f.elements)) if array else (_STRUCT, f.struct)
-        elif f.kind == "int":
-            code, aux = (_INT_ARRAY, (f.size, f.signed)) if array else (_INT, None)
-        elif f.kind == "bool" and not array:
-            code = _BOOL
-        else:
-            code, aux = (_ARRAY if array else _SCALAR), f.kind
-        if code > _BOOL:
-            special.append((len(names), f.name, code, aux))
-        types.append(_SCALAR_TYPES[aux] if code == _SCALAR else _PLAIN_TYPES[code])
-        names.append(f.name)
-    plan = _Plan(tuple(names), _getter(tuple(names)), tuple(special), tuple(types))
-    if len(_PLANS) > 4096:
-        _PLANS.clear()
-    _PLANS[(id(desc), version)] = (desc, plan)  # the desc is kept so its id stays unique
-    return plan
+def state_from_plain(desc: VMStateDescription, version: int, raw: Any, path: str = "") -> VMState:
+    """The device state a plain tree holds, read strictly (:class:`ObjectInputVisitor`).
 
-
-def _float_bits(v: float) -> int:
-    return int(_U64.unpack(_F64.pack(v))[0])  # the 64 bits, NaN payloads included
-
-
-def _none(v: Any) -> None:
-    return None
-
-
-def _need(t: type) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        if type(v) is not t:
-            raise TypeError(f"expected {t.__name__}, got {type(v).__name__}")
-        return v
-
-    return check
-
-
-_ENCODE_SCALAR: dict[str, Callable[[Any], Any]] = {
-    "bytes": bytes,
-    "bool": _need(bool),
-    "float": _float_bits,
-    "str": _need(str),
-    "null": _none,
-    "int": int,
-}
+    Raises:
+        EncodingError: a member is missing, of the wrong type, out of range,
+            or unknown to the description, naming it.
+    """
+    if type(raw) is not dict:
+        raise EncodingError(f"a state must be a map, got {type(raw).__name__}", path=path or None)
+    try:
+        return visit_vmstate(ObjectInputVisitor(raw), desc, None, version)
+    except (VisitorError, MigrationFormatError) as exc:
+        raise EncodingError(exc.message, path=_join(path, exc.path)) from None
 
 
 # --- encoding ------------------------------------------------------------------
@@ -283,8 +210,19 @@ def _template(d: VMStateDescription) -> _Template:
     return t
 
 
+# How a device state becomes a tree value and back: the plain object trees by
+# default; a format with its own typed shape (ASN.1) passes its own pair.
+MakeState = Callable[[VMState, int, str], Any]  # (state, description ref, path)
+ReadState = Callable[[VMStateDescription, int, Any, str], VMState]  # (desc, version, raw, path)
+
+
+def _plain(st: VMState, ref: int, path: str) -> Any:
+    return plain_state(st, path=path)
+
+
 class _Encoder:
-    def __init__(self) -> None:
+    def __init__(self, make_state: MakeState = _plain) -> None:
+        self.make_state = make_state
         self.table: list[Any] = []
         self.by_gid: dict[int, int] = {}
 
@@ -309,79 +247,6 @@ class _Encoder:
         self.table.append([*head, fields, subs])
         self.by_gid[gid] = ref
         return ref
-
-    def state(self, desc: VMStateDescription, st: VMState, path: str, depth: int = 0) -> list[Any]:
-        if depth > LIMITS.max_depth:
-            raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=path)
-        if not isinstance(st, VMState):
-            raise EncodingError(f"expected a VMState, got {type(st).__name__}", path=path)
-        version = st.version_id
-        values = st.fields
-        plan = _plan(desc, version)
-        try:
-            out = plan.get(values)
-        except KeyError as exc:
-            raise EncodingError("field has no value", path=f"{path}.{exc.args[0]}") from None
-        for i, name, code, aux in plan.special:
-            v = out[i]
-            try:
-                if code == _INT_ARRAY:
-                    out[i] = _array_struct(len(v), *aux).pack(*v)
-                elif code == _STRUCT:
-                    out[i] = self.state(aux, v, f"{path}.{name}", depth + 1)
-                elif code == _STRUCT_ARRAY:
-                    struct_, elems = aux
-                    out[i] = self.states(struct_, elems, v, f"{path}.{name}", depth + 1)
-                elif code == _ARRAY:
-                    out[i] = [_ENCODE_SCALAR[aux](item) for item in v]
-                else:
-                    out[i] = _ENCODE_SCALAR[aux](v)
-            except MiglabError:
-                raise
-            except (TypeError, ValueError, OverflowError, IndexError, struct.error) as exc:
-                raise EncodingError(
-                    f"value does not fit its field: {exc}", path=f"{path}.{name}"
-                ) from None
-        subs: list[Any] = []
-        if st.subsections:
-            index = {s.name: i for i, s in enumerate(desc.subsections)}
-            for sub_name, sub in st.subsections.items():
-                at = index.get(sub_name)
-                if at is None:
-                    raise EncodingError(
-                        "subsection is not in the description", path=f"{path}/{sub_name}"
-                    )
-                subs.append([at, self.state(desc.subsections[at], sub, sub_name, depth + 1)])
-        return [version, out, subs]
-
-    def states(
-        self,
-        struct_: VMStateDescription,
-        elems: tuple[VMStateDescription, ...] | None,
-        items: list[Any],
-        path: str,
-        depth: int,
-    ) -> list[Any]:
-        """The elements of an array of structs; flat ones (plain values only) in one step."""
-        if elems is None and not struct_.subsections:
-            version = struct_.version_id
-            plan = _plan(struct_, version)
-            if not plan.special:
-                get = plan.get
-                out = []
-                for j, item in enumerate(items):
-                    if type(item) is VMState and item.version_id == version:
-                        try:
-                            out.append([version, get(item.fields), []])
-                            continue
-                        except KeyError:
-                            pass
-                    out.append(self.state(struct_, item, f"{path}[{j}]", depth))
-                return out
-        return [
-            self.state(elems[j] if elems else struct_, item, f"{path}[{j}]", depth)
-            for j, item in enumerate(items)
-        ]
 
     def records(self, records: list[Record], depth: int = 0) -> list[Any]:
         out: list[Any] = []
@@ -411,7 +276,8 @@ class _Encoder:
     def payload(self, s: Section) -> list[Any]:
         p = s.payload
         if isinstance(p, VMState):
-            return ["D", self.desc(p.desc), self.state(p.desc, p, s.name)]
+            ref = self.desc(p.desc)
+            return ["D", ref, p.version_id, self.make_state(p, ref, s.name)]
         if isinstance(p, RamPayload):
             n = len(p.words)
             if p.overrides:
@@ -437,23 +303,27 @@ def _blocks(blocks: list[RamBlock]) -> list[Any]:
     return [[_txt(b.name), b.used_length, b.addr] for b in blocks]
 
 
-def to_plain(stream: Stream) -> dict[str, Any]:
+def to_plain(stream: Stream, *, make_state: MakeState = _plain) -> dict[str, Any]:
     """The plain tree of ``stream`` (see the module docstring for its shape).
+
+    ``make_state(state, description ref, path)`` gives each device state's
+    value (default: its object tree, :func:`plain_state`).
 
     Raises:
         EncodingError: a value does not fit its field, or a description
             carries code (``exists``).
     """
     with paused_gc():  # many small lists, no cycles: no collection midway
-        return _to_plain(stream)
+        return _to_plain(stream, make_state)
 
 
-def _to_plain(stream: Stream) -> dict[str, Any]:
-    enc = _Encoder()
+def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
+    enc = _Encoder(make_state)
     configuration = None
     if stream.configuration is not None:
         c = stream.configuration
-        configuration = [enc.desc(c.desc), enc.state(c.desc, c, "configuration")]
+        ref = enc.desc(c.desc)
+        configuration = [ref, c.version_id, make_state(c, ref, "configuration")]
     records = enc.records(stream.records)
     return {
         "miglab": TREE_VERSION,
@@ -630,104 +500,6 @@ def _field(raw: Any, table: list[VMStateDescription], where: str) -> VMStateFiel
     )
 
 
-def _state(desc: VMStateDescription, raw: Any, path: str, depth: int) -> VMState:
-    if depth > LIMITS.max_depth:
-        raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=path)
-    if type(raw) is not list or len(raw) != 3:
-        raise EncodingError("a state must be [version, values, subsections]", path=path)
-    version = _int(raw[0], f"{path} version", 0, 0xFFFFFFFF)
-    vals = _list(raw[1], path)
-    plan = _plan(desc, version)
-    if len(vals) != len(plan.names):
-        more = "more" if len(vals) > len(plan.names) else "fewer"
-        raise EncodingError(f"state has {more} values than its description", path=path)
-    if tuple(map(type, vals)) != plan.types:
-        for name, v, want in zip(plan.names, vals, plan.types, strict=True):
-            if type(v) is not want:
-                raise EncodingError(
-                    f"expected {want.__name__}, got {type(v).__name__}", path=f"{path}.{name}"
-                )
-    fields = dict(zip(plan.names, vals, strict=True))
-    for i, name, code, aux in plan.special:
-        v = vals[i]
-        if code == _INT_ARRAY:
-            size, signed = aux
-            if len(v) % size:
-                raise EncodingError(f"expected packed {size}-byte integers", path=f"{path}.{name}")
-            v = list(_array_struct(len(v) // size, size, signed).unpack(v))
-        elif code == _STRUCT:
-            v = _state(aux, v, f"{path}.{name}", depth + 1)
-        elif code == _STRUCT_ARRAY:
-            struct_, elems = aux
-            if elems is not None and len(v) != len(elems):
-                raise EncodingError(
-                    f"{len(v)} elements, the description has {len(elems)}",
-                    path=f"{path}.{name}",
-                )
-            v = _states(struct_, elems, v, f"{path}.{name}", depth + 1)
-        elif code == _ARRAY:
-            v = [_decode_scalar(aux, x, f"{path}.{name}") for x in v]
-        else:
-            v = _decode_scalar(aux, v, f"{path}.{name}")
-        fields[name] = v
-    subs: dict[str, VMState] = {}
-    for item in _list(raw[2], path):
-        item = _list(item, path)
-        if len(item) != 2:
-            raise EncodingError("a subsection entry must be [index, state]", path=path)
-        sd = desc.subsections[_int(item[0], f"{path} subsection", 0, len(desc.subsections) - 1)]
-        subs[sd.name] = _state(sd, item[1], sd.name, depth + 1)
-    return VMState(desc, version, fields, subs)
-
-
-def _states(
-    struct_: VMStateDescription,
-    elems: tuple[VMStateDescription, ...] | None,
-    items: list[Any],
-    path: str,
-    depth: int,
-) -> list[VMState]:
-    """The elements of an array of structs; flat ones (plain values only) in one step each."""
-    if elems is None and not struct_.subsections:
-        version = struct_.version_id
-        plan = _plan(struct_, version)
-        if not plan.special:
-            names, types = plan.names, plan.types
-            out = []
-            for j, item in enumerate(items):
-                if (
-                    type(item) is list
-                    and len(item) == 3
-                    and type(item[0]) is int
-                    and item[0] == version
-                    and type(item[1]) is list
-                    and tuple(map(type, item[1])) == types
-                    and type(item[2]) is list
-                    and not item[2]
-                ):
-                    out.append(VMState(struct_, version, dict(zip(names, item[1], strict=True))))
-                else:
-                    out.append(_state(struct_, item, f"{path}[{j}]", depth))
-            return out
-    return [
-        _state(elems[j] if elems else struct_, item, f"{path}[{j}]", depth)
-        for j, item in enumerate(items)
-    ]
-
-
-def _decode_scalar(kind: str, v: Any, path: str) -> Any:
-    if kind == "float":
-        return _F64.unpack(_U64.pack(_int(v, path)))[0]
-    if kind == "null":
-        if v is not None:
-            raise EncodingError("expected null", path=path)
-        return None
-    want = {"bytes": bytes, "bool": bool, "str": str, "int": int}[kind]
-    if type(v) is not want:
-        raise EncodingError(f"expected {kind}, got {type(v).__name__}", path=path)
-    return v
-
-
 def _block_list(raw: Any, what: str) -> list[RamBlock]:
     out = []
     for b in _list(raw, what):
@@ -739,7 +511,10 @@ def _block_list(raw: Any, what: str) -> list[RamBlock]:
 
 
 class _Decoder:
-    def __init__(self, table: list[VMStateDescription], ctx: RamContext) -> None:
+    def __init__(
+        self, table: list[VMStateDescription], ctx: RamContext, read_state: ReadState
+    ) -> None:
+        self.read_state = read_state
         self.table = table
         self.ctx = ctx
         self.starts: dict[int, Section] = {}
@@ -777,9 +552,9 @@ class _Decoder:
     def payload(self, raw: Any, name: str) -> Any:
         p = _list(raw, name)
         tag = p[0] if p else None
-        if tag == "D" and len(p) == 3:
+        if tag == "D" and len(p) == 4:
             desc = _ref(p[1], self.table, name)
-            return _state(desc, p[2], name, 0)
+            return self.read_state(desc, _int(p[2], f"{name} version", 0, 0xFFFFFFFF), p[3], name)
         if tag == "O" and len(p) == 3:
             if not isinstance(p[2], str):
                 raise EncodingError("opaque reason must be text", path=name)
@@ -826,17 +601,22 @@ class _Decoder:
         )
 
 
-def from_plain(tree: Any, source_size: int = 0) -> Stream:
+def from_plain(
+    tree: Any, source_size: int = 0, *, read_state: ReadState = state_from_plain
+) -> Stream:
     """Rebuild a stream from a plain tree, checking every item.
+
+    ``read_state(desc, version, raw, path)`` reads each device state back
+    (default: :func:`state_from_plain`).
 
     Raises:
         EncodingError: the tree does not have the shape :func:`to_plain` makes.
     """
     with paused_gc():  # many small states, no cycles: no collection midway
-        return guarded(_from_plain, tree, source_size)
+        return guarded(_from_plain, tree, source_size, read_state)
 
 
-def _from_plain(tree: Any, source_size: int) -> Stream:
+def _from_plain(tree: Any, source_size: int, read_state: ReadState) -> Stream:
     if not isinstance(tree, dict):
         raise EncodingError(f"a miglab tree is a map, got {type(tree).__name__}")
     if tree.get("miglab") != TREE_VERSION:
@@ -853,10 +633,15 @@ def _from_plain(tree: Any, source_size: int) -> Stream:
     configuration = None
     if tree["configuration"] is not None:
         c = _list(tree["configuration"], "configuration")
-        if len(c) != 2:
-            raise EncodingError("configuration must be [description, state]")
-        configuration = _state(_ref(c[0], table, "configuration"), c[1], "configuration", 0)
-    records = _Decoder(table, ctx).records(tree["records"])
+        if len(c) != 3:
+            raise EncodingError("configuration must be [description, version, state]")
+        configuration = read_state(
+            _ref(c[0], table, "configuration"),
+            _int(c[1], "configuration version", 0, 0xFFFFFFFF),
+            c[2],
+            "configuration",
+        )
+    records = _Decoder(table, ctx, read_state).records(tree["records"])
     vmdesc = None
     if tree["vmdesc"] is not None:
         text = tree["vmdesc"]

@@ -6,7 +6,7 @@ field or subsection, the section's vmdesc entry must change with it, or the stre
 reads back.  :func:`vmdesc_entry` writes the entry a :class:`~miglab.vmstate.state.VMState`
 implies: field objects in wire order with ``name``, ``array_len`` or ``index`` (arrays read
 element by element, and lone ``index`` entries, which the field remembers), ``type``,
-``struct`` and ``size`` (bytes written for one element, measured by encoding it), then the
+``struct`` and ``size`` (bytes written for one element, from the sizing visitor), then the
 subsections sent.  For an unedited state read from a stream it reproduces QEMU's entry.
 A section of a legacy handler that miglab decodes (``slirp``) gets QEMU's
 ``vmstate_save_old_style`` entry instead: its size and one ``data`` buffer.
@@ -18,11 +18,9 @@ from typing import Any
 
 from miglab.stream.model import Section, Stream
 from miglab.stream.reader import LEGACY_SECTIONS
-from miglab.visitors.qemufile import QEMUFileWriter
-from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.sizing import wire_size
 from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("refresh_vmdesc", "vmdesc_entry", "vmdesc_struct")
 
@@ -33,7 +31,7 @@ def vmdesc_entry(section: Section) -> dict[str, Any]:
     if not isinstance(state, VMState):
         raise TypeError(f"section {section.name!r} has no decoded state")
     if section.name in LEGACY_SECTIONS:
-        size = _encoded_size(state.desc, state)
+        size = wire_size(state)
         data = {"name": "data", "size": size, "type": "buffer"}
         return {
             "name": section.name,
@@ -106,7 +104,7 @@ def _fields(state: VMState) -> list[dict[str, Any]]:
 def _nested(f: VMStateField, desc: VMStateDescription, item: Any) -> dict[str, Any]:
     assert isinstance(item, VMState)
     inner = vmdesc_struct(item)
-    size = _encoded_size(desc, item)
+    size = wire_size(item, desc)
     if f.info == "tmp":  # VMSTATE_WITH_TMP: the nested description sits on the field itself
         return {**inner, "size": size}
     return {"struct": inner, "size": size}
@@ -118,9 +116,3 @@ def _scalar_size(f: VMStateField, value: Any) -> int:
     if f.kind == "str":
         return 1 + len(value.encode() if isinstance(value, str) else value)
     return f.size
-
-
-def _encoded_size(desc: VMStateDescription, state: VMState) -> int:
-    w = QEMUFileWriter()
-    visit_vmstate(QEMUFileOutputVisitor(w), desc, state)
-    return len(w.getvalue())

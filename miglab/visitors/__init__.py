@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from miglab.visitors.base import (
     Visitor,
+    visit_check_struct,
     visit_end_list,
     visit_end_struct,
     visit_next_list,
@@ -87,6 +88,7 @@ __all__ = (
     "qemu_put_be64",
     "qemu_put_buffer",
     "qemu_put_counted_string",
+    "visit_check_struct",
     "visit_end_list",
     "visit_end_struct",
     "visit_next_list",

@@ -32,17 +32,36 @@ Lists: ``n = visit_start_list(v, name, length)`` returns the element count
 (output and QEMUFile visitors use ``length``, an object input visitor reads it
 from the tree); visit each element with ``name=None`` and call
 ``visit_next_list(v)`` after each, then ``visit_end_list(v)``.
+
+Before ending a struct, ``visit_check_struct(v)`` gives the visitor its last
+chance to complain (QEMU's ``visit_check_struct``): the strict object input
+visitor reports members nobody read, the QEMUFile input visitor a subsection
+header nobody claimed.
+
+Capabilities.  A visitor may declare what more it can do, and the walker
+(:func:`miglab.vmstate.walk.visit_vmstate`) asks the capability, never the
+visitor's class:
+
+* ``takes_runs``: the visitor carries a whole *run* of consecutive fixed-size
+  fields at once (:meth:`Visitor.visit_run`, runs compiled by
+  :mod:`miglab.vmstate.layout`) -- the fast path of the wire visitors, the
+  sizing visitor and the plain-tree visitors;
+* ``describes``: the visitor wants to know the description field it is about
+  to visit (:meth:`Visitor.describe_field`), as QEMU's vmdesc writer does
+  inside ``vmstate_save_state``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Protocol
 
 from miglab.errors import VisitorError
 
 __all__ = (
+    "FieldRun",
     "Visitor",
+    "visit_check_struct",
     "visit_end_list",
     "visit_end_struct",
     "visit_next_list",
@@ -72,6 +91,47 @@ def int_range(size: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+# How one field's items come out of a run's unpacked tuple (``FieldRun.slots``).
+RUN_SCALAR, RUN_BOOL, RUN_LIST = range(3)
+
+
+class FieldRun(Protocol):
+    """What a visitor sees of a compiled run (:class:`miglab.vmstate.layout.Run`).
+
+    Consecutive fixed-size fields: ``names`` in wire order, their bytes one
+    big-endian ``struct``; ``fields`` are the description fields, ``sizes``
+    their wire sizes and ``offsets`` within the run; ``take(fields)`` gives
+    their values from a field dict; ``slots``, ``bools``, ``types``,
+    ``sized`` and ``plain`` say how the unpacked items become values (see
+    the class).
+    """
+
+    @property
+    def fields(self) -> tuple[Any, ...]: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def struct(self) -> Any: ...
+    @property
+    def plain(self) -> bool: ...
+    @property
+    def slots(self) -> tuple[tuple[str, int, int, int], ...]: ...
+    @property
+    def bools(self) -> tuple[int, ...]: ...
+    @property
+    def types(self) -> tuple[type, ...]: ...
+    @property
+    def sized(self) -> tuple[tuple[int, int], ...]: ...
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+    @property
+    def offsets(self) -> tuple[int, ...]: ...
+    @property
+    def take(self) -> Any: ...
+    @property
+    def lists(self) -> tuple[int, ...]: ...
+
+
 class Visitor(ABC):
     """Base of every visitor: keeps the member path and checks values.
 
@@ -80,6 +140,10 @@ class Visitor(ABC):
     """
 
     is_input: bool = False
+    #: Capability: :meth:`visit_run` carries compiled runs of fixed-size fields.
+    takes_runs: bool = False
+    #: Capability: :meth:`describe_field` is told each field before it is visited.
+    describes: bool = False
 
     def __init__(self) -> None:
         self._path: list[str] = []
@@ -135,6 +199,67 @@ class Visitor(ABC):
             self.check_int(None, item, size, signed)
         self._index.pop()
         self._pop()
+
+    # --- optional hooks and capabilities ------------------------------------
+    def check_struct(self, name: str | None) -> None:
+        """Complain, before the struct ends, about what nobody visited (default: nothing).
+
+        ``name`` is the description's name (subsection names start with it).
+        """
+        return None
+
+    def offset(self) -> int | None:
+        """The byte offset in the external form, for visitors over bytes (else None)."""
+        return None
+
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        """Visit a run of fixed-size fields in one step (visitors with ``takes_runs``).
+
+        Output visitors take the values from ``src``; every visitor records
+        the values visited in ``values``.  Return False, having done nothing,
+        when the run must be visited field by field instead (that path
+        raises the precise error).
+        """
+        return False
+
+    def visit_struct_run(
+        self,
+        name: str | None,
+        desc_name: str,
+        run: FieldRun,
+        src: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> bool:
+        """Visit a whole struct member ``name`` that is one run (``takes_runs``).
+
+        Such structs (timers, queue heads, PCI capability parts: most of
+        QEMU's structs) have no subsections; ``desc_name`` is their
+        description's name for :meth:`check_struct`.  Input visitors record
+        the values read in ``values``; output visitors need not (the walker
+        answers with the state it was given).  False, having done nothing,
+        to have the walker visit the struct field by field.
+        """
+        return False
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        """Visit list member ``name`` of ``count`` structs that are each one run (``takes_runs``).
+
+        Output visitors take each element's values from ``srcs``.  Return
+        each element's values visited, or None, having done nothing, to have
+        the walker visit the list element by element.
+        """
+        return None
+
+    def describe_field(self, field: Any) -> None:
+        """Told the description field about to be visited (visitors with ``describes``)."""
+        return None
 
     # --- the contract -----------------------------------------------------
     @abstractmethod
@@ -207,6 +332,11 @@ def visit_start_struct(v: Visitor, name: str | None = None) -> None:
 def visit_end_struct(v: Visitor) -> None:
     """End the current struct."""
     v.end_struct()
+
+
+def visit_check_struct(v: Visitor, name: str | None = None) -> None:
+    """Let the visitor complain about members nobody visited (before :func:`visit_end_struct`)."""
+    v.check_struct(name)
 
 
 def visit_start_list(v: Visitor, name: str | None, length: int | None = None) -> int:

@@ -6,24 +6,106 @@ subsections under their full name such as ``"fw_cfg/dma"``), a list is a
 ``bytes``.  :class:`ObjectOutputVisitor` builds such a tree and returns it
 from :meth:`~ObjectOutputVisitor.complete`; :class:`ObjectInputVisitor`
 reads one back, strictly: a missing member, a wrong type or an integer that
-does not fit is a :class:`~miglab.errors.VisitorError` naming the member.
+does not fit is a :class:`~miglab.errors.VisitorError` naming the member,
+and so is a member nobody read (:meth:`ObjectInputVisitor.check_struct`,
+QEMU's ``visit_check_struct``), so a misspelt or stale key is never
+silently dropped.
+
+This is the *one* plain-tree shape: the self-describing encoders (JSON,
+CBOR, MessagePack, ASN.1) carry device state as exactly these trees, field
+names included.  Both visitors take compiled runs of fixed-size fields
+(``takes_runs``): a run's values are checked with one ``struct.pack`` (the
+same range check QEMU's wire imposes) and copied at once; anything unusual
+goes to the per-member path, which names the member.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
-from miglab.visitors.base import Visitor
+from miglab.visitors.base import FieldRun, Visitor
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 
 _NOTHING = object()
+_INT_ONLY = {int}
+_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_ARRAYS: dict[tuple[int, int, bool], struct.Struct] = {}
+
+
+def _all_ints(values: list[Any]) -> bool:
+    """Whether every item is exactly an ``int`` (not a bool), at C speed."""
+    return set(map(type, values)) <= _INT_ONLY
+
+
+def _ints_fit(values: list[Any], size: int, signed: bool) -> bool:
+    """Whether ``values`` are all ints (not bools) that fit ``size`` bytes, checked at C speed."""
+    if not _all_ints(values):
+        return False
+    key = (len(values), size, signed)
+    fmt = _ARRAYS.get(key)
+    if fmt is None:
+        code = _INT_CODES.get(size)
+        if code is None:
+            return False
+        fmt = struct.Struct(f">{len(values)}{code.lower() if signed else code}")
+        if len(_ARRAYS) < 4096:
+            _ARRAYS[key] = fmt
+    try:
+        fmt.pack(*values)
+    except struct.error:
+        return False
+    return True
+
+
+def _run_values(run: FieldRun, node: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The values of ``run`` from ``node`` if each has its field's type and fits, else None."""
+    try:
+        vals: tuple[Any, ...] = run.take(node)
+    except KeyError:
+        return None
+    if tuple(map(type, vals)) != run.types:
+        return None
+    if run.plain and not run.sized:  # scalars only: one range check
+        try:
+            run.struct.pack(*vals)
+        except struct.error:
+            return None
+        return vals
+    for i, n in run.sized:
+        if len(vals[i]) != n:
+            return None
+    flat: Any = vals
+    if run.lists:
+        flat = list(vals)
+        for i in run.lists:  # last first, so the indexes before stay valid
+            items = flat[i]
+            if not _all_ints(items):
+                return None
+            flat[i : i + 1] = items
+    try:
+        run.struct.pack(*flat)
+    except struct.error:
+        return None
+    return vals
+
+
+def _run_dict(run: FieldRun, vals: tuple[Any, ...]) -> dict[str, Any]:
+    """A fresh member dict of a run's values (lists copied, so trees share nothing)."""
+    out = dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
+    if run.lists:
+        names = run.names
+        for i in run.lists:
+            out[names[i]] = list(vals[i])
+    return out
 
 
 class ObjectOutputVisitor(Visitor):
     """Builds an object tree from visited values; cannot fail but on bad values."""
 
     is_input = False
+    takes_runs = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,6 +153,51 @@ class ObjectOutputVisitor(Visitor):
         self._index.pop()
         self._pop()
 
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        if src is None or not self._stack or type(self._stack[-1]) is not dict:
+            return False
+        vals = _run_values(run, src)
+        if vals is None:
+            return False
+        self._stack[-1].update(_run_dict(run, vals))
+        values.update(zip(run.names, vals, strict=True))
+        return True
+
+    def visit_struct_run(
+        self,
+        name: str | None,
+        desc_name: str,
+        run: FieldRun,
+        src: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> bool:
+        if src is None:
+            return False
+        vals = _run_values(run, src)
+        if vals is None:
+            return False
+        self._put(name, _run_dict(run, vals))
+        return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        if srcs is None or not self._stack:
+            return None
+        out = []
+        for src in srcs:
+            vals = _run_values(run, src)
+            if vals is None:
+                return None
+            out.append(_run_dict(run, vals))
+        self._put(name, out)
+        return srcs
+
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
         self._put(name, value)
@@ -81,7 +208,8 @@ class ObjectOutputVisitor(Visitor):
     ) -> list[int]:
         if values is None:
             raise self.error("has no value", self.member(name))
-        self.check_int_array(name, values, size, signed)
+        if not isinstance(values, list) or not _ints_fit(values, size, signed):
+            self.check_int_array(name, values, size, signed)
         self._put(name, list(values))
         return values
 
@@ -119,14 +247,21 @@ class ObjectOutputVisitor(Visitor):
 
 
 class ObjectInputVisitor(Visitor):
-    """Reads visited values back out of an object tree, strictly."""
+    """Reads visited values back out of an object tree, strictly.
+
+    Every struct keeps count of the members read; :meth:`check_struct` (the
+    walker calls it before each struct ends) fails naming the members
+    nobody read.
+    """
 
     is_input = True
+    takes_runs = True
 
     def __init__(self, tree: Any) -> None:
         super().__init__()
         self._tree = tree
         self._stack: list[Any] = []
+        self._seen: list[set[str] | None] = []  # per open struct: the members read
 
     def _get(self, name: str | None) -> Any:
         if not self._stack:
@@ -139,6 +274,9 @@ class ObjectInputVisitor(Visitor):
             return top[i]
         if name not in top:
             raise self.error("is missing", name)
+        seen = self._seen[-1]
+        if seen is not None:
+            seen.add(name)  # type: ignore[arg-type]
         return top[name]
 
     def start_struct(self, name: str | None) -> None:
@@ -146,11 +284,91 @@ class ObjectInputVisitor(Visitor):
         if not isinstance(node, dict):
             raise self.error(f"expected an object, got {type(node).__name__}", self.member(name))
         self._stack.append(node)
+        self._seen.append(set())
         self._push(name)
 
     def end_struct(self) -> None:
         self._stack.pop()
+        self._seen.pop()
         self._pop()
+
+    def check_struct(self, name: str | None) -> None:
+        """Members of the current struct that nobody read are an error (``visit_check_struct``)."""
+        top = self._stack[-1] if self._stack else None
+        seen = self._seen[-1] if self._seen else None
+        if not isinstance(top, dict) or seen is None or len(seen) == len(top):
+            return
+        extra = [k for k in top if k not in seen]
+        raise self.error(f"has members nobody reads: {', '.join(map(str, extra))}")
+
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        top = self._stack[-1] if self._stack else None
+        if type(top) is not dict:
+            return False
+        vals = _run_values(run, top)
+        if vals is None:
+            return False
+        values.update(_run_dict(run, vals))
+        seen = self._seen[-1]
+        if seen is not None:
+            seen.update(run.names)
+        return True
+
+    def visit_struct_run(
+        self,
+        name: str | None,
+        desc_name: str,
+        run: FieldRun,
+        src: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> bool:
+        top = self._stack[-1] if self._stack else None
+        if top is None:
+            node = self._tree
+        elif type(top) is list:
+            i = self._index[-1]
+            node = top[i] if i < len(top) else None
+        else:
+            node = top.get(name)
+        if type(node) is not dict or len(node) != len(run.names):
+            return False  # missing, not an object, or with members nobody reads
+        vals = _run_values(run, node)
+        if vals is None:
+            return False
+        if type(top) is dict:
+            seen = self._seen[-1]
+            if seen is not None:
+                seen.add(name)  # type: ignore[arg-type]
+        values.update(_run_dict(run, vals))
+        return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        top = self._stack[-1] if self._stack else None
+        if type(top) is not dict:
+            return None
+        node = top.get(name)
+        if type(node) is not list or len(node) != count:
+            return None
+        width = len(run.names)
+        out = []
+        for item in node:
+            if type(item) is not dict or len(item) != width:
+                return None
+            vals = _run_values(run, item)
+            if vals is None:
+                return None
+            out.append(_run_dict(run, vals))
+        seen = self._seen[-1]
+        if seen is not None:
+            seen.add(name)
+        return out
 
     def start_list(self, name: str | None, length: int | None) -> int:
         node = self._get(name)
@@ -159,12 +377,14 @@ class ObjectInputVisitor(Visitor):
         if length is not None and len(node) != length:
             raise self.error(f"has {len(node)} elements, expected {length}", self.member(name))
         self._stack.append(node)
+        self._seen.append(None)
         self._push(name)
         self._index.append(0)
         return len(node)
 
     def end_list(self) -> None:
         self._stack.pop()
+        self._seen.pop()
         self._index.pop()
         self._pop()
 
@@ -175,7 +395,11 @@ class ObjectInputVisitor(Visitor):
         self, name: str | None, values: list[int] | None, count: int, size: int, signed: bool
     ) -> list[int]:
         n = self.start_list(name, count)
-        out = [self.check_int(None, self._get_next(i), size, signed) for i in range(n)]
+        node = self._stack[-1]
+        if _ints_fit(node, size, signed):
+            out = list(node)
+        else:
+            out = [self.check_int(None, self._get_next(i), size, signed) for i in range(n)]
         self.end_list()
         return out
 

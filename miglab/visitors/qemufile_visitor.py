@@ -12,9 +12,10 @@ is being converted.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from miglab.errors import MigrationFormatError, VisitorError
-from miglab.visitors.base import Visitor
+from miglab.visitors.base import RUN_BOOL, RUN_SCALAR, FieldRun, Visitor
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
 __all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
@@ -52,7 +53,29 @@ class _QEMUFileVisitor(Visitor):
 
     QEMU's stream has no struct or list markers; a list's length always comes
     from the description (a fixed count or an earlier field), never the input.
+    Runs of fixed-size fields are one big-endian struct on the wire, so both
+    visitors take them whole (``takes_runs``).
     """
+
+    takes_runs = True
+
+    def visit_struct_run(
+        self,
+        name: str | None,
+        desc_name: str,
+        run: FieldRun,
+        src: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> bool:
+        # Structs leave no trace on the wire: the struct is its run.
+        if not self.visit_run(run, src, values):
+            return False
+        if self.is_input and desc_name:
+            # a subsection header may follow that QEMU would take as this struct's
+            self._push(name)
+            self.check_struct(desc_name)
+            self._pop()
+        return True
 
     def start_struct(self, name: str | None) -> None:
         self._push(name)
@@ -81,6 +104,9 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         super().__init__()
         self.f = f
         f._visitor = self
+
+    def offset(self) -> int | None:
+        return self.f.pos
 
     def type_int(self, name: str | None, value: int | None, size: int, signed: bool) -> int:
         value = self.check_int(name, value, size, signed)
@@ -128,6 +154,77 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
         self.f.write(value)
         return bytes(value)
 
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        """Write ``run`` from ``src`` with one pack; False, nothing written, if a value is odd.
+
+        A value missing, of another type than the field's usual one, of the
+        wrong length or out of range leaves the run to the per-field path,
+        which writes it or raises the precise error.
+        """
+        if src is None:
+            return False
+        try:
+            vals = run.take(src)
+        except KeyError:
+            return False
+        if tuple(map(type, vals)) != run.types:
+            return False
+        for i, n in run.sized:
+            if len(vals[i]) != n:
+                return False
+        flat: Any
+        if run.plain:
+            flat = vals
+        else:
+            flat = []
+            for v in vals:
+                if type(v) is list:
+                    flat.extend(v)
+                else:
+                    flat.append(v)
+        try:
+            data = run.struct.pack(*flat)
+        except struct.error:
+            return False
+        self.f.write(data)
+        values.update(zip(run.names, vals, strict=True))
+        return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        if srcs is None:
+            return None
+        pack, take, types = run.struct.pack, run.take, run.types
+        parts = []
+        try:
+            for src in srcs:
+                vals = take(src)
+                if tuple(map(type, vals)) != types:
+                    return None
+                for i, n in run.sized:
+                    if len(vals[i]) != n:
+                        return None
+                if run.plain:
+                    parts.append(pack(*vals))
+                else:
+                    flat: list[Any] = []
+                    for x in vals:
+                        if type(x) is list:
+                            flat.extend(x)
+                        else:
+                            flat.append(x)
+                    parts.append(pack(*flat))
+        except (KeyError, struct.error):
+            return None
+        self.f.write(b"".join(parts))
+        return srcs
+
     def optional(self, name: str, present: bool) -> bool:
         # QEMU carries optional elements as a one-byte marker (as for qtailq).
         self.f.u8(1 if present else 0)
@@ -151,6 +248,9 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         super().__init__()
         self.f = f
         f._visitor = self
+
+    def offset(self) -> int | None:
+        return self.f.pos
 
     def _fail(self, exc: MigrationFormatError, name: str | None) -> MigrationFormatError:
         return type(exc)(exc.message, offset=exc.offset, path=self.path(self.member(name)))
@@ -212,6 +312,87 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         except MigrationFormatError as exc:
             raise self._fail(exc, name) from None
 
+    def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+        """Read ``run`` with one unpack; False (nothing read) when the per-field path must decide."""
+        f = self.f
+        pos = f.pos
+        size = run.struct.size
+        if pos + size > f.end:
+            return False
+        items = run.struct.unpack_from(f.view, pos)
+        for i in run.bools:
+            if items[i] > 1:
+                return False
+        if run.plain:
+            values.update(zip(run.names, items, strict=True))
+        else:
+            for name, start, stop, conv in run.slots:
+                if conv == RUN_SCALAR:
+                    values[name] = items[start]
+                elif conv == RUN_BOOL:
+                    values[name] = items[start] == 1
+                else:
+                    values[name] = list(items[start:stop])
+        f.pos = pos + size
+        return True
+
+    def visit_struct_runs(
+        self,
+        name: str,
+        desc_name: str,
+        run: FieldRun,
+        srcs: list[dict[str, Any]] | None,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        f = self.f
+        size = run.struct.size
+        pos = f.pos
+        end = pos + size * count
+        if end > f.end or size == 0:
+            return None
+        view = f.view
+        if desc_name:
+            # after any element, a subsection header may follow that QEMU would
+            # take as that element's: leave such lists to the element path
+            prefix = desc_name + "/"
+            for at in range(pos + size, min(end, f.end - 1) + 1, size):
+                if view[at] == QEMU_VM_SUBSECTION and _subsection_at(view, at, f.end, prefix):
+                    return None
+        items = list(run.struct.iter_unpack(view[pos:end]))
+        bools = run.bools
+        if bools:
+            for it in items:
+                for i in bools:
+                    if it[i] > 1:
+                        return None
+        names = run.names
+        if run.plain:
+            out = [dict(zip(names, it, strict=True)) for it in items]
+        else:
+            out = []
+            for it in items:
+                d: dict[str, Any] = {}
+                for n, start, stop, conv in run.slots:
+                    if conv == RUN_SCALAR:
+                        d[n] = it[start]
+                    elif conv == RUN_BOOL:
+                        d[n] = it[start] == 1
+                    else:
+                        d[n] = list(it[start:stop])
+                out.append(d)
+        f.pos = end
+        return out
+
+    def check_struct(self, name: str | None) -> None:
+        """A subsection of this struct that nobody claimed is an error, as in QEMU."""
+        stray = self.pending_subsection(name + "/") if name else None
+        if stray is not None:
+            raise MigrationFormatError(
+                f"unknown or out-of-order subsection {stray!r} for {name!r}",
+                offset=self.f.pos,
+                path=self.path(),
+            )
+
     def optional(self, name: str, present: bool) -> bool:
         return self.type_bool(name, None)
 
@@ -242,12 +423,19 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         and any other byte as belonging to the caller (vmstate_subsection_load).
         """
         f = self.f
-        if f.peek_u8() != QEMU_VM_SUBSECTION or f.pos + 2 > f.end:
+        if f.peek_u8() != QEMU_VM_SUBSECTION:
             return None
-        n = f.view[f.pos + 1]
-        raw = bytes(f.view[f.pos + 2 : min(f.pos + 2 + n, f.end)])
-        name = raw.decode("utf-8", "replace")
-        return name if len(raw) == n and name.startswith(prefix) else None
+        return _subsection_at(f.view, f.pos, f.end, prefix)
+
+
+def _subsection_at(view: memoryview, at: int, end: int, prefix: str) -> str | None:
+    """The name of the subsection header at ``at`` if it begins with ``prefix``."""
+    if at + 2 > end:
+        return None
+    n = view[at + 1]
+    raw = bytes(view[at + 2 : min(at + 2 + n, end)])
+    name = raw.decode("utf-8", "replace")
+    return name if len(raw) == n and name.startswith(prefix) else None
 
 
 _DOUBLE = struct.Struct(">d")

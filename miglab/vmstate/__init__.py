@@ -10,11 +10,13 @@ from miglab.vmstate.description import (
     field,
 )
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
-from miglab.vmstate.state import VMState, iter_leaves
+from miglab.vmstate.sizing import SizingVisitor, iter_leaves, wire_size
+from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
     "INFO_TYPES",
+    "SizingVisitor",
     "VMState",
     "VMStateDescription",
     "VMStateField",
@@ -23,4 +25,5 @@ __all__ = (
     "field",
     "iter_leaves",
     "visit_vmstate",
+    "wire_size",
 )

@@ -11,31 +11,36 @@ one big-endian :class:`struct.Struct`: one ``unpack_from`` to read it, one
 :func:`layout` compiles a description, for one stream version, into *steps*:
 a :class:`Run`, or a single :class:`VMStateField` that the walker visits as
 before (structs, strings, nullptr, counted arrays and buffers, fields with an
-``exists`` predicate).  :func:`read_run` and :func:`write_run` only take the
-fast path when it gives exactly what the per-field visit would; when it would
-not — a short read, a bool byte above 1, a value of an unexpected type or
-out of range — they return False and leave everything untouched, and the
-walker visits the run's fields one by one, which raises the precise error
-(member path and offset).
+``exists`` predicate).  A run is data; what to do with it is the visitor's
+business: a visitor that declares the ``takes_runs`` capability gets whole
+runs through :meth:`~miglab.visitors.base.Visitor.visit_run` (the QEMUFile
+visitors unpack or pack them with one call, the sizing visitor adds up
+their precomputed sizes, the plain-tree visitors copy their values).  A
+visitor only takes the fast path when it gives exactly what the per-field
+visit would; when it would not — a short read, a bool byte above 1, a value
+of an unexpected type or out of range — it returns False, having done
+nothing, and the walker visits the run's fields one by one, which raises the
+precise error (member path and offset).
 """
 
 from __future__ import annotations
 
 import gc
+import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.visitors.base import RUN_BOOL as BOOL
+from miglab.visitors.base import RUN_LIST as LIST
+from miglab.visitors.base import RUN_SCALAR as SCALAR
 from miglab.vmstate.description import VMStateDescription, VMStateField
 
-__all__ = ("Run", "Step", "flat_run", "layout", "paused_gc", "read_run", "write_run")
+__all__ = ("Run", "Step", "flat_run", "layout", "paused_gc")
 
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-# How one field's items come out of the unpacked tuple.
-_SCALAR, _BOOL, _LIST = range(3)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -53,10 +58,16 @@ class Run:
             value (one item, a bool, a list).
         bools: indexes of bool items (a byte that must be 0 or 1).
         types: per field, the exact type its value must have for
-            :func:`write_run` (anything else takes the per-field path).
+            a visitor's run writer (anything else takes the per-field path).
         lengths: per field, the element count of an array or the byte length
             of a buffer it must have (None for scalars).
         sized: ``(index, length)`` of the fields with a length to check.
+        sizes: per field, its bytes on the wire.
+        offsets: per field, where its bytes start within the run.
+        take: the run's values, in order, from a field dict (one C call;
+            KeyError when one is missing).
+        lists: indexes of the fields whose value is a list (integer arrays),
+            last first.
     """
 
     fields: tuple[VMStateField, ...]
@@ -68,6 +79,10 @@ class Run:
     types: tuple[type, ...]
     lengths: tuple[int | None, ...]
     sized: tuple[tuple[int, int], ...]
+    sizes: tuple[int, ...]
+    offsets: tuple[int, ...]
+    take: Callable[[dict[str, Any]], tuple[Any, ...]]
+    lists: tuple[int, ...]
 
 
 Step = Run | VMStateField
@@ -106,23 +121,40 @@ def _compile(fields: list[VMStateField], codes: list[tuple[str, int, type, int |
     at = 0
     for f, (_, items, _, _) in zip(fields, codes, strict=True):
         if f.kind == "bool":
-            conv = _BOOL
+            conv = BOOL
             bools.append(at)
         else:
-            conv = _LIST if f.num is not None else _SCALAR
+            conv = LIST if f.num is not None else SCALAR
         slots.append((f.name, at, at + items, conv))
         at += items
+    sizes = tuple(struct.calcsize(">" + c[0]) for c in codes)
+    offsets = []
+    pos = 0
+    for n in sizes:
+        offsets.append(pos)
+        pos += n
     return Run(
         fields=tuple(fields),
         struct=struct.Struct(">" + "".join(c[0] for c in codes)),
         names=tuple(f.name for f in fields),
-        plain=all(s[3] == _SCALAR for s in slots),
+        plain=all(s[3] == SCALAR for s in slots),
         slots=tuple(slots),
         bools=tuple(bools),
         types=tuple(c[2] for c in codes),
         lengths=tuple(c[3] for c in codes),
         sized=tuple((i, c[3]) for i, c in enumerate(codes) if c[3] is not None),
+        sizes=sizes,
+        offsets=tuple(offsets),
+        take=_taker(tuple(f.name for f in fields)),
+        lists=tuple(i for i in reversed(range(len(slots))) if slots[i][3] == LIST),
     )
+
+
+def _taker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(names) == 1:
+        (one,) = names
+        return lambda values: (values[one],)
+    return operator.itemgetter(*names)
 
 
 def layout(desc: VMStateDescription, version: int) -> tuple[Step, ...]:
@@ -175,64 +207,6 @@ def _layout(desc: VMStateDescription, version: int) -> tuple[tuple[Step, ...], R
         _LAYOUTS.clear()
     _LAYOUTS[(id(desc), version)] = (desc, out, flat)
     return out, flat
-
-
-def read_run(run: Run, f: QEMUFileReader, values: dict[str, Any]) -> bool:
-    """Read ``run`` into ``values``; False (nothing read) when the per-field path must decide."""
-    pos = f.pos
-    size = run.struct.size
-    if pos + size > f.end:
-        return False
-    items = run.struct.unpack_from(f.view, pos)
-    for i in run.bools:
-        if items[i] > 1:
-            return False
-    if run.plain:
-        values.update(zip(run.names, items, strict=True))
-    else:
-        for name, start, stop, conv in run.slots:
-            if conv == _SCALAR:
-                values[name] = items[start]
-            elif conv == _BOOL:
-                values[name] = items[start] == 1
-            else:
-                values[name] = list(items[start:stop])
-    f.pos = pos + size
-    return True
-
-
-def write_run(run: Run, w: QEMUFileWriter, src: dict[str, Any], values: dict[str, Any]) -> bool:
-    """Write ``run`` from ``src`` (recording what was written in ``values``).
-
-    Returns False, having written nothing, when a value is missing, of another
-    type than the field's usual one, of the wrong length or out of range: the
-    per-field path then writes it or raises the precise error.
-    """
-    try:
-        vals = [src[n] for n in run.names]
-    except KeyError:
-        return False
-    if tuple(map(type, vals)) != run.types:
-        return False
-    for i, n in run.sized:
-        if len(vals[i]) != n:
-            return False
-    if run.plain:
-        flat = vals
-    else:
-        flat = []
-        for v in vals:
-            if type(v) is list:
-                flat.extend(v)
-            else:
-                flat.append(v)
-    try:
-        data = run.struct.pack(*flat)
-    except struct.error:
-        return False
-    w.write(data)
-    values.update(zip(run.names, vals, strict=True))
-    return True
 
 
 @contextmanager

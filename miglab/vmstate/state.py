@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.description import VMStateDescription
 
-__all__ = ("VMState", "iter_leaves")
+__all__ = ("VMState",)
 
 
 @dataclass(slots=True)
@@ -42,30 +41,3 @@ class VMState:
 
     def __contains__(self, name: object) -> bool:
         return name in self.fields
-
-
-def iter_leaves(state: VMState, prefix: str = "") -> Iterator[tuple[str, VMStateField, Any]]:
-    """Yield ``(path, field, value)`` for every leaf, depth first, in wire order.
-
-    Arrays of scalars are one leaf (their value a list); arrays of structs
-    are walked element by element (``ports[3].portsc``).  Subsections appear
-    under their full name (``fw_cfg/dma.dma_addr``).
-    """
-    for f in state.desc.fields:
-        if f.name not in state.fields:
-            continue
-        value = state.fields[f.name]
-        path = f"{prefix}{f.name}"
-        if f.kind == "struct":
-            if isinstance(value, list):
-                for i, item in enumerate(value):
-                    if isinstance(item, VMState):
-                        yield from iter_leaves(item, f"{path}[{i}].")
-                    else:
-                        yield f"{path}[{i}]", f, item
-            elif isinstance(value, VMState):
-                yield from iter_leaves(value, f"{path}.")
-        else:
-            yield path, f, value
-    for name, sub in state.subsections.items():
-        yield from iter_leaves(sub, f"{prefix}{name}.")

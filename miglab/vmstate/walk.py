@@ -5,31 +5,30 @@ for a given version, in order, then the subsections, exactly as QEMU's
 ``vmstate_save_state``/``vmstate_load_state`` do.  With an output visitor
 it writes the given :class:`VMState`; with an input visitor it reads and
 returns a new one.  The stream reader decodes device sections with it and
-the writer encodes them with it; there is no second parser.
+the writer encodes them with it; there is no second parser.  Every other
+traversal of a description is a visitor on this walk too: sizes and offsets
+(:mod:`miglab.vmstate.sizing`), the plain tree of the self-describing
+encoders (:mod:`miglab.visitors.object_visitor`), the leaves of the pandas
+tables.
+
+The walker names no visitor class.  What a visitor can do beyond the
+contract it declares as a capability (:mod:`miglab.visitors.base`):
+``takes_runs`` hands it compiled runs of fixed-size fields
+(:mod:`miglab.vmstate.layout`), ``describes`` tells it each field first.
+Before a struct ends the visitor has its last word
+(:meth:`~miglab.visitors.base.Visitor.check_struct`).
 """
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS
 from miglab.visitors.base import Visitor
-from miglab.visitors.qemufile_visitor import (
-    QEMU_VM_SUBSECTION,
-    QEMUFileInputVisitor,
-    QEMUFileOutputVisitor,
-)
 from miglab.vmstate.description import VMStateDescription, VMStateField
-from miglab.vmstate.layout import (
-    Run,
-    Step,
-    flat_run,
-    layout,
-    paused_gc,
-    read_run,
-    write_run,
-)
+from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc
 from miglab.vmstate.state import VMState
 
 __all__ = ("NULLPTR_MARKER", "visit_vmstate")
@@ -55,7 +54,7 @@ def visit_vmstate(
             not on the wire.
         name: the member name of this struct in its parent (None at top level).
     """
-    if v._path:
+    if v._path or not gc.isenabled():  # nested, or the caller already paused it
         return _visit_struct(v, desc, state, version_id, name)
     with paused_gc():  # a whole section's values at once: no collection midway
         return _visit_struct(v, desc, state, version_id, name)
@@ -77,16 +76,18 @@ def _visit_struct(
     )
     if len(v._path) > LIMITS.max_depth:
         raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
-    fast = type(v) is QEMUFileInputVisitor or type(v) is QEMUFileOutputVisitor
+    fast = v.takes_runs
     if fast:
         flat = flat_run(desc, version)
         if flat is not None:
-            done = _flat(v, flat, desc, version, state)
-            if done is not None:
-                return done
+            src = state.fields if state is not None else None
+            values: dict[str, Any] = {}
+            if v.visit_struct_run(name, desc.name, flat, src, values):
+                # output visitors leave ``values`` alone: the state visited is the answer
+                return VMState(desc, version, values, {}) if state is None else state
     v.start_struct(name)
     src = state.fields if state is not None else None
-    values: dict[str, Any] = {}
+    values = {}
     if fast and (v.is_input or src is not None):
         _visit_steps(v, layout(desc, version), version, src, values)
     else:
@@ -99,39 +100,9 @@ def _visit_struct(
         )
         if sub_version is not None:
             subsections[sd.name] = _visit_struct(v, sd, sub, sub_version, sd.name)
-    if isinstance(v, QEMUFileInputVisitor):
-        stray = v.pending_subsection(desc.name + "/") if desc.name else None
-        if stray is not None:
-            raise MigrationFormatError(
-                f"unknown or out-of-order subsection {stray!r} for {desc.name!r}",
-                offset=v.f.pos,
-                path=v.path(),
-            )
+    v.check_struct(desc.name)
     v.end_struct()
     return VMState(desc, version, values, subsections)
-
-
-def _flat(
-    v: Visitor, run: Run, desc: VMStateDescription, version: int, state: VMState | None
-) -> VMState | None:
-    """A struct that is one run, read or written whole; None to take the general path.
-
-    On input the general path is also taken when a subsection header follows
-    (QEMU's loader may reject it as a stray subsection of this struct).
-    """
-    values: dict[str, Any] = {}
-    if isinstance(v, QEMUFileInputVisitor):
-        f = v.f
-        start = f.pos
-        if read_run(run, f, values):
-            if not desc.name or f.peek_u8() != QEMU_VM_SUBSECTION:
-                return VMState(desc, version, values, {})
-            f.pos = start
-        return None
-    assert isinstance(v, QEMUFileOutputVisitor) and state is not None
-    if write_run(run, v.f, state.fields, values):
-        return VMState(desc, version, values, {})
-    return None
 
 
 def _visit_steps(
@@ -141,24 +112,13 @@ def _visit_steps(
     src: dict[str, Any] | None,
     values: dict[str, Any],
 ) -> None:
-    """Visit compiled steps over a QEMUFile: a run at once, other fields one by one."""
-    if isinstance(v, QEMUFileInputVisitor):
-        f = v.f
-        for step in steps:
-            if isinstance(step, Run):
-                if not read_run(step, f, values):
-                    _visit_fields(v, step.fields, version, src, values)
-            else:
-                _visit_fields(v, (step,), version, src, values)
-        return
-    assert isinstance(v, QEMUFileOutputVisitor) and src is not None
-    w = v.f
+    """Visit compiled steps: a run at once where the visitor takes it, other fields one by one."""
     for step in steps:
-        if isinstance(step, Run):
-            if not write_run(step, w, src, values):
+        if type(step) is Run:
+            if not v.visit_run(step, src, values):
                 _visit_fields(v, step.fields, version, src, values)
         else:
-            _visit_fields(v, (step,), version, src, values)
+            _visit_fields(v, (step,), version, src, values)  # type: ignore[arg-type]
 
 
 def _visit_fields(
@@ -169,11 +129,14 @@ def _visit_fields(
     values: dict[str, Any],
 ) -> None:
     """Visit ``fields`` one by one (those on the wire for ``version``) into ``values``."""
+    describes = v.describes
     for f in fields:
         if f.version_id > version:
             continue
         if f.exists is not None and not f.exists(values, version):
             continue
+        if describes:
+            v.describe_field(f)
         cur = src.get(f.name, None) if src is not None else None
         values[f.name] = _visit_field(v, f, cur, values)
 
@@ -220,6 +183,15 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
             raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
         if len(cur) != count:
             raise v.error(f"has {len(cur)} elements, the count says {count}", f.name)
+    if (
+        f.kind == "struct"
+        and f.elements is None
+        and v.takes_runs
+        and len(v._path) < LIMITS.max_depth
+    ):
+        done = _struct_runs(v, f, cur, count)
+        if done is not None:
+            return done
     n = v.start_list(f.name, count)
     if n != count:
         raise v.error(f"has {n} elements, the count says {count}", f.name)
@@ -231,6 +203,27 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
         v.next_list()
     v.end_list()
     return out
+
+
+def _struct_runs(v: Visitor, f: VMStateField, cur: Any, count: int) -> list[Any] | None:
+    """An array of structs that are each one run, visited at once; None if it is not."""
+    struct = f.struct
+    assert struct is not None
+    version = struct.version_id
+    run = flat_run(struct, version)
+    if run is None:
+        return None
+    if v.is_input:
+        got = v.visit_struct_runs(f.name, struct.name, run, None, count)
+        if got is None:
+            return None
+        return [VMState(struct, version, d, {}) for d in got]
+    for item in cur:
+        if type(item) is not VMState or item.version_id != version:
+            return None
+    if v.visit_struct_runs(f.name, struct.name, run, [x.fields for x in cur], count) is None:
+        return None
+    return list(cur)
 
 
 def _visit_one(
@@ -260,10 +253,10 @@ def _visit_one(
     if kind == "null":
         marker = v.type_int(name, None if v.is_input else NULLPTR_MARKER, 1, False)
         if marker != NULLPTR_MARKER:
-            offset = v.f.pos - 1 if isinstance(v, QEMUFileInputVisitor) else None
+            at = v.offset()
             raise MigrationFormatError(
                 f"expected the NULL pointer marker 0x30, got 0x{marker:02x}",
-                offset=offset,
+                offset=at - 1 if at is not None else None,
                 path=v.path(v.member(name)),
             )
         return None
