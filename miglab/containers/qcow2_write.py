@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from miglab.containers._files import atomic_output, copy_file, scratch_file, scratch_view
 from miglab.containers.qcow2_format import (
@@ -31,7 +31,6 @@ from miglab.containers.qcow2_format import (
 from miglab.errors import MiglabError
 
 if TYPE_CHECKING:
-    from miglab.containers.qcow2 import Qcow2Snapshot
     from miglab.stream.model import Stream
 
 __all__ = ("write_image",)
@@ -40,9 +39,19 @@ _SNAP = struct.Struct(">QIHHIIQII")
 _DIRTY = 1
 
 
-def write_image(info: Qcow2Snapshot, stream: Stream, path: Path, *, in_place: bool) -> None:
+class SnapshotImage(Protocol):
+    """What :func:`write_image` reads of a snapshot read from an image
+    (:class:`~miglab.containers.qcow2.Qcow2Snapshot`)."""
+
+    header: Header
+    image: memoryview
+    snapshot: Snapshot
+    source: Path | None
+
+
+def write_image(info: SnapshotImage, stream: Stream, path: Path, *, in_place: bool) -> None:
     """Write ``info.image`` to ``path`` with the snapshot's VM state replaced by ``stream``."""
-    from miglab.containers import write_to
+    from miglab.stream.writer import write_to
 
     h = info.header
     if h.incompatible & _DIRTY:
@@ -54,7 +63,7 @@ def write_image(info: Qcow2Snapshot, stream: Stream, path: Path, *, in_place: bo
     if in_place and (info.source is None or not path.exists() or not path.samefile(info.source)):
         raise MiglabError(f"in_place=True writes only over the image read, not {path}")
     with scratch_file() as state_file:
-        write_to(stream, state_file, None)
+        write_to(stream, cast(BinaryIO, state_file))
         state = scratch_view(state_file)
         with atomic_output(path) as out:
             copy_file(info.image, out)
