@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 
 from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
+from miglab.containers import container_name, load
 from miglab.fleet.schema import SCHEMAS, partition_value
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
-from miglab.stream.reader import load
 from miglab.vmstate.state import VMState
 
 __all__ = ("FileRows", "FileStat", "device_name", "file_rows", "text_value")
@@ -204,13 +204,25 @@ def _frame_table(
     return pa.Table.from_arrays(arrays, schema=SCHEMAS[name])
 
 
+def _compression(container: Any) -> str | None:
+    """The compressor of the stream's container, however deep (``gzip``, a libvirt ``xz``)."""
+    while container is not None:
+        codec = getattr(container, "codec", None)
+        if codec is None and hasattr(container, "format"):
+            codec = container.format.codec
+        if isinstance(codec, str):
+            return codec
+        container = getattr(container, "inner", None)
+    return None
+
+
 def _tabulate(stream: Stream, out: FileRows) -> None:
     row = out.stream
     if stream.machine is not None:
         row["machine"] = partition_value(stream.machine)
     constant = {"file": row["file"], "release": row["release"], "machine": row["machine"]}
-    row["container"] = getattr(stream, "container", "bare")
-    row["compression"] = getattr(stream, "compression", None)
+    row["container"] = container_name(stream)
+    row["compression"] = _compression(stream.container)
     row["capabilities"] = _capabilities(stream)
     blocks = stream.ram.blocks
     row["ram_bytes"] = sum(b.used_length for b in blocks)
