@@ -280,6 +280,7 @@ def convert_stream(
     machine: str,
     from_qemu: str | None = None,
     allow_guest_visible: bool = False,
+    keep_layouts: bool = True,
     registry: Registry | None = None,
     schemas: tuple[SchemaSource, SchemaSource] | None = None,
 ) -> tuple[Stream, ChangeReport]:
@@ -298,6 +299,12 @@ def convert_stream(
         from_qemu: source QEMU version; it always wins over the machine name, from which it
             is read by default (only a build's newest machine names its build).
         allow_guest_visible: accept changes the guest could observe.
+        keep_layouts: where a virtio device has another MSI-X vector count on the destination's
+            machine type and the destination build's device takes a ``vectors`` property,
+            leave the device alone and report ``-global DEV.vectors=N`` in the report's
+            ``options`` (the guest keeps its view; the destination must be started with
+            them).  False: convert the device's state to the destination's layout instead
+            (guest-visible; refused when the guest's driver enabled the MSI-X it loses).
         registry: transforms to use (default :data:`REGISTRY`).
         schemas: the source and destination ``-dump-vmstate`` schemas; when given, what the
             transforms left different from the destination's schema is converted by
@@ -326,9 +333,10 @@ def convert_stream(
     counts: dict[str, int] = {}
     for rec in stream.records:
         if isinstance(rec, Section) and rec.kind.has_full_header:
-            rec = _section_rules(rec, src, to_qemu, counts, changes)
-            if rec is None:
+            kept = _section_rules(rec, src, to_qemu, counts, changes)
+            if kept is None:
                 continue
+            rec = kept
         if (
             isinstance(rec, CommandRecord)
             and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
@@ -350,7 +358,7 @@ def convert_stream(
             states, report = reg.plan(name, src, to_qemu).run([rec.payload])
             if generations is not None:
                 machine_plan = reg.plan(name, *generations)
-                option = vector_option(states[0], generations[1], to_qemu)
+                option = vector_option(states[0], generations[1], to_qemu) if keep_layouts else None
                 if option is not None:  # the destination keeps the layout: no layout steps
                     options += option
                     machine_plan = dataclasses.replace(
