@@ -81,7 +81,12 @@ SOURCES = {  # streams written by each QEMU build, and of each machine generatio
 }
 
 
-@pytest.mark.parametrize("t", REGISTRY.transforms, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
+#: Steps from 5.2 and 11.1 (builds and machine generations) have no data/ stream (a live
+#: capture is ~85 MB); tests/test_compat_survival.py runs them on live captures.
+WITH_DATA = [t for t in REGISTRY.transforms if t.src in SOURCES and t.dst in SOURCES]
+
+
+@pytest.mark.parametrize("t", WITH_DATA, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
 def test_every_registered_transform_reports_exactly_its_changes(t: Any) -> None:
     applied = 0
     for path in SOURCES[t.src]:
@@ -151,7 +156,7 @@ def test_guest_visible_changes_are_refused_unless_allowed() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in sorted(DATA.glob("*.mig")) if RECIPES[p.name]["vmdesc"]],
+    [p for p in sorted(DATA.glob("*.mig")) if p.name in RECIPES and RECIPES[p.name]["vmdesc"]],
     ids=lambda p: p.stem,
 )
 def test_vmdesc_entries_rebuild_exactly_from_state(path: Path) -> None:

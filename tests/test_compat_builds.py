@@ -35,10 +35,11 @@ def test_a_rule_between_neighbours_runs_on_the_longest_way() -> None:
         ("machine:10.0", "machine:7.2"),
         ("machine:7.2", "machine:5.2"),
     ]
+    # per hop the device's own step, then "*": 5.2->7.2, 7.2->10.0 (balloon vectors), 10.0->11.1
     assert [t.device for t in plan("virtio-balloon", "machine:5.2", "machine:11.1").steps] == [
         "*",
-        "*",
         "virtio-balloon",
+        "*",
         "*",
     ]
 

@@ -33,7 +33,7 @@ def test_converted_virtio_stream_is_accepted(fam: str, to: str, tmp_path: Path) 
     src = _source(fam, to)
     machine = f"pc-{fam}-{to}"
     out, report = convert_stream(
-        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True
+        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True, keep_layouts=False
     )
     assert [c.device for c in report.guest_visible] == ["virtio-balloon"]
     verdict = _judge(miglab.save(out, tmp_path / "out.mig"), src, machine, to)
@@ -51,7 +51,12 @@ def test_renaming_the_machine_alone_is_refused_on_the_balloon(to: str, tmp_path:
             without.add(t)
     machine = f"pc-q35-{to}"
     out, _ = convert_stream(
-        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True, registry=without
+        miglab.load(src),
+        to_qemu=to,
+        machine=machine,
+        allow_guest_visible=True,
+        keep_layouts=False,
+        registry=without,
     )
     verdict = _judge(miglab.save(out, tmp_path / "out.mig"), src, machine, to)
     assert not verdict.accepted

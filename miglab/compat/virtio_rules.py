@@ -65,10 +65,13 @@ def knowledge() -> dict[str, Any]:
 
 
 def register_virtio_transforms(registry: Registry) -> None:
-    """Register a step each way between neighbouring machine generations, per device."""
+    """Register a step each way between neighbouring machine generations where a device's
+    vector count changes (the planner walks the generations in between)."""
     for device, know in knowledge()["devices"].items():
-        versions = list(know["vectors"])
-        for a, b in itertools.pairwise(versions):
+        vectors = know["vectors"]
+        for a, b in itertools.pairwise(vectors):
+            if vectors[a] == vectors[b]:
+                continue
             for src, dst in ((a, b), (b, a)):
                 registry.add(
                     Transform(
@@ -130,8 +133,8 @@ def _convert(edit: Edit, device: str, dst: str) -> None:
     if have not in layouts or want not in layouts:
         raise CompatError(
             f"{know['pci_device']} has {want} MSI-X vectors on {dst} machine types, {have} "
-            f"here, and QEMU {dst}'s device takes no 'vectors' property to keep {have}; miglab "
-            "knows no PCI layout to convert between the two",
+            "here, and miglab knows no PCI layout to convert between the two (a destination "
+            f"build whose device takes 'vectors' keeps {have} instead: vector_option)",
             path=f"{device}/{name}",
         )
     sub = Edit([inner])
