@@ -71,7 +71,9 @@ def _source(src: str, dst: str, family: str, devices: str) -> Capture:
     return cached_capture(src, f"pc-{family}-{src}", devices)
 
 
-@pytest.mark.parametrize(("src", "dst", "family", "devices"), CASES, ids="-".join)
+@pytest.mark.parametrize(
+    ("src", "dst", "family", "devices"), CASES, ids=["-".join(c) for c in CASES]
+)
 def test_running_guest_survives_miglab_compat(
     src: str,
     dst: str,
