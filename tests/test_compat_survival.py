@@ -42,7 +42,16 @@ ALL_CASES = [
 CI_CASES = [(a, b, "q35", "legacy") for a, b in PAIRS] + [
     (a, b, "i440fx", "virtio") for a, b in PAIRS
 ]
-CASES = ALL_CASES if os.environ.get("MIGLAB_COMPAT_FULL") == "1" else CI_CASES
+_CASES = ALL_CASES if os.environ.get("MIGLAB_COMPAT_FULL") == "1" else CI_CASES
+#: Known gap: a 6.1 guest on 7.2+ acks virtio-blk's VIRTIO_F_RING_RESET (bit 40 of the 64-bit
+#: guest features); QEMU 5.2 does not offer it and refuses the stream ("Features 0x10130006e74
+#: unsupported"). No rule drops an acked feature yet.
+_RING_RESET = pytest.mark.xfail(
+    strict=True, reason="QEMU 5.2 refuses virtio-blk's acked VIRTIO_F_RING_RESET (no rule yet)"
+)
+CASES = [
+    pytest.param(*c, marks=_RING_RESET) if c[1] == "5.2" and c[3] == "legacy" else c for c in _CASES
+]
 
 
 def _refused_msix(src: str, dst: str, devices: str) -> bool:
