@@ -81,7 +81,7 @@ def _source(src: str, dst: str, family: str, devices: str) -> Capture:
 
 
 @pytest.mark.parametrize(
-    ("src", "dst", "family", "devices"), CASES, ids=["-".join(c) for c in CASES]
+    ("src", "dst", "family", "devices"), CASES, ids=["-".join(c) for c in _CASES]
 )
 def test_running_guest_survives_miglab_compat(
     src: str,
