@@ -29,11 +29,16 @@ def test_a_rule_between_neighbours_runs_on_the_longest_way() -> None:
     assert [(t.src, t.dst) for t in hpet.steps] == [("10.0", "7.2")]
     e1000e = plan("e1000e", "machine:11.1", "machine:5.2")
     assert ("machine:10.0", "machine:7.2") in [(t.src, t.dst) for t in e1000e.steps]
-    # the PCI rule runs on every hop
-    assert [(t.src, t.dst) for t in e1000e.steps if t.device == "*"] == [
-        ("machine:11.1", "machine:10.0"),
-        ("machine:10.0", "machine:7.2"),
-        ("machine:7.2", "machine:5.2"),
+    # the PCI rule runs on every hop; 7.2 -> 5.2 also clears VIRTIO_F_RING_RESET
+    assert [(t.src, t.dst, t.description) for t in e1000e.steps if t.device == "*"] == [
+        ("machine:11.1", "machine:10.0", "read-only PCI config bits"),
+        ("machine:10.0", "machine:7.2", "read-only PCI config bits"),
+        (
+            "machine:7.2",
+            "machine:5.2",
+            "virtio feature VIRTIO_F_RING_RESET not offered on 5.2 machines",
+        ),
+        ("machine:7.2", "machine:5.2", "read-only PCI config bits"),
     ]
     # per hop the device's own step, then "*": 5.2->7.2, 7.2->10.0 (balloon vectors), 10.0->11.1
     assert [t.device for t in plan("virtio-balloon", "machine:5.2", "machine:11.1").steps] == [

@@ -42,16 +42,7 @@ ALL_CASES = [
 CI_CASES = [(a, b, "q35", "legacy") for a, b in PAIRS] + [
     (a, b, "i440fx", "virtio") for a, b in PAIRS
 ]
-_CASES = ALL_CASES if os.environ.get("MIGLAB_COMPAT_FULL") == "1" else CI_CASES
-#: Known gap: a 6.1 guest on 7.2+ acks virtio-blk's VIRTIO_F_RING_RESET (bit 40 of the 64-bit
-#: guest features); QEMU 5.2 does not offer it and refuses the stream ("Features 0x10130006e74
-#: unsupported"). No rule drops an acked feature yet.
-_RING_RESET = pytest.mark.xfail(
-    strict=True, reason="QEMU 5.2 refuses virtio-blk's acked VIRTIO_F_RING_RESET (no rule yet)"
-)
-CASES = [
-    pytest.param(*c, marks=_RING_RESET) if c[1] == "5.2" and c[3] == "legacy" else c for c in _CASES
-]
+CASES = ALL_CASES if os.environ.get("MIGLAB_COMPAT_FULL") == "1" else CI_CASES
 
 
 def _refused_msix(src: str, dst: str, devices: str) -> bool:
@@ -81,7 +72,7 @@ def _source(src: str, dst: str, family: str, devices: str) -> Capture:
 
 
 @pytest.mark.parametrize(
-    ("src", "dst", "family", "devices"), CASES, ids=["-".join(c) for c in _CASES]
+    ("src", "dst", "family", "devices"), CASES, ids=["-".join(c) for c in CASES]
 )
 def test_running_guest_survives_miglab_compat(
     src: str,
@@ -93,10 +84,11 @@ def test_running_guest_survives_miglab_compat(
 ) -> None:
     cap = _source(src, dst, family, devices)
     machine = f"pc-{family}-{dst}"
-    as_is = survives(cap.stream, qemu=dst, machine=machine, devices=devices, like=cap)
+    as_is = survives(cap.stream, qemu=dst, machine=machine, devices=devices, like=cap, timeout=60)
     record_property("as_is", "survived" if as_is.survived else as_is.reason)
     assert not as_is.survived
-    assert f"pc-{family}-{src}" in as_is.qemu_error  # QEMU names the machine it was sent
+    if dst != "5.2":  # QEMU 5.2 given a newer build's stream as is may hang instead of exiting
+        assert f"pc-{family}-{src}" in as_is.qemu_error  # QEMU names the machine it was sent
 
     stream = miglab.load(cap.stream)
     if _refused_msix(src, dst, devices):

@@ -8,7 +8,7 @@ import pytest
 from conftest import DATA, recipe
 
 import miglab
-from miglab.compat import REGISTRY, Registry, convert_stream
+from miglab.compat import MACHINE_GENERATIONS, QEMU_VERSIONS, REGISTRY, Registry, convert_stream
 from miglab.qemu import find_qemu
 
 CASES = [(fam, to) for fam in ("q35", "i440fx") for to in ("7.2", "10.0")]
@@ -46,6 +46,8 @@ def test_renaming_the_machine_alone_is_refused_on_the_balloon(to: str, tmp_path:
     """Without the virtio rules the destination rejects virtio-balloon's PCI config."""
     src = _source("q35", to)
     without = Registry()
+    without.add_chain(QEMU_VERSIONS)
+    without.add_chain(MACHINE_GENERATIONS)
     for t in REGISTRY.transforms:
         if t.device != "virtio-balloon":
             without.add(t)
