@@ -81,7 +81,12 @@ SOURCES = {  # streams written by each QEMU build, and of each machine generatio
 }
 
 
-@pytest.mark.parametrize("t", REGISTRY.transforms, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
+#: Steps from 5.2 and 11.1 (builds and machine generations) have no data/ stream (a live
+#: capture is ~85 MB); tests/test_compat_survival.py runs them on live captures.
+WITH_DATA = [t for t in REGISTRY.transforms if t.src in SOURCES and t.dst in SOURCES]
+
+
+@pytest.mark.parametrize("t", WITH_DATA, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
 def test_every_registered_transform_reports_exactly_its_changes(t: Any) -> None:
     applied = 0
     for path in SOURCES[t.src]:

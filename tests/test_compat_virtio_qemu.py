@@ -8,7 +8,7 @@ import pytest
 from conftest import DATA, recipe
 
 import miglab
-from miglab.compat import REGISTRY, Registry, convert_stream
+from miglab.compat import MACHINE_GENERATIONS, QEMU_VERSIONS, REGISTRY, Registry, convert_stream
 from miglab.qemu import find_qemu
 
 CASES = [(fam, to) for fam in ("q35", "i440fx") for to in ("7.2", "10.0")]
@@ -33,7 +33,7 @@ def test_converted_virtio_stream_is_accepted(fam: str, to: str, tmp_path: Path) 
     src = _source(fam, to)
     machine = f"pc-{fam}-{to}"
     out, report = convert_stream(
-        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True
+        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True, keep_layouts=False
     )
     assert [c.device for c in report.guest_visible] == ["virtio-balloon"]
     verdict = _judge(miglab.save(out, tmp_path / "out.mig"), src, machine, to)
@@ -46,12 +46,19 @@ def test_renaming_the_machine_alone_is_refused_on_the_balloon(to: str, tmp_path:
     """Without the virtio rules the destination rejects virtio-balloon's PCI config."""
     src = _source("q35", to)
     without = Registry()
+    without.add_chain(QEMU_VERSIONS)
+    without.add_chain(MACHINE_GENERATIONS)
     for t in REGISTRY.transforms:
         if t.device != "virtio-balloon":
             without.add(t)
     machine = f"pc-q35-{to}"
     out, _ = convert_stream(
-        miglab.load(src), to_qemu=to, machine=machine, allow_guest_visible=True, registry=without
+        miglab.load(src),
+        to_qemu=to,
+        machine=machine,
+        allow_guest_visible=True,
+        keep_layouts=False,
+        registry=without,
     )
     verdict = _judge(miglab.save(out, tmp_path / "out.mig"), src, machine, to)
     assert not verdict.accepted

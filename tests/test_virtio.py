@@ -140,8 +140,13 @@ def test_converted_balloon_is_what_the_destination_writes(
     src: str, ref: str, to: str, fam: str
 ) -> None:
     out, report = convert_stream(
-        miglab.load(DATA / src), to_qemu=to, machine=f"pc-{fam}-{to}", allow_guest_visible=True
+        miglab.load(DATA / src),
+        to_qemu=to,
+        machine=f"pc-{fam}-{to}",
+        allow_guest_visible=True,
+        keep_layouts=False,
     )
+    assert report.options == ()
     assert _balloon_of(out) == _balloon(DATA / ref)
     visible = [c for c in report.guest_visible if c.device == "virtio-balloon"]
     assert [c.path for c in visible] == ["virtio"]
@@ -157,6 +162,16 @@ def _balloon_of(stream: miglab.Stream) -> bytes:
         for x in stream.sections
         if x.name.endswith("virtio-balloon")
     )
+
+
+def test_destination_keeps_the_balloon_layout_through_a_property() -> None:
+    """By default a destination build whose virtio-balloon-pci takes ``vectors`` (10.0) is
+    told to keep the source's count (hw_compat_9_2 gives 7.2 machines 0): no state change."""
+    src = miglab.load(DATA / "q72-pc-q35-7.2-virtio.mig")
+    out, report = convert_stream(src, to_qemu="10.0", machine="pc-q35-10.0")
+    assert report.options == ("-global", "virtio-balloon-pci.vectors=0")
+    assert not [c for c in report if c.device.startswith("virtio")]
+    assert _balloon_of(out) == _balloon_of(src)
 
 
 def test_guest_visible_balloon_change_is_refused_unless_allowed() -> None:

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{len(report)} change(s), {len(report.guest_visible)} guest-visible; wrote {args.output}"
     )
+    if report.options:
+        print(f"start the destination QEMU with: {' '.join(report.options)}")
     return 0
 
 

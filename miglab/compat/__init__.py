@@ -12,7 +12,11 @@
 
 from __future__ import annotations
 
-from miglab.compat import filters, virtio_rules  # noqa: F401  (registers the virtio transforms)
+from miglab.compat import (  # noqa: F401  (register the virtio transforms)
+    filters,
+    virtio_features,
+    virtio_rules,
+)
 from miglab.compat.edit import Edit
 from miglab.compat.qemu import (
     MACHINE_GENERATIONS,

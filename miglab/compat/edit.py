@@ -139,14 +139,24 @@ class Edit:
 
     # --- subsections and devices -------------------------------------------------
     def remove_subsection(
-        self, device: str, name: str, *, classification: Classification = "safe", reason: str = ""
+        self,
+        device: str,
+        name: str,
+        *,
+        within: str = "",
+        classification: Classification = "safe",
+        reason: str = "",
     ) -> None:
-        """Drop a subsection the destination does not know."""
+        """Drop a subsection the destination does not know (of the struct field at path
+        ``within``, ``/``-separated, or of the device itself)."""
         state = self.state(device)
+        for part in filter(None, within.split("/")):
+            state = state.fields[part]
         sub = state.subsections.pop(name)
         subs = tuple(d for d in state.desc.subsections if d.name != name)
         state.desc = dataclasses.replace(state.desc, subsections=subs)
-        self._record("removed", device, f"@{name}", sub, None, classification, reason)
+        where = f"{within}/@{name}" if within else f"@{name}"
+        self._record("removed", device, where, sub, None, classification, reason)
 
     def add_device(
         self, state: VMState, *, classification: Classification = "safe", reason: str = ""

@@ -24,6 +24,7 @@ guest could observe are refused unless ``allow_guest_visible``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from functools import cache
@@ -35,6 +36,7 @@ from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registr
 from miglab.compat.report import Change, ChangeReport
 from miglab.compat.schema_check import SchemaSource
 from miglab.compat.schema_driven import SchemaDriven
+from miglab.compat.virtio_rules import vector_option
 from miglab.errors import CompatError
 from miglab.stream.configuration import CONFIGURATION, machine_of
 from miglab.stream.model import CommandRecord, Record, Section, Stream
@@ -124,11 +126,11 @@ def qemu_of_machine(machine: str) -> str:
 def machine_generation(machine: str | None) -> str | None:
     """The machine generation of ``machine`` (``pc-q35-7.2`` -> ``machine:7.2``).
 
-    A stream without a configuration block (``None``: pc <= 2.3) is of the oldest
-    generation; a machine of no known generation (pc-q35-9.0) gives None.
+    A machine of no known generation (pc-q35-9.0, or ``None``: a stream without a
+    configuration block, pc <= 2.3) gives None.
     """
     if machine is None:
-        return MACHINE_GENERATIONS[0]
+        return None
     _, version = _parse_machine(machine)
     for g in MACHINE_GENERATIONS:
         lo, hi = knowledge()["machine_generations"][g]
@@ -149,7 +151,7 @@ def _edit_fn(device: str, edits: list[dict[str, Any]]) -> Any:
 
 
 def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
-    op, path, reason = e["op"], e["path"], e.get("reason", "")
+    op, path, reason = e["op"], e.get("path", ""), e.get("reason", "")
     if op == "rename":
         edit.rename(device, path, e["to"], info=e.get("info"), num=e.get("num"), reason=reason)
     elif op == "remove":
@@ -163,6 +165,15 @@ def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
         edit.add(
             device, path, e["info"], value, after=e.get("after"), size=e.get("size"), reason=reason
         )
+    elif op == "remove_subsection":
+        within = e.get("within", "")
+        state = edit.state(device)
+        for part in filter(None, within.split("/")):
+            state = state.fields[part]
+        if e["name"] in state.subsections:
+            edit.remove_subsection(
+                device, e["name"], within=within, classification=e["classification"], reason=reason
+            )
     elif op == "resize":
         old = bytes(edit.get(device, path))
         size = e["size"]
@@ -251,12 +262,11 @@ def register_qemu_transforms(registry: Registry) -> None:
     for t in knowledge()["transforms"]:
         fn = _edit_fn(t["device"], t["edits"])
         registry.add(Transform(t["device"], t["src"], t["dst"], fn, t.get("description", "")))
-    for src in MACHINE_GENERATIONS:
-        for dst in MACHINE_GENERATIONS:
-            if src != dst:
-                registry.add(
-                    Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "read-only PCI config bits")
-                )
+    for a, b in itertools.pairwise(MACHINE_GENERATIONS):
+        for src, dst in ((a, b), (b, a)):
+            registry.add(Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "read-only PCI config bits"))
+    registry.add_chain(QEMU_VERSIONS)
+    registry.add_chain(MACHINE_GENERATIONS)
 
 
 register_qemu_transforms(REGISTRY)
@@ -270,6 +280,7 @@ def convert_stream(
     machine: str,
     from_qemu: str | None = None,
     allow_guest_visible: bool = False,
+    keep_layouts: bool = True,
     registry: Registry | None = None,
     schemas: tuple[SchemaSource, SchemaSource] | None = None,
 ) -> tuple[Stream, ChangeReport]:
@@ -288,6 +299,12 @@ def convert_stream(
         from_qemu: source QEMU version; it always wins over the machine name, from which it
             is read by default (only a build's newest machine names its build).
         allow_guest_visible: accept changes the guest could observe.
+        keep_layouts: where a virtio device has another MSI-X vector count on the destination's
+            machine type and the destination build's device takes a ``vectors`` property,
+            leave the device alone and report ``-global DEV.vectors=N`` in the report's
+            ``options`` (the guest keeps its view; the destination must be started with
+            them).  False: convert the device's state to the destination's layout instead
+            (guest-visible; refused when the guest's driver enabled the MSI-X it loses).
         registry: transforms to use (default :data:`REGISTRY`).
         schemas: the source and destination ``-dump-vmstate`` schemas; when given, what the
             transforms left different from the destination's schema is converted by
@@ -310,9 +327,16 @@ def convert_stream(
     generic = SchemaDriven(*schemas) if schemas is not None else None
     generations = _generations(stream.machine, src, machine)
     changes: list[Change] = []
+    options: list[str] = []
     records: list[Record] = []
     touched: list[Section] = []
+    counts: dict[str, int] = {}
     for rec in stream.records:
+        if isinstance(rec, Section) and rec.kind.has_full_header:
+            kept = _section_rules(rec, src, to_qemu, counts, changes)
+            if kept is None:
+                continue
+            rec = kept
         if (
             isinstance(rec, CommandRecord)
             and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
@@ -333,7 +357,14 @@ def convert_stream(
             name = rec.payload.desc.name
             states, report = reg.plan(name, src, to_qemu).run([rec.payload])
             if generations is not None:
-                states, more = reg.plan(name, *generations).run(states)
+                machine_plan = reg.plan(name, *generations)
+                option = vector_option(states[0], generations[1], to_qemu) if keep_layouts else None
+                if option is not None:  # the destination keeps the layout: no layout steps
+                    options += option
+                    machine_plan = dataclasses.replace(
+                        machine_plan, steps=tuple(t for t in machine_plan.steps if t.device != name)
+                    )
+                states, more = machine_plan.run(states)
                 report += more
             if generic is not None:
                 states, more = generic.conform(rec.name, states)
@@ -370,7 +401,7 @@ def convert_stream(
         stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
     )
     refresh_vmdesc(out, touched)
-    report = ChangeReport(tuple(changes))
+    report = ChangeReport(tuple(changes), tuple(options))
     if report.guest_visible and not allow_guest_visible:
         listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
         raise CompatError(
@@ -378,6 +409,39 @@ def convert_stream(
             f"(allow them explicitly): {listed}"
         )
     return out, report
+
+
+def _section_rules(
+    rec: Section, src: str, dst: str, counts: dict[str, int], changes: list[Change]
+) -> Section | None:
+    """Whole-section rules: drop a section ``dst`` does not know (None), renumber instances."""
+    for rule in knowledge()["sections"]["rules"]:
+        if rec.name == rule["idstr"] and dst not in rule["qemu"]:
+            payload = rec.payload
+            if not isinstance(payload, VMState) or payload.fields or payload.subsections:
+                raise CompatError(
+                    f"QEMU {dst} has no section {rec.name!r} and this one carries state",
+                    path=rec.name,
+                )
+            changes.append(
+                Change("removed", rec.name, "", payload, None, "safe",
+                       f"QEMU {dst} has no such section; it is empty ({rule['source']})")
+            )  # fmt: skip
+            return None
+    numbered = {q: rec.name in knowledge()["qemu"][q]["numbered_instances"] for q in (src, dst)}
+    if numbered[src] == numbered[dst]:
+        return rec
+    nth = counts.get(rec.name, 0)
+    counts[rec.name] = nth + 1
+    want = nth if numbered[dst] else 0
+    if want == rec.instance_id:
+        return rec
+    changes.append(
+        Change("changed", rec.name, "instance_id", rec.instance_id, want, "safe",
+               f"QEMU {dst} numbers {rec.name!r} sections {'0, 1, ...' if numbered[dst] else 'all 0'}"
+               f" ({knowledge()['numbered_instances_source']})", section=rec.name)
+    )  # fmt: skip
+    return dataclasses.replace(rec, instance_id=want)
 
 
 def _generations(source: str | None, src_qemu: str, machine: str) -> tuple[str, str] | None:

@@ -103,6 +103,14 @@ class Registry:
 
     def __init__(self) -> None:
         self._steps: list[Transform] = []
+        self._chains: list[tuple[str, ...]] = []
+
+    def add_chain(self, versions: Sequence[str]) -> None:
+        """Declare ``versions`` an ordered chain (QEMU builds, machine generations): a plan
+        between two of them walks every hop in between, running each hop's steps, so a step
+        registered between two neighbours also runs on a longer way (11.1 -> 5.2 runs the
+        10.0 -> 7.2 step)."""
+        self._chains.append(tuple(versions))
 
     def register(
         self, device: str, *, src: str, dst: str, description: str = ""
@@ -140,6 +148,11 @@ class Registry:
         mine = [t for t in self._steps if t.device in (device, ANY_DEVICE)]
         if src == dst or not mine:
             return Plan(device, src, dst, ())
+        chain = next((c for c in self._chains if src in c and dst in c), None)
+        if chain is not None:
+            a, b = chain.index(src), chain.index(dst)
+            way = chain[a : b + 1] if a < b else chain[b : a + 1][::-1]
+            return Plan(device, src, dst, self._hops(mine, device, way))
         edges: dict[str, list[str]] = {}
         for t in mine:
             edges.setdefault(t.src, []).append(t.dst)
@@ -162,11 +175,16 @@ class Registry:
         while hops[-1] != src:
             hops.append(prev[hops[-1]])
         hops.reverse()
+        return Plan(device, src, dst, self._hops(mine, device, hops))
+
+    @staticmethod
+    def _hops(mine: list[Transform], device: str, way: Sequence[str]) -> tuple[Transform, ...]:
+        """The steps of each hop along ``way``: the device's own, then the ``"*"`` ones."""
         steps: list[Transform] = []
-        for a, b in itertools.pairwise(hops):
+        for a, b in itertools.pairwise(way):
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == device]
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == ANY_DEVICE]
-        return Plan(device, src, dst, tuple(steps))
+        return tuple(steps)
 
 
 #: The registry the ``register`` decorator and the QEMU transforms use.

@@ -61,9 +61,18 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ChangeReport:
-    """The changes of one transform, plan or stream conversion, in the order they were made."""
+    """The changes of one transform, plan or stream conversion, in the order they were made.
+
+    Attributes:
+        changes: every change, in order.
+        options: QEMU options the destination must be started with for the converted stream
+            (``("-global", "virtio-balloon-pci.vectors=0")``): device properties that keep the
+            guest's view where the destination's machine type would give a device another
+            layout.  Without them the destination refuses the stream.
+    """
 
     changes: tuple[Change, ...] = ()
+    options: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
@@ -72,7 +81,7 @@ class ChangeReport:
         return len(self.changes)
 
     def __add__(self, other: ChangeReport) -> ChangeReport:
-        return ChangeReport(self.changes + other.changes)
+        return ChangeReport(self.changes + other.changes, self.options + other.options)
 
     @property
     def guest_visible(self) -> tuple[Change, ...]:
@@ -80,9 +89,10 @@ class ChangeReport:
         return tuple(c for c in self.changes if c.guest_visible)
 
     def __str__(self) -> str:
-        if not self.changes:
-            return "no changes"
-        return "\n".join(str(c) for c in self.changes)
+        lines = [str(c) for c in self.changes] or ["no changes"]
+        if self.options:
+            lines.append("destination options: " + " ".join(self.options))
+        return "\n".join(lines)
 
 
 def _short(value: Any, limit: int = 40) -> str:

@@ -25,6 +25,7 @@ its classification; the field's classification is the worst of them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from functools import cache
@@ -49,7 +50,7 @@ from miglab.devices.virtio import (
 from miglab.errors import CompatError
 from miglab.vmstate.state import VMState
 
-__all__ = ("knowledge", "register_virtio_transforms")
+__all__ = ("knowledge", "register_virtio_transforms", "vector_option")
 
 _MSIX_ENABLE = 0x8000  # PCI_MSIX_FLAGS_ENABLE in the capability's message control
 _MSIX_MASKBIT = 1  # PCI_MSIX_ENTRY_CTRL_MASKBIT: how QEMU resets every table entry
@@ -64,22 +65,43 @@ def knowledge() -> dict[str, Any]:
 
 
 def register_virtio_transforms(registry: Registry) -> None:
-    """Register a step each way between every two machine generations the knowledge file
-    knows, per device (versions ``machine:7.2``, ``machine:10.0``)."""
+    """Register a step each way between neighbouring machine generations where a device's
+    vector count changes (the planner walks the generations in between)."""
     for device, know in knowledge()["devices"].items():
-        versions = list(know["layouts"])
-        for src in versions:
-            for dst in versions:
-                if src != dst:
-                    registry.add(
-                        Transform(
-                            device,
-                            MACHINE_PREFIX + src,
-                            MACHINE_PREFIX + dst,
-                            _step(device, dst),
-                            f"MSI-X vectors and PCI capability layout of {know['pci_device']}",
-                        )
+        vectors = know["vectors"]
+        for a, b in itertools.pairwise(vectors):
+            if vectors[a] == vectors[b]:
+                continue
+            for src, dst in ((a, b), (b, a)):
+                registry.add(
+                    Transform(
+                        device,
+                        MACHINE_PREFIX + src,
+                        MACHINE_PREFIX + dst,
+                        _step(device, dst),
+                        f"MSI-X vectors and PCI capability layout of {know['pci_device']}",
                     )
+                )
+
+
+def vector_option(state: VMState, dst_generation: str, to_qemu: str) -> tuple[str, str] | None:
+    """The destination option that keeps a virtio device's MSI-X vectors, or None.
+
+    When the device has another vector count on the destination's machine generation than
+    in ``state`` and the destination build's device takes a ``vectors`` property, the guest
+    keeps its view if the destination is started with ``-global DEV.vectors=N``: no state
+    changes.  None when the counts agree, the device is not a known virtio device, or the
+    destination cannot be told (then the device state must be converted, see the steps).
+    """
+    know = knowledge()["devices"].get(state.desc.name)
+    name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
+    if know is None or name is None:
+        return None
+    have = msix_vectors_of(decode_virtio(bytes(state.fields[name]), state.desc.name).desc)
+    want = know["vectors"].get(dst_generation.removeprefix(MACHINE_PREFIX))
+    if want is None or have == want or to_qemu not in know["vectors_property"]:
+        return None
+    return ("-global", f"{know['pci_device']}.vectors={have}")
 
 
 def _step(device: str, dst: str) -> Callable[[Edit], None]:
@@ -100,19 +122,21 @@ def _convert(edit: Edit, device: str, dst: str) -> None:
         return
     know = knowledge()["devices"][device]
     inner = decode_virtio(bytes(state.fields[name]), device)
-    have, want = msix_vectors_of(inner.desc), know["layouts"][dst]["msix_vectors"]
+    have, want = msix_vectors_of(inner.desc), know["vectors"][dst]
     if have == want:
         return
+    if have and not want:
+        _check_msix_unused(inner, device, dst, know)
     layouts = {
         lay["msix_vectors"]: bytes.fromhex(lay["config"]) for lay in know["layouts"].values()
     }
-    if have not in layouts:
+    if have not in layouts or want not in layouts:
         raise CompatError(
-            f"no known PCI layout of {know['pci_device']} with {have} MSI-X vectors",
+            f"{know['pci_device']} has {want} MSI-X vectors on {dst} machine types, {have} "
+            "here, and miglab knows no PCI layout to convert between the two (a destination "
+            f"build whose device takes 'vectors' keeps {have} instead: vector_option)",
             path=f"{device}/{name}",
         )
-    if have and not want:
-        _check_msix_unused(inner, device, dst)
     sub = Edit([inner])
     _layout(sub, inner, layouts[have], layouts[want], know, dst)
     if want:
@@ -158,14 +182,16 @@ def _layout(
     )
 
 
-def _check_msix_unused(inner: VMState, device: str, qemu: str) -> None:
+def _check_msix_unused(inner: VMState, device: str, qemu: str, know: dict[str, Any]) -> None:
     """Refuse to take MSI-X away from a guest whose driver enabled it."""
     config = bytes(inner.fields["pci_dev"].fields["config"])
     at = capabilities(config)[PCI_CAP_ID_MSIX]
     if int.from_bytes(config[at + 2 : at + 4], "little") & _MSIX_ENABLE:
+        takes = ", ".join(know["vectors_property"])
         raise CompatError(
-            f"the guest enabled MSI-X, which the device does not have on {qemu} machine types; its driver "
-            "would wait for interrupts that never come",
+            f"the guest enabled MSI-X, which {know['pci_device']} does not have on {qemu} "
+            f"machine types, and no destination property can give it back (only QEMU {takes} "
+            "take its 'vectors'); its driver would wait for interrupts that never come",
             path=f"{device}/virtio/pci_dev/config",
         )
 

@@ -25,6 +25,7 @@ import os
 import shlex
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def survives(
     devices: str | DeviceSet | None = None,
     guest: GuestSpec | None = None,
     like: Capture | None = None,
+    extra_args: Sequence[str] = (),
     window: float = WINDOW,
     timeout: float = 120,
 ) -> Survival:
@@ -159,6 +161,8 @@ def survives(
         guest: the guest (default: the capture's, else the built one).
         like: the capture a derived stream (e.g. miglab's conversion of it) came from; gives
             the counter to continue from and the defaults when the stream has no sidecar.
+        extra_args: more destination options, e.g. the ``-global`` properties
+            :func:`miglab.compat.convert_stream` reports (``ChangeReport.options``).
         window: seconds after ``cont`` for the guest to show it runs.
         timeout: seconds for the whole judgement.
 
@@ -195,7 +199,11 @@ def survives(
     with tempfile.TemporaryDirectory(prefix="miglab-survives-") as tmp:
         console_path = Path(tmp) / "console.log"
         argv = binary.command(
-            *vm_args(spec, dset, machine=machine, console=console_path), "-S", "-incoming", "defer"
+            *vm_args(spec, dset, machine=machine, console=console_path),
+            *extra_args,
+            "-S",
+            "-incoming",
+            "defer",
         )
         with Guest(argv, binary.env) as process:
 

@@ -1,0 +1,66 @@
+"""Virtio feature bits a machine generation offers and an older one does not.
+
+A guest driver acks every feature its device offers; the stream carries the acked set
+(``guest_features`` of the ``virtio/64bit_features`` subsection of the ``virtio`` field), and
+the destination refuses features its own device does not offer.  QEMU 7.2's virtio devices
+offer ``VIRTIO_F_RING_RESET`` (bit 40) on machines >= 7.2 (``hw_compat_7_1`` turns it off
+below), QEMU 5.2 has no such feature: a stream from any pc-*-7.2 or newer machine is refused
+by QEMU 5.2 ("Features 0x10130006e74 unsupported").  Converting to the generation without the
+bit clears it; that is guest-visible (the driver still believes it has the feature), with the
+consequence the knowledge names (``compat-virtio.json`` ``features``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from miglab.compat.edit import Edit
+from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
+from miglab.compat.virtio_rules import knowledge
+from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
+
+__all__ = ("register_feature_transforms",)
+
+_FEATURES_64 = "virtio/64bit_features"
+
+
+def register_feature_transforms(registry: Registry) -> None:
+    """A step from each rule's ``offered_from`` generation to its ``absent_in`` one, for
+    every device (the planner walks the generations in between)."""
+    for rule in knowledge()["features"]["rules"]:
+        registry.add(
+            Transform(
+                ANY_DEVICE,
+                MACHINE_PREFIX + rule["offered_from"],
+                MACHINE_PREFIX + rule["absent_in"],
+                _clear_fn(rule),
+                f"virtio feature {rule['name']} not offered on {rule['absent_in']} machines",
+            )
+        )
+
+
+def _clear_fn(rule: dict[str, Any]) -> Any:
+    def run(edit: Edit) -> None:
+        for state in list(edit.states):
+            field = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
+            if field is None or not isinstance(state.fields[field], bytes | bytearray):
+                continue
+            inner = decode_virtio(bytes(state.fields[field]), state.desc.name)
+            sub = inner.subsections.get(_FEATURES_64)
+            if sub is None or not (sub.fields["guest_features"] >> rule["bit"]) & 1:
+                continue
+            sub.fields["guest_features"] &= ~(1 << rule["bit"])
+            edit.set(
+                state.desc.name,
+                field,
+                encode_virtio(inner),
+                classification="guest-visible",
+                reason=f"guest_features: {rule['name']} (bit {rule['bit']}) cleared; the guest "
+                f"acked it, QEMU {rule['absent_in']} machines do not offer it "
+                f"({rule['source']}); {rule['what']}",
+            )
+
+    return run
+
+
+register_feature_transforms(REGISTRY)
