@@ -13,8 +13,8 @@ an empty cache only costs the 16 boots.  Each case asserts:
   ``vectors`` property for them), miglab refuses and says so.
 
 CI runs the 24 cases of :data:`CI_CASES` (every pair: q35 with the legacy set, i440fx with the
-virtio set); ``MIGLAB_COMPAT_FULL=1`` runs all 48 (``scripts/compat-matrix.py`` writes them all
-to data/compat-matrix.csv).  Without QEMU or the guest these skip locally and fail under
+virtio set); ``MIGLAB_COMPAT_FULL=1`` runs all 48 (``scripts/survival-matrix.py`` writes them all
+to data/survival-matrix.csv).  Without QEMU or the guest these skip locally and fail under
 ``CI=true``.
 """
 
