@@ -26,24 +26,34 @@ stdio_handler = "file"
 CONF
 fi
 pidfile=/run/libvirtd.pid
+log=/var/log/libvirt/libvirtd.log
+trap 'echo "libvirt-save.sh: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
+fail() { echo "libvirt-save.sh: $*" >&2; [ -f "$log" ] && tail -n 5 "$log" >&2; exit 1; }
+# Stop the daemon and wait until its process is gone (not just its pid file): a new
+# libvirtd started while the old one still holds the pid file exits without a word.
 stop() {
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    kill "$(cat "$pidfile")"
-    for _ in $(seq 50); do [ -f "$pidfile" ] || break; sleep 0.2; done
-  fi
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; sleep 0.5; fi
+  rm -f "$pidfile"
 }
 trap stop EXIT
 start() {
   stop
   mkdir -p /run/libvirt
-  libvirtd --daemon --pid-file "$pidfile"
-  for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+  libvirtd --daemon --pid-file "$pidfile" || fail "libvirtd did not start (its log follows)"
+  for _ in $(seq 150); do virsh -c qemu:///system version >/dev/null 2>&1 && return 0; sleep 0.2; done
+  fail "libvirtd started but does not answer on qemu:///system after 30 s"
 }
 if [ -n "$restore" ]; then
   start
   for d in $(virsh -c qemu:///system list --name); do virsh -c qemu:///system destroy "$d" >/dev/null; done
   virsh -c qemu:///system restore "$restore" --paused >/dev/null
-  name=$(virsh -c qemu:///system list --name | head -1)
+  name=$(virsh -c qemu:///system list --name)
+  name=${name%%$'\n'*}
+  [ -n "$name" ] || fail "virsh restore left no running domain"
   virsh -c qemu:///system domstate "$name"
   virsh -c qemu:///system destroy "$name" >/dev/null
   exit 0
