@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
 ruff check miglab tests scripts benchmarks fuzz
+ruff format --check miglab tests scripts benchmarks fuzz
 mypy
 python -m pytest -n 2 --dist loadgroup "$@"

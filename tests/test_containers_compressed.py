@@ -42,7 +42,8 @@ def test_edited_stream_is_compressed_anew(tmp_path: Path, codec: str) -> None:
     stream = miglab.load(_compress(tmp_path, codec, STREAM.read_bytes()))
     stream.trailer = b"edited"
     out = miglab.save(stream, tmp_path / "edited")
-    plain = subprocess.run([codec, "-dc"], stdin=out.open("rb"), capture_output=True, check=True)
+    with out.open("rb") as f:
+        plain = subprocess.run([codec, "-dc"], stdin=f, capture_output=True, check=True)
     assert plain.stdout == STREAM.read_bytes() + b"edited"
 
 

@@ -181,7 +181,8 @@ def test_check_agrees_with_what_real_qemu_accepted(real_fleet: Path) -> None:
         table = miglab.fleet.check(fleet, release, schemas=DATA)
         for row in table.itertuples():
             verdicts[Path(row.file).name, release] = row.verdict
-    rows = [r for r in csv.DictReader((DATA / "compat-matrix.csv").open()) if r["mode"] == "raw"]
+    with (DATA / "compat-matrix.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["mode"] == "raw"]
     checked = 0
     for r in rows:
         verdict = verdicts[r["file"], r["destination"].split()[1]]

@@ -137,7 +137,7 @@ def test_chroot_mounts_live_only_in_the_qemu_process(
         assert mounts_under(root) == []  # ...the host's has none of them
     finally:
         process.kill()
-        process.wait()
+        process.communicate()
     assert mounts_under(root) == []
 
 

@@ -90,9 +90,9 @@ def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
     limit = min(
         LIMITS.max_decompressed_bytes, LIMITS.max_expansion_ratio * len(data) + _RATIO_SLACK
     )
-    out = scratch_file()
     digest = hashlib.sha256()
-    with scratch_file() as src, tempfile.TemporaryFile() as err:
+    # ``out`` may be closed once mapped: the map keeps the unlinked file alive.
+    with scratch_file() as out, scratch_file() as src, tempfile.TemporaryFile() as err:
         copy_file(data, src)
         src.seek(0)
         proc = subprocess.Popen([program, "-dc"], stdin=src, stdout=subprocess.PIPE, stderr=err)
@@ -122,7 +122,7 @@ def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
                 else MigrationFormatError
             )
             raise cls(f"{codec} data is not valid ({program} -dc: {text})", offset=offset)
-    return Expanded(scratch_view(out), digest.digest())
+        return Expanded(scratch_view(out), digest.digest())
 
 
 def compress(codec: str, data: IO[bytes], out: IO[bytes]) -> None:

@@ -83,14 +83,14 @@ def load(
     snap = _choose(table, snapshot)
     cs = h.cluster_size
     clusters = vm_state_clusters(view, h, snap)  # checks the size before anything is made
-    scratch = scratch_file()
-    scratch.truncate(snap.vm_state_size)
-    fd = scratch.fileno()
-    for guest, host in clusters:
-        size = min(cs, snap.vm_state_size - guest)
-        os.pwrite(fd, view[host : host + size], guest)
-        drop_pages(view, host, host + size)
-    state = scratch_view(scratch)
+    with scratch_file() as scratch:  # the map keeps the unlinked file alive
+        scratch.truncate(snap.vm_state_size)
+        fd = scratch.fileno()
+        for guest, host in clusters:
+            size = min(cs, snap.vm_state_size - guest)
+            os.pwrite(fd, view[host : host + size], guest)
+            drop_pages(view, host, host + size)
+        state = scratch_view(scratch)
     try:
         stream: Stream = load_inner(state)
     except MigrationFormatError as exc:

@@ -138,7 +138,9 @@ class Guest:
             except (ConnectError, AssertionError):
                 # qemu.qmp can trip its own state assertions when the socket is
                 # accepted but the greeting is not complete yet (seen under load);
-                # a fresh client on the next poll connects cleanly.
+                # a fresh client on the next poll connects cleanly.  The failed
+                # client may hold a half-open socket: close it first.
+                await drop(qmp)
                 await asyncio.sleep(POLL_SECONDS)
             else:
                 return qmp
