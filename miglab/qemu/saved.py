@@ -9,7 +9,11 @@ and judged by the same QEMU loading what miglab wrote:
 * :func:`make_snapshot` / :func:`judge_loadvm`: ``savevm NAME`` (HMP through
   QMP) into a qcow2 disk made by ``qemu-img create``, and a QEMU started with
   ``-loadvm NAME`` that must come up with the snapshot loaded;
-* :func:`qemu_img_check`: ``qemu-img check`` on an image.
+* :func:`qemu_img_check`: ``qemu-img check`` on an image;
+* :func:`judge_resumed_console`: issue #8's survival verdict on the console a
+  restored guest wrote (a ``virsh restore`` of a save image of the test guest):
+  the heartbeat continues from the saved console's last beat, no reboot, the
+  disk reads right.
 
 Every QEMU runs in its own process group and is killed on any outcome.
 """
@@ -22,6 +26,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from qemu.qmp import ExecuteError
+
 from miglab.qemu._process import (
     QMP_LOST,
     Guest,
@@ -31,9 +37,18 @@ from miglab.qemu._process import (
     run_bounded,
     wait_migration,
 )
+from miglab.qemu.heartbeat import parse_console
 from miglab.qemu.runner import JudgeResult, QemuBinary
+from miglab.qemu.survival import BEATS, _Expect, _verdict
 
-__all__ = ("judge_loadvm", "judge_mapped_ram", "make_mapped_ram", "make_snapshot", "qemu_img_check")
+__all__ = (
+    "judge_loadvm",
+    "judge_mapped_ram",
+    "judge_resumed_console",
+    "make_mapped_ram",
+    "make_snapshot",
+    "qemu_img_check",
+)
 
 _BASE = ("-nodefaults", "-display", "none")
 
@@ -71,7 +86,10 @@ def make_mapped_ram(
             try:
                 await asyncio.sleep(run_seconds)
                 await qmp.execute("stop")
-                await qmp.execute("migrate-set-capabilities", _caps(("mapped-ram",)))
+                try:
+                    await qmp.execute("migrate-set-capabilities", _caps(("mapped-ram",)))
+                except ExecuteError as exc:  # QEMU < 9.0: no such capability
+                    raise QemuError(f"QEMU {qemu.version} refuses mapped-ram: {exc}") from None
                 uri = f"file:{out},offset={offset}" if offset else f"file:{out}"
                 await qmp.execute("migrate", {"uri": uri})
                 status, error = await wait_migration(qmp)
@@ -210,3 +228,21 @@ def qemu_img_check(image: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [_qemu_img(), "check", str(image)], capture_output=True, text=True, check=False, timeout=120
     )
+
+
+def judge_resumed_console(
+    saved: str, resumed: str, disk_md5: str, *, nics: int = 0
+) -> tuple[bool, str]:
+    """``(survived, why)``: did the guest whose console was ``saved`` run on in ``resumed``?
+
+    The same judge as a live migration's (:mod:`miglab.qemu.survival`): the first
+    resumed heartbeat counts on from the last saved one, each next is one more, at
+    least ``BEATS`` of them, no ``MIGLAB-BOOT``, no kernel trouble, the disk's md5
+    in every beat, ``nics`` networks seen.
+    """
+    before = parse_console(saved).last
+    if before is None:
+        return False, "no heartbeat before the save"
+    expect = _Expect(before.counter, before.taint, disk_md5, nics, BEATS)
+    survived, why = _verdict(parse_console(resumed), expect)
+    return survived is True, why or f"fewer than {BEATS} heartbeats after the restore"
