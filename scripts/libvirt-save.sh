@@ -28,6 +28,7 @@ if [ "${1:-}" = "--libvirt" ]; then
   [ -x "$root/usr/sbin/libvirtd" ] || { echo "libvirt-save.sh: no libvirt $ver in $root (scripts/install-qemu.sh)" >&2; exit 1; }
   script=$(realpath "$0")
   guest=$(realpath "$(dirname "$script")/../.guest" 2>/dev/null || echo /tmp)
+  export MIGLAB_GUEST=$guest  # resolved here: the worktree's .guest symlink is not in the chroot
   if [ "${1:-}" = "--restore" ]; then dir=$(dirname "$(realpath "${2:?}")"); else mkdir -p "${1:?}"; dir=$(realpath "$1"); fi
   # shellcheck disable=SC2016  # expanded by the inner sh
   exec unshare -m --propagation private sh -ec '
@@ -111,7 +112,7 @@ for fmt in "${formats[@]}"; do
   if [ "$fmt" = guest ]; then
     # The test guest as libvirt runs it: TCG, qemu64, its disk read-only on virtio, ttyS0 into a
     # file; no balloon or USB (libvirt's defaults), so only devices miglab models are saved.
-    g=$(realpath "$(dirname "$0")/../.guest")
+    g=${MIGLAB_GUEST:-$(realpath "$(dirname "$0")/../.guest")}
     [ -f "$g/guest.json" ] || fail "no test guest in $g (scripts/build-guest.sh)"
     field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$g/guest.json"; }
     console="$out/console-save.log"
