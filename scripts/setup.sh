@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian 12 machine (also used by CI):
 #   * four QEMU builds: 7.2 (system), 10.0 (unpacked into .qemu/10.0), 5.2 and 11.1
-#     (Debian 11 / 13 chroots in .qemu/5.2, .qemu/11.1)  -> scripts/install-qemu.sh
+#     (Debian 11 / 13 chroots in .qemu/5.2, .qemu/11.1), and Debian 13's libvirt 11.3 with
+#     its QEMU 10.0 (chroot .qemu/libvirt-11.3)  -> scripts/install-qemu.sh
 #   * the Linux test guest whose heartbeat judges survival (.guest)  -> scripts/build-guest.sh
 #   * Debian's Chromium, for the browser test of the notebook widgets
 #   * the container tools: qemu-img (qemu-utils) to make and check qcow2 images, lzop
