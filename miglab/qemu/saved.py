@@ -9,6 +9,10 @@ and judged by the same QEMU loading what miglab wrote:
 * :func:`make_snapshot` / :func:`judge_loadvm`: ``savevm NAME`` (HMP through
   QMP) into a qcow2 disk made by ``qemu-img create``, and a QEMU started with
   ``-loadvm NAME`` that must come up with the snapshot loaded;
+* :func:`make_postcopy`: a real postcopy migration (``postcopy-ram`` on both
+  ends, ``migrate-start-postcopy`` at once) between two QEMUs over TCP, through a
+  relay that forwards both directions (postcopy needs the return path) and records
+  what the source sent;
 * :func:`qemu_img_check`: ``qemu-img check`` on an image;
 * :func:`judge_resumed_console`: issue #8's survival verdict on the console a
   restored guest wrote (a ``virsh restore`` of a save image of the test guest):
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from qemu.qmp import ExecuteError
 
@@ -46,6 +51,7 @@ __all__ = (
     "judge_mapped_ram",
     "judge_resumed_console",
     "make_mapped_ram",
+    "make_postcopy",
     "make_snapshot",
     "qemu_img_check",
 )
@@ -246,3 +252,73 @@ def judge_resumed_console(
     expect = _Expect(before.counter, before.taint, disk_md5, nics, BEATS)
     survived, why = _verdict(parse_console(resumed), expect)
     return survived is True, why or f"fewer than {BEATS} heartbeats after the restore"
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: Any) -> None:
+    """Copy ``reader`` to ``writer`` until EOF, appending what passes to ``record`` (if any)."""
+    try:
+        while chunk := await reader.read(1 << 16):
+            if record is not None:
+                record.write(chunk)
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def make_postcopy(
+    qemu: QemuBinary,
+    out: Path,
+    *,
+    machine: str,
+    memory: str = "64M",
+    timeout: float = 120,
+) -> Path:
+    """Migrate a guest's firmware with postcopy to a second QEMU; ``out`` gets the source's bytes.
+
+    The source switches to postcopy right after ``migrate``; precopy's bandwidth is capped
+    at 64 KiB/s (a few seconds for even an idle guest's zero pages), so it cannot finish
+    first, and postcopy's own bandwidth is not capped.  The stream holds
+    POSTCOPY_ADVISE, precopy RAM, the PACKAGED device state, then the rest of RAM.
+    """
+    out = Path(out).resolve()
+    caps = _caps(("postcopy-ram",))
+    dest = Guest(_argv(qemu, machine, memory, "-incoming", "defer"), qemu.env)
+    source = Guest(_argv(qemu, machine, memory), qemu.env)
+    with dest, source, out.open("wb") as record:
+
+        async def migrate() -> None:
+            dq = await dest.connect()
+            sq = await source.connect()
+            try:
+                await dq.execute("migrate-set-capabilities", caps)
+                await dq.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+                info = await dq.execute("query-migrate")
+                assert isinstance(info, dict)
+                port = int(info["socket-address"][0]["port"])
+
+                async def relay(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    dr, dw = await asyncio.open_connection("127.0.0.1", port)
+                    await asyncio.gather(_pump(r, dw, record), _pump(dr, w, None))
+
+                server = await asyncio.start_server(relay, "127.0.0.1", 0)
+                relay_port = server.sockets[0].getsockname()[1]
+                await sq.execute("migrate-set-capabilities", caps)
+                await sq.execute("migrate-set-parameters", {"max-bandwidth": 64 << 10})
+                await sq.execute("migrate", {"uri": f"tcp:127.0.0.1:{relay_port}"})
+                await sq.execute("migrate-start-postcopy")
+                status, error = await wait_migration(sq)
+                if status != "completed":
+                    raise QemuError(f"postcopy migration {status}: {error}")
+                status, error = await wait_migration(dq)
+                if status != "completed":
+                    raise QemuError(f"postcopy destination {status}: {error}")
+                server.close()
+            finally:
+                await quit_qemu(sq)
+                await quit_qemu(dq)
+
+        run_bounded(migrate(), timeout, f"QEMU {qemu.version} postcopy")
+    return out
