@@ -7,7 +7,8 @@
 #   * Debian's Chromium, for the browser test of the notebook widgets
 #   * the container tools: qemu-img (qemu-utils) to make and check qcow2 images, lzop
 #     (gzip, bzip2, xz, zstd are in the base system), and bookworm's libvirt 9.0 for
-#     real `virsh save` images (started by hand by scripts/libvirt-save.sh, no systemd)
+#     real `virsh save` images (started by hand by scripts/libvirt-save.sh, no systemd);
+#     binutils' readelf reads export-elf's cores in the tests, not through miglab
 #   * the project virtual environment .venv with the package and its [dev] extras
 # Root or sudo.  Idempotent: a second run only checks.
 set -euo pipefail
@@ -17,6 +18,6 @@ cd "$MIGLAB_ROOT"
 step "QEMU builds" bash scripts/install-qemu.sh
 step "guest" bash scripts/build-guest.sh
 step "chromium" apt_install chromium  # with its recommended fonts, as tested
-step "container tools" apt_install_lean qemu-utils lzop zstd \
+step "container tools" apt_install_lean qemu-utils lzop zstd binutils \
   libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 step "python venv" ensure_venv dev
