@@ -6,6 +6,9 @@
 #   * 10.0 - bookworm-backports packages, unpacked (not installed) into .qemu/10.0
 #   * 11.1 - trixie-backports qemu-system-x86 in a Debian 13 chroot: .qemu/11.1/root
 #            (it needs glibc >= 2.41, newer than Debian 12's)
+#   * libvirt 11.3 - Debian 13's libvirt with Debian 13's QEMU 10.0, in a chroot of its own:
+#            .qemu/libvirt-11.3/root (bookworm's libvirt 9.0 on the host drives 7.2; the
+#            two daemons never meet).  scripts/libvirt-save.sh --libvirt 11.3 runs it.
 # miglab.qemu runs a chroot build in a private mount namespace per run, so nothing it
 # mounts outlives the QEMU process; this script mounts only inside such namespaces too.
 #
@@ -21,6 +24,8 @@ cd "$(dirname "$0")/.."
 QEMU52_VERSION="${QEMU52_VERSION:-1:5.2+dfsg-11+deb11u3}"
 QEMU100_VERSION="${QEMU100_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 QEMU111_VERSION="${QEMU111_VERSION:-1:11.1.3+ds-2~bpo13+1}"
+LIBVIRT113_VERSION="${LIBVIRT113_VERSION:-11.3.0-3+deb13u3}"
+QEMU_TRIXIE_VERSION="${QEMU_TRIXIE_VERSION:-1:10.0.13+ds-0+deb13u1}"  # with libvirt 11.3
 CACHE="${MIGLAB_CACHE:-/var/cache/miglab}"
 #: Bump when the way a chroot is made changes, so cached tarballs are rebuilt.
 CHROOT_RECIPE=1
@@ -174,4 +179,11 @@ install_chroot 5.2 bullseye "$QEMU52_VERSION" "" \
   "qemu-system-x86=$QEMU52_VERSION" "qemu-system-data=$QEMU52_VERSION" seabios ipxe-qemu
 install_chroot 11.1 trixie "$QEMU111_VERSION" trixie-backports -t trixie-backports \
   "qemu-system-x86=$QEMU111_VERSION" "qemu-system-data=$QEMU111_VERSION" seabios ipxe-qemu
-say "all four builds ready in $(took "$t_all") s"
+# Debian 13 as it ships: libvirt 11.3 with trixie's QEMU 10.0 (not 11.1: QEMU >= 11.0 refuses
+# "fd:" migration from a file, which libvirt 11.3 uses to restore a raw image).  The
+# compressors are the programs libvirt pipes a save image through (save_image_format).
+install_chroot libvirt-11.3 trixie "${LIBVIRT113_VERSION}_qemu$QEMU_TRIXIE_VERSION" "" \
+  "libvirt-daemon=$LIBVIRT113_VERSION" "libvirt-daemon-driver-qemu=$LIBVIRT113_VERSION" \
+  "libvirt-clients=$LIBVIRT113_VERSION" "qemu-system-x86=$QEMU_TRIXIE_VERSION" \
+  "qemu-system-data=$QEMU_TRIXIE_VERSION" seabios ipxe-qemu gzip bzip2 xz-utils lzop zstd
+say "all four builds and libvirt 11.3 ready in $(took "$t_all") s"

@@ -1,4 +1,4 @@
-"""miglab.containers.qcow2: ``savevm`` snapshots made by QEMU 7.2 and 10.0, judged by ``-loadvm``."""
+"""miglab.containers.qcow2: ``savevm`` snapshots made by QEMU 5.2, 7.2, 10.0 and 11.1, judged by ``-loadvm``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from miglab.qemu.saved import judge_loadvm, make_snapshot, qemu_img_check
 
 pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("qcow2")]  # files made once
 DATA = Path(__file__).resolve().parents[1] / "data"
-BUILDS = {"7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0"}
+BUILDS = {"5.2": "pc-q35-5.2", "7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0", "11.1": "pc-q35-11.1"}
+#: (made by, machine, loaded by after miglab converted the snapshot): up and down a release.
+CROSS = [
+    ("7.2", "pc-q35-7.2", "10.0"),
+    ("10.0", "pc-q35-7.2", "7.2"),
+    ("7.2", "pc-q35-7.2", "11.1"),
+    ("11.1", "pc-q35-7.2", "7.2"),
+    ("5.2", "pc-q35-5.2", "7.2"),
+    ("7.2", "pc-q35-5.2", "5.2"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +38,50 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         make_snapshot(find_qemu(version), disk, "first", machine=machine)
         make_snapshot(find_qemu(version), disk, "second", machine=machine, run_seconds=2)
         made[version] = disk
-    made["7.2-for-10.0"] = make_snapshot(
-        find_qemu("7.2"), out / "q72-up.qcow2", "old", machine="pc-q35-7.2"
-    )
-    made["10.0-on-7.2"] = make_snapshot(
-        find_qemu("10.0"), out / "q100-72.qcow2", "old", machine="pc-q35-7.2"
-    )
+    for version, machine in {(v, m) for v, m, _ in CROSS}:
+        made[f"{version}/{machine}"] = make_snapshot(
+            find_qemu(version), out / f"q{version}-{machine}.qcow2", "old", machine=machine
+        )
     return made
 
 
 def _header(raw: bytes) -> tuple[int, int]:
     """(nb_snapshots, snapshots_offset), read straight from the header."""
     return struct.unpack_from(">IQ", raw, 60)
+
+
+def _raw_state(disk: Path, snap: qcow2.Snapshot) -> bytes:
+    """The snapshot's VM state read straight from the file through its own L1 table (qcow2.txt)."""
+    raw = disk.read_bytes()
+    bits = struct.unpack_from(">I", raw, 20)[0]
+    cs, l2_entries = 1 << bits, 1 << (bits - 3)
+    size = struct.unpack_from(">Q", raw, 24)[0]
+    first = -(-size // (cs * l2_entries))  # l1_vm_state_index: past the disk, in L1 units
+    l1 = struct.unpack_from(f">{snap.l1_size}Q", raw, snap.l1_table_offset)
+    out = bytearray()
+    for n in range(-(-snap.vm_state_size // cs)):
+        l2_at = l1[first + n // l2_entries] & 0x00FFFFFFFFFFFE00
+        entry = struct.unpack_from(">Q", raw, l2_at + 8 * (n % l2_entries))[0] if l2_at else 0
+        host = entry & 0x00FFFFFFFFFFFE00
+        out += raw[host : host + cs] if host else bytes(cs)
+    return bytes(out[: snap.vm_state_size])
+
+
+_VMDESC_52 = pytest.mark.xfail(
+    strict=True,
+    reason="known gap: QEMU 5.2 formats its vmdesc JSON with spaces around ':' (migration/qjson.c "
+    "before 6.0), and Stream.vmdesc_json() writes QEMU >= 6.0's compact form: the state reads and "
+    "loads (-loadvm), but is not written back byte-exact (miglab.stream keeps no vmdesc text)",
+)
+
+
+@pytest.mark.parametrize(
+    "version", [pytest.param(v, marks=_VMDESC_52) if v == "5.2" else v for v in BUILDS]
+)
+def test_reads_the_state_byte_exact(disks: dict[str, Path], version: str) -> None:
+    for snap in qcow2.snapshots(disks[version]):
+        stream = miglab.load(disks[version], snapshot=snap.name)
+        assert stream.to_bytes() == _raw_state(disks[version], snap)
 
 
 @pytest.mark.parametrize("version", BUILDS)
@@ -53,7 +94,6 @@ def test_lists_snapshots_and_reads_their_state(disks: dict[str, Path], version: 
         stream = miglab.load(disks[version], snapshot=snap.name)
         assert container_name(stream) == "qcow2-snapshot"
         assert stream.machine == BUILDS[version] and stream.vmdesc is not None
-        assert len(stream.to_bytes()) == snap.vm_state_size
 
 
 @pytest.mark.parametrize("version", BUILDS)
@@ -91,16 +131,16 @@ def test_loadvm_refuses_a_wrong_state(disks: dict[str, Path], tmp_path: Path) ->
     assert not verdict.accepted
 
 
-@pytest.mark.parametrize(("disk", "to"), [("10.0-on-7.2", "7.2"), ("7.2-for-10.0", "10.0")])
+@pytest.mark.parametrize(("made", "machine", "to"), CROSS)
 def test_snapshot_converted_for_another_qemu_loads_there(
-    disks: dict[str, Path], tmp_path: Path, disk: str, to: str
+    disks: dict[str, Path], tmp_path: Path, made: str, machine: str, to: str
 ) -> None:
-    stream = miglab.load(disks[disk], snapshot="old")
-    converted, _ = convert_stream(stream, to_qemu=to, machine="pc-q35-7.2")
+    stream = miglab.load(disks[f"{made}/{machine}"], snapshot="old")
+    converted, _ = convert_stream(stream, to_qemu=to, machine=machine)
     converted.container = stream.container
     out = miglab.save(converted, tmp_path / "converted.qcow2")
     assert qemu_img_check(out).returncode == 0
-    verdict = judge_loadvm(find_qemu(to), out, "old", machine="pc-q35-7.2")
+    verdict = judge_loadvm(find_qemu(to), out, "old", machine=machine)
     assert verdict.accepted, verdict.stderr
 
 
