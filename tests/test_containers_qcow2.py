@@ -67,17 +67,7 @@ def _raw_state(disk: Path, snap: qcow2.Snapshot) -> bytes:
     return bytes(out[: snap.vm_state_size])
 
 
-_VMDESC_52 = pytest.mark.xfail(
-    strict=True,
-    reason="known gap: QEMU 5.2 formats its vmdesc JSON with spaces around ':' (migration/qjson.c "
-    "before 6.0), and Stream.vmdesc_json() writes QEMU >= 6.0's compact form: the state reads and "
-    "loads (-loadvm), but is not written back byte-exact (miglab.stream keeps no vmdesc text)",
-)
-
-
-@pytest.mark.parametrize(
-    "version", [pytest.param(v, marks=_VMDESC_52) if v == "5.2" else v for v in BUILDS]
-)
+@pytest.mark.parametrize("version", BUILDS)
 def test_reads_the_state_byte_exact(disks: dict[str, Path], version: str) -> None:
     for snap in qcow2.snapshots(disks[version]):
         stream = miglab.load(disks[version], snapshot=snap.name)

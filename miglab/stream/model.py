@@ -135,6 +135,8 @@ class Stream:
         records: sections and commands in stream order.
         eof: whether the QEMU_VM_EOF byte was present.
         vmdesc: the JSON trailer as parsed, or None.
+        vmdesc_text: the trailer's JSON text as read, written back while it
+            still parses to ``vmdesc`` (QEMU 5.2 spaced its colons, ``" : "``).
         trailer: bytes after the vmdesc (or after EOF), kept verbatim.
         page_size: target page size used for RAM.
         ram: the RAM context (block list) shared by the RAM chunks.
@@ -149,6 +151,7 @@ class Stream:
     records: list[Record] = field(default_factory=list)
     eof: bool = True
     vmdesc: dict[str, Any] | None = None
+    vmdesc_text: bytes | None = field(default=None, repr=False, compare=False)
     trailer: bytes = b""
     page_size: int = 4096
     ram: RamContext = field(default_factory=RamContext)
@@ -183,9 +186,15 @@ class Stream:
         raise KeyError(f"no device section {name!r} instance {instance_id}")
 
     def vmdesc_json(self) -> bytes:
-        """The vmdesc trailer as QEMU formats it (compact, ``", "``/``": "``)."""
+        """The vmdesc trailer: the text read if it still says ``vmdesc``, else QEMU's form.
+
+        QEMU >= 6.0 writes ``", "``/``": "`` separators (5.2 wrote ``" : "``); an
+        edited or built vmdesc is written that way.
+        """
         if self.vmdesc is None:
             return b""
+        if self.vmdesc_text is not None and json.loads(self.vmdesc_text) == self.vmdesc:
+            return self.vmdesc_text
         return json.dumps(self.vmdesc, separators=(", ", ": ")).encode()
 
     # --- writing -------------------------------------------------------------

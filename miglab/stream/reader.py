@@ -145,6 +145,7 @@ class _Reader:
         self.ram = RamContext()
         self.footers: bool | None = None
         self.vmdesc_at: int | None = None
+        self.vmdesc_text: bytes | None = None
         obj = view.obj
         # Something with find/rfind and the same offsets as ``view``: the
         # mapping or bytes object itself, copied only for odd buffer types.
@@ -170,6 +171,7 @@ class _Reader:
         vmdesc = self._find_vmdesc()
         if vmdesc is not None:
             stream.vmdesc = vmdesc
+            stream.vmdesc_text = self.vmdesc_text
             page = vmdesc.get("page_size")
             if isinstance(page, int) and page > 0 and page & (page - 1) == 0 and page >= 512:
                 stream.page_size = page
@@ -219,6 +221,7 @@ class _Reader:
                 continue
             if isinstance(parsed, dict) and isinstance(parsed.get("devices"), list):
                 self.vmdesc_at = p
+                self.vmdesc_text = bytes(view[p + 5 : p + 5 + n])
                 return parsed
         return None
 
