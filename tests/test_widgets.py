@@ -180,19 +180,19 @@ def test_opener_opens_a_compressed_stream_and_says_why_not(tmp_path: Path):
     got: list[str] = []
     e = StreamExplorer(DATA / "q72-pc-q35-7.2-default.mig")
     o.on_open(lambda label, stream: (got.append(label), e.show(stream)))
-    stream = o.open()
+    stream = o.open_file()
     assert stream is not None and got == [str(gz)]
     assert "gzip" in _text(o.status.value) and "pc-q35-7.2" in _text(o.status.value)
     assert any(label.startswith("0000:00:04.0/e1000e") for label, _ in e.section.options)
     o.path.value = str(tmp_path / "missing.mig")
-    assert o.open() is None
+    assert o.open_file() is None
     assert "cannot open" in o.status.value and "missing.mig" in o.status.value
     old = DATA / "q72-pc-i440fx-2.2-default.mig"  # no vmdesc: the hint names the schema
     o.path.value = str(old)
-    assert o.open() is not None and "give the schema" in o.status.value
+    assert o.open_file() is not None and "give the schema" in o.status.value
     o.schema.value = str(DATA / "schema-7.2-pc-i440fx-2.2.json")
     plain = sum(not s.decoded for s in miglab.load(old).sections)
-    schemed = o.open()
+    schemed = o.open_file()
     assert schemed is not None and sum(not s.decoded for s in schemed.sections) < plain
 
 

@@ -23,6 +23,7 @@ import ipywidgets as w
 
 from miglab.analysis.diff import StreamDiff, diff_streams
 from miglab.stream.model import Stream
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import diff_changes_html
 
 __all__ = ("StreamDiffer",)
@@ -31,7 +32,7 @@ ALL = "(all sections)"
 Source = str | os.PathLike[str] | Stream
 
 
-class StreamDiffer(w.VBox):
+class StreamDiffer(RunHint, w.VBox):
     """Two dropdowns of streams, a section filter, and the differences as a table.
 
     Args:
@@ -64,11 +65,11 @@ class StreamDiffer(w.VBox):
         self.summary = w.HTML()
         self.table = w.HTML(layout=w.Layout(max_height="420px", overflow="auto"))
         for control in (self.a, self.b):
-            control.observe(self._compare, names="value")
+            control.observe(self._on_pick, names="value")
         self.section.observe(self._render, names="value")
         super().__init__([w.HBox([self.a, self.b]), self.section, self.summary, self.table])
         self.add_class("miglab-differ")
-        self._compare()
+        self._on_pick()
 
     @staticmethod
     def _label(source: Source) -> str:
@@ -90,7 +91,7 @@ class StreamDiffer(w.VBox):
             self._cache[label] = src if isinstance(src, Stream) else load(Path(src))
         return self._cache[label]
 
-    def _compare(self, _change: object = None) -> None:
+    def _on_pick(self, _change: object = None) -> None:
         self.diff = diff_streams(self._load(self.a.value), self._load(self.b.value))
         names = [s.name for s in self.diff.sections]
         keep = self.section.value if self.section.value in names else ALL

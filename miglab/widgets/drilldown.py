@@ -22,12 +22,13 @@ import pandas as pd
 
 from miglab.analysis.evolution import device_timeline, field_timeline, release_schemas
 from miglab.analysis.schema_tables import SchemaSource, read_schema
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import table_html
 
 __all__ = ("DeviceDrillDown",)
 
 
-class DeviceDrillDown(w.VBox):
+class DeviceDrillDown(RunHint, w.VBox):
     """A device dropdown (with search) over several releases' schemas; its field timeline.
 
     Args:

@@ -18,6 +18,7 @@ import ipywidgets as w
 import pandas as pd
 
 from miglab.stream.model import Section, SectionKind, Stream
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import hexdump_html, short, table_html
 
 __all__ = ("StreamExplorer",)
@@ -25,7 +26,7 @@ __all__ = ("StreamExplorer",)
 _FIELD_COLUMNS = ("path", "type", "size", "offset", "value")
 
 
-class StreamExplorer(w.VBox):
+class StreamExplorer(RunHint, w.VBox):
     """Pick a device section: its fields as a table, its bytes as a hex dump.
 
     Picking a field highlights its row and its bytes in the dump.  Built on

@@ -26,20 +26,21 @@ import ipywidgets as w
 
 from miglab.errors import MiglabError
 from miglab.stream.model import Stream
+from miglab.widgets._display import RunHint
 
 __all__ = ("FileOpener",)
 
 Callback = Callable[[str, Stream], None]
 
 
-class FileOpener(w.VBox):
+class FileOpener(RunHint, w.VBox):
     """A path (or an upload) and an optional schema; "open" loads it and tells the callbacks.
 
     Attributes:
         path: the file's path on the kernel's machine.
         upload: a file picked in the browser (read from its bytes; takes precedence).
         schema: optional path of a ``-dump-vmstate`` JSON.
-        open_button: loads the file.
+        open_button: loads the file (:meth:`open_file`).
         status: HTML: what was opened (container, machine, sections) or why not.
         stream: the stream last opened (None before).
     """
@@ -58,7 +59,7 @@ class FileOpener(w.VBox):
         )  # fmt: skip
         self.open_button = w.Button(description="open", button_style="primary")
         self.status = w.HTML("<i>give a path or upload a file, then press open</i>")
-        self.open_button.on_click(lambda _b: self.open())
+        self.open_button.on_click(lambda _b: self.open_file())
         super().__init__(
             [w.HBox([self.path, self.upload]), w.HBox([self.schema, self.open_button]), self.status]
         )
@@ -68,7 +69,7 @@ class FileOpener(w.VBox):
         """Call ``callback(label, stream)`` whenever a file is opened."""
         self._callbacks.append(callback)
 
-    def open(self) -> Stream | None:
+    def open_file(self) -> Stream | None:
         """Load the uploaded file or the path; None (and the reason shown) when it fails."""
         from miglab.containers import container_name, load
         from miglab.vmstate.from_schema import SchemaIndex

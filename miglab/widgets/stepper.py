@@ -28,10 +28,11 @@ import ipywidgets as w
 
 from miglab.analysis.conversion_steps import Step, conversion_steps, judge_step, refusal
 from miglab.analysis.evolution import DATA_DIR, machine_key, manifest_frame
-from miglab.compat import QEMU_VERSIONS
+from miglab.compat import QEMU_VERSIONS, Change, ChangeReport
 from miglab.errors import MiglabError
 from miglab.qemu import JudgeResult
 from miglab.stream.model import Stream
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import diff_changes_html, table_html
 
 __all__ = ("TransformStepper", "destination_machine")
@@ -49,7 +50,7 @@ def destination_machine(machine: str, qemu: str) -> str:
     return machine
 
 
-class TransformStepper(w.VBox):
+class TransformStepper(RunHint, w.VBox):
     """Pick a stream, a source and a destination QEMU; climb the conversion step by step.
 
     Args:
@@ -67,6 +68,7 @@ class TransformStepper(w.VBox):
         ask, ask_all: buttons that ask real QEMU about this step, or about every step.
         summary, current, verdict, table: HTML models of what is shown.
         steps: the ladder of the current conversion (empty when it is refused).
+        report, change: every change in step order, and the current step's first.
         verdicts: step number -> QEMU's verdict, for the steps asked about.
     """
 
@@ -191,6 +193,17 @@ class TransformStepper(w.VBox):
         self.step.max = self.play.max = last
         self.step.observe(self._render, names="value")
         self._render()
+
+    @property
+    def report(self) -> ChangeReport:
+        """Every change of the conversion, in step order (empty when refused)."""
+        return ChangeReport(tuple(c for step in self.steps for c in step.changes))
+
+    @property
+    def change(self) -> Change | None:
+        """The first change the current step applies (None for step 0 or a refusal)."""
+        step = self.current_step
+        return step.changes[0] if step is not None and step.changes else None
 
     @property
     def current_step(self) -> Step | None:
