@@ -74,6 +74,13 @@ def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: s
     assert heavy(got["modules"]) == set()
 
 
+def test_diff_imports_no_pandas_numpy_asn1tools_matplotlib() -> None:
+    got = run_fresh("diff", str(NET), str(NET))
+    assert got["status"] == 0
+    assert got["out"].endswith(" identical\n")
+    assert heavy(got["modules"]) == set()
+
+
 @pytest.mark.parametrize("command", ["verify", "extract"])
 def test_other_commands_import_no_pandas_asn1tools_matplotlib(command: str, tmp_path: Path) -> None:
     argv = [command, str(NET)] + (
