@@ -74,6 +74,13 @@ def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: s
     assert heavy(got["modules"]) == set()
 
 
+def test_diff_imports_no_pandas_numpy_asn1tools_matplotlib() -> None:
+    got = run_fresh("diff", str(NET), str(NET))
+    assert got["status"] == 0
+    assert got["out"].endswith(" identical\n")
+    assert heavy(got["modules"]) == set()
+
+
 @pytest.mark.parametrize("command", ["verify", "extract"])
 def test_other_commands_import_no_pandas_asn1tools_matplotlib(command: str, tmp_path: Path) -> None:
     argv = [command, str(NET)] + (
@@ -114,13 +121,88 @@ def test_inspect_prints_the_sections_frame(path: Path, capsys: pytest.CaptureFix
     assert main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
     expected = f"container: bare\nmachine: {stream.machine or '(no configuration block)'}\n"
-    assert text == expected + sections_frame(stream).to_string(index=False) + "\n"
+    frame = sections_frame(stream).to_string(index=False) + "\n"
+    assert text.startswith(expected + frame)
+    notes = text[len(expected + frame) :]
+    undecoded = sections_frame(stream).query("not decoded")
+    if undecoded.empty:
+        assert notes == ""
+    else:  # the pre-2.x machine type writes no vmdesc: every section, and the --schema hint
+        lines = notes.splitlines()
+        assert lines[0] == f"{len(undecoded)} section(s) not decoded:"
+        assert lines[1] == f"  offset {undecoded.offset.iloc[0]}: no description for full " + (
+            f"section {undecoded.name.iloc[0]!r}"
+        )
+        assert lines[-1].startswith("hint: the stream has no vmdesc trailer; give --schema DUMP")
 
 
 def test_dump_text_is_json_dumps_indent_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dump", str(NET)]) == 0
-    view = stream_to_jsonable(miglab.load(NET))
+    view = stream_to_jsonable(miglab.load(NET), text=True)
     assert capsys.readouterr().out == json.dumps(view, indent=1) + "\n"
+
+
+def test_dump_shows_strings_as_text_and_hex_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    def runstate(*extra: str) -> str:
+        assert main(["dump", str(NET), *extra]) == 0
+        records = json.loads(capsys.readouterr().out)["records"]
+        (glob,) = [r for r in records if r["name"] == "globalstate"]
+        return glob["state"]["runstate"]
+
+    # QEMU saves the run state as a 100-byte NUL-padded C string (migration/global_state.c).
+    assert runstate() == "prelaunch"
+    assert runstate("--hex") == b"prelaunch".hex() + "00" * (100 - len("prelaunch"))
+
+
+def test_a_closed_pipe_ends_dump_quietly_with_status_0() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "miglab", "dump", str(NET)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(2) == b"{\n"
+        proc.stdout.close()  # as `| head -1` does; the dump is ~1 MB, far beyond a pipe buffer
+        err = proc.stderr.read()
+    assert (proc.returncode, err) == (0, b"")
+
+
+def test_verify_exits_2_on_what_is_no_stream_and_1_on_a_cut_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert main(["verify", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"miglab: error: {text}: at offset 0 (0x0): not a migration stream: ")
+    assert "file magic is 0x68656c6c" in err
+    cut = tmp_path / "cut.mig"
+    cut.write_bytes(NET.read_bytes()[:100_000])
+    assert main(["verify", str(cut)]) == 1
+    assert "1 error(s)" in capsys.readouterr().out
+
+
+def test_check_schemas_keeps_the_devices_of_a_stream_errors_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, new = DATA / "schema-7.2-pc-q35-7.2.json", DATA / "schema-10.0-pc-q35-10.0.json"
+    assert main(["check-schemas", str(old), str(new)]) == 1
+    every = capsys.readouterr().out.splitlines()[:-1]
+    assert any(" serial-mm: " in line for line in every)  # a class no pc-q35 guest has
+    severities = [line.split()[0] for line in every]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+    stream = DATA / "q72-pc-q35-7.2-net.mig"
+    # Backward, 7.2 -> 10.0, breaks only on devices this guest lacks; forward breaks on
+    # i8259's 'ltim' subsection, which 7.2 does not know.
+    assert main(["check-schemas", str(old), str(new), "--devices-of", str(stream)]) == 0
+    kept = capsys.readouterr().out.splitlines()
+    assert {line.split()[2].split(".")[0].rstrip(":") for line in kept[:-1]} == {
+        "e1000e",
+        "vmschkmachine",
+    }
+    assert kept[-1].startswith(f"BACKWARD for the devices of {stream}: ok, 0 error(s); ")
+    argv = ["check-schemas", str(old), str(new), "--devices-of", str(stream), "--direction", "full"]
+    assert main(argv) == 1
+    errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error")]
+    assert errors and all("i8259/ltim" in line for line in errors)
 
 
 @pytest.mark.parametrize(

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import gzip
+import html
 import re
+from pathlib import Path
 
+import pytest
 from conftest import DATA
 
 import miglab
+from miglab.analysis.conversion_steps import refusal
 from miglab.capabilities import choose_encoder, mask_of
-from miglab.widgets import CapabilityNegotiator, StreamExplorer, TransformStepper
+from miglab.compat import convert_stream
+from miglab.widgets import (
+    CapabilityNegotiator,
+    DeviceDrillDown,
+    FileOpener,
+    StreamDiffer,
+    StreamExplorer,
+    TransformStepper,
+)
 from miglab.widgets._html import diff_html, hexdump_html
 
 NET = DATA / "q72-pc-q35-7.2-net.mig"
 
 
-def _text(html: str) -> str:
-    return re.sub(r"<[^>]+>", "", html)
+def _text(markup: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 def test_explorer_section_pick_shows_its_fields_and_bytes():
@@ -74,27 +87,138 @@ def test_negotiator_toggles_change_the_mask_and_encoder():
     assert "legacy" in _text(n.result.value)
 
 
-def test_stepper_new_to_old_steps_through_the_report():
+def test_stepper_steps_are_the_conversion_applied_unit_by_unit():
     s = TransformStepper(stream="q100-pc-q35-10.0-net.mig", destination="7.2")
     assert s.source.value == "10.0"
     assert "pc-q35-7.2" in s.summary.value
-    assert len(s.report.changes) > 3
-    first = s.current.value
+    titles = [step.title for step in s.steps]
+    # Step 0 is the source; the machine type first, then the command 7.2 lacks, then devices.
+    assert titles[:3] == [
+        "the source stream, unchanged",
+        "machine type pc-q35-10.0 -> pc-q35-7.2",
+        "command SWITCHOVER_START removed",
+    ]
+    assert s.step.min == 0 and s.step.max == len(s.steps) - 1
     s.step.value = 2
-    assert s.current.value != first
-    assert s.change is s.report.changes[2]
-    assert f"step 3/{len(s.report.changes)}" in _text(s.current.value)
-    s.device.value = "e1000e"
-    assert all(c.device == "e1000e" for c in s._steps)
-    assert s.step.max == len(s._steps) - 1
-    assert "e1000e:" in _text(s.current.value)
+    assert _text(s.current.value).startswith(f"step 2 of {len(s.steps) - 1}: command SWITCHOVER")
+    # The last step is what convert_stream writes, byte for byte.
+    out, report = convert_stream(
+        miglab.load(DATA / "q100-pc-q35-10.0-net.mig"),
+        to_qemu="7.2",
+        machine="pc-q35-7.2",
+        allow_guest_visible=True,
+    )
+    assert s.steps[-1].stream.to_bytes() == out.to_bytes()
+    assert sum(len(step.changes) for step in s.steps) == len(report.changes)
+    # The e1000e step shows the PCI register and bit, not a cut hex string.
+    e1000e = next(step.number for step in s.steps if "e1000e" in step.title)
+    s.step.value = e1000e
+    text = _text(s.current.value)
+    assert "EXP@0xe0 EXP_DEVCAP" in text and "bit 5 EXT_TAG 1->0" in text
+    assert "ERR@0x100 ERR_UNCOR_MASK" in text
+    assert "cannot convert" not in s.summary.value
 
 
 def test_stepper_same_build_has_nothing_to_do():
     s = TransformStepper({"a": DATA / "q72-pc-q35-7.2-default.mig"}, destination="7.2")
     s.source.value = "7.2"
-    assert s.report.changes == ()
-    assert "no changes" in s.current.value
-    assert "0 changes" in _text(s.summary.value)
+    assert [step.number for step in s.steps] == [0]
+    assert "no step needed" in s.current.value
+    assert "0 change(s) in 0 step(s)" in _text(s.summary.value)
+    assert s.ask.disabled  # a stream given without its recipe cannot be judged
     s.destination.value = "10.0"  # old to new: the stream as it is, new machine stays 7.2
     assert "pc-q35-7.2" in s.summary.value
+
+
+def test_stepper_refusal_says_only_that():
+    # virtio-rng-pci has 2 MSI-X vectors on pc-q35-10.0 and none on 5.2 machines
+    # (hw_compat_7_1 vectors=0): the conversion is refused, and nothing else is claimed.
+    s = TransformStepper({"a": DATA / "q100-pc-q35-10.0-virtio.mig"}, destination="5.2")
+    s.source.value = "10.0"
+    assert s.steps == []
+    assert "cannot convert" in s.summary.value and "virtio-rng" in s.summary.value
+    assert "no step needed" not in s.current.value and "refused" in s.current.value
+    assert s.ask.disabled and s.ask_all.disabled
+
+
+@pytest.mark.qemu
+def test_stepper_asks_real_qemu_at_every_step():
+    s = TransformStepper(stream="q100-pc-q35-10.0-net.mig", destination="7.2")
+    verdicts = s.judge_all()
+    accepted = [verdicts[step.number].accepted for step in s.steps]
+    first_ok = accepted.index(True)
+    assert not any(accepted[:first_ok]) and all(accepted[first_ok:])
+    reasons = [refusal(verdicts[n]) for n in range(first_ok)]
+    assert "Machine type received is 'pc-q35-10.0' and local is 'pc-q35-7.2'" in reasons[0]
+    assert "MIG_CMD 0xb unknown" in reasons[1]
+    # QEMU names the byte the diff names as EXP_DEVCAP's EXT_TAG bit (0xe4, bit 5 = 0x20).
+    assert "Bad config data: i=0xe4 read: 20 device: 0" in reasons[-1]
+    assert "e1000e" in s.steps[first_ok].title
+    assert "refused: MIG_CMD 0xb unknown" in _text(s.table.value)
+
+
+def test_differ_shows_pci_registers_and_narrows_to_a_section():
+    out, _ = convert_stream(
+        miglab.load(DATA / "q100-pc-q35-10.0-net.mig"),
+        to_qemu="7.2",
+        machine="pc-q35-7.2",
+        allow_guest_visible=True,
+    )
+    d = StreamDiffer(DATA / "q100-pc-q35-10.0-net.mig", DATA / "q100-pc-q35-10.0-net.mig")
+    assert "identical" in d.summary.value
+    d.add_stream("converted", out)
+    assert d.b.value == "converted"
+    assert "3 section(s) differ" in _text(d.summary.value)
+    d.section.value = "0000:00:04.0/e1000e"
+    text = _text(d.table.value)
+    assert "bit 22 INTN 1->0; bit 25 TLPPRE 1->0" in text
+    assert "hpet" not in text
+
+
+def test_opener_opens_a_compressed_stream_and_says_why_not(tmp_path: Path):
+    gz = tmp_path / "net.mig.gz"
+    gz.write_bytes(gzip.compress(NET.read_bytes()))
+    o = FileOpener(str(gz))
+    got: list[str] = []
+    e = StreamExplorer(DATA / "q72-pc-q35-7.2-default.mig")
+    o.on_open(lambda label, stream: (got.append(label), e.show(stream)))
+    stream = o.open_file()
+    assert stream is not None and got == [str(gz)]
+    assert "gzip" in _text(o.status.value) and "pc-q35-7.2" in _text(o.status.value)
+    assert any(label.startswith("0000:00:04.0/e1000e") for label, _ in e.section.options)
+    o.path.value = str(tmp_path / "missing.mig")
+    assert o.open_file() is None
+    assert "cannot open" in o.status.value and "missing.mig" in o.status.value
+    old = DATA / "q72-pc-i440fx-2.2-default.mig"  # no vmdesc: the hint names the schema
+    o.path.value = str(old)
+    assert o.open_file() is not None and "give the schema" in o.status.value
+    o.schema.value = str(DATA / "schema-7.2-pc-i440fx-2.2.json")
+    plain = sum(not s.decoded for s in miglab.load(old).sections)
+    schemed = o.open_file()
+    assert schemed is not None and sum(not s.decoded for s in schemed.sections) < plain
+
+
+def test_explorer_search_narrows_the_fields():
+    e = StreamExplorer(NET)
+    e.section.value = next(i for label, i in e.section.options if "e1000e" in label)
+    every = len(e.field.options)
+    e.search.value = "ITR"  # case-insensitive
+    assert 0 < len(e.field.options) < every
+    assert all("itr" in label.lower() for label, _ in e.field.options)
+
+
+def test_drilldown_shows_a_device_across_the_four_releases():
+    d = DeviceDrillDown()
+    assert d.device.value == "e1000e"
+    assert "5.2: v1 · 7.2: v1 · 10.0: v1 · 11.1: v1" in _text(d.versions.value)
+    d.changes_only.value = True
+    # hw/net/e1000e.c: 8.x retired the itr/eitr flags into padding and added core.timadj
+    # (an 8-byte int64); data/ has no 8.x or 9.x schema, so 10.0 is where it shows.
+    history = dict(zip(d.fields.index.get_level_values("path"), d.fields["history"], strict=False))
+    assert history["core.timadj"] == "added in 10.0"
+    assert history["core.itr_intr_pending"] == "removed in 10.0"
+    timadj = d.fields[d.fields.index.get_level_values("path") == "core.timadj"].iloc[0]
+    assert list(timadj[["5.2", "7.2", "10.0", "11.1"]]) == ["", "", "v0 8B", "v0 8B"]
+    assert "core.timadj" in _text(d.table.value)
+    d.search.value = "i8259"
+    assert set(d.device.options) == {"isa-i8259", "kvm-i8259"}

@@ -1,13 +1,15 @@
 """Look: pandas tables and matplotlib figures built on the object tree.
 
 * :mod:`~miglab.analysis.frames`: a stream's sections, fields and RAM blocks;
+* :mod:`~miglab.analysis.diff`: two streams compared section by section, field by
+  field and byte by byte (PCI config: register and bit);
 * :mod:`~miglab.analysis.schema_tables`: ``-dump-vmstate`` schemas, a row per field;
 * :mod:`~miglab.analysis.evolution`: what changes across QEMU builds and machine types;
 * :mod:`~miglab.analysis.figures`: matplotlib figures of all of the above.
 
-The tables of a stream load with the package; the schema, evolution and
-figure modules (pandas-heavy, matplotlib) are imported on first use, so
-``Stream.ram_frame()`` does not pay for matplotlib.
+Every module is imported on first use of one of its names, so
+``Stream.ram_frame()`` does not pay for matplotlib, and ``miglab diff``
+(:mod:`~miglab.analysis.diff`, plain Python) does not pay for pandas.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
-
 _LAZY = {
+    "StreamDiff": "miglab.analysis.diff",
+    "diff_streams": "miglab.analysis.diff",
+    "fields_frame": "miglab.analysis.frames",
+    "ram_frame": "miglab.analysis.frames",
+    "sections_frame": "miglab.analysis.frames",
     "DATA_DIR": "miglab.analysis.evolution",
     "bench_table": "miglab.analysis.figures",
     "compat_pivot": "miglab.analysis.figures",
+    "RELEASES": "miglab.analysis.evolution",
     "device_name": "miglab.analysis.evolution",
+    "device_timeline": "miglab.analysis.evolution",
+    "field_timeline": "miglab.analysis.evolution",
+    "release_schemas": "miglab.analysis.evolution",
+    "Step": "miglab.analysis.conversion_steps",
+    "conversion_steps": "miglab.analysis.conversion_steps",
     "field_changes": "miglab.analysis.evolution",
     "machine_key": "miglab.analysis.evolution",
     "manifest_frame": "miglab.analysis.evolution",
@@ -41,10 +52,17 @@ _LAZY = {
 
 __all__ = (
     "DATA_DIR",
+    "RELEASES",
+    "Step",
+    "StreamDiff",
     "bench_table",
     "compat_pivot",
+    "conversion_steps",
     "device_name",
+    "device_timeline",
+    "diff_streams",
     "field_changes",
+    "field_timeline",
     "fields_frame",
     "machine_key",
     "manifest_frame",
@@ -54,6 +72,7 @@ __all__ = (
     "plot_version_heatmap",
     "ram_frame",
     "read_schema",
+    "release_schemas",
     "schema_devices_frame",
     "schema_frame",
     "schema_machine",

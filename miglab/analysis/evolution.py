@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,14 @@ from miglab.vmstate.state import VMState
 
 __all__ = (
     "DATA_DIR",
+    "RELEASES",
     "device_name",
+    "device_timeline",
     "field_changes",
+    "field_timeline",
     "machine_key",
     "manifest_frame",
+    "release_schemas",
     "schema_version_matrix",
     "stream_devices_frame",
     "subsection_matrix",
@@ -49,6 +53,9 @@ __all__ = (
 
 #: The shipped reference data (real streams and schemas) of a source checkout.
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+#: The four QEMU releases of issue #8 whose ``-dump-vmstate`` JSONs data/ holds.
+RELEASES = ("5.2", "7.2", "10.0", "11.1")
 
 _PCI_PREFIX = re.compile(r"^(?:[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]/)+")
 
@@ -299,3 +306,77 @@ def field_changes(old: SchemaSource, new: SchemaSource) -> pd.DataFrame:
     for c in ("old_version", "new_version", "old_size", "new_size"):
         out[c] = out[c].astype("Int64")
     return out.sort_values(["device", "path"], ignore_index=True)
+
+
+def release_schemas(
+    family: str = "q35", data_dir: str | os.PathLike[str] = DATA_DIR
+) -> dict[str, Path]:
+    """Release -> the ``-dump-vmstate`` JSON of its newest ``pc-FAMILY`` machine in data/.
+
+    >>> sorted(release_schemas())
+    ['10.0', '11.1', '5.2', '7.2']
+    """
+    root = Path(data_dir)
+    return {r: root / f"schema-{r}-pc-{family}-{r}.json" for r in RELEASES}
+
+
+def device_timeline(schemas: Mapping[str, SchemaSource]) -> pd.DataFrame:
+    """Device class x release table of the vmsd version_id (<NA>: the build has no such class).
+
+    ``schemas`` maps a release label to its schema, in the order wanted
+    (:func:`release_schemas`).
+    """
+    table = pd.DataFrame(
+        {
+            r: schema_devices_frame(src).set_index("device")["version_id"]
+            for r, src in schemas.items()
+        }
+    ).astype("Int64")
+    table.index.name = "device"
+    table.columns.name = "release"
+    return table
+
+
+def field_timeline(schemas: Mapping[str, SchemaSource], device: str | None = None) -> pd.DataFrame:
+    """Per field of a device class, its wire shape in each release, and what changed when.
+
+    A row per (device, path, n) -- ``n`` numbers repeated paths such as
+    QEMU's several ``unused`` -- with one column per release (in the order
+    of ``schemas``) holding ``"v{version_id} {size}B"`` (the field is sent
+    from section version ``version_id`` on, ``size`` bytes), ``""`` where
+    the release's class lacks the field, and a ``history`` column
+    (``added in 7.2; size 1->5 in 10.0``).  ``device`` keeps one class.
+    """
+    frames = {}
+    for release, src in schemas.items():
+        df = schema_frame(src)
+        if device is not None:
+            df = df[df["device"] == device]
+        df = df.assign(n=df.groupby(["device", "path"]).cumcount())
+        frames[release] = df.set_index(["device", "path", "n"])[["version_id", "size"]]
+    keys = list(dict.fromkeys(k for f in frames.values() for k in f.index))
+    out = pd.DataFrame(index=pd.MultiIndex.from_tuples(keys, names=["device", "path", "n"]))
+    for release, f in frames.items():
+        cell = "v" + f["version_id"].astype(str) + " " + f["size"].astype(str) + "B"
+        out[release] = cell[~cell.index.duplicated()].reindex(out.index).fillna("")
+    releases = list(frames)
+    out["history"] = [_history(releases, row) for row in out[releases].itertuples(index=False)]
+    return out
+
+
+def _history(releases: list[str], cells: Sequence[str]) -> str:
+    events = []
+    for before, after, release in zip(cells, cells[1:], releases[1:], strict=False):
+        if before == after:
+            continue
+        if not before:
+            events.append(f"added in {release}")
+        elif not after:
+            events.append(f"removed in {release}")
+        else:
+            (vb, sb), (va, sa) = before.split(), after.split()
+            if vb != va:
+                events.append(f"version {vb}->{va} in {release}")
+            if sb != sa:
+                events.append(f"size {sb[:-1]}->{sa[:-1]} in {release}")
+    return "; ".join(events)

@@ -93,41 +93,64 @@ def plot_section_sizes(stream: Stream, *, top: int = 25, ax: Axes | None = None)
     return ax
 
 
-def plot_version_heatmap(table: pd.DataFrame, *, ax: Axes | None = None, title: str = "") -> Axes:
+def plot_version_heatmap(
+    table: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str = "",
+    colorbar_label: str | None = None,
+) -> Axes:
     """Heatmap of a device x (version or machine) table of version_id.
 
-    Cells are coloured by version_id, grey where the device is absent, and
-    annotated with the number; a column label joins MultiIndex levels with
-    a newline.  Takes :func:`~miglab.analysis.evolution.version_matrix` or
-    :func:`~miglab.analysis.evolution.schema_version_matrix` output (or
-    a subsection matrix of booleans, drawn as 1/0).
+    Versions are integers, so each distinct value gets its own colour and
+    the colour bar one tick per value (a continuous scale would invent
+    versions 1.5 and 2.5); grey where the device is absent; every cell is
+    annotated with its number.  Column labels (MultiIndex levels joined by
+    a newline) are rotated so that long machine names do not overlap.  The
+    colour bar is titled ``colorbar_label``, by default ``version_id``, or
+    ``sent (1) / not sent (0)`` for a boolean (subsection) table.
+    Takes :func:`~miglab.analysis.evolution.version_matrix`,
+    :func:`~miglab.analysis.evolution.schema_version_matrix` or
+    :func:`~miglab.analysis.evolution.device_timeline` output, or a
+    subsection matrix of booleans.
     """
+    boolean = all(str(t) in ("boolean", "bool") for t in table.dtypes)
+    if colorbar_label is None:
+        colorbar_label = "sent (1) / not sent (0)" if boolean else "version_id"
     values = table.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    ax = _axes(ax, (1.0 + 0.7 * table.shape[1], 0.9 + 0.26 * table.shape[0]))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-    masked = np.ma.masked_invalid(values)
-    im = ax.imshow(masked, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax = _axes(ax, (1.6 + 0.55 * table.shape[1], 1.6 + 0.26 * table.shape[0]))
     finite = values[np.isfinite(values)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    levels = np.unique(finite) if finite.size else np.array([0.0])
+    colours = plt.get_cmap("viridis")(np.linspace(0.15, 0.95, len(levels)))
+    cmap = ListedColormap(colours).with_extremes(bad="lightgrey")
+    # Each value becomes its index among the levels: one colour per distinct version.
+    index = np.full(values.shape, np.nan)
+    for k, level in enumerate(levels):
+        index[values == level] = k
+    im = ax.imshow(
+        np.ma.masked_invalid(index),
+        aspect="auto",
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(levels) - 0.5,
+        interpolation="nearest",
+    )
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(
-                j,
-                i,
-                f"{v:g}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if v < mid else "black",
-            )
+            dark = index[i, j] < len(levels) / 2
+            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")  # fmt: skip
     cols = ["\n".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns]
     rows = [" / ".join(map(str, r)) if isinstance(r, tuple) else str(r) for r in table.index]
-    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=60, ha="left",
+                  rotation_mode="anchor")  # fmt: skip
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.xaxis.tick_top()
-    ax.figure.colorbar(im, ax=ax, label="version_id", shrink=0.6)
+    bar = ax.figure.colorbar(im, ax=ax, shrink=0.6, ticks=range(len(levels)))
+    bar.ax.set_yticklabels([f"{v:g}" for v in levels])
+    bar.set_label(colorbar_label)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=12)
     return ax
 
 

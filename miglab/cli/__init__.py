@@ -2,10 +2,21 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``; the module's function set as ``func`` receives the
-parsed arguments and returns the exit status.  Exit status 0 is success, 1 a
-finding (e.g. ``verify`` found inconsistencies), 2 bad input or usage: a
-:class:`~miglab.errors.MiglabError` is printed as one line naming the offset,
-never as a traceback.
+parsed arguments and returns the exit status.
+
+One rule for the exit status, in every command:
+
+- 0: the command did what was asked and found nothing wrong;
+- 1: it did what was asked and reports findings (``verify`` errors,
+  ``check-schemas`` breakage, ``diff`` differences, a guest that did not
+  survive, files ``extract`` skipped);
+- 2: it could not do what was asked: usage, unreadable input (a file that
+  is not a migration stream at all), or a refusal (``compat`` declining a
+  guest-visible change).  A :class:`~miglab.errors.MiglabError` is printed
+  as one line naming the file and the offset, never as a traceback.
+
+A reader that closes the pipe early (``miglab dump FILE | head``) ends the
+command quietly with status 0: the reader got what it asked for.
 
 Start-up is part of the interface: ``miglab --version`` and every subcommand
 pay only for what they use.  Building the parser imports every subcommand
@@ -101,13 +112,17 @@ def schema_index(args: Any) -> SchemaIndex | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except MiglabError as exc:
-        print(f"miglab: error: {exc}", file=sys.stderr)
+        print(f"miglab: error: {_where(args)}{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"miglab: error: {exc}", file=sys.stderr)
@@ -115,6 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return status
+
+
+def _where(args: argparse.Namespace) -> str:
+    """``FILE: `` for a command that reads one input file, so the message names it."""
+    for name in ("file", "stream"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            return f"{value}: "
+    return ""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,22 @@
 Compares two ``-dump-vmstate`` schemas completely (see :mod:`miglab.compat.schema_check`)
 and exits 1 when a finding breaks migration in the checked direction: by default BACKWARD,
 streams written by SRC loaded by DST.
+
+A schema lists every device class the QEMU build has (xen-*, ufs, emmc...), most of
+which a given guest never has: ``--devices-of STREAM`` keeps the findings for the
+device classes whose vmsd has a section in that stream (and the machine's), and the
+exit status follows only those.  Findings are printed errors first, then warnings,
+then info, each group sorted by device.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from miglab.compat.schema_check import Compatibility, Finding, Schema
 
 __all__ = ("register", "run")
 
@@ -34,6 +43,12 @@ def register(sub: Any) -> None:
         help="which must hold for exit status 0 (default: backward, i.e. SRC -> DST)",
     )
     p.add_argument("--all", action="store_true", help="also print info findings (text output only)")
+    p.add_argument(
+        "--devices-of",
+        metavar="STREAM",
+        action="append",
+        help="only the device classes that have a section in this stream (repeatable)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,23 +56,66 @@ def run(args: argparse.Namespace) -> int:
     """Print the findings of the chosen direction(s) and the summary; 1 if migration breaks."""
     import json
 
-    from miglab.compat.schema_check import breaks, compatibility
+    from miglab.compat.schema_check import breaks, compatibility, load_schema
 
-    report = compatibility(args.src, args.dst)
-    chosen = {
+    src, dst = load_schema(args.src), load_schema(args.dst)
+    report = compatibility(src, dst)
+    groups = {
         "backward": [("", report.backward)],
         "forward": [("", report.forward)],
         "full": [("SRC->DST: ", report.backward), ("DST->SRC: ", report.forward)],
     }[args.direction]
-    findings = [(label, f) for label, group in chosen for f in group]
+    keep = _devices_of(args.devices_of, src, dst) if args.devices_of else None
+    chosen = [
+        (label, tuple(f for f in group if keep is None or f.device in keep))
+        for label, group in groups
+    ]
+    findings = sorted(
+        ((label, f) for label, group in chosen for f in group),
+        key=lambda lf: (_RANK.get(lf[1].severity, len(_RANK)), lf[1].device, lf[1].field or ""),
+    )
     if args.json:
         rows = [{**f.to_dict(), "detail": label + f.detail} for label, f in findings]
         print(json.dumps(rows, indent=1))
-        print(report.summary(), file=sys.stderr)
+        print(_summary(args, report, groups, chosen), file=sys.stderr)
     else:
         for label, f in findings:
             if f.severity != "info" or args.all:
                 where = f"{f.device}.{f.field}" if f.field else f.device
                 print(f"{f.severity:7} {f.kind:18} {where}: {label}{f.detail}")
-        print(report.summary())
+        print(_summary(args, report, groups, chosen))
     return 1 if any(breaks(group) for _, group in chosen) else 0
+
+
+_RANK = {"error": 0, "warning": 1, "info": 2}
+_Groups = list[tuple[str, tuple["Finding", ...]]]
+
+
+def _summary(
+    args: argparse.Namespace, report: Compatibility, groups: _Groups, chosen: _Groups
+) -> str:
+    """The report's summary, or with ``--devices-of`` the verdict on the kept findings."""
+    if not args.devices_of:
+        return report.summary()
+    shown = sum(len(group) for _, group in chosen)
+    total = sum(len(group) for _, group in groups)
+    errors = sum(f.severity == "error" for _, group in chosen for f in group)
+    verdict = "broken" if errors else "ok"
+    return (
+        f"{args.direction.upper()} for the devices of {', '.join(args.devices_of)}: {verdict}, "
+        f"{errors} error(s); {shown} of the schemas' {total} finding(s) concern these devices"
+    )
+
+
+def _devices_of(paths: list[str], *schemas: Schema) -> set[str]:
+    """The device classes (of either schema) whose vmsd has a section in one of the streams.
+
+    A section is named after its vmsd, behind the device's path for a PCI
+    device (``0000:00:1f.0/ICH9LPC``); the machine's own finding is kept.
+    """
+    from miglab.containers import load
+
+    vmsds = {s.name.rsplit("/", 1)[-1] for path in paths for s in load(path).sections}
+    return {"vmschkmachine"} | {
+        cls for schema in schemas for cls, vmsd in schema.devices.items() if vmsd.name in vmsds
+    }

@@ -1,4 +1,8 @@
-"""``miglab dump FILE [--schema DUMP [--schema-hints DUMP]]``: the whole decoded state as JSON."""
+"""``miglab dump FILE [--schema DUMP [--schema-hints DUMP]] [--hex]``: the decoded state as JSON.
+
+Buffers holding a C string (``globalstate/runstate``: ``"prelaunch"``) are
+shown as text, other buffers as hex; ``--hex`` shows every buffer as hex.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("dump", help="print the decoded state as JSON")
     p.add_argument("file", help="a migration stream")
     add_schema_options(p)
+    p.add_argument("--hex", action="store_true", help="show every buffer as hex, strings too")
     p.set_defaults(func=run)
 
 
@@ -25,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from miglab.stream.jsonview import dumps, stream_to_jsonable
 
     stream = load(args.file, schema=schema_index(args))
-    sys.stdout.write(dumps(stream_to_jsonable(stream)) + "\n")  # one write, not one per token
+    sys.stdout.write(
+        dumps(stream_to_jsonable(stream, text=not args.hex)) + "\n"
+    )  # one write, not one per token
     return 0

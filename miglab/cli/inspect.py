@@ -7,6 +7,12 @@ The table has the columns of :func:`miglab.analysis.frames.sections_frame`
 (``SECTION_COLUMNS``), laid out as pandas prints that frame, but built
 without pandas: a command that reads one stream should not pay pandas'
 start-up (a few hundred milliseconds) to print forty rows.
+
+Under the table, sections left undecoded are listed with the reader's
+reason and the option that would help: a stream without vmdesc trailer
+(old machine types write none, a cut stream has lost it) is decoded with
+``--schema``, the ``-dump-vmstate`` JSON of the QEMU that wrote it, and
+``--schema-hints`` where that dump lacks array lengths.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from miglab.cli import add_schema_options, schema_index
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
 
-__all__ = ("record_rows", "register")
+__all__ = ("record_rows", "register", "undecoded_notes")
 
 # The columns of miglab.analysis.frames.SECTION_COLUMNS (tests/test_cli_startup.py
 # checks that they stay the same).
@@ -59,21 +65,57 @@ def record_rows(stream: Stream) -> list[dict[str, Any]]:
     return rows
 
 
+def undecoded_notes(stream: Stream, *, schema_given: bool) -> list[str]:
+    """Why each undecoded section was not decoded, and the hint that would help.
+
+    One line per section (its offset and the reader's reason), then the hint.
+    Empty when every section was decoded.
+    """
+    from miglab.stream.model import Opaque
+
+    reasons = [
+        (s.offset, s.payload.reason) for s in stream.sections if isinstance(s.payload, Opaque)
+    ]
+    if not reasons:
+        return []
+    notes = [f"{len(reasons)} section(s) not decoded:"]
+    notes += [f"  offset {offset}: {reason}" for offset, reason in reasons]
+    no_description = any(r.startswith("no description for") for _, r in reasons)
+    if no_description and stream.vmdesc is None and not schema_given:
+        notes.append(
+            "hint: the stream has no vmdesc trailer; give --schema DUMP, the -dump-vmstate "
+            "JSON of the QEMU and machine that wrote it (data/schema-*.json has 5.2, 7.2, "
+            "10.0 and 11.1)"
+        )
+    elif no_description and schema_given:
+        notes.append(
+            "hint: the schema has no entry for these sections or none of its layouts fits "
+            "their bytes; a -dump-vmstate of QEMU before 8.1 gives no array lengths, which "
+            "--schema-hints DUMP (a newer QEMU's dump) adds"
+        )
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the machine and one row per record."""
     import json
 
     from miglab.containers import container_name, load
 
-    stream = load(args.file, schema=schema_index(args), snapshot=args.snapshot)
+    index = schema_index(args)
+    stream = load(args.file, schema=index, snapshot=args.snapshot)
     container = container_name(stream)
     rows = record_rows(stream)
+    notes = undecoded_notes(stream, schema_given=index is not None)
     if args.json:
-        print(json.dumps({"container": container, "machine": stream.machine, "sections": rows}))
+        doc = {"container": container, "machine": stream.machine, "sections": rows}
+        print(json.dumps({**doc, "notes": notes}))
         return 0
     print(f"container: {container}")
     print(f"machine: {stream.machine or '(no configuration block)'}")
     print(_table(rows))
+    for line in notes:
+        print(line)
     return 0
 
 

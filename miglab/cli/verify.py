@@ -1,7 +1,8 @@
 """``miglab verify FILE [--schema DUMP [--schema-hints DUMP]] [--json]``: every inconsistency in a stream.
 
 Exit status 0 when no error is found (warnings are printed), 1 when some
-is, 2 when the file or schema cannot be read.
+is, 2 when the file or schema cannot be read or the file is no migration
+stream at all (its first bytes are not the ``QEVM`` magic and version).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.errors import MigrationFormatError
 
 __all__ = ("register", "run")
 
@@ -32,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     findings = verify(args.file, schema=schema_index(args))
     bad = errors(findings)
+    first = bad[0] if bad else None
+    if first is not None and first.code == "load" and first.offset is not None and first.offset < 8:
+        # Nothing of a stream was read: bad input, not a finding about a stream.
+        raise MigrationFormatError(f"not a migration stream: {first.message}", offset=first.offset)
     if args.json:
         print(json.dumps({"ok": not bad, "findings": [asdict(f) for f in findings]}))
     else:

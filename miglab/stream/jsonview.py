@@ -1,8 +1,11 @@
 """A readable JSON view of a stream's decoded state (for ``miglab dump`` and notebooks).
 
 This is a view for people, not an encoding: RAM is summarised per block and
-buffers are shown as hex.  The lossless JSON encoding is in
-:mod:`miglab.encoders`.
+buffers are shown as hex.  With ``text=True`` a buffer that holds a C string
+(at least :data:`MIN_TEXT` printable ASCII characters, then only NUL
+padding, as ``globalstate/runstate`` holds ``prelaunch``) is shown as that
+string instead; ``miglab dump`` does so unless given ``--hex``.  The
+lossless JSON encoding is in :mod:`miglab.encoders`.
 
 :func:`dumps` writes the view as ``json.dumps(value, indent=1)`` does, byte
 for byte, several times faster: the standard library indents in pure
@@ -21,34 +24,58 @@ from miglab.stream.model import CommandRecord, Opaque, Stream
 from miglab.stream.ram import RamPayload
 from miglab.vmstate.state import VMState
 
-__all__ = ("dumps", "state_to_jsonable", "stream_to_jsonable")
+__all__ = ("MIN_TEXT", "as_text", "dumps", "state_to_jsonable", "stream_to_jsonable")
+
+#: The fewest printable characters a buffer must start with to be shown as text
+#: (fewer would turn short binary fields, a 2-byte ``"AB"``, into words).
+MIN_TEXT = 4
 
 _PLAIN = frozenset((int, str, float, bool, type(None)))
 _CONSTANTS = {bool: {True: "true", False: "false"}, type(None): {None: "null"}}
 
 
-def state_to_jsonable(state: VMState) -> dict[str, Any]:
-    """A VMState as nested JSON-ready dicts (subsections under their names)."""
-    out: dict[str, Any] = {k: _value(v) for k, v in state.fields.items()}
+def as_text(data: bytes) -> str | None:
+    """The C string a buffer holds (printable ASCII then only NULs), else None.
+
+    >>> as_text(b"prelaunch\\0\\0\\0"), as_text(b"\\x01\\x02ab")
+    ('prelaunch', None)
+    """
+    body = data.rstrip(b"\0")
+    if len(body) < MIN_TEXT or b"\0" in body or not body.isascii():
+        return None
+    text = body.decode("ascii")
+    return text if text.isprintable() else None
+
+
+def state_to_jsonable(state: VMState, *, text: bool = False) -> dict[str, Any]:
+    """A VMState as nested JSON-ready dicts (subsections under their names).
+
+    ``text=True`` shows buffers holding a C string as that string (:func:`as_text`).
+    """
+    out: dict[str, Any] = {k: _value(v, text) for k, v in state.fields.items()}
     for name, sub in state.subsections.items():
-        out[name] = state_to_jsonable(sub)
+        out[name] = state_to_jsonable(sub, text=text)
     return out
 
 
-def _value(v: Any) -> Any:
+def _value(v: Any, text: bool) -> Any:
     if isinstance(v, VMState):
-        return state_to_jsonable(v)
+        return state_to_jsonable(v, text=text)
     if isinstance(v, list):
         if set(map(type, v)) <= _PLAIN:
             return v  # already JSON-ready: no per-element call
-        return [_value(x) for x in v]
+        return [_value(x, text) for x in v]
     if isinstance(v, bytes | bytearray | memoryview):
-        return bytes(v).hex()
+        data = bytes(v)
+        return (text and as_text(data)) or data.hex()
     return v
 
 
-def stream_to_jsonable(stream: Stream) -> dict[str, Any]:
-    """Machine, configuration, and one entry per record with its decoded payload."""
+def stream_to_jsonable(stream: Stream, *, text: bool = False) -> dict[str, Any]:
+    """Machine, configuration, and one entry per record with its decoded payload.
+
+    ``text=True`` shows buffers holding a C string as that string (:func:`as_text`).
+    """
     records: list[dict[str, Any]] = []
     for rec in stream.records:
         if isinstance(rec, CommandRecord):
@@ -63,7 +90,7 @@ def stream_to_jsonable(stream: Stream) -> dict[str, Any]:
         }
         p = rec.payload
         if isinstance(p, VMState):
-            entry["state"] = state_to_jsonable(p)
+            entry["state"] = state_to_jsonable(p, text=text)
         elif isinstance(p, RamPayload):
             entry["ram_records"] = len(p)
             if p.block_list is not None:
@@ -73,7 +100,9 @@ def stream_to_jsonable(stream: Stream) -> dict[str, Any]:
         records.append(entry)
     return {
         "machine": stream.machine,
-        "configuration": state_to_jsonable(stream.configuration) if stream.configuration else None,
+        "configuration": (
+            state_to_jsonable(stream.configuration, text=text) if stream.configuration else None
+        ),
         "page_size": stream.page_size,
         "records": records,
     }

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ("diff_html", "hexdump_html", "short", "table_html")
+if TYPE_CHECKING:
+    from miglab.analysis.diff import StreamDiff
+
+__all__ = ("diff_changes_html", "diff_html", "hexdump_html", "short", "table_html")
 
 #: Inline style of highlighted bytes and characters.
 MARK = "background:#ffe08a;color:#000"
@@ -108,3 +111,48 @@ def diff_html(before: str, after: str) -> str:
         )
 
     return f"<code>{mark(before)}</code> → <code>{mark(after)}</code>"
+
+
+def diff_changes_html(diff: StreamDiff, *, limit: int = 300) -> str:
+    """A :class:`~miglab.analysis.diff.StreamDiff` as one table: a row per member change.
+
+    Sections only one side has get one row; values are shown whole (a PCI
+    register, a byte run), with the differing characters highlighted, so
+    the change is visible however far into a buffer it lies.
+    """
+    a, b = diff.machines
+    head = f"machine {html.escape(str(a))} → {html.escape(str(b))}<br>" if a != b else ""
+    rows = []
+    for s in diff.sections:
+        if s.status != "changed":
+            side = "A" if s.status == "only-a" else "B"
+            rows.append(
+                f"<tr><td>{html.escape(s.name)}</td><td colspan='4'>only in {side}</td></tr>"
+            )
+            continue
+        for c in s.changes:
+            where = html.escape(c.path) + (f" @0x{c.offset:x}" if c.offset is not None else "")
+            before = "" if c.before is None else str(c.before)
+            after = "" if c.after is None else str(c.after)
+            if c.before is None:
+                value = f"only in B: <code>{html.escape(after)}</code>"
+            elif c.after is None:
+                value = f"only in A: <code>{html.escape(before)}</code>"
+            else:
+                value = diff_html(before, after)
+            rows.append(
+                f"<tr><td>{html.escape(s.name)}</td><td>{where}</td>"
+                f"<td>{html.escape(c.register or '')}</td><td>{value}</td>"
+                f"<td>{html.escape('; '.join(c.bits))}</td></tr>"
+            )
+    if not rows:
+        return head + "<i>no difference in device state</i>"
+    more = f"<br><i>… {len(rows) - limit} more rows</i>" if len(rows) > limit else ""
+    cols = "".join(
+        f"<th style='text-align:left'>{c}</th>"
+        for c in ("section", "member", "register", "before → after", "bits")
+    )
+    return (
+        f"{head}<table class='miglab-diff' style='{_MONO};border-collapse:collapse'>"
+        f"<tr>{cols}</tr>{''.join(rows[:limit])}</table>{more}"
+    )

@@ -3,11 +3,14 @@
 ::
 
     from miglab.widgets import StreamExplorer
-    StreamExplorer("data/q72-pc-q35-7.2-net.mig")
+    StreamExplorer("data/q72-pc-q35-7.2-net.mig")   # any container: .gz, libvirt save, qcow2
+
+The search box narrows the field list to the names that contain its text.
 """
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import ipywidgets as w
 import pandas as pd
 
 from miglab.stream.model import Section, SectionKind, Stream
-from miglab.stream.reader import load
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import hexdump_html, short, table_html
 
 __all__ = ("StreamExplorer",)
@@ -23,7 +26,7 @@ __all__ = ("StreamExplorer",)
 _FIELD_COLUMNS = ("path", "type", "size", "offset", "value")
 
 
-class StreamExplorer(w.VBox):
+class StreamExplorer(RunHint, w.VBox):
     """Pick a device section: its fields as a table, its bytes as a hex dump.
 
     Picking a field highlights its row and its bytes in the dump.  Built on
@@ -33,17 +36,50 @@ class StreamExplorer(w.VBox):
 
     Attributes:
         section: dropdown of full (device) sections, value = index in ``stream.records``.
+        search: text that narrows ``field`` to the paths containing it.
         field: dropdown of the section's leaf fields, value = row in ``fields``.
         summary, table, hexview: HTML models of what is shown.
     """
 
     def __init__(self, stream: Stream | str | os.PathLike[str], *, hex_limit: int = 512) -> None:
+        self.hex_limit = hex_limit
+        self.section = w.Dropdown(options=[], description="section", layout=w.Layout(width="480px"))
+        self.search = w.Text(
+            placeholder="field name contains…", description="search", layout=w.Layout(width="300px")
+        )
+        self.field = w.Dropdown(options=[], description="field", layout=w.Layout(width="480px"))
+        self.summary = w.HTML()
+        self.table = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
+        self.hexview = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
+        self.section.observe(self._on_section, names="value")
+        self.search.observe(self._on_section, names="value")
+        self.field.observe(self._on_field, names="value")
+        super().__init__(
+            [
+                w.HBox([self.section, self.search]),
+                self.field,
+                self.summary,
+                w.HBox([self.table, self.hexview]),
+            ]
+        )
+        self.add_class("miglab-explorer")
+        self.show(stream)
+
+    def show(self, stream: Stream | str | os.PathLike[str]) -> None:
+        """Explore another stream: a Stream, or a file in any container miglab reads.
+
+        The hex view shows the bare stream's bytes (the file itself, or for a
+        compressed or wrapped one, :meth:`Stream.to_bytes`), where the
+        records' offsets point.
+        """
         if isinstance(stream, Stream):
             self.stream, self.data = stream, stream.to_bytes()
         else:
-            self.data = Path(stream).read_bytes()
-            self.stream = load(self.data)
-        self.hex_limit = hex_limit
+            from miglab.containers import load as load_any
+
+            self.stream = load_any(stream)
+            bare = self.stream.container is None
+            self.data = Path(stream).read_bytes() if bare else self.stream.to_bytes()
         self.frame = self.stream.fields_frame()
         options = [
             (
@@ -55,19 +91,10 @@ class StreamExplorer(w.VBox):
             for i, r in enumerate(self.stream.records)
             if isinstance(r, Section) and r.kind is SectionKind.FULL
         ]
-        self.section = w.Dropdown(
-            options=options, description="section", layout=w.Layout(width="480px")
-        )
-        self.field = w.Dropdown(options=[], description="field", layout=w.Layout(width="480px"))
-        self.summary = w.HTML()
-        self.table = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
-        self.hexview = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
+        self.section.unobserve(self._on_section, names="value")
+        self.section.options = options
+        self.section.value = options[0][1] if options else None
         self.section.observe(self._on_section, names="value")
-        self.field.observe(self._on_field, names="value")
-        super().__init__(
-            [w.HBox([self.section, self.field]), self.summary, w.HBox([self.table, self.hexview])]
-        )
-        self.add_class("miglab-explorer")
         self._on_section()
 
     @property
@@ -87,13 +114,17 @@ class StreamExplorer(w.VBox):
 
     def _on_section(self, _change: object = None) -> None:
         rec, fields = self.record, self.fields
-        self.field.options = [(p, i) for i, p in enumerate(fields["path"])]
+        needle = self.search.value.strip().lower()
+        self.field.options = [
+            (p, i) for i, p in enumerate(fields["path"]) if needle in str(p).lower()
+        ]
         decoded = (
             "decoded" if rec.decoded else f"kept opaque ({getattr(rec.payload, 'reason', '')})"
         )
         self.summary.value = (
             f"<b>{rec.name}</b> instance {rec.instance_id}, version {rec.version_id}: "
             f"{rec.size} bytes at offset {rec.offset}, {len(fields)} fields, {decoded}"
+            + (f"; {len(self.field.options)} match “{html.escape(needle)}”" if needle else "")
         )
         self._render()
 

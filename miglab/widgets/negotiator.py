@@ -21,6 +21,7 @@ from miglab.capabilities import (
     negotiate,
     transforms_enabled,
 )
+from miglab.widgets._display import RunHint
 from miglab.widgets._html import table_html
 
 __all__ = ("CapabilityNegotiator",)
@@ -32,7 +33,7 @@ def _default_names() -> list[str]:
     return [*own, "multifd", "return-path", "postcopy-ram"]
 
 
-class CapabilityNegotiator(w.VBox):
+class CapabilityNegotiator(RunHint, w.VBox):
     """Two columns of checkboxes, one per endpoint; the negotiated result below.
 
     Each change negotiates afresh between two :class:`LocalEndpoint` with
