@@ -16,6 +16,7 @@ from miglab.compat import (  # noqa: F401  (register the virtio transforms)
     filters,
     virtio_features,
     virtio_rules,
+    virtio_subsections,
 )
 from miglab.compat.edit import Edit
 from miglab.compat.qemu import (

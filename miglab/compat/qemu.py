@@ -16,7 +16,9 @@ What differs has two sources, and the transforms are keyed on each:
 Loading this module registers every edit list and the PCI rule as transforms in
 :data:`~miglab.compat.registry.REGISTRY`.  :func:`convert_stream` then converts a whole
 stream: per device section it runs the build plan and, when the machine generation changes,
-the machine plan; it renames the machine in the configuration block, drops commands the
+the machine plan, and for a PCIe port the slot-status bits that depend on whether the stream
+has a device behind it (``pci.slot_rules``: on q35 machines up to 6.0 native hotplug sets
+them, later ACPI hotplug owns the slot); it renames the machine in the configuration block, drops commands the
 destination does not know, and rewrites the vmdesc entries of changed sections.  Changes a
 guest could observe are refused unless ``allow_guest_visible``.
 """
@@ -27,6 +29,7 @@ import dataclasses
 import itertools
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -187,37 +190,81 @@ def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
 
 
 # --- read-only PCI config bits ----------------------------------------------------------
+_BitRule = dict[str, Any]
+
+
 def _pci_fn(dst: str) -> Any:
+    """The ``pci`` rules: bits a machine generation's devices set, whatever the guest did."""
     rules = knowledge()["pci"]["rules"]
 
     def run(edit: Edit) -> None:
-        for state in list(edit.states):
-            for path, config in _pci_configs(state):
-                new = bytearray(config)
-                why = []
-                for rule in rules:
-                    if "devices" in rule and state.desc.name not in rule["devices"]:
-                        continue
-                    cap = _find_capability(config, rule["capability"], rule.get("extended", False))
-                    if cap is None or cap + rule["offset"] >= len(new):
-                        continue
-                    at, mask = cap + rule["offset"], rule["mask"]
-                    old = new[at]
-                    new[at] = (old | mask) if dst in rule["set_in"] else (old & ~mask)
-                    if new[at] != old:
-                        why.append(f"{rule['what']} at 0x{at:x}")
-                if why:
-                    edit.set(
-                        state.desc.name,
-                        path,
-                        bytes(new),
-                        classification="guest-visible",
-                        reason=f"read-only PCI config bits devices set their own way on "
-                        f"{dst.removeprefix(MACHINE_PREFIX)} machine types "
-                        f"(the guest may have read them): {'; '.join(why)}",
-                    )
+        _set_bits(edit, rules, dst, lambda rule, config, cap: dst in rule["set_in"])
 
     return run
+
+
+def _slot_fn(dst: str, occupied: bool) -> Any:
+    """The ``pci`` ``slot_rules`` for a port with (``occupied``) or without a device behind."""
+    rules = knowledge()["pci"]["slot_rules"]["rules"]
+
+    def want(rule: _BitRule, config: bytes, cap: int) -> bool:
+        at, mask = rule.get("needs", (0, 0))
+        needs = not mask or bool(config[cap + at] & mask)
+        return occupied and needs and dst in rule["set_in"]
+
+    def run(edit: Edit) -> None:
+        _set_bits(edit, rules, dst, want)
+
+    return run
+
+
+def _set_bits(
+    edit: Edit, rules: list[_BitRule], dst: str, want: Callable[[_BitRule, bytes, int], bool]
+) -> None:
+    """Set (``want``) or clear each rule's bits in every PCI config space of the states."""
+    for state in list(edit.states):
+        for path, config in _pci_configs(state):
+            new = bytearray(config)
+            why = []
+            for rule in rules:
+                if "devices" in rule and state.desc.name not in rule["devices"]:
+                    continue
+                cap = _find_capability(config, rule["capability"], rule.get("extended", False))
+                if cap is None or cap + rule["offset"] >= len(new):
+                    continue
+                at, mask = cap + rule["offset"], rule["mask"]
+                old = new[at]
+                new[at] = (old | mask) if want(rule, config, cap) else (old & ~mask)
+                if new[at] != old:
+                    why.append(f"{rule['what']} at 0x{at:x} ({rule['source']})")
+            if why:
+                edit.set(
+                    state.desc.name,
+                    path,
+                    bytes(new),
+                    classification="guest-visible",
+                    reason=f"read-only PCI config bits devices set their own way on "
+                    f"{dst.removeprefix(MACHINE_PREFIX)} machine types "
+                    f"(the guest may have read them): {'; '.join(why)}",
+                )
+
+
+@cache
+def _slot_devices() -> frozenset[str]:
+    rules = knowledge()["pci"]["slot_rules"]["rules"]
+    return frozenset(d for rule in rules for d in rule["devices"])
+
+
+def _occupied_ports(stream: Stream) -> set[str]:
+    """Bus paths of the PCI bridges a stream has a device behind (its section's idstr is
+    ``<bridge path>:<slot>.<fn>/<vmsd>``, pcibus_get_dev_path)."""
+    out: set[str] = set()
+    for rec in stream.records:
+        if isinstance(rec, Section) and "/" in rec.name:
+            path = rec.name.split("/", 1)[0]
+            if path.count(":") >= 3:
+                out.add(path.rsplit(":", 1)[0])
+    return out
 
 
 def _pci_configs(state: VMState, prefix: str = "") -> list[tuple[str, bytes]]:
@@ -331,6 +378,7 @@ def convert_stream(
     records: list[Record] = []
     touched: list[Section] = []
     counts: dict[str, int] = {}
+    ports = _occupied_ports(stream)
     for rec in stream.records:
         if isinstance(rec, Section) and rec.kind.has_full_header:
             kept = _section_rules(rec, src, to_qemu, counts, changes)
@@ -366,6 +414,11 @@ def convert_stream(
                     )
                 states, more = machine_plan.run(states)
                 report += more
+                if name in _slot_devices():  # a port: its slot status needs the stream
+                    occupied = rec.name.split("/", 1)[0] in ports
+                    slot = Transform(name, *generations, _slot_fn(generations[1], occupied))
+                    states, more = slot(states)
+                    report += more
             if generic is not None:
                 states, more = generic.conform(rec.name, states)
                 report += more

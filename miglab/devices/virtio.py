@@ -41,6 +41,8 @@ from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
+    "BALLOON_PAGE_POISON",
+    "BALLOON_PAGE_POISON_5_2",
     "DEVICE_PARTS",
     "MSIX_ENTRY_SIZE",
     "PCI_CAP_ID_EXP",
@@ -174,6 +176,12 @@ _TAIL = describe("virtio", [], subsections=SUBSECTIONS)
 
 
 # --- device parts ----------------------------------------------------------------------
+#: ``vmstate_virtio_balloon_page_poison``'s name from QEMU 6.2 on.
+BALLOON_PAGE_POISON = "virtio-balloon-device/page-poison"
+#: Its name up to QEMU 6.1 (sic): what QEMU 5.2 sends.
+BALLOON_PAGE_POISON_5_2 = "vitio-balloon-device/page-poison"
+
+
 def _balloon(data: bytes, at: int) -> VMStateDescription:
     """``vmstate_virtio_balloon_device`` (hw/virtio/virtio-balloon.c)."""
     return describe(
@@ -188,8 +196,11 @@ def _balloon(data: bytes, at: int) -> VMStateDescription:
                     field("free_page_hint_status", "uint32"),
                 ],
             ),
-            # (sic) QEMU's name for the page-poison subsection
-            _sub("vitio-balloon-device/page-poison", [field("poison_val", "uint32")]),
+            # the same subsection under the name each build sends: QEMU 5.1 to 6.1 misspelt
+            # it (commit 7483cbbaf8), 6.2 fixed the name (commit 243a9284a9, "virtio-balloon:
+            # Fix page-poison subsection name"); a stream carries at most one of the two
+            _sub(BALLOON_PAGE_POISON_5_2, [field("poison_val", "uint32")]),
+            _sub(BALLOON_PAGE_POISON, [field("poison_val", "uint32")]),
         ),
     )
 
