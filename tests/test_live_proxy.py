@@ -12,6 +12,7 @@ by its heartbeat, whether it kept running.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import threading
@@ -297,3 +298,47 @@ def test_10_0_to_7_2_live_through_the_proxy_survives(tmp_path: Path) -> None:
     assert summary.decoded == summary.device_sections
     assert not summary.changes.options
     assert survived, f"{why}\n{summary}\n{summary.changes}"
+
+
+def test_serve_proxies_one_migration_after_another(tmp_path: Path) -> None:
+    from miglab.live import serve
+
+    streams = [DATA / "q100-pc-q35-10.0-virtio.mig", DATA / "q100-pc-q35-10.0-default.mig"]
+    listen, dest = parse_address(f"unix:{tmp_path}/in"), parse_address(f"unix:{tmp_path}/out")
+    received: list[bytes] = []
+    with dest.listen(backlog=2) as server:
+
+        def destination() -> None:
+            for _ in streams:
+                conn, _ = server.accept()
+                with conn:
+                    chunks = []
+                    while chunk := conn.recv(1 << 20):
+                        chunks.append(chunk)
+                    received.append(b"".join(chunks))
+
+        sink = threading.Thread(target=destination)
+        sink.start()
+        bound = threading.Event()
+        summaries = serve(listen, dest, src_qemu="10.0", to_qemu="10.0", machine="pc-q35-10.0",
+                          ready=bound.set)  # fmt: skip
+        got: list[ProxySummary] = []
+        proxy = threading.Thread(target=lambda: got.extend(itertools.islice(summaries, 2)))
+        proxy.start()
+        assert bound.wait(30)
+        for path in streams:
+            _send(listen.connect(), path)
+        proxy.join(30)
+        summaries.close()
+        sink.join(30)
+    assert received == [p.read_bytes() for p in streams]
+    assert [s.bytes_in for s in got] == [p.stat().st_size for p in streams]
+    assert all(s.error is None and s.complete for s in got)
+
+
+def _send(sock: socket.socket, path: Path) -> None:
+    with sock:
+        sock.sendall(path.read_bytes())
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(1 << 16):  # until the proxy closes (the return path ends)
+            pass
