@@ -9,8 +9,12 @@ rate limit, decides.  Printed per guest size, medians of ``--repeat`` runs of ea
 
 * throughput: RAM bytes QEMU transferred / the source's ``total-time``, direct and proxied,
   and their ratio;
-* downtime: the source's ``downtime`` (ms) direct and proxied, and the difference;
-* the proxy's peak RSS (MiB, ``ru_maxrss`` of the proxy process).
+* downtime: the source's ``downtime`` (ms, stop to its last byte sent) plus the time the
+  destination took after that to report ``completed`` (polled every 20 ms on both sides),
+  direct and proxied, and the difference;
+* the proxy's peak RSS (MiB, ``ru_maxrss`` of the proxy process) and its CPU seconds
+  (user + system) per GB transferred: what the proxy would need of a free core (on a
+  loaded machine the proxied throughput is bounded by the CPU time the proxy gets).
 
 Usage: ``python benchmarks/bench_proxy.py [--qemu 10.0] [--sizes 1,4] [--repeat 3]``
 """
@@ -32,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from miglab.qemu._process import Guest, quit_qemu, run_bounded, wait_migration  # noqa: E402
+from miglab.qemu._process import POLL_SECONDS, Guest, quit_qemu, run_bounded  # noqa: E402
 from miglab.qemu.runner import find_qemu  # noqa: E402
 
 MACHINES = {"5.2": "pc-q35-5.2", "7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0", "11.1": "pc-q35-11.1"}
@@ -89,30 +93,42 @@ def migrate_once(qemu: str, ram: Path, gib: int, *, proxy: bool) -> dict[str, fl
                 await asyncio.sleep(1.0)  # firmware starts; the guest is running
                 await s.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
                 await s.execute("migrate", {"uri": f"tcp:127.0.0.1:{target}"})
-                status, error = await wait_migration(s)
-                if status != "completed":
-                    raise RuntimeError(f"migration {status}: {error}")
+                done: dict[str, float] = {}
+                while len(done) < 2:  # when each side first reports completed
+                    for side, qmp in (("src", s), ("dst", d)):
+                        if side in done:
+                            continue
+                        status = (await qmp.execute("query-migrate")).get("status")
+                        if status == "completed":
+                            done[side] = time.monotonic()
+                        elif status in ("failed", "cancelled"):
+                            raise RuntimeError(f"{side} migration {status}")
+                    await asyncio.sleep(POLL_SECONDS)
                 info = await s.execute("query-migrate")
-                await wait_migration(d)
                 assert isinstance(info, dict)
+                # The source's downtime ends when it has sent the last byte; the guest runs
+                # again only once the destination has loaded it.
+                info["lag ms"] = max(0.0, done["dst"] - done["src"]) * 1000
                 return info
             finally:
                 await quit_qemu(s)
                 await quit_qemu(d)
 
         info = run_bounded(run(), 600, "bench migration")
-        rss = 0.0
+        rss = cpu = 0.0
         if proc is not None:
             _, _, usage = os.wait4(proc.pid, 0)
             rss = usage.ru_maxrss / 1024
+            cpu = usage.ru_utime + usage.ru_stime
             summary = proc.stdout.read() if proc.stdout else ""
             if "FAILED" in summary:
                 raise RuntimeError(summary)
         seconds = info["total-time"] / 1000
         return {
             "MB/s": info["ram"]["transferred"] / seconds / 1e6,
-            "downtime ms": float(info["downtime"]),
+            "downtime ms": float(info["downtime"]) + info["lag ms"],
             "rss MiB": rss,
+            "cpu s/GB": cpu / (info["ram"]["transferred"] / 1e9),
         }
 
 
@@ -125,7 +141,8 @@ def main() -> int:
     print(f"QEMU {args.qemu}, {MACHINES[args.qemu]}, loopback TCP, medians of {args.repeat}")
     print(
         f"{'GiB':>4} {'direct MB/s':>12} {'proxy MB/s':>11} {'ratio':>6} "
-        f"{'direct dt ms':>13} {'proxy dt ms':>12} {'added ms':>9} {'proxy RSS MiB':>14}"
+        f"{'direct dt ms':>13} {'proxy dt ms':>12} {'added ms':>9} {'proxy RSS MiB':>14} "
+        f"{'proxy CPU s/GB':>15}"
     )
     with tempfile.TemporaryDirectory(prefix="miglab-bench-proxy-") as tmp:
         for gib in (int(x) for x in args.sizes.split(",")):
@@ -142,7 +159,8 @@ def main() -> int:
             print(
                 f"{gib:>4} {d['MB/s']:>12.0f} {p['MB/s']:>11.0f} {p['MB/s'] / d['MB/s']:>6.2f} "
                 f"{d['downtime ms']:>13.0f} {p['downtime ms']:>12.0f} "
-                f"{p['downtime ms'] - d['downtime ms']:>9.0f} {p['rss MiB']:>14.1f}",
+                f"{p['downtime ms'] - d['downtime ms']:>9.0f} {p['rss MiB']:>14.1f} "
+                f"{p['cpu s/GB']:>15.2f}",
                 flush=True,
             )
             ram.unlink()
