@@ -111,6 +111,8 @@ def proxy_once(
     Raises:
         LiveError: the listening address cannot be bound, or no source came in time.
     """
+    # Parsed before the source comes: a migration should not wait for descriptions.
+    decoding = decoding or _default_decoding(src_qemu, to_qemu, machine)
     with contextlib.closing(listen.listen()) as lsock:
         if ready is not None:
             ready()
