@@ -342,3 +342,33 @@ def _send(sock: socket.socket, path: Path) -> None:
         sock.shutdown(socket.SHUT_WR)
         while sock.recv(1 << 16):  # until the proxy closes (the return path ends)
             pass
+
+
+def test_cli_proxy_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = DATA / "q72-pc-q35-7.2-net.mig"
+    listen, dest = parse_address(f"unix:{tmp_path}/in"), parse_address(f"unix:{tmp_path}/out")
+    with dest.listen() as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "miglab", "proxy", "--once", "--listen", listen.uri,
+             "--connect", dest.uri, "--src-qemu", "7.2", "--to-qemu", "7.2",
+             "--machine", "pc-q35-7.2"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"listening on {listen.uri}")
+        feeder = threading.Thread(target=_send, args=(listen.connect(), path))
+        feeder.start()
+        conn, _ = server.accept()
+        with conn:
+            chunks = []
+            while chunk := conn.recv(1 << 20):
+                chunks.append(chunk)
+        feeder.join(30)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert b"".join(chunks) == path.read_bytes()
+    size = path.stat().st_size
+    assert f"{size} bytes in, {size} out" in out and "0 change(s)" in out
