@@ -67,11 +67,14 @@ def test_unix_listen_and_connect(tmp_path: Path) -> None:
 
 
 # --- the pump over sockets ---------------------------------------------------------------
-def pump_bytes(data: bytes, **options: object) -> tuple[bytes, PumpResult]:
-    """Run ``data`` through a :class:`Pump` between two socket pairs; the bytes sent on."""
+def pump_bytes(
+    data: bytes, sink: bytearray | None = None, **options: object
+) -> tuple[bytes, PumpResult]:
+    """Run ``data`` through a :class:`Pump` between two socket pairs; the bytes sent on
+    (also collected in ``sink``, which keeps them when the pump raises)."""
     src_out, src_in = socket.socketpair()
     dst_out, dst_in = socket.socketpair()
-    received = bytearray()
+    received = sink if sink is not None else bytearray()
 
     def feed() -> None:
         try:
@@ -372,3 +375,20 @@ def test_cli_proxy_once(tmp_path: Path) -> None:
     assert b"".join(chunks) == path.read_bytes()
     size = path.stat().st_size
     assert f"{size} bytes in, {size} out" in out and "0 change(s)" in out
+
+
+def test_guest_visible_change_stops_the_stream_before_that_device() -> None:
+    from miglab.errors import CompatError
+
+    path = DATA / "q100-pc-q35-10.0-net.mig"
+    data = path.read_bytes()
+    dec = source_decoding("10.0", "pc-q35-10.0")
+    sent = bytearray()
+    options = dict(src_qemu="10.0", to_qemu="7.2", machine="pc-q35-7.2",
+                   schema=dec.schema, descriptions=dec.descriptions)  # fmt: skip
+    with pytest.raises(CompatError, match=r"guest-visible change.*e1000e"):
+        pump_bytes(data, sent, **options)  # type: ignore[arg-type]
+    full, _ = pump_bytes(data, allow_guest_visible=True, **options)  # type: ignore[arg-type]
+    # what went out is the allowed conversion cut before the e1000e section's header
+    assert 0 < len(sent) < len(full) and full.startswith(bytes(sent))
+    assert b"/e1000e" in full and b"/e1000e" not in sent

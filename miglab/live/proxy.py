@@ -204,6 +204,8 @@ def _one(
             back.join(RETURN_PATH_GRACE)
     seconds = time.monotonic() - start
     result = pump.result if pump is not None else PumpResult()
+    if pump is not None and pump.conversion is not None:  # also what was changed before a failure
+        result.report = pump.conversion.report()
     return ProxySummary(
         bytes_in=window.bytes_in if window else 0,
         bytes_out=window.bytes_out if window else 0,
