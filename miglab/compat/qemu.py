@@ -29,7 +29,7 @@ import dataclasses
 import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -49,6 +49,7 @@ from miglab.vmstate.state import VMState
 __all__ = (
     "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
+    "Conversion",
     "convert_stream",
     "knowledge",
     "machine_generation",
@@ -365,31 +366,90 @@ def convert_stream(
         CompatError: unknown QEMU or machine, a change of machine family, no plan for a
             device, or guest-visible changes without permission (the message lists them).
     """
-    reg = registry or REGISTRY
-    for qemu in (to_qemu, from_qemu):
-        if qemu is not None and qemu not in QEMU_VERSIONS:
-            raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
-    _check_machine(to_qemu, machine, "machine")
-    src = from_qemu or qemu_of_machine(stream.machine or "")
-    generic = SchemaDriven(*schemas) if schemas is not None else None
-    generations = _generations(stream.machine, src, machine)
-    changes: list[Change] = []
-    options: list[str] = []
-    records: list[Record] = []
-    touched: list[Section] = []
-    counts: dict[str, int] = {}
-    ports = _occupied_ports(stream)
-    for rec in stream.records:
+    conversion = Conversion(
+        source_machine=stream.machine,
+        to_qemu=to_qemu,
+        machine=machine,
+        from_qemu=from_qemu,
+        allow_guest_visible=allow_guest_visible,
+        keep_layouts=keep_layouts,
+        registry=registry,
+        schemas=schemas,
+        occupied_ports=_occupied_ports(stream),
+    )
+    records = [new for rec in stream.records if (new := conversion.record(rec)) is not None]
+    config = conversion.configuration(stream.configuration)
+    out = dataclasses.replace(
+        stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
+    )
+    refresh_vmdesc(out, conversion.touched)
+    report = conversion.report()
+    conversion.check()
+    return out, report
+
+
+class Conversion:
+    """One conversion for QEMU ``to_qemu`` running ``machine``, done record by record.
+
+    :func:`convert_stream` feeds it a loaded stream's records; the live proxy
+    (:mod:`miglab.live.proxy`) feeds it each record as it arrives from the source QEMU, so
+    files and live migrations are converted by the same code.  The arguments are those of
+    :func:`convert_stream`; ``source_machine`` is the stream's machine type (its
+    configuration block's name; None for machines that send none).  ``occupied_ports``:
+    the bus paths of the PCI bridges a device sits behind, which a port's slot status
+    depends on (None in a live stream, which sends a port before what is behind it).
+
+    Raises:
+        CompatError: unknown QEMU or machine, or a change of machine family.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_machine: str | None,
+        to_qemu: str,
+        machine: str,
+        from_qemu: str | None = None,
+        allow_guest_visible: bool = False,
+        keep_layouts: bool = True,
+        registry: Registry | None = None,
+        schemas: tuple[SchemaSource, SchemaSource] | None = None,
+        occupied_ports: Collection[str] | None = None,
+    ) -> None:
+        for qemu in (to_qemu, from_qemu):
+            if qemu is not None and qemu not in QEMU_VERSIONS:
+                raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
+        _check_machine(to_qemu, machine, "machine")
+        self.to_qemu = to_qemu
+        self.machine = machine
+        self.source_machine = source_machine
+        self.src = from_qemu or qemu_of_machine(source_machine or "")
+        self.allow_guest_visible = allow_guest_visible
+        self.keep_layouts = keep_layouts
+        self.registry = registry or REGISTRY
+        self.generic = SchemaDriven(*schemas) if schemas is not None else None
+        self.generations = _generations(source_machine, self.src, machine)
+        self.changes: list[Change] = []
+        self.options: list[str] = []
+        #: Sections whose state changed (their vmdesc entries must be rebuilt).
+        self.touched: list[Section] = []
+        self._counts: dict[str, int] = {}
+        #: Bus paths of the PCI bridges with a device behind them (None: not known).
+        self.occupied_ports = occupied_ports
+
+    def record(self, rec: Record) -> Record | None:
+        """The record to send instead of ``rec`` (``rec`` itself if unchanged), or None to drop it."""
+        to_qemu = self.to_qemu
         if isinstance(rec, Section) and rec.kind.has_full_header:
-            kept = _section_rules(rec, src, to_qemu, counts, changes)
+            kept = _section_rules(rec, self.src, to_qemu, self._counts, self.changes)
             if kept is None:
-                continue
+                return None
             rec = kept
         if (
             isinstance(rec, CommandRecord)
             and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
         ):
-            changes.append(
+            self.changes.append(
                 Change(
                     "removed",
                     "commands",
@@ -400,68 +460,112 @@ def convert_stream(
                     f"QEMU {to_qemu} does not know this command; it carries no guest state",
                 )
             )
-            continue
+            return None
         if isinstance(rec, Section) and isinstance(rec.payload, VMState):
-            name = rec.payload.desc.name
-            states, report = reg.plan(name, src, to_qemu).run([rec.payload])
-            if generations is not None:
-                machine_plan = reg.plan(name, *generations)
-                option = vector_option(states[0], generations[1], to_qemu) if keep_layouts else None
-                if option is not None:  # the destination keeps the layout: no layout steps
-                    options += option
-                    machine_plan = dataclasses.replace(
-                        machine_plan, steps=tuple(t for t in machine_plan.steps if t.device != name)
-                    )
-                states, more = machine_plan.run(states)
+            rec = self._device(rec)
+        return rec
+
+    def _device(self, rec: Section) -> Section:
+        assert isinstance(rec.payload, VMState)
+        reg, generations = self.registry, self.generations
+        name = rec.payload.desc.name
+        states, report = reg.plan(name, self.src, self.to_qemu).run([rec.payload])
+        if generations is not None:
+            machine_plan = reg.plan(name, *generations)
+            option = (
+                vector_option(states[0], generations[1], self.to_qemu)
+                if self.keep_layouts
+                else None
+            )
+            if option is not None:  # the destination keeps the layout: no layout steps
+                self.options += option
+                machine_plan = dataclasses.replace(
+                    machine_plan, steps=tuple(t for t in machine_plan.steps if t.device != name)
+                )
+            states, more = machine_plan.run(states)
+            report += more
+            if name in _slot_devices():  # a port: its slot status depends on what is behind it
+                states, more = self._slot_status(rec, name, states, generations)
                 report += more
-                if name in _slot_devices():  # a port: its slot status needs the stream
-                    occupied = rec.name.split("/", 1)[0] in ports
-                    slot = Transform(name, *generations, _slot_fn(generations[1], occupied))
-                    states, more = slot(states)
-                    report += more
-            if generic is not None:
-                states, more = generic.conform(rec.name, states)
-                report += more
-            if report.changes:
-                if len(states) != 1:
-                    raise CompatError("a stream section must stay one device", path=rec.name)
-                rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
-                touched.append(rec)
-                where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
-                changes += [dataclasses.replace(c, section=where) for c in report.changes]
-        records.append(rec)
-    config = stream.configuration
-    if config is not None and machine_of(config) != machine:
+        if self.generic is not None:
+            states, more = self.generic.conform(rec.name, states)
+            report += more
+        if report.changes:
+            if len(states) != 1:
+                raise CompatError("a stream section must stay one device", path=rec.name)
+            rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
+            self.touched.append(rec)
+            where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
+            self.changes += [dataclasses.replace(c, section=where) for c in report.changes]
+        return rec
+
+    def _slot_status(
+        self, rec: Section, name: str, states: list[VMState], generations: tuple[str, str]
+    ) -> tuple[list[VMState], ChangeReport]:
+        """Apply the port's slot-status rules, knowing whether a device is behind it.
+
+        A live stream sends a port before the devices behind it, so there
+        ``occupied_ports`` is None: the rules are applied both ways, and a port
+        whose result depends on it is refused rather than guessed.
+        """
+        bus = rec.name.split("/", 1)[0]
+        if self.occupied_ports is not None:
+            occupied = bus in self.occupied_ports
+            return Transform(name, *generations, _slot_fn(generations[1], occupied))(states)
+        both = [
+            Transform(name, *generations, _slot_fn(generations[1], occupied))(states)
+            for occupied in (False, True)
+        ]
+        if both[0][0] != both[1][0]:
+            raise CompatError(
+                f"the slot status of {bus} on {self.machine} depends on whether a device is "
+                "behind the port, which a live stream does not say before the port's state; "
+                "convert the saved stream instead",
+                path=rec.name,
+            )
+        return both[0]
+
+    def configuration(self, config: VMState | None) -> VMState | None:
+        """The configuration block to send: the destination's machine type."""
+        machine = self.machine
+        if config is None or machine_of(config) == machine:
+            return config
         raw = machine.encode()
-        config = VMState(
-            CONFIGURATION,
-            config.version_id,
-            {**config.fields, "len": len(raw), "name": raw},
-            dict(config.subsections),
-        )
-        changes.append(
+        self.changes.append(
             Change(
                 "changed",
                 "configuration",
                 "name",
-                stream.machine,
+                machine_of(config),
                 machine,
                 "safe",
                 "destination machine type (the device set is converted device by device)",
             )
         )
-    out = dataclasses.replace(
-        stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
-    )
-    refresh_vmdesc(out, touched)
-    report = ChangeReport(tuple(changes), tuple(options))
-    if report.guest_visible and not allow_guest_visible:
-        listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
-        raise CompatError(
-            f"{len(report.guest_visible)} guest-visible change(s) refused "
-            f"(allow them explicitly): {listed}"
+        return VMState(
+            CONFIGURATION,
+            config.version_id,
+            {**config.fields, "len": len(raw), "name": raw},
+            dict(config.subsections),
         )
-    return out, report
+
+    def report(self) -> ChangeReport:
+        """Every change so far, and the destination options they need."""
+        return ChangeReport(tuple(self.changes), tuple(self.options))
+
+    def check(self) -> None:
+        """Refuse guest-visible changes unless they were allowed.
+
+        Raises:
+            CompatError: the message lists the guest-visible changes.
+        """
+        report = self.report()
+        if report.guest_visible and not self.allow_guest_visible:
+            listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
+            raise CompatError(
+                f"{len(report.guest_visible)} guest-visible change(s) refused "
+                f"(allow them explicitly): {listed}"
+            )
 
 
 def _section_rules(
