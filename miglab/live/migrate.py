@@ -51,6 +51,7 @@ from miglab.capabilities import (
     transforms_enabled,
 )
 from miglab.capabilities_endpoints import QemuEndpoint
+from miglab.compat.report import ChangeReport
 from miglab.errors import MiglabError
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
@@ -118,7 +119,10 @@ class MigrationReport:
         resumed_ms: from the source completing to the destination running (miglab's clock).
         bytes: bytes the source sent (the proxy's count when proxied, else QEMU's).
         passes: RAM passes (QEMU's ``dirty-sync-count``).
+        xbzrle_pages: RAM pages the source sent as XBZRLE deltas (0 unless xbzrle was agreed).
         changes: the proxy's change report lines (empty when nothing changed).
+        options: destination options the proxy's conversion asked for (``-global ...``); a
+            destination started without them sees a device other than the guest's.
         proxy: the proxy's summary (None when not proxied).
     """
 
@@ -135,7 +139,9 @@ class MigrationReport:
     resumed_ms: float | None = None
     bytes: int = 0
     passes: int = 0
+    xbzrle_pages: int = 0
     changes: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
     proxy: ProxySummary | None = field(default=None, compare=False)
 
     @property
@@ -167,9 +173,14 @@ class MigrationReport:
                 if self.resumed_ms is not None
                 else f"time         total {self.total_ms} ms, downtime {self.downtime_ms} ms"
             )
-            out.append(f"sent         {self.bytes} bytes in {self.passes} RAM passes")
+            out.append(
+                f"sent         {self.bytes} bytes in {self.passes} RAM passes, "
+                f"{self.xbzrle_pages} pages as XBZRLE deltas"
+            )
         out.append(f"changes      {len(self.changes)}")
         out.extend(f"  {line}" for line in self.changes)
+        if self.options:
+            out.append(f"needs        {' '.join(self.options)} on the destination")
         out.append(f"left         source {src.run_state}, destination {dst.run_state}")
         return out
 
@@ -248,6 +259,7 @@ def migrate(
     allow_guest_visible: bool = False,
     bandwidth: int | None = None,
     incoming: str | None = None,
+    via: str | None = None,
     timeout: float = 300.0,
 ) -> MigrationReport:
     """Move the running VM behind QMP ``source`` to the QEMU waiting behind ``destination``.
@@ -262,6 +274,8 @@ def migrate(
         allow_guest_visible: let the proxy make changes the guest can see (passed through).
         bandwidth: ``max-bandwidth`` (bytes/s) for the source; default QEMU's.
         incoming: where the destination listens (default a socket in a private temp dir).
+        via: the address of a proxy the caller runs (``miglab proxy --once``, forwarding to
+            ``incoming``): the source sends there and no proxy is started here.
         timeout: seconds for the whole migration.
 
     Raises:
@@ -278,7 +292,7 @@ def migrate(
             return pool.submit(
                 migrate, source, destination, proxy=proxy, without=without,
                 allow_guest_visible=allow_guest_visible, bandwidth=bandwidth,
-                incoming=incoming, timeout=timeout,
+                incoming=incoming, via=via, timeout=timeout,
             ).result()  # fmt: skip
     offered = mask_of(LIVE_SUPPORTS) & ~mask_of(without)
     src = _Monitor("source", source)
@@ -290,7 +304,7 @@ def migrate(
     try:
         with tempfile.TemporaryDirectory(prefix="miglab-migrate-") as tmp:
             return _Migration(src, dst, offered, Path(tmp)).run(
-                proxy, allow_guest_visible, bandwidth, incoming, timeout
+                proxy, allow_guest_visible, bandwidth, incoming, via, timeout
             )
     finally:
         src.close()
@@ -310,8 +324,11 @@ class _Migration:
         allow_guest_visible: bool,
         bandwidth: int | None,
         incoming: str | None,
+        via: str | None,
         timeout: float,
     ) -> MigrationReport:
+        if via is not None and incoming is None:
+            raise MigrateError("an external proxy (via) needs the destination's address (incoming)")
         src_info = _describe(self.src, self.src_endpoint)
         dst_info = _describe(self.dst, self.dst_endpoint)
         if self.dst.run_state() != "inmigrate":
@@ -322,7 +339,8 @@ class _Migration:
         agreed = negotiate(
             self.src_endpoint, self.dst_endpoint, via=LocalEndpoint(self.offered)
         )
-        proxied = proxy == "always" or (proxy == "auto" and src_info.release != dst_info.release)
+        differ = src_info.release != dst_info.release
+        proxied = via is not None or proxy == "always" or (proxy == "auto" and differ)
         transforms = transforms_enabled(self.offered)
         if bandwidth is not None:
             self.src.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
@@ -334,8 +352,8 @@ class _Migration:
             args["exit-on-error"] = False
         self.dst.cmd("migrate-incoming", args)
         runner = None
-        target = listen
-        if proxied:
+        target = via or listen
+        if proxied and via is None:
             target = f"unix:{self.tmp / 'proxy.sock'}"
             runner = _ProxyThread(
                 target,
@@ -381,7 +399,9 @@ class _Migration:
             resumed_ms,
             summary.bytes_in if summary is not None else int(ram.get("transferred", 0)),
             int(ram.get("dirty-sync-count", 0)),
+            int(info.get("xbzrle-cache", {}).get("pages", 0)),
             tuple(_change_lines(summary)),
+            tuple(summary.changes.options) if summary is not None and summary.changes else (),
             summary,
         )
 
@@ -418,12 +438,7 @@ def _final(info: Endpoint, endpoint: QemuEndpoint, monitor: _Monitor) -> Endpoin
 
 
 def _change_lines(summary: ProxySummary | None) -> list[str]:
-    if summary is None or not summary.changes:
-        return []
-    changes = summary.changes
-    if isinstance(changes, str):
-        return changes.splitlines()
-    return [str(c) for c in changes]
+    return [] if summary is None else [str(change) for change in summary.changes]
 
 
 class _ProxyThread:
@@ -456,7 +471,7 @@ class _ProxyThread:
         self._thread.join(timeout)
         if self._result is None and self._failure is not None:
             return ProxySummary(
-                bytes_in=0, bytes_out=0, passes=0, changes=(), seconds=0.0,
+                bytes_in=0, bytes_out=0, passes=0, changes=ChangeReport(), seconds=0.0,
                 error=f"{type(self._failure).__name__}: {self._failure}",
             )  # fmt: skip
         return self._result

@@ -16,6 +16,9 @@ console and QMP socket) on exit, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -148,6 +151,12 @@ class VM:
                 what = f"stopped after beat {seen.counter}" if seen else "printed no heartbeat"
                 return False, f"the guest {what} within {window:g} s"
             time.sleep(CONSOLE_POLL)
+
+    def kill(self) -> None:
+        """Kill QEMU now (SIGKILL to its process group), as a crash would; files stay until close."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.process.pid, signal.SIGKILL)
+        self.process.process.wait()
 
     def close(self) -> None:
         """Kill QEMU and remove its files."""
