@@ -15,17 +15,21 @@ are natural so callers can catch what they already know (``ValueError``,
     ├── EncodingError (ValueError)            an encoder or decoder failed
     ├── CompatError                           a transform could not be planned or applied
     ├── CapabilityError                       capability negotiation failed
+    ├── LiveError                             a live migration through miglab failed
+    │   └── AddressError (ValueError)         a socket address text is not tcp:/unix:
     └── LimitExceeded (MigrationFormatError)  input exceeds a configured safety limit
 """
 
 from __future__ import annotations
 
 __all__ = (
+    "AddressError",
     "CapabilityError",
     "CompatError",
     "DescriptionError",
     "EncodingError",
     "LimitExceeded",
+    "LiveError",
     "MiglabError",
     "MigrationFormatError",
     "TruncatedStreamError",
@@ -87,3 +91,11 @@ class CompatError(MiglabError):
 
 class CapabilityError(MiglabError):
     """Migration capability negotiation failed."""
+
+
+class LiveError(MiglabError):
+    """A live migration through miglab failed (a socket closed, a peer refused, a timeout)."""
+
+
+class AddressError(LiveError, ValueError):
+    """A socket address is not ``tcp:HOST:PORT`` or ``unix:PATH``."""

@@ -32,6 +32,8 @@ class Limits:
             "zip bomb" bound; a first 64 MiB are always allowed).
         max_container_depth: most containers nested in one another.
         max_snapshots: most internal snapshots read from one qcow2 table.
+        max_section_bytes: largest non-RAM record a live stream may make the proxy hold
+            in memory (device sections and commands are held whole; RAM pages are not).
     """
 
     max_vmdesc_bytes: int = 64 << 20
@@ -44,6 +46,7 @@ class Limits:
     max_expansion_ratio: int = 4096
     max_container_depth: int = 4
     max_snapshots: int = 65536
+    max_section_bytes: int = 64 << 20
 
 
 LIMITS = Limits()

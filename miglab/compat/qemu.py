@@ -46,6 +46,7 @@ from miglab.vmstate.state import VMState
 __all__ = (
     "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
+    "Conversion",
     "convert_stream",
     "knowledge",
     "machine_generation",
@@ -318,30 +319,84 @@ def convert_stream(
         CompatError: unknown QEMU or machine, a change of machine family, no plan for a
             device, or guest-visible changes without permission (the message lists them).
     """
-    reg = registry or REGISTRY
-    for qemu in (to_qemu, from_qemu):
-        if qemu is not None and qemu not in QEMU_VERSIONS:
-            raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
-    _check_machine(to_qemu, machine, "machine")
-    src = from_qemu or qemu_of_machine(stream.machine or "")
-    generic = SchemaDriven(*schemas) if schemas is not None else None
-    generations = _generations(stream.machine, src, machine)
-    changes: list[Change] = []
-    options: list[str] = []
-    records: list[Record] = []
-    touched: list[Section] = []
-    counts: dict[str, int] = {}
-    for rec in stream.records:
+    conversion = Conversion(
+        source_machine=stream.machine,
+        to_qemu=to_qemu,
+        machine=machine,
+        from_qemu=from_qemu,
+        allow_guest_visible=allow_guest_visible,
+        keep_layouts=keep_layouts,
+        registry=registry,
+        schemas=schemas,
+    )
+    records = [new for rec in stream.records if (new := conversion.record(rec)) is not None]
+    config = conversion.configuration(stream.configuration)
+    out = dataclasses.replace(
+        stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
+    )
+    refresh_vmdesc(out, conversion.touched)
+    report = conversion.report()
+    conversion.check()
+    return out, report
+
+
+class Conversion:
+    """One conversion for QEMU ``to_qemu`` running ``machine``, done record by record.
+
+    :func:`convert_stream` feeds it a loaded stream's records; the live proxy
+    (:mod:`miglab.live.proxy`) feeds it each record as it arrives from the source QEMU, so
+    files and live migrations are converted by the same code.  The arguments are those of
+    :func:`convert_stream`; ``source_machine`` is the stream's machine type (its
+    configuration block's name; None for machines that send none).
+
+    Raises:
+        CompatError: unknown QEMU or machine, or a change of machine family.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_machine: str | None,
+        to_qemu: str,
+        machine: str,
+        from_qemu: str | None = None,
+        allow_guest_visible: bool = False,
+        keep_layouts: bool = True,
+        registry: Registry | None = None,
+        schemas: tuple[SchemaSource, SchemaSource] | None = None,
+    ) -> None:
+        for qemu in (to_qemu, from_qemu):
+            if qemu is not None and qemu not in QEMU_VERSIONS:
+                raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
+        _check_machine(to_qemu, machine, "machine")
+        self.to_qemu = to_qemu
+        self.machine = machine
+        self.source_machine = source_machine
+        self.src = from_qemu or qemu_of_machine(source_machine or "")
+        self.allow_guest_visible = allow_guest_visible
+        self.keep_layouts = keep_layouts
+        self.registry = registry or REGISTRY
+        self.generic = SchemaDriven(*schemas) if schemas is not None else None
+        self.generations = _generations(source_machine, self.src, machine)
+        self.changes: list[Change] = []
+        self.options: list[str] = []
+        #: Sections whose state changed (their vmdesc entries must be rebuilt).
+        self.touched: list[Section] = []
+        self._counts: dict[str, int] = {}
+
+    def record(self, rec: Record) -> Record | None:
+        """The record to send instead of ``rec`` (``rec`` itself if unchanged), or None to drop it."""
+        to_qemu = self.to_qemu
         if isinstance(rec, Section) and rec.kind.has_full_header:
-            kept = _section_rules(rec, src, to_qemu, counts, changes)
+            kept = _section_rules(rec, self.src, to_qemu, self._counts, self.changes)
             if kept is None:
-                continue
+                return None
             rec = kept
         if (
             isinstance(rec, CommandRecord)
             and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
         ):
-            changes.append(
+            self.changes.append(
                 Change(
                     "removed",
                     "commands",
@@ -352,63 +407,83 @@ def convert_stream(
                     f"QEMU {to_qemu} does not know this command; it carries no guest state",
                 )
             )
-            continue
+            return None
         if isinstance(rec, Section) and isinstance(rec.payload, VMState):
-            name = rec.payload.desc.name
-            states, report = reg.plan(name, src, to_qemu).run([rec.payload])
-            if generations is not None:
-                machine_plan = reg.plan(name, *generations)
-                option = vector_option(states[0], generations[1], to_qemu) if keep_layouts else None
-                if option is not None:  # the destination keeps the layout: no layout steps
-                    options += option
-                    machine_plan = dataclasses.replace(
-                        machine_plan, steps=tuple(t for t in machine_plan.steps if t.device != name)
-                    )
-                states, more = machine_plan.run(states)
-                report += more
-            if generic is not None:
-                states, more = generic.conform(rec.name, states)
-                report += more
-            if report.changes:
-                if len(states) != 1:
-                    raise CompatError("a stream section must stay one device", path=rec.name)
-                rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
-                touched.append(rec)
-                where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
-                changes += [dataclasses.replace(c, section=where) for c in report.changes]
-        records.append(rec)
-    config = stream.configuration
-    if config is not None and machine_of(config) != machine:
+            rec = self._device(rec)
+        return rec
+
+    def _device(self, rec: Section) -> Section:
+        assert isinstance(rec.payload, VMState)
+        reg, generations = self.registry, self.generations
+        name = rec.payload.desc.name
+        states, report = reg.plan(name, self.src, self.to_qemu).run([rec.payload])
+        if generations is not None:
+            machine_plan = reg.plan(name, *generations)
+            option = (
+                vector_option(states[0], generations[1], self.to_qemu)
+                if self.keep_layouts
+                else None
+            )
+            if option is not None:  # the destination keeps the layout: no layout steps
+                self.options += option
+                machine_plan = dataclasses.replace(
+                    machine_plan, steps=tuple(t for t in machine_plan.steps if t.device != name)
+                )
+            states, more = machine_plan.run(states)
+            report += more
+        if self.generic is not None:
+            states, more = self.generic.conform(rec.name, states)
+            report += more
+        if report.changes:
+            if len(states) != 1:
+                raise CompatError("a stream section must stay one device", path=rec.name)
+            rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
+            self.touched.append(rec)
+            where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
+            self.changes += [dataclasses.replace(c, section=where) for c in report.changes]
+        return rec
+
+    def configuration(self, config: VMState | None) -> VMState | None:
+        """The configuration block to send: the destination's machine type."""
+        machine = self.machine
+        if config is None or machine_of(config) == machine:
+            return config
         raw = machine.encode()
-        config = VMState(
-            CONFIGURATION,
-            config.version_id,
-            {**config.fields, "len": len(raw), "name": raw},
-            dict(config.subsections),
-        )
-        changes.append(
+        self.changes.append(
             Change(
                 "changed",
                 "configuration",
                 "name",
-                stream.machine,
+                machine_of(config),
                 machine,
                 "safe",
                 "destination machine type (the device set is converted device by device)",
             )
         )
-    out = dataclasses.replace(
-        stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
-    )
-    refresh_vmdesc(out, touched)
-    report = ChangeReport(tuple(changes), tuple(options))
-    if report.guest_visible and not allow_guest_visible:
-        listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
-        raise CompatError(
-            f"{len(report.guest_visible)} guest-visible change(s) refused "
-            f"(allow them explicitly): {listed}"
+        return VMState(
+            CONFIGURATION,
+            config.version_id,
+            {**config.fields, "len": len(raw), "name": raw},
+            dict(config.subsections),
         )
-    return out, report
+
+    def report(self) -> ChangeReport:
+        """Every change so far, and the destination options they need."""
+        return ChangeReport(tuple(self.changes), tuple(self.options))
+
+    def check(self) -> None:
+        """Refuse guest-visible changes unless they were allowed.
+
+        Raises:
+            CompatError: the message lists the guest-visible changes.
+        """
+        report = self.report()
+        if report.guest_visible and not self.allow_guest_visible:
+            listed = "; ".join(f"{c.device}:{c.path}" for c in report.guest_visible)
+            raise CompatError(
+                f"{len(report.guest_visible)} guest-visible change(s) refused "
+                f"(allow them explicitly): {listed}"
+            )
 
 
 def _section_rules(

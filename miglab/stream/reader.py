@@ -27,7 +27,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,7 @@ from miglab.vmstate.walk import visit_vmstate
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
-__all__ = ("LEGACY_SECTIONS", "load", "open_source")
+__all__ = ("LEGACY_SECTIONS", "PieceReader", "load", "open_source")
 
 #: idstr -> reader of the payload, for sections saved by legacy handlers.
 LEGACY_SECTIONS: Mapping[str, Callable[[QEMUFileReader, int], VMState]] = {
@@ -98,6 +98,7 @@ def load(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
+    descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
 ) -> Stream:
     """Read a migration stream into a :class:`~miglab.stream.model.Stream`.
 
@@ -107,6 +108,11 @@ def load(
             :class:`~miglab.vmstate.from_schema.SchemaIndex` built with array
             length hints) used to decode device sections when the stream has
             no vmdesc trailer.
+        descriptions: section idstr (or its last ``/`` part) -> candidate
+            descriptions, e.g. harvested from the vmdesc of another stream of
+            the same QEMU build (:mod:`miglab.live.decoding`); tried before the
+            schema for sections the stream's own vmdesc does not describe, and
+            one is taken only where its decode ends at the section's end.
 
     Raises:
         MigrationFormatError: the bytes are not a valid stream; ``offset``
@@ -119,7 +125,7 @@ def load(
         from miglab.vmstate.from_schema import SchemaIndex
 
         schema_index = SchemaIndex.load(schema)
-    reader = _Reader(view, schema_index)
+    reader = _Reader(view, schema_index, descriptions)
     try:
         with paused_gc():  # the tree holds no cycles; collections cost half of decode time
             return reader.read()
@@ -132,11 +138,70 @@ def load(
         ) from None
 
 
+class PieceReader:
+    """Reads a stream that arrives in pieces, one record at a time (the live proxy).
+
+    The same decoding as :func:`load`, without the vmdesc, which a live stream sends last:
+    device sections are decoded with ``descriptions`` (harvested per build) and the
+    ``schema``, else kept as :class:`~miglab.stream.model.Opaque` spans found by their
+    footer.  Each call reads from ``data`` (the bytes received so far, from ``start``)
+    and raises :class:`~miglab.errors.TruncatedStreamError` when they end before the
+    record does: the caller reads more and calls again with ``final=True`` once the
+    source has closed.  RAM sections are the caller's (they are not held in memory);
+    :meth:`opened` tells this reader about a START it read itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        schema: SchemaIndex | None = None,
+        descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
+    ) -> None:
+        self._reader = _Reader(memoryview(b""), schema, descriptions)
+
+    @property
+    def footers(self) -> bool | None:
+        """Whether sections carry footers (None until one section was read)."""
+        return self._reader.footers
+
+    def _at(self, data: bytes, start: int, final: bool) -> QEMUFileReader:
+        reader = self._reader
+        reader.view = memoryview(data)
+        reader.buf = data
+        reader.r = QEMUFileReader(reader.view, start)
+        reader.partial = not final
+        return reader.r
+
+    def configuration(self, data: bytes, start: int, *, final: bool) -> tuple[VMState, int]:
+        """The configuration block at ``start`` (its 0x07 byte) and the offset after it."""
+        r = self._at(data, start, final)
+        r.u8()
+        state = visit_vmstate(QEMUFileInputVisitor(r), CONFIGURATION)
+        return state, r.pos
+
+    def record(self, data: bytes, start: int, *, final: bool) -> tuple[Record | None, int]:
+        """The record at ``start`` (None for QEMU_VM_EOF) and the offset after it."""
+        r = self._at(data, start, final)
+        return self._reader.record(r), r.pos
+
+    def opened(self, section: Section) -> None:
+        """Record a START section read elsewhere (so its PART/END sections resolve)."""
+        self._reader.starts[section.section_id] = section
+
+
 class _Reader:
-    def __init__(self, view: memoryview, schema: Any) -> None:
+    def __init__(
+        self,
+        view: memoryview,
+        schema: Any,
+        descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
+    ) -> None:
         self.view = view
         self.r = QEMUFileReader(view)
         self.schema = schema
+        self.candidates = descriptions or {}
+        #: The view may end before the stream does (a live stream read in pieces).
+        self.partial = False
         self.descs: dict[tuple[str, int], VMStateDescription] = {}
         # Sections the vmdesc lists without a description -> the sizes it gives,
         # in stream order (two user-mode networks are both ``slirp`` instance 0).
@@ -272,22 +337,28 @@ class _Reader:
         while r.pos < end:
             if len(records) >= LIMITS.max_sections:
                 raise LimitExceeded(f"more than {LIMITS.max_sections} records", offset=r.pos)
-            at = r.pos
-            t = r.u8("a section type")
-            if t == SectionType.EOF:
+            rec = self.record(r, depth)
+            if rec is None:
                 return records, True
-            kind = _HEADER_KINDS.get(t)  # type: ignore[call-overload]
-            if kind is not None:
-                records.append(self._section(r, kind, at))
-            elif t == SectionType.COMMAND:
-                records.append(self._command(r, at, depth))
-            else:
-                raise MigrationFormatError(
-                    f"unknown section type 0x{t:02x}; expected a section (0x01-0x04), "
-                    "a command (0x08) or EOF (0x00)",
-                    offset=at,
-                )
+            records.append(rec)
         return records, False
+
+    def record(self, r: QEMUFileReader, depth: int = 0) -> Record | None:
+        """The record at ``r.pos`` (None for QEMU_VM_EOF), ``r.pos`` moved past it."""
+        at = r.pos
+        t = r.u8("a section type")
+        if t == SectionType.EOF:
+            return None
+        kind = _HEADER_KINDS.get(t)  # type: ignore[call-overload]
+        if kind is not None:
+            return self._section(r, kind, at)
+        if t == SectionType.COMMAND:
+            return self._command(r, at, depth)
+        raise MigrationFormatError(
+            f"unknown section type 0x{t:02x}; expected a section (0x01-0x04), "
+            "a command (0x08) or EOF (0x00)",
+            offset=at,
+        )
 
     def _section(self, r: QEMUFileReader, kind: SectionKind, at: int) -> Section:
         section_id = r.be32("a section id")
@@ -342,6 +413,11 @@ class _Reader:
                     offset=r.pos - 4,
                 )
             return visit_vmstate(QEMUFileInputVisitor(r), desc, None, version_id, name)
+        candidates = self.candidates.get(name) or self.candidates.get(name.rsplit("/", 1)[-1])
+        if full and candidates:
+            decoded = self._candidate_payload(r, candidates, name, version_id, section_id)
+            if decoded is not None:
+                return decoded
         if kind is SectionKind.FULL and self.schema is not None:
             decoded = self.schema.decode(r, name, version_id, self._boundary_ok(section_id))
             if decoded is not None:
@@ -352,6 +428,32 @@ class _Reader:
             else f"iterative section {name!r} has a private format"
         )
         return Opaque(self._opaque_span(r, section_id), reason)
+
+    def _candidate_payload(
+        self,
+        r: QEMUFileReader,
+        candidates: Sequence[VMStateDescription],
+        name: str,
+        version_id: int,
+        section_id: int,
+    ) -> VMState | None:
+        """The first candidate description whose decode ends at the section's end, or None."""
+        start, ok = r.pos, self._boundary_ok(section_id)
+        for desc in candidates:
+            if desc.version_id != version_id:
+                continue
+            try:
+                state = visit_vmstate(QEMUFileInputVisitor(r), desc, None, version_id, name)
+            except TruncatedStreamError:
+                if self.partial:  # a live stream: the caller retries with more bytes
+                    raise
+                state = None
+            except MiglabError:
+                state = None
+            if state is not None and ok(r):
+                return state
+            r.pos = start
+        return None
 
     def _legacy_payload(
         self, r: QEMUFileReader, name: str, instance_id: int, version_id: int, section_id: int

@@ -1,0 +1,110 @@
+"""The source's bytes as they arrive: a bounded window over a socket, forwarded by ranges.
+
+:class:`Window` holds what has been received and not yet forwarded or consumed.  The pump
+parses records at the front of it and either forwards a range verbatim
+(:meth:`Window.forward`, straight from the buffer to the destination socket) or drops it
+and writes something else in its place.  Writes block while the destination does not
+read, so a slow destination slows the source down (QEMU's own rate control sees it), and
+the window never grows beyond one receive chunk plus the record being read, whose size is
+bounded by :data:`~miglab.limits.LIMITS` (a RAM page record is a few KiB; device sections
+are bounded by ``max_section_bytes``).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from miglab.errors import LimitExceeded, TruncatedStreamError
+from miglab.limits import LIMITS
+
+__all__ = ("CHUNK", "Window")
+
+#: Bytes asked of the socket per receive.
+CHUNK = 1 << 20
+
+
+class Window:
+    """Received bytes not yet handed on; ``offset`` is the stream offset of ``buf[pos]``.
+
+    Args:
+        sock: the source's connection.
+        out: the destination's connection (``forward`` writes to it).
+        chunk: bytes per receive.
+    """
+
+    def __init__(self, sock: socket.socket, out: socket.socket, chunk: int = CHUNK) -> None:
+        self.sock = sock
+        self.out = out
+        self.chunk = chunk
+        self.buf = bytearray()
+        self.pos = 0
+        self.offset = 0
+        self.closed = False  # the source closed its side
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    @property
+    def available(self) -> int:
+        """Bytes received and not yet consumed."""
+        return len(self.buf) - self.pos
+
+    def receive(self) -> bool:
+        """Receive once more (blocking); False when the source has closed."""
+        if self.closed:
+            return False
+        if self.pos and self.pos >= len(self.buf) // 2:
+            del self.buf[: self.pos]
+            self.pos = 0
+        data = self.sock.recv(self.chunk)
+        if not data:
+            self.closed = True
+            return False
+        self.bytes_in += len(data)
+        self.buf += data
+        return True
+
+    def need(self, n: int, what: str) -> None:
+        """Make ``n`` bytes available, receiving as needed.
+
+        Raises:
+            TruncatedStreamError: the source closed first.
+            LimitExceeded: ``n`` is more than any record may be.
+        """
+        if n > LIMITS.max_section_bytes:
+            raise LimitExceeded(
+                f"{what} of {n} bytes exceeds max_section_bytes", offset=self.offset
+            )
+        while self.available < n:
+            if not self.receive():
+                raise TruncatedStreamError(
+                    f"the source closed the stream inside {what}",
+                    offset=self.offset + self.available,
+                )
+
+    def peek(self, n: int) -> bytes:
+        """The next ``n`` bytes (they must be available)."""
+        return bytes(self.buf[self.pos : self.pos + n])
+
+    def take(self, n: int) -> bytes:
+        """Consume ``n`` available bytes and return them."""
+        data = bytes(self.buf[self.pos : self.pos + n])
+        self.consume(n)
+        return data
+
+    def consume(self, n: int) -> None:
+        """Drop ``n`` available bytes without forwarding them."""
+        self.pos += n
+        self.offset += n
+
+    def forward(self, n: int) -> None:
+        """Send the next ``n`` available bytes to the destination verbatim and consume them."""
+        if n:
+            self.out.sendall(memoryview(self.buf)[self.pos : self.pos + n])
+            self.bytes_out += n
+            self.consume(n)
+
+    def send(self, data: bytes) -> None:
+        """Send bytes of miglab's own to the destination."""
+        if data:
+            self.out.sendall(data)
+            self.bytes_out += len(data)

@@ -1,0 +1,223 @@
+"""``miglab proxy``: stand between a source QEMU's outgoing migration and a destination's ``-incoming``.
+
+:func:`proxy_once` listens where the source will ``migrate`` to, connects to the
+destination when the source connects, and pumps the stream through
+:class:`~miglab.live.pump.Pump` (converted for the destination's QEMU and machine, RAM
+passed through); bytes the destination sends back (QEMU's return path) are copied to the
+source verbatim.  :func:`serve` does that for one migration after another.
+
+Failure is clean by construction: when anything goes wrong -- the source's stream is cut
+or garbled, the conversion is refused, the destination goes away -- both connections are
+closed at once.  The destination then fails its incoming migration (its stream ended
+early) and the source's migration fails on the closed socket, so the source VM keeps
+running (QEMU resumes the source after a failed migration).  :class:`ProxySummary` says
+what happened, with the error text.
+
+Example (in a thread, so the caller can start the source's ``migrate`` once bound)::
+
+    summary = proxy_once(parse_address("tcp:127.0.0.1:4444"),
+                         parse_address("tcp:127.0.0.1:4445"),
+                         src_qemu="10.0", to_qemu="7.2", machine="pc-q35-7.2",
+                         ready=lambda: print("listening"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from miglab.compat.report import ChangeReport
+from miglab.errors import LiveError, MiglabError
+from miglab.live.address import Address
+from miglab.live.decoding import SourceDecoding, source_decoding
+from miglab.live.inbound import Window
+from miglab.live.pump import Pump, PumpResult
+
+__all__ = ("ProxySummary", "proxy_once", "serve")
+
+#: Seconds the return-path copy may take to finish after the stream was sent.
+RETURN_PATH_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySummary:
+    """One migration through the proxy.
+
+    Attributes:
+        bytes_in: bytes received from the source.
+        bytes_out: bytes sent to the destination.
+        passes: RAM passes seen on the wire (the page addresses started over).
+        changes: the conversion's change report (empty for the same QEMU and machine;
+            ``changes.options`` are destination options the conversion needs).
+        seconds: from the source's connection to the end of the stream.
+        error: None, or what went wrong (the proxy's or the socket's error text).
+        pages: RAM page records forwarded.
+        device_sections: device sections seen; ``decoded`` of them were decoded.
+        complete: the whole stream (up to QEMU_VM_EOF and its vmdesc) went through.
+    """
+
+    bytes_in: int
+    bytes_out: int
+    passes: int
+    changes: ChangeReport
+    seconds: float
+    error: str | None = None
+    pages: int = 0
+    device_sections: int = 0
+    decoded: int = 0
+    complete: bool = False
+
+    def __str__(self) -> str:
+        rate = self.bytes_in / self.seconds / 1e6 if self.seconds > 0 else 0.0
+        head = (
+            f"{self.bytes_in} bytes in, {self.bytes_out} out, {self.passes} RAM pass(es), "
+            f"{self.pages} pages, {self.decoded}/{self.device_sections} device sections decoded, "
+            f"{len(self.changes)} change(s), {self.seconds:.3f} s ({rate:.0f} MB/s)"
+        )
+        return head if self.error is None else f"{head}; FAILED: {self.error}"
+
+
+def proxy_once(
+    listen: Address,
+    connect: Address,
+    *,
+    src_qemu: str,
+    to_qemu: str,
+    machine: str,
+    allow_guest_visible: bool = False,
+    ready: Callable[[], None] | None = None,
+    decoding: SourceDecoding | None = None,
+    accept_timeout: float | None = None,
+    connect_timeout: float = 30.0,
+) -> ProxySummary:
+    """Proxy one migration; return its summary (errors are in it, not raised).
+
+    Args:
+        listen: where the source QEMU migrates to.
+        connect: the destination QEMU's ``-incoming`` (or ``migrate-incoming``) address.
+        src_qemu: the source's QEMU version (whose format the stream is in).
+        to_qemu: the destination's QEMU version.
+        machine: the destination's machine type.
+        allow_guest_visible: accept changes the guest could observe.
+        ready: called once the listening socket is bound (then start the source's migrate).
+        decoding: the source build's descriptions (default: :func:`source_decoding`).
+        accept_timeout: seconds to wait for the source (None: forever).
+        connect_timeout: seconds to wait for the destination to accept.
+
+    Raises:
+        LiveError: the listening address cannot be bound, or no source came in time.
+    """
+    with contextlib.closing(listen.listen()) as lsock:
+        if ready is not None:
+            ready()
+        lsock.settimeout(accept_timeout)
+        try:
+            src, _ = lsock.accept()
+        except TimeoutError:
+            raise LiveError(
+                f"no source connected to {listen} within {accept_timeout:g} s"
+            ) from None
+    return _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible, decoding,
+                connect_timeout)  # fmt: skip
+
+
+def serve(
+    listen: Address,
+    connect: Address,
+    *,
+    src_qemu: str,
+    to_qemu: str,
+    machine: str,
+    allow_guest_visible: bool = False,
+    ready: Callable[[], None] | None = None,
+    decoding: SourceDecoding | None = None,
+    connect_timeout: float = 30.0,
+) -> Iterator[ProxySummary]:
+    """Proxy migrations one after another, yielding each one's summary (until closed)."""
+    decoding = decoding or _default_decoding(src_qemu, to_qemu, machine)
+    with contextlib.closing(listen.listen(backlog=4)) as lsock:
+        if ready is not None:
+            ready()
+        while True:
+            src, _ = lsock.accept()
+            yield _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible,
+                       decoding, connect_timeout)  # fmt: skip
+
+
+def _default_decoding(src_qemu: str, to_qemu: str, machine: str) -> SourceDecoding | None:
+    """The source build's descriptions when a conversion may need them, else None."""
+    return source_decoding(src_qemu, machine) if src_qemu != to_qemu else None
+
+
+def _one(
+    src: socket.socket,
+    connect: Address,
+    src_qemu: str,
+    to_qemu: str,
+    machine: str,
+    allow_guest_visible: bool,
+    decoding: SourceDecoding | None,
+    connect_timeout: float,
+) -> ProxySummary:
+    start = time.monotonic()
+    error: str | None = None
+    window: Window | None = None
+    pump: Pump | None = None
+    back: threading.Thread | None = None
+    dst: socket.socket | None = None
+    try:
+        if decoding is None:
+            decoding = _default_decoding(src_qemu, to_qemu, machine)
+        dst = connect.connect(connect_timeout)
+        window = Window(src, dst)
+        back = threading.Thread(target=_copy_back, args=(dst, src), daemon=True)
+        back.start()
+        pump = Pump(
+            window,
+            src_qemu=src_qemu,
+            to_qemu=to_qemu,
+            machine=machine,
+            allow_guest_visible=allow_guest_visible,
+            schema=decoding.schema if decoding else None,
+            descriptions=decoding.descriptions if decoding else None,
+        )
+        pump.run()
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)  # the destination sees the end of its stream
+        back.join(RETURN_PATH_GRACE)
+    except (MiglabError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        # Close both at once on error: the destination fails, the source resumes its VM.
+        for sock in (dst, src):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+        if back is not None:
+            back.join(RETURN_PATH_GRACE)
+    seconds = time.monotonic() - start
+    result = pump.result if pump is not None else PumpResult()
+    return ProxySummary(
+        bytes_in=window.bytes_in if window else 0,
+        bytes_out=window.bytes_out if window else 0,
+        passes=result.passes,
+        changes=result.report,
+        seconds=seconds,
+        error=error,
+        pages=result.pages,
+        device_sections=result.device_sections,
+        decoded=result.decoded,
+        complete=result.complete and error is None,
+    )
+
+
+def _copy_back(dst: socket.socket, src: socket.socket) -> None:
+    """Copy the destination's return path to the source until either side closes."""
+    with contextlib.suppress(OSError):
+        while data := dst.recv(1 << 16):
+            src.sendall(data)
