@@ -37,7 +37,9 @@ def register(sub: Any) -> None:
         help="a capability miglab does not offer (xbzrle, compat-transforms, ...); repeatable",
     )
     p.add_argument(
-        "--allow-guest-visible", action="store_true", help="let the proxy make guest-visible changes"
+        "--allow-guest-visible",
+        action="store_true",
+        help="let the proxy make guest-visible changes",
     )
     p.add_argument("--bandwidth", type=int, metavar="BYTES", help="source max-bandwidth, bytes/s")
     p.add_argument("--incoming", metavar="ADDRESS", help="where the destination listens")

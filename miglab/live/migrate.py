@@ -52,7 +52,7 @@ from miglab.capabilities import (
 )
 from miglab.capabilities_endpoints import QemuEndpoint
 from miglab.compat.report import ChangeReport
-from miglab.errors import MiglabError
+from miglab.errors import LiveError
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
 
@@ -71,7 +71,7 @@ _END = frozenset({"completed", "failed", "cancelled"})
 _LOST = (QMPError, OSError, EOFError)
 
 
-class MigrateError(MiglabError, RuntimeError):
+class MigrateError(LiveError):
     """The migration could not be set up (an endpoint unreachable or not ready)."""
 
 
@@ -336,9 +336,7 @@ class _Migration:
                 f"the destination at {dst_info.address} is not waiting for a migration "
                 f"(it is {self.dst.run_state()}; start it with -incoming defer)"
             )
-        agreed = negotiate(
-            self.src_endpoint, self.dst_endpoint, via=LocalEndpoint(self.offered)
-        )
+        agreed = negotiate(self.src_endpoint, self.dst_endpoint, via=LocalEndpoint(self.offered))
         differ = src_info.release != dst_info.release
         proxied = via is not None or proxy == "always" or (proxy == "auto" and differ)
         transforms = transforms_enabled(self.offered)
@@ -405,9 +403,7 @@ class _Migration:
             summary,
         )
 
-    def _wait(
-        self, monitor: _Monitor, deadline: float
-    ) -> tuple[str, str, dict[str, Any], float]:
+    def _wait(self, monitor: _Monitor, deadline: float) -> tuple[str, str, dict[str, Any], float]:
         """Poll ``query-migrate`` to an end state: ``(status, error, info, when)``."""
         while True:
             reply = monitor.raw("query-migrate")

@@ -118,9 +118,9 @@ class VM:
         deadline = time.monotonic() + timeout
         while True:
             last = self.console().last
-            if last and last.counter >= beats and len(last.nets) == self.devices.nics:
-                if last.net_ok:
-                    return last
+            nets = last is not None and len(last.nets) == self.devices.nics and last.net_ok
+            if last is not None and nets and last.counter >= beats:
+                return last
             if not self.alive:
                 raise GuestExited(f"QEMU {self.qemu} exited while booting: {self.stderr()}")
             if time.monotonic() > deadline:
@@ -219,7 +219,9 @@ def waiting_vm(
         GuestExited: QEMU exited first (bad options; the message has its stderr).
         QemuTimeout: the socket did not come up within ``timeout`` seconds.
     """
-    vm = VM(qemu, machine, devices, guest=guest, extra_args=[*extra_args, "-S", "-incoming", "defer"])
+    vm = VM(
+        qemu, machine, devices, guest=guest, extra_args=[*extra_args, "-S", "-incoming", "defer"]
+    )
     try:
         vm.wait_qmp(timeout)
     except BaseException:
