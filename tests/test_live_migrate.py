@@ -32,7 +32,14 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from miglab.capabilities import names_of
 from miglab.live.migrate import MigrationReport, migrate
-from miglab.qemu import DEVICE_SETS, DeviceSet, GuestNotFound, QemuNotFound, default_guest, find_qemu
+from miglab.qemu import (
+    DEVICE_SETS,
+    DeviceSet,
+    GuestNotFound,
+    QemuNotFound,
+    default_guest,
+    find_qemu,
+)
 from miglab.qemu.vms import VM, running_vm, waiting_vm
 
 pytestmark = pytest.mark.qemu
@@ -185,9 +192,7 @@ def test_proxy_killed_then_moved_through_the_proxy(tmp_path: Path) -> None:
                     assert proxy.poll() is None, "miglab proxy exited"
                     time.sleep(0.05)
                 timer = killer(proxy.kill, 4.0)
-                report = migrate(
-                    src.qmp, dst.qmp, via=via, incoming=incoming, bandwidth=SLOW
-                )
+                report = migrate(src.qmp, dst.qmp, via=via, incoming=incoming, bandwidth=SLOW)
                 timer.cancel()
             finally:
                 proxy.kill()
