@@ -170,7 +170,7 @@ def test_source_dies_mid_stream() -> None:
         finally:
             timer.cancel()
         assert report.status == "failed"
-        assert "source QEMU exited during the migration" in report.error
+        assert "source: QEMU exited during the migration" in report.error
         assert "destination: load of migration failed" in report.error  # QEMU 10.0's words
         assert report.source.run_state == "exited"
         assert report.destination.run_state == "exited"

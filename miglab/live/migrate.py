@@ -22,7 +22,10 @@ path when the two are different releases:
 
 A failed destination is left as a release without ``exit-on-error`` leaves it: gone.  Where
 the destination has ``exit-on-error`` (QEMU 9.1 and newer) it is kept long enough to read its
-``error-desc``, then told to quit.
+``error-desc``, then told to quit.  A source QEMU resumes its guest by itself when its own side
+fails; when the source completed and the destination then failed (the proxy or the destination
+refused the end of the stream), the source is paused in ``postmigrate`` with the guest running
+nowhere, so miglab resumes it (``cont``), as libvirt does.
 """
 
 from __future__ import annotations
@@ -374,7 +377,8 @@ class _Migration:
                 time.sleep(POLL)
             resumed_ms = (time.monotonic() - done_at) * 1000
         summary = runner.join(SETTLE) if runner else None
-        errors = [e for e in (src_error, dst_error) if e]
+        errors = [f"source: {src_error}"] if src_error else []
+        errors += [dst_error] if dst_error else []
         if summary is not None and summary.error:
             errors.append(f"proxy: {summary.error}")
         if dst_status != "completed" and status == "completed":
@@ -382,6 +386,10 @@ class _Migration:
         if status != "completed" and keeps and self.dst.alive:
             self.dst.raw("quit")  # what a release without exit-on-error does by itself
             self.dst.alive = False
+        if status != "completed" and self.src.run_state() == "postmigrate":
+            # The source sent everything but the destination did not take it: the guest
+            # runs nowhere.  The destination is gone, so the source may run it again.
+            self.src.raw("cont")
         ram = info.get("ram", {})
         return MigrationReport(
             _final(src_info, self.src_endpoint, self.src),
@@ -408,7 +416,7 @@ class _Migration:
         while True:
             reply = monitor.raw("query-migrate")
             if "error" in reply:
-                return "failed", f"{monitor.role} QEMU exited during the migration", {}, 0.0
+                return "failed", "QEMU exited during the migration", {}, 0.0
             info = reply["return"]
             status = str(info.get("status", "none"))
             if status in _END:
@@ -422,7 +430,7 @@ class _Migration:
         """The destination's end state and error text, once it has one."""
         status, error, _, _ = self._wait(self.dst, time.monotonic() + SETTLE)
         if status != "completed" and not error:
-            error = "destination QEMU exited (its stderr says why)"
+            error = "QEMU exited (its stderr says why)"
         return status, (f"destination: {error}" if error and status != "completed" else "")
 
 
