@@ -147,8 +147,8 @@ class Pump:
         w.need(1, "the first record")
         if w.peek(1)[0] == SectionType.CONFIGURATION:
             self._configuration()
-        else:  # pc <= 2.3: no configuration block, no machine name
-            self._start_conversion(None)
+        else:  # pc <= 2.3 sends no machine name: the machine cannot change, it is --machine
+            self._start_conversion(self.machine)
         while self._record():
             pass
         self._trailer()
@@ -158,7 +158,7 @@ class Pump:
         return self.result
 
     # --- pieces --------------------------------------------------------------
-    def _start_conversion(self, source_machine: str | None) -> None:
+    def _start_conversion(self, source_machine: str) -> None:
         self.conversion = Conversion(
             source_machine=source_machine,
             to_qemu=self.to_qemu,
@@ -166,7 +166,7 @@ class Pump:
             from_qemu=self.src_qemu,
             allow_guest_visible=self.allow_guest_visible,
         )
-        alike = self.src_qemu == self.to_qemu and source_machine in (None, self.machine)
+        alike = self.src_qemu == self.to_qemu and source_machine == self.machine
         if self._decode or not alike:
             self.reader = PieceReader(schema=self._schema, descriptions=self._descriptions)
 
@@ -213,8 +213,7 @@ class Pump:
                     return value, end
             if m < w.available:
                 cap *= 2
-            else:
-                w.need(w.available + 1, "a record")
+            elif w.receive():
                 cap = max(cap, w.available)
 
     def _record(self) -> bool:

@@ -158,6 +158,7 @@ class PieceReader:
         descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
     ) -> None:
         self._reader = _Reader(memoryview(b""), schema, descriptions)
+        self._reader.piecewise = True
 
     @property
     def footers(self) -> bool | None:
@@ -202,6 +203,8 @@ class _Reader:
         self.candidates = descriptions or {}
         #: The view may end before the stream does (a live stream read in pieces).
         self.partial = False
+        #: Reading a stream in pieces (PieceReader): no vmdesc is known in advance.
+        self.piecewise = False
         self.descs: dict[tuple[str, int], VMStateDescription] = {}
         # Sections the vmdesc lists without a description -> the sizes it gives,
         # in stream order (two user-mode networks are both ``slirp`` instance 0).
@@ -523,6 +526,9 @@ class _Reader:
             # EOF is plausible at one place only, so the scan looks for record types
             # (not every 0x00 byte) and checks that place when it passes it.
             eof = (self.vmdesc_at if self.vmdesc_at is not None else r.end) - 1
+            if self.piecewise:  # the first EOF byte the vmdesc's header follows
+                found = _EOF_VMDESC.search(data, start + 1, r.end)
+                eof = found.start() if found is not None else eof
             for m in _HEADER_RE.finditer(data, start + 1, r.end):
                 p = m.start()
                 if start < eof < p and v[eof] == SectionType.EOF:
@@ -604,6 +610,8 @@ class _Reader:
         """Whether a record (or EOF) plausibly starts at ``p`` (resynchronisation)."""
         t = v[p]
         if t == SectionType.EOF:
+            if self.piecewise:  # the vmdesc (or the end) follows; its place is not known yet
+                return p + 1 == end or v[p + 1] == SectionType.VMDESCRIPTION
             return p + 1 == (self.vmdesc_at if self.vmdesc_at is not None else end)
         if t in (SectionType.START, SectionType.FULL):
             if p + 6 > end:
@@ -627,4 +635,5 @@ class _Reader:
 
 # Where a record may start: START/FULL with a 16-bit id, PART/END, a command
 # with a known number (see _plausible); EOF is checked at its one place.
+_EOF_VMDESC = re.compile(rb"\x00\x06\x00[\x00-\xff]{3}\{", re.DOTALL)
 _HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
