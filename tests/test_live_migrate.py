@@ -19,6 +19,7 @@ migrates 128 MiB once or twice.  CI runs the cases of :data:`CI_CROSS` across re
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -156,10 +157,30 @@ def test_refused_then_moved_directly() -> None:
             # detail QEMU prints only on its stderr
             assert_failed_cleanly(report, src, wrong, "destination: load of migration failed")
             assert "e1000" in wrong.stderr()
-        with destination("10.0") as dst:
-            report = migrate(src.qmp, dst.qmp, proxy="never", bandwidth=FAST)
-            assert not report.proxied and report.changes == ()
-            assert_moved(report, src, dst)
+        with destination("10.0") as dst:  # this time through the command line
+            run = subprocess.run(
+                [sys.executable, "-m", "miglab", "migrate", "--src", src.qmp, "--dst", dst.qmp,
+                 "--proxy", "never", "--bandwidth", str(FAST), "--json"],
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stdout + run.stderr
+            out = json.loads(run.stdout)
+            assert out["status"] == "completed" and not out["proxied"] and out["changes"] == []
+            assert set(out["agreed"]) == AGREED == set(out["destination"]["enabled"])
+            assert out["source"]["run_state"] == "postmigrate"
+            assert enabled_on(src) == AGREED == enabled_on(dst)
+            ok, why = dst.survival(src.console().last)
+            assert ok, why
+
+
+def test_cli_names_an_unreachable_endpoint(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "miglab", "migrate", "--src", f"unix:{tmp_path / 'none'}",
+         "--dst", f"unix:{tmp_path / 'none2'}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "cannot reach the source's QMP" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_source_dies_mid_stream() -> None:
