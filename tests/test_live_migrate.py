@@ -125,6 +125,14 @@ def assert_moved(report: MigrationReport, src: VM, dst: VM) -> None:
     assert ok, f"{why}\n{report}"
 
 
+def assert_started_with(options: tuple[str, ...], dst: VM) -> None:
+    """Every destination option the conversion asks for is one the destination has (the
+    ``live`` set fixes virtio-net's vector count on every build for this reason)."""
+    pairs = list(zip(options[::2], options[1::2], strict=True))
+    have = list(zip(dst.devices.options, dst.devices.options[1:], strict=False))
+    assert all(pair in have for pair in pairs), (options, dst.devices.options)
+
+
 def assert_failed_cleanly(report: MigrationReport, src: VM, dst: VM, *texts: str) -> None:
     """Failed with QEMU's text, the source still runs the guest, the destination is gone."""
     assert report.status == "failed", str(report)
@@ -243,7 +251,7 @@ def test_compat_transforms_bit_decides() -> None:
         with destination("7.2") as dst:
             report = migrate(src.qmp, dst.qmp, bandwidth=FAST, allow_guest_visible=True)
             assert report.proxied and report.transforms and report.changes
-            assert report.options == ()
+            assert_started_with(report.options, dst)
             assert_moved(report, src, dst)
 
 
@@ -253,5 +261,5 @@ def test_running_guest_moves_across_releases(src_v: str, dst_v: str) -> None:
         report = migrate(src.qmp, dst.qmp, bandwidth=FAST, allow_guest_visible=True)
         assert report.proxied and report.transforms and report.changes, str(report)
         assert report.destination.machine == q35(dst_v)
-        assert report.options == ()
+        assert_started_with(report.options, dst)
         assert_moved(report, src, dst)
