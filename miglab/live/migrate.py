@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from miglab.capabilities import (
@@ -58,8 +57,9 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import LiveError
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
+from miglab.qemu._process import END_STATES, QMP_LOST
 
-__all__ = ("Endpoint", "MigrateError", "MigrationReport", "migrate")
+__all__ = ("MigrateError", "MigrationReport", "QemuSide", "migrate")
 
 ProxyMode = Literal["auto", "never", "always"]
 #: Seconds between two ``query-migrate`` polls.
@@ -70,8 +70,6 @@ QMP_TIMEOUT = 30.0
 SETTLE = 30.0
 #: The first release whose ``migrate-incoming`` takes ``exit-on-error``.
 EXIT_ON_ERROR_SINCE = (9, 1)
-_END = frozenset({"completed", "failed", "cancelled"})
-_LOST = (QMPError, OSError, EOFError)
 
 
 class MigrateError(LiveError):
@@ -79,7 +77,7 @@ class MigrateError(LiveError):
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class QemuSide:
     """What one QEMU said about itself, and what it was left with.
 
     Attributes:
@@ -110,7 +108,7 @@ class MigrationReport:
     """The outcome of :func:`migrate`.
 
     Attributes:
-        source, destination: the two QEMUs (:class:`Endpoint`).
+        source, destination: the two QEMUs (:class:`QemuSide`).
         offered: miglab's own mask (what the live path supports, minus what was turned off).
         agreed: the intersection, applied on both QEMUs.
         transforms: whether the proxy ran ``miglab.compat`` (the ``compat-transforms`` bit).
@@ -129,8 +127,8 @@ class MigrationReport:
         proxy: the proxy's summary (None when not proxied).
     """
 
-    source: Endpoint
-    destination: Endpoint
+    source: QemuSide
+    destination: QemuSide
     offered: int
     agreed: int
     transforms: bool
@@ -206,7 +204,7 @@ class _Monitor:
         self.qmp = QEMUMonitorProtocol(_qmp_target(parse_address(address)))
         try:
             self.qmp.connect()
-        except (*_LOST, ConnectionError) as exc:
+        except (*QMP_LOST, ConnectionError) as exc:
             raise MigrateError(f"cannot reach the {role}'s QMP at {address}: {exc}") from exc
         self.qmp.settimeout(QMP_TIMEOUT)
         self.alive = True
@@ -224,7 +222,7 @@ class _Monitor:
             return {"error": {"class": "Exited", "desc": f"{self.role} QEMU exited"}}
         try:
             return dict(self.qmp.cmd_raw(name, args))
-        except _LOST:
+        except QMP_LOST:
             self.alive = False
             return {"error": {"class": "Exited", "desc": f"{self.role} QEMU exited"}}
 
@@ -233,16 +231,16 @@ class _Monitor:
         return str(reply["return"]["status"]) if "return" in reply else "exited"
 
     def close(self) -> None:
-        with contextlib.suppress(*_LOST):
+        with contextlib.suppress(*QMP_LOST):
             self.qmp.close()
 
 
-def _describe(monitor: _Monitor, endpoint: QemuEndpoint) -> Endpoint:
+def _describe(monitor: _Monitor, endpoint: QemuEndpoint) -> QemuSide:
     version = monitor.cmd("query-version")["qemu"]
     machine = str(monitor.cmd("qom-get", {"path": "/machine", "property": "type"}))
     machines = tuple(sorted(str(m["name"]) for m in monitor.cmd("query-machines")))
     query = endpoint.execute("query-migration-capabilities")
-    return Endpoint(
+    return QemuSide(
         monitor.role,
         monitor.address,
         f"{version['major']}.{version['minor']}.{version['micro']}",
@@ -363,6 +361,7 @@ class _Migration:
                 to_qemu=dst_info.release if transforms else src_info.release,
                 machine=dst_info.machine if transforms else src_info.machine,
                 allow_guest_visible=allow_guest_visible,
+                accept_timeout=timeout,  # a source that never comes does not leave it behind
             )
             runner.start(timeout)
         started = time.monotonic()
@@ -373,7 +372,10 @@ class _Migration:
         if status == "completed" and dst_status == "completed":
             if self.dst.run_state() != "running":
                 self.dst.cmd("cont")
+            deadline = time.monotonic() + SETTLE
             while self.dst.run_state() not in ("running", "exited"):
+                if time.monotonic() > deadline:
+                    break  # the report shows the state it is stuck in
                 time.sleep(POLL)
             resumed_ms = (time.monotonic() - done_at) * 1000
         summary = runner.join(SETTLE) if runner else None
@@ -419,7 +421,7 @@ class _Migration:
                 return "failed", "QEMU exited during the migration", {}, 0.0
             info = reply["return"]
             status = str(info.get("status", "none"))
-            if status in _END:
+            if status in END_STATES:
                 return status, str(info.get("error-desc", "")), info, time.monotonic()
             if time.monotonic() > deadline:
                 monitor.raw("migrate_cancel")
@@ -434,8 +436,8 @@ class _Migration:
         return status, (f"destination: {error}" if error and status != "completed" else "")
 
 
-def _final(info: Endpoint, endpoint: QemuEndpoint, monitor: _Monitor) -> Endpoint:
-    return Endpoint(
+def _final(info: QemuSide, endpoint: QemuEndpoint, monitor: _Monitor) -> QemuSide:
+    return QemuSide(
         info.role, info.address, info.version, info.release, info.machine, info.machines,
         info.supported, endpoint.enabled or 0, monitor.run_state(),
     )  # fmt: skip
