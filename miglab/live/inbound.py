@@ -5,7 +5,7 @@ parses records at the front of it and either forwards a range verbatim
 (:meth:`Window.forward`, straight from the buffer to the destination socket) or drops it
 and writes something else in its place.  Writes block while the destination does not
 read, so a slow destination slows the source down (QEMU's own rate control sees it), and
-the window never grows beyond one receive chunk plus the record being read, whose size is
+the window never grows beyond two receive chunks plus the record being read, whose size is
 bounded by :data:`~miglab.limits.LIMITS` (a RAM page record is a few KiB; device sections
 are bounded by ``max_section_bytes``).
 """
@@ -36,8 +36,10 @@ class Window:
         self.sock = sock
         self.out = out
         self.chunk = chunk
-        self.buf = bytearray()
+        #: Received bytes live in ``buf[pos:end]``; the buffer is received into in place.
+        self.buf = bytearray(2 * chunk)
         self.pos = 0
+        self.end = 0
         self.offset = 0
         self.closed = False  # the source closed its side
         self.bytes_in = 0
@@ -46,21 +48,26 @@ class Window:
     @property
     def available(self) -> int:
         """Bytes received and not yet consumed."""
-        return len(self.buf) - self.pos
+        return self.end - self.pos
 
     def receive(self) -> bool:
-        """Receive once more (blocking); False when the source has closed."""
+        """Receive once more (blocking, into the buffer); False when the source has closed."""
         if self.closed:
             return False
-        if self.pos and self.pos >= len(self.buf) // 2:
-            del self.buf[: self.pos]
-            self.pos = 0
-        data = self.sock.recv(self.chunk)
-        if not data:
+        buf = self.buf
+        if len(buf) - self.end < self.chunk:
+            if self.pos:  # move what is left to the front
+                left = self.end - self.pos
+                buf[:left] = buf[self.pos : self.end]
+                self.pos, self.end = 0, left
+            if len(buf) - self.end < self.chunk:  # a long record: room for one more chunk
+                buf.extend(bytes(self.end + self.chunk - len(buf)))
+        n = self.sock.recv_into(memoryview(buf)[self.end :], self.chunk)
+        if not n:
             self.closed = True
             return False
-        self.bytes_in += len(data)
-        self.buf += data
+        self.end += n
+        self.bytes_in += n
         return True
 
     def need(self, n: int, what: str) -> None:

@@ -314,7 +314,7 @@ class Pump:
         result = self.result
         while True:
             buf, p = w.buf, w.pos
-            start, end = p, len(buf)
+            start, end = p, w.end
             done = False
             while p + 8 <= end:
                 (word,) = unpack64(buf, p)
