@@ -7,7 +7,8 @@ own features (self-describing transport, section sizes, each encoder, compat tra
 bits 0-31 and real QEMU's ``MigrationCapability`` names in bits 32-63, keyed by *name*
 because QEMU's enum positions move between releases (QEMU-FORMAT.md 5.4).
 
-:func:`negotiate` queries both endpoints, intersects, and sets the intersection on both.  An
+:func:`negotiate` queries both endpoints (and what stands between them, ``via=``), intersects,
+and sets the intersection on each.  An
 endpoint that answers ``CommandNotFound`` -- every QEMU today -- counts as mask 0, the
 legacy stream, and is not sent the set command.  The agreed mask picks the encoder
 (:func:`choose_encoder`) and whether compat transforms run (:func:`transforms_enabled`).
@@ -34,6 +35,9 @@ from miglab.errors import CapabilityError
 __all__ = (
     "CAPABILITIES",
     "ENCODER_PREFERENCE",
+    "LIVE_SUPPORTS",
+    "MIGLAB_BLOCK",
+    "QEMU_BLOCK",
     "Endpoint",
     "LocalEndpoint",
     "choose_encoder",
@@ -49,18 +53,23 @@ QUERY = "query-migration-capabilities"
 SET = "set-migration-capabilities"
 #: Masks travel as JSON integers; a table of 64 bits bounds what a peer may send.
 MASK_LIMIT = 1 << 64
+#: miglab's own features (bits 0-31) and QEMU's ``MigrationCapability`` names (bits 32-63).
+MIGLAB_BLOCK = (1 << 32) - 1
+QEMU_BLOCK = MIGLAB_BLOCK << 32
 
 
-def _load_table() -> tuple[Mapping[str, int], tuple[str, ...]]:
+def _load_table() -> tuple[Mapping[str, int], tuple[str, ...], tuple[str, ...]]:
     data = json.loads(resources.files("miglab").joinpath("knowledge/capabilities.json").read_text())
     rows = sorted(data["capabilities"], key=lambda row: row["bit"])
     table = {row["name"]: int(row["bit"]) for row in rows}
-    return MappingProxyType(table), tuple(data["encoder_preference"])
+    live = tuple(row["name"] for row in data["live"]["supports"])
+    return MappingProxyType(table), tuple(data["encoder_preference"]), live
 
 
 #: Capability name -> bit position, in bit order (from ``knowledge/capabilities.json``).
-#: ENCODER_PREFERENCE: encoder capability names, best first.
-CAPABILITIES, ENCODER_PREFERENCE = _load_table()
+#: ENCODER_PREFERENCE: encoder capability names, best first.  LIVE_SUPPORTS: what miglab's
+#: live path (proxy and ``miglab migrate``) supports, so offers to both QEMUs.
+CAPABILITIES, ENCODER_PREFERENCE, LIVE_SUPPORTS = _load_table()
 
 
 def mask_of(names: Iterable[str]) -> int:
@@ -138,20 +147,25 @@ class Endpoint(Protocol):
         ...
 
 
-def negotiate(source: Endpoint, destination: Endpoint) -> int:
-    """Agree on the capabilities both endpoints support, set them on both, return the mask.
+def negotiate(source: Endpoint, destination: Endpoint, *, via: Endpoint | None = None) -> int:
+    """Agree on the capabilities every endpoint supports, set them on each, return the mask.
 
-    An endpoint without ``query-migration-capabilities`` (reply class ``CommandNotFound``)
-    counts as mask 0 and is not sent ``set-migration-capabilities``.
+    ``via`` is what stands between the two (miglab's proxy, or the management side's own
+    policy on a direct migration): what it cannot carry is agreed by nobody.  An endpoint
+    without ``query-migration-capabilities`` (reply class ``CommandNotFound``) counts as
+    mask 0 and is not sent ``set-migration-capabilities``.
 
     Raises:
         CapabilityError: an endpoint answered with another error or a malformed reply.
     """
-    masks = [_query(source, "source"), _query(destination, "destination")]
-    agreed = (masks[0] or 0) & (masks[1] or 0)  # None (no command) counts as 0
-    for endpoint, mask, role in zip(
-        (source, destination), masks, ("source", "destination"), strict=True
-    ):
+    parties = [(source, "source"), (destination, "destination")]
+    if via is not None:
+        parties.append((via, "via"))
+    masks = [_query(endpoint, role) for endpoint, role in parties]
+    agreed = MASK_LIMIT - 1
+    for mask in masks:
+        agreed &= mask or 0  # None (no command) counts as 0
+    for (endpoint, role), mask in zip(parties, masks, strict=True):
         if mask is not None:
             reply = endpoint.execute(SET, {"capabilities": agreed})
             if not (isinstance(reply, Mapping) and "return" in reply):

@@ -26,7 +26,15 @@ from types import TracebackType
 from typing import Any
 
 from miglab import __version__
-from miglab.capabilities import QUERY, SET, Endpoint, error_reply, from_qemu_capabilities
+from miglab.capabilities import (
+    CAPABILITIES,
+    MIGLAB_BLOCK,
+    QUERY,
+    SET,
+    Endpoint,
+    error_reply,
+    from_qemu_capabilities,
+)
 from miglab.errors import CapabilityError
 
 __all__ = (
@@ -224,20 +232,24 @@ class SocketEndpoint:
 
 
 class QemuEndpoint:
-    """A real QEMU seen as an :class:`Endpoint`.
+    """A real QEMU seen as an :class:`Endpoint`; what is agreed is applied to QEMU for real.
 
-    ``query-migration-capabilities`` is answered from QEMU's own ``query-migrate-capabilities``
-    (names mapped into the table, bits 32-63); ``set-migration-capabilities`` records the
-    agreed mask here without touching QEMU's capability states (being supported is not being
-    enabled).  Every other command goes to QEMU unchanged, so a command QEMU lacks still
-    answers ``CommandNotFound``.
+    ``query-migration-capabilities`` answers QEMU's own ``query-migrate-capabilities`` (every
+    listed name is a supported bit in 32-63, every ``state: true`` an enabled one) joined with
+    the seed's ``query-migration-capabilities`` for bits 0-31 where QEMU has that command
+    (absent -- every QEMU today -- is 0: this QEMU speaks only its own stream).
+    ``set-migration-capabilities`` applies a mask: ``migrate-set-capabilities`` turns each
+    listed capability on or off as the mask says (only those whose state changes are sent),
+    the seed's set command takes bits 0-31 where QEMU has it, and QEMU is queried again to
+    prove the states now match; a mismatch is an error reply.  Every other command goes to
+    QEMU unchanged, so a command QEMU lacks still answers ``CommandNotFound``.
 
     Args:
         qmp: a connected QMP client with ``cmd_raw(name, args)`` returning the raw reply,
             e.g. ``qemu.qmp.legacy.QEMUMonitorProtocol``.
 
     Attributes:
-        enabled: the mask last set (None before negotiation).
+        enabled: the mask QEMU reported enabled after the last set (None before one).
     """
 
     def __init__(self, qmp: Any) -> None:
@@ -245,22 +257,67 @@ class QemuEndpoint:
         self.enabled: int | None = None
 
     def execute(self, command: str, arguments: Mapping[str, Any] | None = None) -> Any:
-        """Answer the capability commands from QEMU; pass any other command through."""
+        """Answer the capability commands from QEMU (applying a set); pass others through."""
         if command == QUERY:
-            reply = self._qmp.cmd_raw("query-migrate-capabilities")
-            if isinstance(reply, Mapping) and "error" in reply:
-                return reply
-            return {"return": {"capabilities": from_qemu_capabilities(reply)}}
+            return self._query()
         if command == SET:
-            mask = (arguments or {}).get("capabilities")
-            query = self.execute(QUERY)
-            if "error" in query:
-                return query
-            supported = query["return"]["capabilities"]
-            if not isinstance(mask, int) or isinstance(mask, bool) or mask & ~supported or mask < 0:
-                return error_reply(
-                    "GenericError", f"capabilities must be a subset of {supported:#x}"
-                )
-            self.enabled = mask
-            return {"return": {}}
+            return self._set((arguments or {}).get("capabilities"))
         return self._qmp.cmd_raw(command, dict(arguments) if arguments is not None else None)
+
+    def _query(self) -> Any:
+        listed = self._qmp.cmd_raw("query-migrate-capabilities")
+        if isinstance(listed, Mapping) and "error" in listed:
+            return listed
+        supported, enabled = from_qemu_capabilities(listed), _enabled(listed)
+        own = self._qmp.cmd_raw(QUERY)  # the seed's command: no QEMU has it yet
+        if isinstance(own, Mapping) and "return" in own:
+            value = own["return"]
+            supported |= int(value.get("capabilities", 0)) & MIGLAB_BLOCK
+            enabled |= int(value.get("enabled", 0)) & MIGLAB_BLOCK
+        elif not _not_found(own):
+            return own
+        return {"return": {"capabilities": supported, "enabled": enabled}}
+
+    def _set(self, mask: Any) -> Any:
+        query = self._query()
+        if "error" in query:
+            return query
+        supported = query["return"]["capabilities"]
+        if not isinstance(mask, int) or isinstance(mask, bool) or mask < 0 or mask & ~supported:
+            return error_reply("GenericError", f"capabilities must be a subset of {supported:#x}")
+        listed = self._qmp.cmd_raw("query-migrate-capabilities")["return"]
+        changes = [
+            {"capability": entry["capability"], "state": want}
+            for entry in listed
+            if (bit := CAPABILITIES.get(entry["capability"])) is not None
+            and (want := bool(mask >> bit & 1)) != bool(entry.get("state"))
+        ]
+        if changes:
+            reply = self._qmp.cmd_raw("migrate-set-capabilities", {"capabilities": changes})
+            if "error" in reply:
+                return reply
+        if supported & MIGLAB_BLOCK:  # the seed's own set, where this QEMU has it
+            reply = self._qmp.cmd_raw(SET, {"capabilities": mask & MIGLAB_BLOCK})
+            if "error" in reply:
+                return reply
+        after = self._query()
+        if "error" in after:
+            return after
+        self.enabled = after["return"]["enabled"]
+        if self.enabled & supported != mask:
+            return error_reply(
+                "GenericError",
+                f"QEMU did not apply the capabilities: asked {mask:#x}, enabled {self.enabled:#x}",
+            )
+        return {"return": {}}
+
+
+def _enabled(reply: Any) -> int:
+    """The mask of the capabilities a ``query-migrate-capabilities`` reply has turned on."""
+    entries = reply["return"] if isinstance(reply, Mapping) else reply
+    return from_qemu_capabilities([e for e in entries if e.get("state") is True])
+
+
+def _not_found(reply: Any) -> bool:
+    error = reply.get("error") if isinstance(reply, Mapping) else None
+    return isinstance(error, Mapping) and error.get("class") == "CommandNotFound"

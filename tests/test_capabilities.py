@@ -302,6 +302,9 @@ def test_qemu_endpoint(qemu_endpoint: QemuEndpoint) -> None:
     mask = qemu_endpoint.execute("query-migration-capabilities")["return"]["capabilities"]
     assert set(names_of(mask)) == {entry["capability"] for entry in raw}
     assert qemu_endpoint.execute("no-such-command")["error"]["class"] == "CommandNotFound"
+    # A capability enabled beforehand that nobody else supports must end up off.
+    caps = [{"capability": "x-ignore-shared", "state": True}]
+    assert "return" in qemu_endpoint.execute("migrate-set-capabilities", {"capabilities": caps})
     # QEMU knows none of miglab's own features: negotiation falls back to the legacy stream.
     agreed = negotiate(
         qemu_endpoint, LocalEndpoint(mask_of(["encoder-cbor", "events", "mapped-ram"]))
@@ -309,6 +312,9 @@ def test_qemu_endpoint(qemu_endpoint: QemuEndpoint) -> None:
     assert choose_encoder(agreed) == "legacy"
     assert qemu_endpoint.enabled == agreed
     assert "events" in names_of(agreed)
+    # Applied for real: QEMU itself now reports exactly the agreed set enabled.
+    states = qemu_endpoint.execute("query-migrate-capabilities")["return"]
+    assert {e["capability"] for e in states if e["state"]} == set(names_of(agreed))
 
 
 @pytest.mark.qemu

@@ -45,7 +45,7 @@ from miglab.qemu.guest import DeviceSet, GuestSpec, default_guest, device_set, v
 from miglab.qemu.heartbeat import Console, parse_console
 from miglab.qemu.runner import find_qemu
 
-__all__ = ("Survival", "survives")
+__all__ = ("Survival", "judge_console", "survives")
 
 #: Heartbeats the destination must print after ``cont`` to count as running.
 BEATS = 3
@@ -136,6 +136,19 @@ def _verdict(console: Console, expect: _Expect) -> tuple[bool | None, str]:
         f"heartbeat continued {expect.counter} -> {first}..{last.counter}, disk ok, "
         f"{len(last.nets)}/{expect.nics} networks answer"
     )
+
+
+def judge_console(
+    text: str, *, counter: int | None, taint: int, disk_md5: str, nics: int, beats: int = BEATS
+) -> tuple[bool | None, str]:
+    """Judge a destination's console log by the same rules as :func:`survives`.
+
+    For a destination miglab does not start itself (a live migration): ``counter`` and
+    ``taint`` are the source's last heartbeat's, ``disk_md5`` the guest disk's, ``nics`` the
+    networks it must see.  Returns ``(True, why)`` once survived, ``(False, why)`` once it
+    cannot, ``(None, "")`` while it is too early to tell.
+    """
+    return _verdict(parse_console(text), _Expect(counter, taint, disk_md5, nics, beats))
 
 
 def survives(
