@@ -34,6 +34,7 @@ from typing import Any
 from miglab.errors import MiglabError
 from miglab.fleet.rows import FileRows, FileStat, file_rows
 from miglab.fleet.schema import PARTITIONS, SCHEMAS, TABLES, hive
+from miglab.vmstate.layout import paused_gc
 
 __all__ = ("BATCH_FILES", "IndexReport", "discover", "index", "index_batch")
 
@@ -160,7 +161,10 @@ def index_batch(
         progress bar and the report.
     """
     cpu = time.thread_time_ns()
-    rows = [file_rows(f, release=release) for f in files]
+    # A stream's tree has no cycles and is freed by reference counting once its rows are
+    # made; with the collector on, each file's tree would be scanned once or twice.
+    with paused_gc():
+        rows = [file_rows(f, release=release) for f in files]
     tables = _merge(rows, batch)
     for name in TABLES:  # streams last: a batch with streams rows is complete
         for (table, rel, machine), data in tables.items():
