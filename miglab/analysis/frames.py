@@ -4,15 +4,20 @@ Built on the object tree, never on raw bytes (DESIGN.md).  Offsets and
 sizes of fields come from the sizing visitor on the one walk
 (:class:`~miglab.vmstate.sizing.SizingVisitor`): a field's wire size follows
 from its description and value, so no second pass over the input is needed.
+
+Each table is first built as plain columns (``*_columns``: column name ->
+list or numpy array), which the ``*_frame`` functions wrap in a
+:class:`pandas.DataFrame`.  The fleet index (:mod:`miglab.fleet.rows`) turns
+the columns into Arrow tables directly: pandas is imported on the first
+frame only, so a fleet worker never loads it.
 """
 
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from miglab.stream.model import CommandRecord, Section, Stream
 from miglab.stream.pages import RamPages
@@ -22,7 +27,20 @@ from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
-__all__ = ("SECTION_COLUMNS", "fields_frame", "ram_frame", "sections_frame")
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = (
+    "FIELD_COLUMNS",
+    "RAM_COLUMNS",
+    "SECTION_COLUMNS",
+    "field_columns",
+    "fields_frame",
+    "ram_columns",
+    "ram_frame",
+    "section_columns",
+    "sections_frame",
+)
 
 SECTION_COLUMNS = (
     "kind",
@@ -34,12 +52,16 @@ SECTION_COLUMNS = (
     "size",
     "decoded",
 )
-_INFO = attrgetter("info")
 FIELD_COLUMNS = ("section", "instance_id", "path", "type", "size", "value", "offset")
+RAM_COLUMNS = ("block", "used_length", "pages", "zero_pages", "data_pages", "bytes")
+_INFO = attrgetter("info")
 
 
-def sections_frame(stream: Stream) -> pd.DataFrame:
-    """A row per record (sections and commands) with the SECTION_COLUMNS."""
+def section_columns(stream: Stream) -> dict[str, list[Any]]:
+    """The SECTION_COLUMNS of every record (sections and commands), in stream order.
+
+    Commands have None for ``section_id``, ``instance_id`` and ``version_id``.
+    """
     rows: list[tuple[Any, ...]] = []
     for rec in stream.records:
         if isinstance(rec, Section):
@@ -57,7 +79,15 @@ def sections_frame(stream: Stream) -> pd.DataFrame:
             )
         else:
             rows.append(("command", None, rec.name, None, None, rec.offset, rec.size, True))
-    df = pd.DataFrame(rows, columns=list(SECTION_COLUMNS))
+    columns = zip(*rows, strict=True) if rows else [()] * len(SECTION_COLUMNS)
+    return {name: list(col) for name, col in zip(SECTION_COLUMNS, columns, strict=True)}
+
+
+def sections_frame(stream: Stream) -> pd.DataFrame:
+    """A row per record (sections and commands) with the SECTION_COLUMNS."""
+    import pandas as pd
+
+    df = pd.DataFrame(section_columns(stream), columns=list(SECTION_COLUMNS))
     for col in ("section_id", "instance_id", "version_id"):
         df[col] = df[col].astype("Int64")
     return df
@@ -70,13 +100,11 @@ def header_size(section: Section) -> int:
     return 1 + 4
 
 
-def fields_frame(stream: Stream) -> pd.DataFrame:
-    """A row per leaf field of every decoded device section.
+def field_columns(stream: Stream) -> dict[str, list[Any]]:
+    """The FIELD_COLUMNS of every leaf field of every decoded device section.
 
-    Columns: section (idstr), instance_id, path (``parent_obj.config``,
-    ``fw_cfg/dma.dma_addr``), type (VMStateInfo name), size (bytes on the
-    wire), value, offset (input offset of the field's first byte, or the
-    position it would have in the re-written stream).
+    See :func:`fields_frame` for what the columns hold; ``value`` is the
+    field's value as decoded (int, bool, float, str, bytes, None or a list).
     """
     sections: list[str] = []
     instances: list[int] = []
@@ -91,9 +119,9 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
                 instances += [rec.instance_id] * len(v.leaves)
                 leaves += v.leaves
     if not leaves:
-        return pd.DataFrame([], columns=list(FIELD_COLUMNS))
+        return {name: [] for name in FIELD_COLUMNS}
     paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
-    columns = {
+    return {
         "section": sections,
         "instance_id": instances,
         "path": paths,
@@ -102,19 +130,33 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
         "value": values,
         "offset": offsets,
     }
-    return pd.DataFrame({c: columns[c] for c in FIELD_COLUMNS})
 
 
-def ram_frame(stream: Stream) -> pd.DataFrame:
-    """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire.
+def fields_frame(stream: Stream) -> pd.DataFrame:
+    """A row per leaf field of every decoded device section.
 
-    Page counts are of the final content (a page re-sent by a later pass counts
-    once, as what its last record made it: :class:`~miglab.stream.pages.RamPages`);
-    ``bytes`` counts every record of the block, all passes.
+    Columns: section (idstr), instance_id, path (``parent_obj.config``,
+    ``fw_cfg/dma.dma_addr``), type (VMStateInfo name), size (bytes on the
+    wire), value, offset (input offset of the field's first byte, or the
+    position it would have in the re-written stream).
     """
+    import pandas as pd
+
+    columns = field_columns(stream)
+    if not columns["path"]:
+        return pd.DataFrame([], columns=list(FIELD_COLUMNS))
+    return pd.DataFrame(columns)
+
+
+def ram_columns(stream: Stream) -> dict[str, Any]:
+    """The RAM_COLUMNS of every RAM block: ``block`` and ``used_length`` as lists,
+    the counts as int64 numpy arrays (see :func:`ram_frame`)."""
     blocks = stream.ram.blocks
     n = len(blocks)
     wire = np.zeros(n, dtype=np.int64)
+    name_len = np.array(
+        [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
+    )
     for rec in stream.records:
         if isinstance(rec, CommandRecord) or not isinstance(rec.payload, RamPayload):
             continue
@@ -125,21 +167,28 @@ def ram_frame(stream: Stream) -> pd.DataFrame:
             continue
         b = idx[mask]
         names = p.named[mask].astype(np.int64)
-        name_len = np.array(
-            [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
-        )
         per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
         wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
-    final = RamPages(stream).frame()
-    pages = final["pages"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
-    zeros = final["final_zero_pages"].to_numpy(dtype=np.int64) if n else pages
-    return pd.DataFrame(
-        {
-            "block": [b.name for b in blocks],
-            "used_length": [b.used_length for b in blocks],
-            "pages": pages,
-            "zero_pages": zeros,
-            "data_pages": pages - zeros,
-            "bytes": wire,
-        }
-    )
+    counts = RamPages(stream).block_counts()
+    pages = np.array(counts["pages"], dtype=np.int64)
+    zeros = np.array(counts["final_zero_pages"], dtype=np.int64)
+    return {
+        "block": [b.name for b in blocks],
+        "used_length": [b.used_length for b in blocks],
+        "pages": pages,
+        "zero_pages": zeros,
+        "data_pages": pages - zeros,
+        "bytes": wire,
+    }
+
+
+def ram_frame(stream: Stream) -> pd.DataFrame:
+    """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire.
+
+    Page counts are of the final content (a page re-sent by a later pass counts
+    once, as what its last record made it: :class:`~miglab.stream.pages.RamPages`);
+    ``bytes`` counts every record of the block, all passes.
+    """
+    import pandas as pd
+
+    return pd.DataFrame(ram_columns(stream))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
+from miglab.analysis.frames import field_columns, ram_columns, section_columns
 from miglab.containers import container_name, load
 from miglab.fleet.schema import SCHEMAS, partition_value
 from miglab.stream.model import Section, SectionKind, Stream
@@ -188,19 +188,15 @@ def _layout(vmdesc: dict[str, Any]) -> tuple[str, str]:
     return digest, text
 
 
-def _frame_table(
-    name: str, frame: Any, extra: dict[str, Any], constant: dict[str, Any]
-) -> pa.Table:
-    """A table of ``SCHEMAS[name]`` from a frame's columns, computed columns and constants."""
-    n = len(frame)
+def _table(name: str, columns: dict[str, Any], constant: dict[str, Any]) -> pa.Table:
+    """A table of ``SCHEMAS[name]`` from plain columns and per-file constants."""
+    n = len(next(iter(columns.values())))
     arrays = []
     for col in SCHEMAS[name]:
-        if col.name in extra:
-            arrays.append(pa.array(extra[col.name], type=col.type))
-        elif col.name in constant:
-            arrays.append(pa.array([constant[col.name]] * n, type=col.type))
+        if col.name in constant:
+            arrays.append(pa.repeat(pa.scalar(constant[col.name], type=col.type), n))
         else:
-            arrays.append(pa.array(frame[col.name], type=col.type, from_pandas=True))
+            arrays.append(pa.array(columns[col.name], type=col.type))
     return pa.Table.from_arrays(arrays, schema=SCHEMAS[name])
 
 
@@ -239,25 +235,17 @@ def _tabulate(stream: Stream, out: FileRows) -> None:
     if stream.vmdesc is not None:
         row["layout"], out.vmdesc = _layout(stream.vmdesc)
 
-    sf = sections_frame(stream)
-    names = sf["name"].tolist()
-    out.tables["sections"] = _frame_table(
-        "sections", sf, {"device": [device_name(x) for x in names]}, constant
-    )
-    ff = fields_frame(stream)
-    values = ff["value"].tolist()
-    short = {s: device_name(s) for s in set(ff["section"].tolist())}
-    out.tables["fields"] = _frame_table(
-        "fields",
-        ff,
-        {
-            "device": ff["section"].map(short),
-            "value": [text_value(v) for v in values],
-            "number": [_number(v) for v in values],
-        },
-        constant,
-    )
-    rf = ram_frame(stream)
-    row["pages"] = int(rf["pages"].sum())
-    row["zero_pages"] = int(rf["zero_pages"].sum())
-    out.tables["ram"] = _frame_table("ram", rf, {}, constant)
+    sc = section_columns(stream)
+    sc["device"] = [device_name(x) for x in sc["name"]]
+    out.tables["sections"] = _table("sections", sc, constant)
+    fc = field_columns(stream)
+    short = {s: device_name(s) for s in set(fc["section"])}
+    values = fc["value"]
+    fc["device"] = [short[s] for s in fc["section"]]
+    fc["value"] = [text_value(v) for v in values]
+    fc["number"] = [_number(v) for v in values]
+    out.tables["fields"] = _table("fields", fc, constant)
+    rc = ram_columns(stream)
+    row["pages"] = int(rc["pages"].sum())
+    row["zero_pages"] = int(rc["zero_pages"].sum())
+    out.tables["ram"] = _table("ram", rc, constant)

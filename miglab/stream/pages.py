@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError
 from miglab.stream.constants import RamFlag
@@ -42,6 +42,7 @@ _XBZRLE = int(RamFlag.XBZRLE)
 _COMPRESS = int(RamFlag.COMPRESS_PAGE)
 _CONTINUE = int(RamFlag.CONTINUE)
 _PAGE_FLAGS = _ZERO | _PAGE | _XBZRLE | _COMPRESS
+_COUNT_COLUMNS = ("block", "pages", "records", "resent", "max_sends", "xbzrle", "final_zero_pages")
 _KIND_NAMES = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle", _COMPRESS: "compressed"}
 
 
@@ -182,27 +183,32 @@ class RamPages:
         del out[size:]
         return out
 
-    def frame(self) -> pd.DataFrame:
-        """A row per block: pages sent, records, re-sends, XBZRLE records, final zero pages."""
+    def block_counts(self) -> dict[str, list[Any]]:
+        """The columns of :meth:`frame` (column -> one value per block, in block order)."""
         import numpy as np
-        import pandas as pd
 
-        rows = []
+        cols: dict[str, list[Any]] = {name: [] for name in _COUNT_COLUMNS}
         for b, blk in enumerate(self.stream.ram.blocks):
             lo, hi = self._base[b], self._base[b + 1]
             sends = self._sends[lo:hi]
             last = self._last[lo:hi]
             sel = (self._key >= lo) & (self._key < hi)
             final = self._kind[last[last >= 0]]
-            rows.append(
-                {
-                    "block": blk.name,
-                    "pages": int(np.count_nonzero(sends)),
-                    "records": int(sends.sum()),
-                    "resent": int(sends.sum() - np.count_nonzero(sends)),
-                    "max_sends": int(sends.max()) if len(sends) else 0,
-                    "xbzrle": int(np.count_nonzero(self._kind[sel] == _XBZRLE)),
-                    "final_zero_pages": int(np.count_nonzero(final == _ZERO)),
-                }
-            )
-        return pd.DataFrame(rows)
+            sent = int(np.count_nonzero(sends))
+            records = int(sends.sum())
+            cols["block"].append(blk.name)
+            cols["pages"].append(sent)
+            cols["records"].append(records)
+            cols["resent"].append(records - sent)
+            cols["max_sends"].append(int(sends.max()) if len(sends) else 0)
+            cols["xbzrle"].append(int(np.count_nonzero(self._kind[sel] == _XBZRLE)))
+            cols["final_zero_pages"].append(int(np.count_nonzero(final == _ZERO)))
+        return cols
+
+    def frame(self) -> pd.DataFrame:
+        """A row per block: pages sent, records, re-sends, XBZRLE records, final zero pages."""
+        import pandas as pd
+
+        if not self.stream.ram.blocks:
+            return pd.DataFrame([])
+        return pd.DataFrame(self.block_counts())
