@@ -164,3 +164,70 @@ def test_nothing_from_the_input_is_evaluated_or_unpickled():
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert hits == []
+
+
+# --- round two (issue 17): each input below was a hole -------------------------------
+def ram_stream(block_bytes: int) -> bytes:
+    """A stream whose one RAM block declares ``block_bytes``, one zero page sent."""
+    footer = b"\x7e\x00\x00\x00\x01"
+    return (
+        PRE
+        + b"\x01\x00\x00\x00\x01\x03ram\x00\x00\x00\x00\x00\x00\x00\x04"
+        + struct.pack(">Q", block_bytes | 4)
+        + b"\x06pc.ram"
+        + struct.pack(">QQ", block_bytes, 0x10)
+        + footer
+        + b"\x03\x00\x00\x00\x01"
+        + struct.pack(">Q", 0x02)
+        + b"\x06pc.ram\x00"
+        + struct.pack(">Q", 0x10)
+        + footer
+        + b"\x00"
+    )
+
+
+def peak_of(fn, *args):
+    tracemalloc.start()
+    try:
+        result = fn(*args)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return result, peak
+
+
+@pytest.mark.parametrize("bits", [42, 62])
+def test_verify_does_not_allocate_by_a_declared_block_size(bits: int):
+    from miglab.stream.verify import verify
+
+    found, peak = peak_of(verify, ram_stream(1 << bits))
+    assert peak < 1 << 20, peak  # 1.15 GB (2^42) or a MemoryError (2^62) before
+    never = [f for f in found if f.code == "page-never-sent"]
+    assert len(never) == 1 and f"{(1 << (bits - 12)) - 1} page(s)" in never[0].message
+
+
+def test_verify_of_a_stream_that_does_not_load_does_not_copy_it():
+    from miglab.stream.verify import verify
+
+    data = PRE + b"\x05" + bytes(4 << 20)  # an unknown section type, then 4 MiB
+    found, peak = peak_of(verify, data)
+    assert found[0].code == "load" or any(f.code == "load" for f in found)
+    assert peak < 1 << 20, peak  # bytes(view) copied the 4 MiB before
+
+
+def zero_field_structs(*counts: int) -> bytes:
+    """A vmdesc whose one field is arrays of zero-field structs nested ``counts`` deep."""
+    inner: dict = {"vmsd_name": "e", "version": 1, "fields": []}
+    for i, n in enumerate(reversed(counts)):
+        field = {"name": f"a{i}", "type": "struct", "size": 0, "array_len": n, "struct": inner}
+        inner = {"vmsd_name": f"s{i}", "version": 1, "fields": [field]}
+    return with_vmdesc(PRE + device("d", b"") + b"\x00", one_field(inner["fields"][0]))
+
+
+@pytest.mark.parametrize("counts", [(1 << 22,), (1 << 11, 1 << 11), (64, 64, 64, 64)])
+def test_decoded_elements_are_budgeted_by_the_input_size(counts: tuple[int, ...]):
+    data = zero_field_structs(*counts)
+    assert len(data) < 1000
+    with pytest.raises(LimitExceeded, match="elements_per_input_byte") as info:
+        miglab.load(data)
+    assert info.value.path and info.value.path.startswith("d.")

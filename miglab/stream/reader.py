@@ -39,7 +39,7 @@ from miglab.errors import (
     MigrationFormatError,
     TruncatedStreamError,
 )
-from miglab.limits import LIMITS
+from miglab.limits import LIMITS, budget
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import (
     COMMAND_LENGTHS,
@@ -121,7 +121,8 @@ def load(
         schema_index = SchemaIndex.load(schema)
     reader = _Reader(view, schema_index)
     try:
-        with paused_gc():  # the tree holds no cycles; collections cost half of decode time
+        # the tree holds no cycles; collections cost half of decode time
+        with budget(len(view)), paused_gc():
             return reader.read()
     except MiglabError:
         raise

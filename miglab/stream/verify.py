@@ -18,6 +18,7 @@ that had to be guessed) are shown but do not.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -296,7 +297,10 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
     # One byte per page and one pass over the records in plain Python: no
     # numpy, whose import costs more than this loop on all but huge streams.
     mask = page - 1
-    sent = [bytearray(max(b.used_length // page, 0)) for b in ctx.blocks]
+    # A block may *declare* any size: marks beyond what the input could fill
+    # (each sent page costs at least 9 bytes) are kept sparse, not allocated.
+    room = max(stream.source_size, 1 << 24)
+    sent = [_marks(max(b.used_length // page, 0), room) for b in ctx.blocks]
     npages = [len(marks) for marks in sent]
     nblocks = len(ctx.blocks)
     for s in chunks:
@@ -334,6 +338,40 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
                     f"{missing} page(s) of RAM block {b.name!r} are never sent "
                     f"(first at block offset 0x{first * page:x}); precopy sends every page",
                 )
+
+
+class _SparseMarks:
+    """The pages sent of a block declared larger than the input could fill.
+
+    The interface of the ``bytearray`` marks ``_check_ram`` uses (``len``,
+    item assignment, ``count(1)``, ``find(0)``), in memory proportional to the
+    pages actually sent.
+    """
+
+    __slots__ = ("_n", "_sent")
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._sent: set[int] = set()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __setitem__(self, i: int, _value: int) -> None:
+        self._sent.add(i)
+
+    def count(self, _value: int) -> int:
+        return len(self._sent)
+
+    def find(self, _value: int) -> int:
+        i = 0
+        while i in self._sent:
+            i += 1
+        return i if i < self._n else -1
+
+
+def _marks(n: int, room: int) -> bytearray | _SparseMarks:
+    return bytearray(n) if n <= room else _SparseMarks(n)
 
 
 def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
@@ -423,7 +461,13 @@ def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
 # --- a stream that does not load ------------------------------------------------
 def _resync(view: memoryview, after: int) -> Iterator[Finding]:
     """Check section headers and footers found by scanning the bytes past ``after``."""
-    data = bytes(view)
+    obj = view.obj
+    # The input itself where it has rfind and the same offsets (no copy of the file).
+    data: Any = (
+        obj
+        if isinstance(obj, bytes | bytearray | mmap.mmap) and len(obj) == len(view)
+        else bytes(view)
+    )
     end = len(data)
     marks: list[tuple[int, str, int]] = []  # (offset, "header"|"footer", section id)
     for m in _HEADER_RE.finditer(data, after):
