@@ -106,7 +106,9 @@ def _untxt(x: Any, what: str) -> str:
         try:  # a lone surrogate (U+D800 alone) has no bytes to write back
             x.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError as exc:
-            raise EncodingError(f"{what} is not writable text ({exc.reason} at {exc.start})") from None
+            raise EncodingError(
+                f"{what} is not writable text ({exc.reason} at {exc.start})"
+            ) from None
         return x
     if isinstance(x, bytes):
         return x.decode("utf-8", "surrogateescape")
