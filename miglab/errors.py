@@ -15,6 +15,8 @@ are natural so callers can catch what they already know (``ValueError``,
     ├── EncodingError (ValueError)            an encoder or decoder failed
     ├── CompatError                           a transform could not be planned or applied
     ├── CapabilityError                       capability negotiation failed
+    ├── NotFoundError (KeyError)              a named device, member or block is not there
+    ├── FileError (OSError)                   a file or directory cannot be read or written
     └── LimitExceeded (MigrationFormatError)  input exceeds a configured safety limit
 """
 
@@ -25,9 +27,11 @@ __all__ = (
     "CompatError",
     "DescriptionError",
     "EncodingError",
+    "FileError",
     "LimitExceeded",
     "MiglabError",
     "MigrationFormatError",
+    "NotFoundError",
     "TruncatedStreamError",
     "VisitorError",
 )
@@ -87,3 +91,24 @@ class CompatError(MiglabError):
 
 class CapabilityError(MiglabError):
     """Migration capability negotiation failed."""
+
+
+class NotFoundError(MiglabError, KeyError):
+    """A device, member or block asked for by name is not there (a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self._render()
+
+
+class FileError(MiglabError, OSError):
+    """A file or directory cannot be read or written; ``path`` names it.
+
+    An ``OSError`` too, with the ``errno`` of the failure when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None):
+        super().__init__(message, path=path)
+        self.errno = errno
+
+    def __str__(self) -> str:  # OSError would render its own (errno, strerror) pair
+        return self._render()

@@ -231,3 +231,28 @@ def test_decoded_elements_are_budgeted_by_the_input_size(counts: tuple[int, ...]
     with pytest.raises(LimitExceeded, match="elements_per_input_byte") as info:
         miglab.load(data)
     assert info.value.path and info.value.path.startswith("d.")
+
+
+def test_public_calls_raise_miglab_errors(tmp_path: Path):
+    from miglab.errors import FileError, NotFoundError
+    from miglab.stream.extract import extract
+
+    s = miglab.load(BASE)
+    with pytest.raises(NotFoundError, match="no device section 'nope'") as missing:
+        s.device("nope")
+    assert isinstance(missing.value, KeyError) and str(missing.value).startswith("no device")
+    plain = tmp_path / "a-file"
+    plain.write_bytes(b"keep")
+    calls = {
+        "save into a missing directory": lambda: miglab.save(s, tmp_path / "no" / "x.mig"),
+        "save under a file": lambda: miglab.save(s, plain / "x.mig"),
+        "extract into a file": lambda: extract(s, plain),
+        "load a directory": lambda: miglab.load(tmp_path),
+        "load a missing file": lambda: miglab.load(tmp_path / "missing.mig"),
+    }
+    for what, call in calls.items():
+        with pytest.raises(FileError) as info:
+            call()
+        assert isinstance(info.value, OSError) and info.value.errno, what
+        assert info.value.path and info.value.path.startswith(str(tmp_path)), what
+    assert plain.read_bytes() == b"keep"

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from miglab.devices.slirp import read_slirp_state
 from miglab.errors import (
     DescriptionError,
+    FileError,
     LimitExceeded,
     MiglabError,
     MigrationFormatError,
@@ -91,7 +92,9 @@ def open_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
                 return memoryview(b"")
             return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
     except OSError as exc:
-        raise MiglabError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise FileError(
+            f"cannot read: {exc.strerror or exc}", path=str(path), errno=exc.errno
+        ) from None
 
 
 def load(
