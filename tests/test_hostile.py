@@ -256,3 +256,55 @@ def test_public_calls_raise_miglab_errors(tmp_path: Path):
         assert isinstance(info.value, OSError) and info.value.errno, what
         assert info.value.path and info.value.path.startswith(str(tmp_path)), what
     assert plain.read_bytes() == b"keep"
+
+
+def test_section_ids_past_65535_load():
+    # The 65,536th section of a stream has id 65536; what mattered was the id
+    # (70,000 sections cost 8 s, so the ids start just below the edge).
+    ids = range(65500, 65600)
+    body = b"".join(device(f"x{i % 7}", b"\x00\x01", sid=i) for i in ids)
+    s = miglab.load(PRE + body + b"\x00")
+    assert [r.section_id for r in s.records] == list(ids)
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [
+        ({"name": "a", "type": "struct", "size": 0}, "without a 'struct'"),
+        ({"name": "a", "type": "uint8", "size": 1, "array_len": 10**12}, "exceeds the limit"),
+    ],
+)
+def test_vmdesc_errors_name_the_vmdesc_offset(field: dict, error: str):
+    body = PRE + device("d", b"") + b"\x00"
+    with pytest.raises(MiglabError, match=error) as info:
+        miglab.load(with_vmdesc(body, one_field(field)))
+    assert info.value.offset == len(body) + 6  # where the vmdesc's JSON starts
+
+
+def test_nesting_error_names_the_vmdesc_offset():
+    with pytest.raises(LimitExceeded, match="nested deeper") as info:
+        miglab.load(CRAFTED["nesting-200"])
+    assert info.value.offset == CRAFTED["nesting-200"].index(b'{"page_size"')
+
+
+OLD = (DATA / "q72-pc-i440fx-2.2-default.mig").read_bytes()  # no footers, no vmdesc
+
+
+def test_a_corrupted_header_does_not_merge_sections_silently():
+    from miglab.stream.model import Section
+    from miglab.stream.verify import errors, verify
+
+    hpet = next(r for r in miglab.load(OLD).records if isinstance(r, Section) and r.name == "hpet")
+    bad = bytearray(OLD)
+    bad[hpet.offset + 1 + 4 + 1 + len("hpet")] ^= 1  # instance id 0x01000000
+    assert len(miglab.load(bytes(bad)).records) == len(miglab.load(OLD).records) - 1
+    found = [f for f in errors(verify(bytes(bad))) if f.code == "hidden-section"]
+    assert [(f.offset, "'hpet'" in f.message) for f in found] == [(hpet.offset, True)]
+
+
+def test_a_guessed_end_is_an_error():
+    from miglab.stream.verify import errors, verify
+
+    cut = OLD[: OLD.rindex(b"\x00", 0, len(OLD) - 20) + 1]  # after a 0x00 in the last section
+    miglab.load(cut)  # loads: the 0x00 reads as EOF
+    assert "end-guessed" in {f.code for f in errors(verify(cut))}

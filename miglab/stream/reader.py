@@ -149,6 +149,9 @@ class _Reader:
         self.ram = RamContext()
         self.footers: bool | None = None
         self.vmdesc_at: int | None = None
+        # Highest START/FULL section id so far: QEMU numbers sections one by
+        # one, so a plausible next header's id is at most a little above it.
+        self.top_id = 0
         obj = view.obj
         # Something with find/rfind and the same offsets as ``view``: the
         # mapping or bytes object itself, copied only for odd buffer types.
@@ -227,8 +230,18 @@ class _Reader:
         return None
 
     def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
+        try:
+            self._index_devices(vmdesc["devices"])
+        except (DescriptionError, LimitExceeded) as exc:
+            if exc.offset is not None:
+                raise
+            # The JSON has no byte offsets of its own: name where the vmdesc starts.
+            at = self.vmdesc_at + 5 if self.vmdesc_at is not None else None
+            raise type(exc)(f"in the vmdesc: {exc.message}", offset=at, path=exc.path) from None
+
+    def _index_devices(self, devices: list[Any]) -> None:
         cache: dict[str, VMStateDescription] = {}
-        for i, dev in enumerate(vmdesc["devices"]):
+        for i, dev in enumerate(devices):
             if not isinstance(dev, dict):
                 raise DescriptionError(f"vmdesc device {i} is not an object")
             name, inst = dev.get("name"), dev.get("instance_id")
@@ -296,6 +309,7 @@ class _Reader:
     def _section(self, r: QEMUFileReader, kind: SectionKind, at: int) -> Section:
         section_id = r.be32("a section id")
         if kind.has_full_header:
+            self.top_id = max(self.top_id, section_id)
             name_raw = r.counted_string("a section idstr")
             name = name_raw.decode("utf-8", "surrogateescape")
             instance_id = r.be32("an instance id")
@@ -513,7 +527,7 @@ class _Reader:
             (sid,) = _BE32.unpack_from(v, p + 1)
             n = v[p + 5]
             q = p + 6 + n
-            if sid > 0xFFFF or n == 0 or q + 8 > end:
+            if sid > self.top_id + 0xFFFF or n == 0 or q + 8 > end:
                 return False
             idstr = bytes(v[p + 6 : q])
             if not all(32 < c < 127 for c in idstr):
@@ -527,6 +541,6 @@ class _Reader:
         return False
 
 
-# Where a record may start: START/FULL with a 16-bit id, PART/END, a command
+# Where a record may start: START/FULL with an id below 2^24, PART/END, a command
 # with a known number (see _plausible); EOF is checked at its one place.
-_HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
+_HEADER_RE = re.compile(rb"[\x01\x04]\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")

@@ -12,8 +12,10 @@ scanned for section headers and footers (QEMU's own resynchronisation
 points) to check what follows.
 
 Every finding names the byte offset where it was seen.  Errors make
-``miglab verify`` exit 1; warnings (an undecoded section, an end of stream
-that had to be guessed) are shown but do not.
+``miglab verify`` exit 1; warnings (an undecoded section) are shown but do
+not.  An end of stream that had to be guessed (no footers, no vmdesc, an
+undescribed last section) is an error: a cut after any 0x00 byte there
+looks the same.
 """
 
 from __future__ import annotations
@@ -218,15 +220,52 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             "the machine suppresses it, so the stream may have been cut after its EOF",
         )
     if stream.vmdesc is None and stream.sections and not any(s.footer for s in stream.sections):
+        yield from _hidden_headers(stream, ids)
         last = stream.records[-1]
         if isinstance(last, Section) and isinstance(last.payload, Opaque):
+            # A cut after any 0x00 byte of the last section reads the same: an error,
+            # since nothing shows the stream is complete.
             yield Finding(
-                "warning",
+                "error",
                 "end-guessed",
                 "no footers and no vmdesc: where the last undescribed section ends (and so "
-                "whether the stream is complete) is a guess; pass schema= to check it",
+                "whether the stream is complete) is a guess",
                 last.offset,
             )
+
+
+def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding]:
+    """Section headers inside undescribed payloads of a stream without footers.
+
+    Such a payload ends where the next plausible record starts; a corrupted
+    header (an instance id or version out of range) is not plausible, so its
+    whole section is read as part of the one before.  A header-shaped run of
+    bytes whose section id no section has, and that QEMU's one-by-one
+    numbering could have given, is that header.
+    """
+    top = max(ids, default=0)
+    for s in stream.sections:
+        if not isinstance(s.payload, Opaque):
+            continue
+        data = s.payload.data
+        start = s.offset + _header_size(s)
+        for m in _HEADER_RE.finditer(data):
+            p = m.start()
+            sid = _BE32.unpack_from(data, p + 1)[0]
+            n = data[p + 5]
+            q = p + 6 + n
+            if sid in ids or sid > top + 16 or q + 8 > len(data):
+                continue
+            name = bytes(data[p + 6 : q])
+            if all(32 < c < 127 for c in name):
+                yield Finding(
+                    "error",
+                    "hidden-section",
+                    f"undescribed section {s.name!r} holds what looks like the header of section "
+                    f"id {sid} {name.decode()!r}, an id no section has: a corrupted header may "
+                    "have merged it into this one",
+                    start + p,
+                )
 
 
 # Commands QEMU sends only during setup, before the first section (savevm.c).
@@ -422,10 +461,14 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
             )
 
 
+def _header_size(s: Section) -> int:
+    """Bytes of a START/FULL section's header."""
+    return 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
+
+
 def _payload_size(s: Section) -> int:
     """Payload bytes of a FULL section: its size less header and footer."""
-    header = 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
-    return s.size - header - (5 if s.footer else 0)
+    return s.size - _header_size(s) - (5 if s.footer else 0)
 
 
 def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
