@@ -308,3 +308,15 @@ def test_a_guessed_end_is_an_error():
     cut = OLD[: OLD.rindex(b"\x00", 0, len(OLD) - 20) + 1]  # after a 0x00 in the last section
     miglab.load(cut)  # loads: the 0x00 reads as EOF
     assert "end-guessed" in {f.code for f in errors(verify(cut))}
+
+
+def test_an_early_eof_keeps_the_stream_byte_exact():
+    from miglab.stream.model import Section
+    from miglab.stream.verify import errors, verify
+
+    first = next(r for r in miglab.load(BASE).records if isinstance(r, Section) and r.name != "ram")
+    bad = bytearray(BASE)
+    bad[first.offset] = 0  # the first device section's type byte flipped to EOF
+    s = miglab.load(bytes(bad))
+    assert s.vmdesc is None and s.to_bytes() == bytes(bad)  # 516,093 bytes -> 580,150 before
+    assert [f.code for f in errors(verify(bytes(bad)))] == ["trailing-bytes"]

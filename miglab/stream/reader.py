@@ -280,6 +280,10 @@ class _Reader:
             if stream.vmdesc is None or self.vmdesc_at != at:
                 raise MigrationFormatError("vmdesc trailer is not valid JSON", offset=at)
             r.pos += n
+        elif stream.vmdesc is not None:
+            # An EOF before the one the vmdesc follows (a flipped type byte): the
+            # vmdesc is then part of the trailing bytes, kept verbatim with them.
+            stream.vmdesc = None
         stream.trailer = bytes(r.view[r.pos : r.end])
         r.pos = r.end
 
