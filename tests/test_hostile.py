@@ -320,3 +320,19 @@ def test_an_early_eof_keeps_the_stream_byte_exact():
     s = miglab.load(bytes(bad))
     assert s.vmdesc is None and s.to_bytes() == bytes(bad)  # 516,093 bytes -> 580,150 before
     assert [f.code for f in errors(verify(bytes(bad)))] == ["trailing-bytes"]
+
+
+def test_a_machine_change_refreshes_the_vmdesc_configuration():
+    from miglab.compat.qemu import convert_stream
+    from miglab.stream.verify import errors, verify
+
+    stream = miglab.load(DATA / "q100-pc-q35-10.0-default.mig")
+    assert stream.vmdesc is not None and "configuration" in stream.vmdesc
+    out, _ = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
+    assert out.machine == "pc-q35-7.2"
+    name = next(f for f in out.vmdesc["configuration"]["fields"] if f["name"] == "name")
+    assert name["size"] == len("pc-q35-7.2")  # 11, the old 'pc-q35-10.0', before
+    assert not [f for f in errors(verify(out.to_bytes())) if f.code == "vmdesc-configuration"]
+    stale = miglab.load(out.to_bytes())
+    stale.vmdesc["configuration"]["fields"][1]["size"] = 11
+    assert "vmdesc-configuration" in {f.code for f in errors(verify(stale.to_bytes()))}

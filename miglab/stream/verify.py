@@ -33,6 +33,7 @@ from miglab.stream.constants import Command, RamFlag, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
+from miglab.stream.vmdesc import vmdesc_struct
 from miglab.vmstate.state import VMState
 
 if TYPE_CHECKING:
@@ -449,6 +450,17 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
                 s.offset,
             )
     cfg = stream.configuration
+    entry = vmdesc.get("configuration")
+    if cfg is not None and entry is not None:
+        listed, sent = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
+        if listed != sent:
+            yield Finding(
+                "error",
+                "vmdesc-configuration",
+                f"the vmdesc's configuration entry adds up to {listed} bytes, the configuration "
+                f"block (machine {stream.machine!r}) to {sent}: stale after an edit?",
+                9,  # the configuration block follows magic, version and its 0x07 byte
+            )
     bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
     page = vmdesc.get("page_size")
     if bits is not None and isinstance(page, int):
