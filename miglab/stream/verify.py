@@ -452,13 +452,13 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
     cfg = stream.configuration
     entry = vmdesc.get("configuration")
     if cfg is not None and entry is not None:
-        listed, sent = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
-        if listed != sent:
+        in_vmdesc, in_block = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
+        if in_vmdesc != in_block:
             yield Finding(
                 "error",
                 "vmdesc-configuration",
-                f"the vmdesc's configuration entry adds up to {listed} bytes, the configuration "
-                f"block (machine {stream.machine!r}) to {sent}: stale after an edit?",
+                f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the configuration "
+                f"block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
                 9,  # the configuration block follows magic, version and its 0x07 byte
             )
     bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
