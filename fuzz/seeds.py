@@ -95,6 +95,12 @@ def seeds(*, full: bool = False) -> Iterator[tuple[str, bytes]]:
                     yield f"decode:{fmt}", encoders.encode(tiny, fmt)
                 except MiglabError:
                     continue
+    for _kind, data in container_seeds():
+        # mapped-ram's page area makes a whole file megabytes: its head (header, block
+        # list, bitmaps) is what the fuzzer can mutate within -max_len anyway.
+        yield "load", data if len(data) <= 1 << 20 else data[: 1 << 16]
+    for data in xbzrle_seeds():
+        yield "xbzrle", data
     schemas = sorted(DATA.glob("schema-*.json"))
     for path in schemas[:2]:
         full = json.loads(path.read_text())
@@ -107,6 +113,50 @@ def seeds(*, full: bool = False) -> Iterator[tuple[str, bytes]]:
             for target in ("schema", "check-schemas"):
                 if target in TARGETS:
                     yield target, text
+
+
+def container_seeds() -> Iterator[tuple[str, bytes]]:
+    """``(container kind, file bytes)``: one tiny stream in each container miglab reads.
+
+    libvirt save headers (raw and gzip data), mapped-ram (header, bitmaps,
+    page areas) and a gzip-compressed stream, all fed to ``load`` (which
+    sniffs the container).  qcow2 images need ``qemu-img`` and many KiB of
+    clusters; they are fuzzed by their own tests' hostile images instead.
+    """
+    import gzip
+    import tempfile
+
+    from miglab.containers import libvirt, mapped_ram
+
+    tiny = tiny_stream(DATA / "q72-pc-q35-7.2-default.mig", 0)
+    with tempfile.TemporaryFile() as fh:
+        mapped_ram.write(tiny, fh)
+        fh.seek(0)
+        yield "mapped-ram", fh.read()
+    for fmt in (libvirt.SaveFormat.RAW, libvirt.SaveFormat.GZIP):
+        header = libvirt.LibvirtSave(
+            magic=b"LibvirtQemudSave",
+            version=2,
+            data_len=0,
+            was_running=0,
+            format=fmt,
+            xml="<domain type='kvm'><name>fuzz</name></domain>\n",
+        )
+        with tempfile.TemporaryFile() as fh:
+            header.write_to(tiny, fh)
+            fh.seek(0)
+            yield f"libvirt-{fmt.name.lower()}", fh.read()
+    yield "gzip", gzip.compress(tiny.to_bytes(), mtime=0)
+
+
+def xbzrle_seeds() -> list[bytes]:
+    """XBZRLE deltas (ULEB128 zero-run, ULEB128 length, bytes, ...) for a 4 KiB page."""
+    return [
+        b"\x10\x04abcd",
+        b"\x00\x02xy\x80\x20\x01z",
+        b"\xfe\x1f\x02\x01\x02",
+        b"\x00\x80\x20" + bytes(4096),
+    ]
 
 
 def write_corpus(directory: Path, *, full: bool = False) -> int:

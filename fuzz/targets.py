@@ -46,6 +46,15 @@ def _verify(data: bytes) -> object:
     return verify(data)
 
 
+def _xbzrle(data: bytes) -> object:
+    """An XBZRLE delta applied to a 4 KiB page (``xbzrle_decode_buffer``)."""
+    from miglab.stream.xbzrle import xbzrle_decode
+
+    page = bytearray(4096)
+    xbzrle_decode(page, data)
+    return page
+
+
 def _json_or_bytes(data: bytes) -> object:
     """Parsed JSON if the bytes are JSON (the schema loaders take both shapes)."""
     try:
@@ -106,7 +115,7 @@ def _exists(module: str) -> bool:
 
 
 def _targets() -> dict[str, Target]:
-    out: dict[str, Target] = {"load": _load, "verify": _verify}
+    out: dict[str, Target] = {"load": _load, "verify": _verify, "xbzrle": _xbzrle}
     if _exists("miglab.vmstate.from_schema"):
         out["schema"] = _schema_index
     if _exists("miglab.compat.schema_check"):

@@ -17,6 +17,8 @@ are natural so callers can catch what they already know (``ValueError``,
     ├── CapabilityError                       capability negotiation failed
     ├── LiveError                             a live migration through miglab failed
     │   └── AddressError (ValueError)         a socket address text is not tcp:/unix:
+    ├── NotFoundError (KeyError)              a named device, member or block is not there
+    ├── FileError (OSError)                   a file or directory cannot be read or written
     └── LimitExceeded (MigrationFormatError)  input exceeds a configured safety limit
 """
 
@@ -28,10 +30,12 @@ __all__ = (
     "CompatError",
     "DescriptionError",
     "EncodingError",
+    "FileError",
     "LimitExceeded",
     "LiveError",
     "MiglabError",
     "MigrationFormatError",
+    "NotFoundError",
     "TruncatedStreamError",
     "VisitorError",
 )
@@ -99,3 +103,24 @@ class LiveError(MiglabError):
 
 class AddressError(LiveError, ValueError):
     """A socket address is not ``tcp:HOST:PORT`` or ``unix:PATH``."""
+
+
+class NotFoundError(MiglabError, KeyError):
+    """A device, member or block asked for by name is not there (a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self._render()
+
+
+class FileError(MiglabError, OSError):
+    """A file or directory cannot be read or written; ``path`` names it.
+
+    An ``OSError`` too, with the ``errno`` of the failure when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None):
+        super().__init__(message, path=path)
+        self.errno = errno
+
+    def __str__(self) -> str:  # OSError would render its own (errno, strerror) pair
+        return self._render()

@@ -7,13 +7,28 @@ stream costs at most a small multiple of its own size in memory and time.
 Change them on the :data:`LIMITS` object (e.g. in a notebook) when a real
 stream needs more.  Nothing read from the input is ever evaluated or
 unpickled.
+
+Per-item limits (one array, one vmdesc) do not bound what a combination
+costs: arrays of zero-sized structs nested in one another, or shared
+references expanded again and again, cost nothing on the wire each.  So
+every decode also runs under one :class:`Budget` for the whole input
+(:func:`budget`): the elements it may decode in total grow with the input's
+size.  The stream reader and every encoder's ``decode`` open one; the one
+walk (``miglab.vmstate.walk``) and the decoders charge it through
+:func:`charge_elements`, so a new format that decodes through them cannot
+forget it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ("LIMITS", "Limits")
+from miglab.errors import LimitExceeded
+
+__all__ = ("LIMITS", "Budget", "Limits", "budget", "charge_elements")
 
 
 @dataclass(slots=True)
@@ -34,6 +49,11 @@ class Limits:
         max_snapshots: most internal snapshots read from one qcow2 table.
         max_section_bytes: largest non-RAM record a live stream may make the proxy hold
             in memory (device sections and commands are held whole; RAM pages are not).
+        elements_per_input_byte: decoded elements (array elements, struct
+            instances, container items) one input byte may account for, on
+            top of ``element_slack``: every element of a real stream or tree
+            costs at least a byte (a bit in ASN.1 PER), except zero-sized structs.
+        element_slack: decoded elements always allowed per decode.
     """
 
     max_vmdesc_bytes: int = 64 << 20
@@ -47,6 +67,59 @@ class Limits:
     max_container_depth: int = 4
     max_snapshots: int = 65536
     max_section_bytes: int = 64 << 20
+    elements_per_input_byte: int = 8
+    element_slack: int = 1 << 14
 
 
 LIMITS = Limits()
+
+
+class Budget:
+    """What one decode of ``input_bytes`` bytes may still spend.
+
+    Attributes:
+        elements: decoded elements left before :class:`LimitExceeded`.
+    """
+
+    __slots__ = ("elements", "input_bytes")
+
+    def __init__(self, input_bytes: int) -> None:
+        self.input_bytes = input_bytes
+        self.elements = LIMITS.element_slack + LIMITS.elements_per_input_byte * input_bytes
+
+    def charge(self, n: int, *, offset: int | None = None, path: str | None = None) -> None:
+        """Spend ``n`` elements; raise when the input's budget is gone."""
+        self.elements -= n
+        if self.elements < 0:
+            raise LimitExceeded(
+                f"more decoded elements than a {self.input_bytes}-byte input may hold "
+                "(LIMITS.elements_per_input_byte, LIMITS.element_slack)",
+                offset=offset,
+                path=path,
+            )
+
+
+_CURRENT: ContextVar[Budget | None] = ContextVar("miglab_budget", default=None)
+
+
+@contextlib.contextmanager
+def budget(input_bytes: int) -> Iterator[Budget]:
+    """Run a decode of ``input_bytes`` under one budget (an outer one is kept: a
+    container's inner stream spends its container's)."""
+    outer = _CURRENT.get()
+    if outer is not None:
+        yield outer
+        return
+    fresh = Budget(input_bytes)
+    token = _CURRENT.set(fresh)
+    try:
+        yield fresh
+    finally:
+        _CURRENT.reset(token)
+
+
+def charge_elements(n: int, *, offset: int | None = None, path: str | None = None) -> None:
+    """Spend ``n`` decoded elements from the budget in force (none outside a decode)."""
+    b = _CURRENT.get()
+    if b is not None:
+        b.charge(n, offset=offset, path=path)

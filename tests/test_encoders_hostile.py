@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 from conftest import STREAMS
@@ -82,3 +83,44 @@ def test_garbage(fmt: str, junk: bytes) -> None:
 def test_crafted(fmt: str, data: bytes) -> None:
     with pytest.raises(MiglabError):
         encoders.get(fmt).decode(data, **_KW.get(fmt, {}))
+
+
+# --- round two (issue 17): each input below was a hole -------------------------------
+_JSON = _ENCODED["json"].decode()
+
+
+def test_cbor_shared_references_are_refused() -> None:
+    import cbor2
+
+    plain = cbor2.loads(_ENCODED["cbor"][3:])
+    plain["records"] = [plain["records"][0]] * 2  # written once, referenced twice (tags 28/29)
+    shared = b"\xd9\xd9\xf7" + cbor2.dumps(plain, value_sharing=True)
+    assert b"\xd8\x1d" in shared
+    with pytest.raises(MiglabError, match="shared or string references"):
+        encoders.decode(shared, "cbor")  # 13 KB became 697 MB before
+
+
+def test_cbor_string_references_are_refused() -> None:
+    import cbor2
+
+    plain = cbor2.loads(_ENCODED["cbor"][3:])
+    with pytest.raises(MiglabError, match="shared or string references"):
+        encoders.decode(b"\xd9\xd9\xf7" + cbor2.dumps(plain, string_referencing=True), "cbor")
+
+
+def test_an_int_field_wider_than_qemus_is_refused() -> None:
+    tree = json.loads(_JSON)
+    field = next(f for d in tree["descs"] for f in d[3] if f[1] == "uint32")
+    field[2] = 1 << 32  # one number, written out as 4 GiB by to_bytes() before
+    with pytest.raises(MiglabError, match="is 4294967296 bytes wide"):
+        encoders.decode(json.dumps(tree).encode(), "json")
+
+
+@pytest.mark.parametrize(
+    "text", ['"target_page_bits"', '"configuration/target-page-bits"', '"S","f",0,"timer"']
+)
+def test_a_lone_surrogate_in_a_name_is_refused(text: str) -> None:
+    assert text in _JSON
+    bad = _JSON.replace(text, text.replace(text.split('"')[-2], "\\ud800"), 1)
+    with pytest.raises(MiglabError, match="not writable text"):
+        encoders.decode(bad.encode(), "json")  # to_bytes() gave a UnicodeEncodeError before

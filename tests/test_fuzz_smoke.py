@@ -8,6 +8,8 @@ libFuzzer write an artifact and exit non-zero, and the test fails with it.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import re
 import subprocess
 import sys
@@ -17,15 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "fuzz"
 sys.path.insert(0, str(FUZZ))
 
+import pytest  # noqa: E402
 import seeds  # noqa: E402
 import targets  # noqa: E402
+
+import miglab  # noqa: E402
+from miglab.errors import MiglabError  # noqa: E402
 
 SMOKE_SECONDS = 45
 
 
 def test_targets_cover_every_reader():
     names = set(targets.TARGETS)
-    assert {"load", "verify"} <= names
+    assert {"load", "verify", "xbzrle"} <= names
     from miglab import encoders
 
     assert {f"decode:{n}" for n in encoders.names()} <= names
@@ -39,6 +45,38 @@ def test_every_seed_runs_clean():
         targets.run_target(name, data)
         count += 1
     assert count >= 100
+
+
+CONTAINERS = dict(seeds.container_seeds())
+
+
+def test_container_seeds_load_in_their_container():
+    names = {k: type(miglab.load(v).container).__name__ for k, v in CONTAINERS.items()}
+    assert names == {
+        "mapped-ram": "MappedRam",
+        "libvirt-raw": "LibvirtSave",
+        "libvirt-gzip": "LibvirtSave",
+        "gzip": "Compressed",
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_container_cuts_and_flips_are_clean_errors(kind: str):
+    """48 cuts and 48 bit flips of each container: a MiglabError or a clean load, nothing else."""
+    data = bytearray(CONTAINERS[kind])
+    rng = random.Random(17)
+    head = min(len(data), 1 << 16)  # mapped-ram's page area is megabytes of zeros
+    for n in sorted({*range(0, 16), *rng.sample(range(head), 32)}):
+        with pytest.raises(MiglabError):
+            miglab.load(memoryview(data)[:n])
+    for _ in range(48):
+        at, bit = rng.randrange(head), 1 << rng.randrange(8)
+        data[at] ^= bit
+        try:
+            with contextlib.suppress(MiglabError):
+                miglab.load(memoryview(data))  # load only: verify would scan mapped-ram's MBs
+        finally:
+            data[at] ^= bit
 
 
 def test_fuzz_smoke(tmp_path: Path):

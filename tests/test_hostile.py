@@ -164,3 +164,175 @@ def test_nothing_from_the_input_is_evaluated_or_unpickled():
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert hits == []
+
+
+# --- round two (issue 17): each input below was a hole -------------------------------
+def ram_stream(block_bytes: int) -> bytes:
+    """A stream whose one RAM block declares ``block_bytes``, one zero page sent."""
+    footer = b"\x7e\x00\x00\x00\x01"
+    return (
+        PRE
+        + b"\x01\x00\x00\x00\x01\x03ram\x00\x00\x00\x00\x00\x00\x00\x04"
+        + struct.pack(">Q", block_bytes | 4)
+        + b"\x06pc.ram"
+        + struct.pack(">QQ", block_bytes, 0x10)
+        + footer
+        + b"\x03\x00\x00\x00\x01"
+        + struct.pack(">Q", 0x02)
+        + b"\x06pc.ram\x00"
+        + struct.pack(">Q", 0x10)
+        + footer
+        + b"\x00"
+    )
+
+
+def peak_of(fn, *args):
+    tracemalloc.start()
+    try:
+        result = fn(*args)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return result, peak
+
+
+@pytest.mark.parametrize("bits", [42, 62])
+def test_verify_does_not_allocate_by_a_declared_block_size(bits: int):
+    from miglab.stream.verify import verify
+
+    found, peak = peak_of(verify, ram_stream(1 << bits))
+    assert peak < 1 << 20, peak  # 1.15 GB (2^42) or a MemoryError (2^62) before
+    never = [f for f in found if f.code == "page-never-sent"]
+    assert len(never) == 1 and f"{(1 << (bits - 12)) - 1} page(s)" in never[0].message
+
+
+def test_verify_of_a_stream_that_does_not_load_does_not_copy_it():
+    from miglab.stream.verify import verify
+
+    data = PRE + b"\x05" + bytes(4 << 20)  # an unknown section type, then 4 MiB
+    found, peak = peak_of(verify, data)
+    assert found[0].code == "load" or any(f.code == "load" for f in found)
+    assert peak < 1 << 20, peak  # bytes(view) copied the 4 MiB before
+
+
+def zero_field_structs(*counts: int) -> bytes:
+    """A vmdesc whose one field is arrays of zero-field structs nested ``counts`` deep."""
+    inner: dict = {"vmsd_name": "e", "version": 1, "fields": []}
+    for i, n in enumerate(reversed(counts)):
+        field = {"name": f"a{i}", "type": "struct", "size": 0, "array_len": n, "struct": inner}
+        inner = {"vmsd_name": f"s{i}", "version": 1, "fields": [field]}
+    return with_vmdesc(PRE + device("d", b"") + b"\x00", one_field(inner["fields"][0]))
+
+
+@pytest.mark.parametrize("counts", [(1 << 22,), (1 << 11, 1 << 11), (64, 64, 64, 64)])
+def test_decoded_elements_are_budgeted_by_the_input_size(counts: tuple[int, ...]):
+    data = zero_field_structs(*counts)
+    assert len(data) < 1000
+    with pytest.raises(LimitExceeded, match="elements_per_input_byte") as info:
+        miglab.load(data)
+    assert info.value.path and info.value.path.startswith("d.")
+
+
+def test_public_calls_raise_miglab_errors(tmp_path: Path):
+    from miglab.errors import FileError, NotFoundError
+    from miglab.stream.extract import extract
+
+    s = miglab.load(BASE)
+    with pytest.raises(NotFoundError, match="no device section 'nope'") as missing:
+        s.device("nope")
+    assert isinstance(missing.value, KeyError) and str(missing.value).startswith("no device")
+    plain = tmp_path / "a-file"
+    plain.write_bytes(b"keep")
+    calls = {
+        "save into a missing directory": lambda: miglab.save(s, tmp_path / "no" / "x.mig"),
+        "save under a file": lambda: miglab.save(s, plain / "x.mig"),
+        "extract into a file": lambda: extract(s, plain),
+        "load a directory": lambda: miglab.load(tmp_path),
+        "load a missing file": lambda: miglab.load(tmp_path / "missing.mig"),
+    }
+    for what, call in calls.items():
+        with pytest.raises(FileError) as info:
+            call()
+        assert isinstance(info.value, OSError) and info.value.errno, what
+        assert info.value.path and info.value.path.startswith(str(tmp_path)), what
+    assert plain.read_bytes() == b"keep"
+
+
+def test_section_ids_past_65535_load():
+    # The 65,536th section of a stream has id 65536; what mattered was the id
+    # (70,000 sections cost 8 s, so the ids start just below the edge).
+    ids = range(65500, 65600)
+    body = b"".join(device(f"x{i % 7}", b"\x00\x01", sid=i) for i in ids)
+    s = miglab.load(PRE + body + b"\x00")
+    assert [r.section_id for r in s.records] == list(ids)
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [
+        ({"name": "a", "type": "struct", "size": 0}, "without a 'struct'"),
+        ({"name": "a", "type": "uint8", "size": 1, "array_len": 10**12}, "exceeds the limit"),
+    ],
+)
+def test_vmdesc_errors_name_the_vmdesc_offset(field: dict, error: str):
+    body = PRE + device("d", b"") + b"\x00"
+    with pytest.raises(MiglabError, match=error) as info:
+        miglab.load(with_vmdesc(body, one_field(field)))
+    assert info.value.offset == len(body) + 6  # where the vmdesc's JSON starts
+
+
+def test_nesting_error_names_the_vmdesc_offset():
+    with pytest.raises(LimitExceeded, match="nested deeper") as info:
+        miglab.load(CRAFTED["nesting-200"])
+    assert info.value.offset == CRAFTED["nesting-200"].index(b'{"page_size"')
+
+
+OLD = (DATA / "q72-pc-i440fx-2.2-default.mig").read_bytes()  # no footers, no vmdesc
+
+
+def test_a_corrupted_header_does_not_merge_sections_silently():
+    from miglab.stream.model import Section
+    from miglab.stream.verify import errors, verify
+
+    hpet = next(r for r in miglab.load(OLD).records if isinstance(r, Section) and r.name == "hpet")
+    bad = bytearray(OLD)
+    bad[hpet.offset + 1 + 4 + 1 + len("hpet")] ^= 1  # instance id 0x01000000
+    assert len(miglab.load(bytes(bad)).records) == len(miglab.load(OLD).records) - 1
+    found = [f for f in errors(verify(bytes(bad))) if f.code == "hidden-section"]
+    assert [(f.offset, "'hpet'" in f.message) for f in found] == [(hpet.offset, True)]
+
+
+def test_a_guessed_end_is_an_error():
+    from miglab.stream.verify import errors, verify
+
+    cut = OLD[: OLD.rindex(b"\x00", 0, len(OLD) - 20) + 1]  # after a 0x00 in the last section
+    miglab.load(cut)  # loads: the 0x00 reads as EOF
+    assert "end-guessed" in {f.code for f in errors(verify(cut))}
+
+
+def test_an_early_eof_keeps_the_stream_byte_exact():
+    from miglab.stream.model import Section
+    from miglab.stream.verify import errors, verify
+
+    first = next(r for r in miglab.load(BASE).records if isinstance(r, Section) and r.name != "ram")
+    bad = bytearray(BASE)
+    bad[first.offset] = 0  # the first device section's type byte flipped to EOF
+    s = miglab.load(bytes(bad))
+    assert s.vmdesc is None and s.to_bytes() == bytes(bad)  # 516,093 bytes -> 580,150 before
+    assert [f.code for f in errors(verify(bytes(bad)))] == ["trailing-bytes"]
+
+
+def test_a_machine_change_refreshes_the_vmdesc_configuration():
+    from miglab.compat.qemu import convert_stream
+    from miglab.stream.verify import errors, verify
+
+    stream = miglab.load(DATA / "q100-pc-q35-10.0-default.mig")
+    assert stream.vmdesc is not None and "configuration" in stream.vmdesc
+    out, _ = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
+    assert out.machine == "pc-q35-7.2"
+    name = next(f for f in out.vmdesc["configuration"]["fields"] if f["name"] == "name")
+    assert name["size"] == len("pc-q35-7.2")  # 11, the old 'pc-q35-10.0', before
+    assert not [f for f in errors(verify(out.to_bytes())) if f.code == "vmdesc-configuration"]
+    stale = miglab.load(out.to_bytes())
+    stale.vmdesc["configuration"]["fields"][1]["size"] = 11
+    assert "vmdesc-configuration" in {f.code for f in errors(verify(stale.to_bytes()))}

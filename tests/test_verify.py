@@ -25,7 +25,13 @@ def codes(data: bytes) -> set[str]:
 
 
 def test_real_streams_have_no_errors(stream_path: Path):
-    assert errors(verify(stream_path)) == []
+    found = [f.code for f in errors(verify(stream_path))]
+    stream = miglab.load(stream_path)
+    if stream.vmdesc is None and not any(s.footer for s in stream.sections):
+        # QEMU <= 2.2: nothing shows where the last undescribed section ends.
+        assert found == ["end-guessed"]
+    else:
+        assert found == []
 
 
 def test_trailing_garbage():

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 
+from miglab.errors import NotFoundError
 from miglab.stream.model import Stream
 
 __all__ = (
@@ -170,7 +171,7 @@ def plot_encoders(bench: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
     bench = bench_table(bench) if "part" in bench.columns else bench
     missing = set(BENCH_COLUMNS) - set(bench.columns)
     if missing:
-        raise KeyError(f"bench table lacks columns {sorted(missing)}")
+        raise NotFoundError(f"bench table lacks columns {sorted(missing)}")
     med = bench.groupby("format")[list(BENCH_COLUMNS[2:])].median().sort_values("total_bytes")
     if axes is None:
         _, new = plt.subplots(1, 2, figsize=(10, 0.4 * len(med) + 1.8), layout="constrained")
@@ -248,7 +249,7 @@ def plot_compat_matrix(
     """
     missing = set(COMPAT_COLUMNS) - set(results.columns)
     if missing:
-        raise KeyError(f"compat table lacks columns {sorted(missing)}")
+        raise NotFoundError(f"compat table lacks columns {sorted(missing)}")
     modes = list(modes) if modes is not None else list(dict.fromkeys(results["mode"]))
     if axes is None:
         rows, cols = results["source"].nunique(), results["destination"].nunique()

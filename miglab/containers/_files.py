@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from miglab.errors import MiglabError
+from miglab.errors import FileError, MiglabError
 
 __all__ = (
     "atomic_output",
@@ -46,7 +46,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise FileError(
+            f"cannot write a file here: {exc.strerror}", path=str(target), errno=exc.errno
+        ) from None
     try:
         with os.fdopen(fd, "w+b") as fh:
             yield fh
@@ -54,6 +59,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise FileError(
+            f"cannot write: {exc.strerror or exc}", path=str(target), errno=exc.errno
+        ) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

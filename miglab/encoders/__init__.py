@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import EncodingError
+from miglab.limits import budget
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
@@ -77,8 +78,15 @@ class Format:
 
     @property
     def decode(self) -> Callable[..., Stream]:
-        """The format's ``decode(data) -> Stream``."""
-        return self.module.decode
+        """The format's ``decode(data) -> Stream``, under one budget for ``data``
+        (:func:`miglab.limits.budget`: every format is bounded the same way)."""
+        inner = self.module.decode
+
+        def decode(data: bytes | memoryview, /, **kwargs: Any) -> Stream:
+            with budget(len(data)):
+                return inner(data, **kwargs)
+
+        return decode
 
     def sniff(self, data: bytes) -> bool:
         """Whether ``data`` looks like this format."""

@@ -37,11 +37,21 @@ def decode(data: bytes) -> Stream:
         return from_plain(guarded(_load, data), len(data))
 
 
+def _refuse(decoder: Any, *_: Any) -> Any:
+    raise cbor2.CBORDecodeError("shared or string references are not part of a miglab tree")
+
+
+# Shared values (tags 28/29) and string references (tags 25/256) let a few
+# bytes name one item many times: the tree would be walked and written once
+# per reference (13 KB became 697 MB).  encode() never writes them.
+_NO_REFERENCES = {25: _refuse, 28: _refuse, 29: _refuse, 256: _refuse}
+
+
 def _load(data: bytes) -> Any:
     if bytes(data[:3]) != _MAGIC:
         raise EncodingError("CBOR tree must start with the self-described tag (d9 d9 f7)", offset=0)
     try:
-        return cbor2.loads(memoryview(data)[3:])
+        return cbor2.loads(memoryview(data)[3:], semantic_decoders=_NO_REFERENCES)
     except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
         raise EncodingError(f"not valid CBOR: {exc!s:.160}") from None
 

@@ -103,6 +103,12 @@ def _txt(s: str) -> str | bytes:
 
 def _untxt(x: Any, what: str) -> str:
     if isinstance(x, str):
+        try:  # a lone surrogate (U+D800 alone) has no bytes to write back
+            x.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise EncodingError(
+                f"{what} is not writable text ({exc.reason} at {exc.start})"
+            ) from None
         return x
     if isinstance(x, bytes):
         return x.decode("utf-8", "surrogateescape")
@@ -460,6 +466,10 @@ def _cached_field(raw: Any, table: list[VMStateDescription], where: str) -> VMSt
     return f
 
 
+# The widths QEMU's VMState types have (int8..uint64, bool, float64).
+_SIZES: dict[str, tuple[int, ...]] = {"int": (1, 2, 4, 8), "bool": (1,), "float": (8,)}
+
+
 def _field(raw: Any, table: list[VMStateDescription], where: str) -> VMStateField:
     f = _list(raw, where)
     if not 2 <= len(f) <= 12:
@@ -484,6 +494,9 @@ def _field(raw: Any, table: list[VMStateDescription], where: str) -> VMStateFiel
     for ref in (f[4], f[5]):
         if ref is not None and not isinstance(ref, str):
             raise EncodingError(f"{where} count/size field must be a name")
+    if kind in _SIZES and f[2] not in _SIZES[kind]:
+        # A wider integer is written out from one small number (2**32 bytes from a 7 KB tree).
+        raise EncodingError(f"{where} is {f[2]!r:.20} bytes wide; a QEMU {kind} is {_SIZES[kind]}")
     return VMStateField(
         name=_untxt(f[0], where),
         info=info,

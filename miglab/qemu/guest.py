@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from miglab.errors import MiglabError
+from miglab.errors import MiglabError, NotFoundError
 
 __all__ = (
     "DEVICE_SETS",
@@ -236,7 +236,7 @@ def device_set(devices: str | DeviceSet) -> DeviceSet:
     try:
         return DEVICE_SETS[devices]
     except KeyError:
-        raise KeyError(f"no device set {devices!r}; known: {sorted(DEVICE_SETS)}") from None
+        raise NotFoundError(f"no device set {devices!r}; known: {sorted(DEVICE_SETS)}") from None
 
 
 def vm_args(guest: GuestSpec, devices: DeviceSet, *, machine: str, console: Path) -> list[str]:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from miglab.errors import MiglabError
+from miglab.errors import FileError
 from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
@@ -114,7 +114,12 @@ def extract(
     """
     stream = source if isinstance(source, Stream) else load(source, schema=schema)
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileError(
+            f"cannot make the directory: {exc.strerror}", path=str(out), errno=exc.errno
+        ) from None
     result = ExtractResult(out)
     blocks = stream.ram.blocks
     names = safe_names(blocks)
@@ -147,6 +152,10 @@ def extract(
                     fh.write(text)
             for new in done:
                 new.commit()
+        except OSError as exc:  # a full disk, a block too large for the file system
+            raise FileError(
+                f"cannot write: {exc.strerror or exc}", path=str(out), errno=exc.errno
+            ) from None
         finally:
             for new in done:
                 new.discard()
@@ -162,7 +171,9 @@ def _open_dir(path: Path, parent: int | None = None) -> int:
     try:
         return os.open(path.name if parent is not None else path, flags, dir_fd=parent)
     except OSError as exc:
-        raise MiglabError(f"cannot write into {path}: {exc.strerror}") from None
+        raise FileError(
+            f"cannot write into this directory: {exc.strerror}", path=str(path), errno=exc.errno
+        ) from None
 
 
 class _NewFile:

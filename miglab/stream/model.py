@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from miglab.errors import NotFoundError
 from miglab.stream.configuration import machine_of
 from miglab.stream.constants import FILE_VERSION, Command, SectionType
 from miglab.stream.ram import RamContext, RamPayload
@@ -183,7 +184,7 @@ class Stream:
                 and (s.name == name or s.name.endswith("/" + name))
             ):
                 return s
-        raise KeyError(f"no device section {name!r} instance {instance_id}")
+        raise NotFoundError(f"no device section {name!r} instance {instance_id}")
 
     def vmdesc_json(self) -> bytes:
         """The vmdesc trailer: the text read if it still says ``vmdesc``, else QEMU's form.

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from miglab.errors import MigrationFormatError
+from miglab.errors import MigrationFormatError, NotFoundError
 from miglab.stream.constants import RamFlag
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamPayload
@@ -105,7 +105,7 @@ class RamPages:
         try:
             return self._names[name]
         except KeyError:
-            raise KeyError(f"no RAM block {name!r}") from None
+            raise NotFoundError(f"no RAM block {name!r}") from None
 
     def sends(self, block: str) -> np.ndarray:
         """How many records sent each page of ``block`` (0 = never sent)."""
@@ -120,7 +120,12 @@ class RamPages:
         return [_KIND_NAMES[int(self._kind[i])] if i >= 0 else None for i in last]
 
     def page(self, block: str, index: int) -> bytes:
-        """The final content of page ``index`` of ``block`` (last copy wins)."""
+        """The final content of page ``index`` of ``block`` (last copy wins).
+
+        Raises:
+            NotFoundError: no block ``block`` (a ``KeyError``).
+            IndexError: ``index`` is outside the block, as a list would say.
+        """
         import numpy as np
 
         b = self._block(block)

@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 from miglab.devices.slirp import read_slirp_state
 from miglab.errors import (
     DescriptionError,
+    FileError,
     LimitExceeded,
     MiglabError,
     MigrationFormatError,
     TruncatedStreamError,
 )
-from miglab.limits import LIMITS
+from miglab.limits import LIMITS, budget
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import (
     COMMAND_LENGTHS,
@@ -91,7 +92,9 @@ def open_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
                 return memoryview(b"")
             return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
     except OSError as exc:
-        raise MiglabError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise FileError(
+            f"cannot read: {exc.strerror or exc}", path=str(path), errno=exc.errno
+        ) from None
 
 
 def load(
@@ -127,7 +130,8 @@ def load(
         schema_index = SchemaIndex.load(schema)
     reader = _Reader(view, schema_index, descriptions)
     try:
-        with paused_gc():  # the tree holds no cycles; collections cost half of decode time
+        # the tree holds no cycles; collections cost half of decode time
+        with budget(len(view)), paused_gc():
             return reader.read()
     except MiglabError:
         raise
@@ -214,6 +218,9 @@ class _Reader:
         self.footers: bool | None = None
         self.vmdesc_at: int | None = None
         self.vmdesc_text: bytes | None = None
+        # Highest START/FULL section id so far: QEMU numbers sections one by
+        # one, so a plausible next header's id is at most a little above it.
+        self.top_id = 0
         obj = view.obj
         # Something with find/rfind and the same offsets as ``view``: the
         # mapping or bytes object itself, copied only for odd buffer types.
@@ -294,8 +301,18 @@ class _Reader:
         return None
 
     def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
+        try:
+            self._index_devices(vmdesc["devices"])
+        except (DescriptionError, LimitExceeded) as exc:
+            if exc.offset is not None:
+                raise
+            # The JSON has no byte offsets of its own: name where the vmdesc starts.
+            at = self.vmdesc_at + 5 if self.vmdesc_at is not None else None
+            raise type(exc)(f"in the vmdesc: {exc.message}", offset=at, path=exc.path) from None
+
+    def _index_devices(self, devices: list[Any]) -> None:
         cache: dict[str, VMStateDescription] = {}
-        for i, dev in enumerate(vmdesc["devices"]):
+        for i, dev in enumerate(devices):
             if not isinstance(dev, dict):
                 raise DescriptionError(f"vmdesc device {i} is not an object")
             name, inst = dev.get("name"), dev.get("instance_id")
@@ -334,6 +351,10 @@ class _Reader:
             if stream.vmdesc is None or self.vmdesc_at != at:
                 raise MigrationFormatError("vmdesc trailer is not valid JSON", offset=at)
             r.pos += n
+        elif stream.vmdesc is not None:
+            # An EOF before the one the vmdesc follows (a flipped type byte): the
+            # vmdesc is then part of the trailing bytes, kept verbatim with them.
+            stream.vmdesc = None
         stream.trailer = bytes(r.view[r.pos : r.end])
         r.pos = r.end
 
@@ -369,6 +390,7 @@ class _Reader:
     def _section(self, r: QEMUFileReader, kind: SectionKind, at: int) -> Section:
         section_id = r.be32("a section id")
         if kind.has_full_header:
+            self.top_id = max(self.top_id, section_id)
             name_raw = r.counted_string("a section idstr")
             name = name_raw.decode("utf-8", "surrogateescape")
             instance_id = r.be32("an instance id")
@@ -622,7 +644,7 @@ class _Reader:
             (sid,) = _BE32.unpack_from(v, p + 1)
             n = v[p + 5]
             q = p + 6 + n
-            if sid > 0xFFFF or n == 0 or q + 8 > end:
+            if sid > self.top_id + 0xFFFF or n == 0 or q + 8 > end:
                 return False
             idstr = bytes(v[p + 6 : q])
             if not all(32 < c < 127 for c in idstr):
@@ -636,7 +658,7 @@ class _Reader:
         return False
 
 
-# Where a record may start: START/FULL with a 16-bit id, PART/END, a command
+# Where a record may start: START/FULL with an id below 2^24, PART/END, a command
 # with a known number (see _plausible); EOF is checked at its one place.
 _EOF_VMDESC = re.compile(rb"\x00\x06\x00[\x00-\xff]{3}\{", re.DOTALL)
-_HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
+_HEADER_RE = re.compile(rb"[\x01\x04]\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")

@@ -12,12 +12,15 @@ scanned for section headers and footers (QEMU's own resynchronisation
 points) to check what follows.
 
 Every finding names the byte offset where it was seen.  Errors make
-``miglab verify`` exit 1; warnings (an undecoded section, an end of stream
-that had to be guessed) are shown but do not.
+``miglab verify`` exit 1; warnings (an undecoded section) are shown but do
+not.  An end of stream that had to be guessed (no footers, no vmdesc, an
+undescribed last section) is an error: a cut after any 0x00 byte there
+looks the same.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -30,6 +33,7 @@ from miglab.stream.constants import Command, RamFlag, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
+from miglab.stream.vmdesc import vmdesc_struct
 from miglab.vmstate.state import VMState
 
 if TYPE_CHECKING:
@@ -217,15 +221,52 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             "the machine suppresses it, so the stream may have been cut after its EOF",
         )
     if stream.vmdesc is None and stream.sections and not any(s.footer for s in stream.sections):
+        yield from _hidden_headers(stream, ids)
         last = stream.records[-1]
         if isinstance(last, Section) and isinstance(last.payload, Opaque):
+            # A cut after any 0x00 byte of the last section reads the same: an error,
+            # since nothing shows the stream is complete.
             yield Finding(
-                "warning",
+                "error",
                 "end-guessed",
                 "no footers and no vmdesc: where the last undescribed section ends (and so "
-                "whether the stream is complete) is a guess; pass schema= to check it",
+                "whether the stream is complete) is a guess",
                 last.offset,
             )
+
+
+def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding]:
+    """Section headers inside undescribed payloads of a stream without footers.
+
+    Such a payload ends where the next plausible record starts; a corrupted
+    header (an instance id or version out of range) is not plausible, so its
+    whole section is read as part of the one before.  A header-shaped run of
+    bytes whose section id no section has, and that QEMU's one-by-one
+    numbering could have given, is that header.
+    """
+    top = max(ids, default=0)
+    for s in stream.sections:
+        if not isinstance(s.payload, Opaque):
+            continue
+        data = s.payload.data
+        start = s.offset + _header_size(s)
+        for m in _HEADER_RE.finditer(data):
+            p = m.start()
+            sid = _BE32.unpack_from(data, p + 1)[0]
+            n = data[p + 5]
+            q = p + 6 + n
+            if sid in ids or sid > top + 16 or q + 8 > len(data):
+                continue
+            name = bytes(data[p + 6 : q])
+            if all(32 < c < 127 for c in name):
+                yield Finding(
+                    "error",
+                    "hidden-section",
+                    f"undescribed section {s.name!r} holds what looks like the header of section "
+                    f"id {sid} {name.decode()!r}, an id no section has: a corrupted header may "
+                    "have merged it into this one",
+                    start + p,
+                )
 
 
 # Commands QEMU sends only during setup, before the first section (savevm.c).
@@ -296,7 +337,10 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
     # One byte per page and one pass over the records in plain Python: no
     # numpy, whose import costs more than this loop on all but huge streams.
     mask = page - 1
-    sent = [bytearray(max(b.used_length // page, 0)) for b in ctx.blocks]
+    # A block may *declare* any size: marks beyond what the input could fill
+    # (each sent page costs at least 9 bytes) are kept sparse, not allocated.
+    room = max(stream.source_size, 1 << 24)
+    sent = [_marks(max(b.used_length // page, 0), room) for b in ctx.blocks]
     npages = [len(marks) for marks in sent]
     nblocks = len(ctx.blocks)
     for s in chunks:
@@ -336,6 +380,40 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
                 )
 
 
+class _SparseMarks:
+    """The pages sent of a block declared larger than the input could fill.
+
+    The interface of the ``bytearray`` marks ``_check_ram`` uses (``len``,
+    item assignment, ``count(1)``, ``find(0)``), in memory proportional to the
+    pages actually sent.
+    """
+
+    __slots__ = ("_n", "_sent")
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._sent: set[int] = set()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __setitem__(self, i: int, _value: int) -> None:
+        self._sent.add(i)
+
+    def count(self, _value: int) -> int:
+        return len(self._sent)
+
+    def find(self, _value: int) -> int:
+        i = 0
+        while i in self._sent:
+            i += 1
+        return i if i < self._n else -1
+
+
+def _marks(n: int, room: int) -> bytearray | _SparseMarks:
+    return bytearray(n) if n <= room else _SparseMarks(n)
+
+
 def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
     vmdesc = stream.vmdesc
     if vmdesc is None:
@@ -372,6 +450,17 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
                 s.offset,
             )
     cfg = stream.configuration
+    entry = vmdesc.get("configuration")
+    if cfg is not None and entry is not None:
+        in_vmdesc, in_block = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
+        if in_vmdesc != in_block:
+            yield Finding(
+                "error",
+                "vmdesc-configuration",
+                f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the configuration "
+                f"block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
+                9,  # the configuration block follows magic, version and its 0x07 byte
+            )
     bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
     page = vmdesc.get("page_size")
     if bits is not None and isinstance(page, int):
@@ -384,10 +473,14 @@ def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
             )
 
 
+def _header_size(s: Section) -> int:
+    """Bytes of a START/FULL section's header."""
+    return 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
+
+
 def _payload_size(s: Section) -> int:
     """Payload bytes of a FULL section: its size less header and footer."""
-    header = 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
-    return s.size - header - (5 if s.footer else 0)
+    return s.size - _header_size(s) - (5 if s.footer else 0)
 
 
 def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
@@ -423,7 +516,13 @@ def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
 # --- a stream that does not load ------------------------------------------------
 def _resync(view: memoryview, after: int) -> Iterator[Finding]:
     """Check section headers and footers found by scanning the bytes past ``after``."""
-    data = bytes(view)
+    obj = view.obj
+    # The input itself where it has rfind and the same offsets (no copy of the file).
+    data: Any = (
+        obj
+        if isinstance(obj, bytes | bytearray | mmap.mmap) and len(obj) == len(view)
+        else bytes(view)
+    )
     end = len(data)
     marks: list[tuple[int, str, int]] = []  # (offset, "header"|"footer", section id)
     for m in _HEADER_RE.finditer(data, after):

@@ -55,9 +55,13 @@ def vmdesc_struct(state: VMState) -> dict[str, Any]:
 
 
 def refresh_vmdesc(stream: Stream, sections: list[Section]) -> None:
-    """Replace the vmdesc entries of ``sections`` in ``stream`` (matched by name and instance)."""
+    """Replace the vmdesc entries of ``sections`` in ``stream`` (matched by name and instance),
+    and its ``configuration`` entry (QEMU >= 9.2 writes one) from the configuration block:
+    a machine change alters the name buffer's size."""
     if stream.vmdesc is None:
         return
+    if "configuration" in stream.vmdesc and stream.configuration is not None:
+        stream.vmdesc["configuration"] = vmdesc_struct(stream.configuration)
     by_key = {(s.name, s.instance_id): s for s in sections}
     devices = stream.vmdesc["devices"]
     for i, dev in enumerate(devices):

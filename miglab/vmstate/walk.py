@@ -25,7 +25,7 @@ import gc
 from typing import Any
 
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
-from miglab.limits import LIMITS
+from miglab.limits import LIMITS, charge_elements
 from miglab.visitors.base import Visitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
 from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc
@@ -172,6 +172,8 @@ def _visit_field(v: Visitor, f: VMStateField, cur: Any, values: dict[str, Any]) 
     count = _count(v, f, values)
     if count is None:
         return _visit_one(v, f, f.name, cur, f.struct, values)
+    if v.is_input:
+        charge_elements(count, path=v.path(f.name))
     if f.kind == "int":
         if cur is not None and not isinstance(cur, list):
             raise v.error(f"expected a list, got {type(cur).__name__}", f.name)
