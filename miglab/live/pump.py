@@ -44,6 +44,7 @@ from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_schema import SchemaIndex
+from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("Pump", "PumpResult")
@@ -123,7 +124,8 @@ class Pump:
         self._blocks: dict[bytes, int] = {}
         self._block = -1
         self._last_page = -1
-        self._config_changed = False
+        #: The configuration block sent instead of the source's (None: forwarded as is).
+        self._new_config: VMState | None = None
 
     def run(self) -> PumpResult:
         """Pump the whole stream; return what went through.
@@ -181,7 +183,7 @@ class Pump:
         if new is config:
             self.w.forward(end)
         else:
-            self._config_changed = True
+            self._new_config = new
             self.w.consume(end)
             out = QEMUFileWriter()
             out.u8(SectionType.CONFIGURATION)
@@ -286,7 +288,7 @@ class Pump:
             w.need(5 + n, "the vmdesc JSON")
             assert self.conversion is not None
             touched = self.conversion.touched
-            if not touched and not self._config_changed:
+            if not touched and self._new_config is None:
                 w.forward(5 + n)
             else:
                 raw = w.take(5 + n)
@@ -296,7 +298,7 @@ class Pump:
                     raise MigrationFormatError(
                         "vmdesc trailer is not valid JSON", offset=w.offset - n - 5
                     ) from None
-                holder = Stream(vmdesc=vmdesc)
+                holder = Stream(vmdesc=vmdesc, configuration=self._new_config)
                 refresh_vmdesc(holder, touched)
                 body = holder.vmdesc_json()
                 w.send(bytes([SectionType.VMDESCRIPTION]) + _BE32.pack(len(body)) + body)
