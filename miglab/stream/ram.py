@@ -10,10 +10,12 @@ per page.  Writing a record back is ``word, [name], payload``, byte for
 byte; a page can be replaced with :meth:`RamPayload.set_payload`.
 
 Reading needs no numpy: the index is built in :class:`array.array` columns,
-runs of same-kind records are unpacked a batch at a time with one
-:class:`struct.Struct`, and the columns become numpy arrays (views, no copy)
-when first asked for.  Importing numpy costs more than indexing 256 MiB of
-RAM, so ``miglab inspect`` and ``dump`` do without it.
+a run of same-kind records is found with stepped byte slices and kept as one
+entry (:mod:`miglab.stream.ram_runs`), and the per-record columns are
+expanded, then become numpy arrays (views, no copy), when first asked for.
+Importing numpy costs more than indexing 256 MiB of RAM, so ``miglab
+inspect`` and ``dump`` do without it, and loading a stream whose RAM is sent
+in runs holds a few bytes per run, not per page.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import struct
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import RamFlag
+from miglab.stream.ram_runs import RUN_MIN, RecordRuns, run_length
 from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
@@ -121,6 +123,7 @@ class RamPayload:
         "_length",
         "_named",
         "_pos",
+        "_runs",
         "_words",
         "block_list",
         "blocks",
@@ -149,6 +152,28 @@ class RamPayload:
         self.blocks = blocks
         self.block_list = block_list
         self.overrides: dict[int, bytes] = {} if overrides is None else overrides
+        self._runs: RecordRuns | None = None
+
+    @classmethod
+    def from_runs(
+        cls,
+        source: memoryview,
+        page_size: int,
+        runs: RecordRuns,
+        blocks: list[RamBlock],
+        block_list: list[RamBlock] | None = None,
+    ) -> RamPayload:
+        """The records of ``runs`` (as the reader indexed them), expanded when first needed."""
+        out = cls(source, page_size, None, None, None, None, None, blocks, block_list)
+        out._runs = runs
+        return out
+
+    def _expand(self) -> None:
+        """Turn the reader's run entries into the five per-record columns (once)."""
+        if self._runs is not None:
+            cols = self._runs.expand(self.source)
+            self._words, self._named, self._block, self._pos, self._length = cols
+            self._runs = None
 
     def __repr__(self) -> str:
         return (
@@ -157,11 +182,12 @@ class RamPayload:
         )
 
     def __len__(self) -> int:
-        return len(self._words)
+        return self._runs.records if self._runs is not None else len(self._words)
 
     def _column(self, name: str, dtype: str) -> np.ndarray:
         import numpy as np
 
+        self._expand()
         raw = getattr(self, "_" + name)
         if not isinstance(raw, np.ndarray) or raw.dtype != dtype:
             raw = (
@@ -222,11 +248,17 @@ class RamPayload:
         mapping = self.source.obj
         if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
             return
-        first, last = int(self._pos[0]), int(self._pos[len(self) - 1])
-        _release(mapping, first - first % mmap.PAGESIZE, last + int(self._length[len(self) - 1]))
+        if self._runs is not None:
+            first, upto = self._runs.span()
+        else:
+            first = int(self._pos[0])
+            upto = int(self._pos[len(self) - 1]) + int(self._length[len(self) - 1])
+        _release(mapping, first - first % mmap.PAGESIZE, upto)
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
+        if self._runs is not None:
+            return self._runs.iter_records(self.source)
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
@@ -236,11 +268,13 @@ class RamPayload:
         """Record ``i``'s payload: a view into the input, or its replacement."""
         if i in self.overrides:
             return self.overrides[i]
+        self._expand()
         start = int(self._pos[i])
         return self.source[start : start + int(self._length[i])]
 
     def set_payload(self, i: int, data: bytes) -> None:
         """Replace record ``i``'s payload (same length: a page stays a page)."""
+        self._expand()
         if len(data) != int(self._length[i]):
             raise ValueError(
                 f"record {i} has {int(self._length[i])} payload bytes, got {len(data)}"
@@ -249,6 +283,7 @@ class RamPayload:
 
     def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
         """Yield ``(block name, offset, flags, payload)`` for every page record."""
+        self._expand()
         mask = self.page_size - 1
         block = self._block
         for i, word in enumerate(self._words):
@@ -267,12 +302,14 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     page_size = ctx.page_size
     mask = page_size - 1
     unpack64 = _BE64.unpack_from
-    # array.array keeps 8 bytes or fewer per record (a list of ints costs ~36).
-    words = array("Q")
+    # array.array keeps 8 bytes or fewer per record (a list of ints costs ~36);
+    # a run of same-kind records is one entry (count > 1, see ram_runs).
     named = array("b")
     blocks_idx = array("i")
     starts = array("q")
     lengths = array("i")
+    counts = array("i")
+    name_at: dict[int, int] = {}
     block_list: list[RamBlock] | None = None
     by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
     last = ctx.last_block
@@ -356,114 +393,31 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
             )
         if pos > end:
             raise TruncatedStreamError("stream ends inside a RAM record", offset=start)
-        words.append(word)
         named.append(has_name)
         blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
         starts.append(start)
         lengths.append(pos - start)
+        counts.append(1)
+        if has_name:
+            name_at[len(counts) - 1] = word_at
         if kind == _EOS:
             break
         if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
-            # A run is worth a batch only if the record _RUN_MIN - 1 strides on has
+            # A run is worth a batch only if the record RUN_MIN - 1 strides on has
             # the same flags too (in a shuffled mix of kinds it almost never does).
-            probe = pos + (_RUN_MIN - 1) * (8 + pos - start)
+            stride = 8 + pos - start
+            probe = pos + (RUN_MIN - 1) * stride
             if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
                 continue
-            pos = _bulk_run(
-                view,
-                pos,
-                end,
-                flags,
-                pos - start,
-                mask,
-                last,
-                words,
-                named,
-                blocks_idx,
-                starts,
-                lengths,
-            )
+            n = run_length(view, pos, end, flags, stride, mask)
+            counts[-1] += n
+            pos += n * stride
     if mapping is not None:
         _release(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
-    return RamPayload(
-        source=view,
-        page_size=page_size,
-        words=words,
-        named=named,
-        block=blocks_idx,
-        pos=starts,
-        length=lengths,
-        blocks=ctx.blocks,
-        block_list=block_list,
-    )
-
-
-_RUN_BATCH = 1 << 12
-_RUN_MIN = 32
-
-
-@lru_cache(maxsize=32)
-def _run_struct(payload: int, count: int) -> struct.Struct:
-    """``count`` be64 words, each followed by ``payload`` bytes skipped."""
-    return struct.Struct(">" + f"Q{payload}x" * count)
-
-
-def _bulk_run(
-    view: memoryview,
-    pos: int,
-    end: int,
-    flags: int,
-    payload: int,
-    mask: int,
-    block: int,
-    words: array,
-    named: array,
-    blocks_idx: array,
-    starts: array,
-    lengths: array,
-) -> int:
-    """Index a run of records like the one just read, a batch at a time.
-
-    QEMU sends most of RAM as runs of same-block records of one kind
-    (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
-    Their words sit at a fixed stride, so one struct unpacks a whole batch
-    of them; batches start small and double while the run goes on (a short
-    run costs little more than its own records), in powers of two so few
-    structs are ever compiled.  The run ends at the first word with other
-    flags, which the caller's per-record loop then reads.  Returns the
-    position after the run.
-    """
-    stride = 8 + payload
-    # Whole records only (a record whose payload is cut is left to the caller's
-    # loop), and at most one release interval's worth, so the caller can drop
-    # scanned pages of a mapped file between runs.
-    limit = min((end - pos) // stride, _RELEASE_EVERY // stride)
-    if limit < _RUN_MIN or _BE64.unpack_from(view, pos)[0] & mask != flags:
-        return pos  # for a few records the caller's loop is as fast
-    size = _RUN_MIN
-    while limit:
-        count = 1 << (min(size, limit).bit_length() - 1)
-        batch = _run_struct(payload, count).unpack_from(view, pos)
-        n = count
-        for i, word in enumerate(batch):
-            if word & mask != flags:
-                n = i
-                break
-        if n == 0:
-            break
-        words.extend(batch[:n] if n < count else batch)
-        named.frombytes(bytes(n))
-        blocks_idx.extend(array("i", (block,)) * n)
-        starts.extend(range(pos + 8, pos + n * stride, stride))
-        lengths.extend(array("i", (payload,)) * n)
-        pos += n * stride
-        limit -= n
-        if n < count:
-            break
-        size = min(2 * size, _RUN_BATCH)
-    return pos
+    runs = RecordRuns(named, blocks_idx, starts, lengths, counts, name_at)
+    return RamPayload.from_runs(view, page_size, runs, ctx.blocks, block_list)
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
@@ -505,6 +459,11 @@ def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -
 
 def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
     """Write the records back: word, block name if it was written, payload."""
+    if payload._runs is not None and not payload.overrides:
+        _write_runs(w, payload, payload._runs)
+        payload.release()
+        return
+    payload._expand()
     words = payload._words.tolist()
     named = payload._named.tolist()
     block = payload._block.tolist()
@@ -523,3 +482,25 @@ def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
         elif length[i]:
             w.write(src[pos[i] : pos[i] + length[i]])
     payload.release()
+
+
+def _write_runs(w: QEMUFileWriter, payload: RamPayload, runs: RecordRuns) -> None:
+    """Write an unedited chunk as the spans of input between block names.
+
+    The records were read back to back, so everything but a block name (which
+    comes from ``payload.blocks``, as in the per-record path) is copied from
+    the input, at most one release interval at a time.
+    """
+    src = payload.source
+    names = [b.name.encode("utf-8", "surrogateescape") for b in payload.blocks]
+    copied = runs.word_at(0) if runs.records else 0
+    for i, word_at in sorted(runs.name_at.items()):
+        _copy(w, src, copied, word_at + 8)
+        w.counted_string(names[runs.block[i]])
+        copied = runs.pos[i]
+    _copy(w, src, copied, runs.span()[1])
+
+
+def _copy(w: QEMUFileWriter, src: memoryview, start: int, stop: int) -> None:
+    for at in range(start, stop, _RELEASE_EVERY):
+        w.write(src[at : min(stop, at + _RELEASE_EVERY)])
