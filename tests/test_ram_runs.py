@@ -59,6 +59,9 @@ def test_runs_index_a_real_stream_as_record_by_record(name, monkeypatch) -> None
     records = sum(len(p) for p in ram_chunks(fast))
     assert entries < records / 4  # most of the RAM came in runs
     assert fast.to_bytes() == data  # written back from runs, before any column exists
+    pages = [(n, o, f, bytes(d)) for p in ram_chunks(fast) for n, o, f, d in p.pages()]
+    assert pages == [(n, o, f, bytes(d)) for p in ram_chunks(slow) for n, o, f, d in p.pages()]
+    fast = miglab.load(data)  # again, for the numpy columns (expanded another way)
     for a, b in zip(ram_chunks(fast), ram_chunks(slow), strict=True):
         assert list(a.records()) == list(b.records())
         for col in ("words", "named", "block", "pos", "length"):

@@ -187,7 +187,10 @@ class RamPayload:
     def _column(self, name: str, dtype: str) -> np.ndarray:
         import numpy as np
 
-        self._expand()
+        if self._runs is not None:
+            cols = self._runs.expand_numpy(self.source)
+            self._words, self._named, self._block, self._pos, self._length = cols
+            self._runs = None
         raw = getattr(self, "_" + name)
         if not isinstance(raw, np.ndarray) or raw.dtype != dtype:
             raw = (

@@ -25,6 +25,10 @@ import struct
 from array import array
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ("RUN_MIN", "RecordRuns", "run_length")
 
@@ -183,3 +187,24 @@ class RecordRuns:
             pos.extend(range(self.pos[i], self.pos[i] + n * (8 + size), 8 + size))
             length.extend(array("i", (size,)) * n)
         return words, named, block, pos, length
+
+    def expand_numpy(self, source: memoryview) -> tuple[np.ndarray, ...]:
+        """:meth:`expand` with numpy (for callers that asked for numpy columns)."""
+        import numpy as np
+
+        count = np.frombuffer(self.count, np.int32).astype(np.int64)
+        n = int(count.sum())
+        entry = np.repeat(np.arange(len(count)), count)
+        first = np.cumsum(count) - count  # record index of each entry's first record
+        length = np.frombuffer(self.length, np.int32)
+        pos = np.frombuffer(self.pos, np.int64)[entry] + (np.arange(n) - first[entry]) * (
+            8 + length[entry].astype(np.int64)
+        )
+        word_at = pos - 8
+        for i, at in self.name_at.items():
+            word_at[first[i]] = at
+        raw = np.frombuffer(source, np.uint8)
+        words = raw[word_at[:, None] + np.arange(8)].view(">u8").ravel().astype(np.uint64)
+        named = np.frombuffer(self.named, np.int8)[entry].astype(bool)
+        block = np.frombuffer(self.block, np.int32)[entry]
+        return words, named, block, pos, length[entry]
