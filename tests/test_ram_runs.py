@@ -21,6 +21,7 @@ from miglab.errors import MiglabError
 from miglab.stream.constants import RamFlag
 from miglab.stream.ram import RamPayload
 from miglab.stream.synthetic import synthetic_stream
+from miglab.stream.verify import verify
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -108,3 +109,18 @@ def test_cuts_inside_a_run_fail_as_record_by_record(zero_run, monkeypatch) -> No
         fast, slow = both(data[:cut], monkeypatch)
         assert fast == slow
         assert fast[0] == "TruncatedStreamError" and fast[1] <= cut
+
+
+def test_chunks_past_the_index_budget_are_read_again_alike(monkeypatch) -> None:
+    data = (DATA / "live-q72-pc-q35-7.2-dirtier-xbzrle.mig").read_bytes()
+    kept = miglab.load(data)
+    found = [(f.code, f.offset) for f in verify(data)]
+    with monkeypatch.context() as m:
+        m.setattr(ram, "_INDEX_BUDGET", 0)  # no chunk keeps its entries
+        again = miglab.load(data)
+        assert all(p._runs is None for p in ram_chunks(again))
+        assert again.to_bytes() == data
+        assert [(f.code, f.offset) for f in verify(data)] == found
+        for a, b in zip(ram_chunks(kept), ram_chunks(again), strict=True):
+            assert len(a) == len(b) and list(a.records()) == list(b.records())
+            assert a.words.tolist() == b.words.tolist() and a.pos.tolist() == b.pos.tolist()

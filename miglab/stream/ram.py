@@ -63,6 +63,10 @@ _KNOWN = int(
     | RamFlag.MULTIFD_FLUSH
 )
 _RELEASE_EVERY = 16 << 20
+# Index entries a stream keeps (about 21 bytes each): the chunks read after
+# that are re-read from the input when asked for, so memory stays flat in
+# the guest's size (a 16 GiB guest of shuffled page kinds has 6M records).
+_INDEX_BUDGET = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +94,26 @@ class RamContext:
         blocks: the block list, once read.
         last_block: index into ``blocks`` of the block the last record named,
             which CONTINUE records refer to (it spans chunks, as in QEMU).
+        indexed: index entries the chunks read so far keep (see
+            :class:`RamPayload`).
     """
 
     page_size: int = 4096
     ignore_shared: bool = False
     blocks: list[RamBlock] = field(default_factory=list)
     last_block: int = -1
+    indexed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Reread:
+    """Where to read a chunk's records again: its input offset and the reader's state there."""
+
+    start: int
+    last_block: int
+    ignore_shared: bool
+    records: int
+    span: tuple[int, int]
 
 
 class RamPayload:
@@ -114,8 +132,12 @@ class RamPayload:
         overrides: record index -> replacement payload bytes.
 
     The five index columns are numpy arrays to the caller; they may be given
-    as :class:`array.array` (as the reader does) and become arrays, without
-    a copy, on first access.
+    as :class:`array.array` and become arrays, without a copy, on first
+    access.  The reader gives none: it keeps its run entries
+    (:class:`~miglab.stream.ram_runs.RecordRuns`), expanded into the columns
+    on first access, and once a stream's entries pass ``_INDEX_BUDGET`` not
+    even those: such a chunk is read again from the input whenever its
+    records are asked for (only the expanded columns are then kept).
     """
 
     __slots__ = (
@@ -123,6 +145,7 @@ class RamPayload:
         "_length",
         "_named",
         "_pos",
+        "_reread",
         "_runs",
         "_words",
         "block_list",
@@ -153,6 +176,7 @@ class RamPayload:
         self.block_list = block_list
         self.overrides: dict[int, bytes] = {} if overrides is None else overrides
         self._runs: RecordRuns | None = None
+        self._reread: _Reread | None = None
 
     @classmethod
     def from_runs(
@@ -168,12 +192,21 @@ class RamPayload:
         out._runs = runs
         return out
 
-    def _expand(self) -> None:
+    def _entries(self) -> RecordRuns | None:
+        """The reader's run entries (read again if they were not kept), or None once expanded."""
+        if self._runs is not None or self._reread is None:
+            return self._runs
+        again = self._reread
+        ctx = RamContext(self.page_size, again.ignore_shared, list(self.blocks), again.last_block)
+        return _read_runs(QEMUFileReader(self.source, again.start), ctx)[0]
+
+    def _expand(self, numpy: bool = False) -> None:
         """Turn the reader's run entries into the five per-record columns (once)."""
-        if self._runs is not None:
-            cols = self._runs.expand(self.source)
+        runs = self._entries()
+        if runs is not None:
+            cols = runs.expand_numpy(self.source) if numpy else runs.expand(self.source)
             self._words, self._named, self._block, self._pos, self._length = cols
-            self._runs = None
+            self._runs = self._reread = None
 
     def __repr__(self) -> str:
         return (
@@ -182,15 +215,14 @@ class RamPayload:
         )
 
     def __len__(self) -> int:
-        return self._runs.records if self._runs is not None else len(self._words)
+        if self._runs is not None:
+            return self._runs.records
+        return self._reread.records if self._reread is not None else len(self._words)
 
     def _column(self, name: str, dtype: str) -> np.ndarray:
         import numpy as np
 
-        if self._runs is not None:
-            cols = self._runs.expand_numpy(self.source)
-            self._words, self._named, self._block, self._pos, self._length = cols
-            self._runs = None
+        self._expand(numpy=True)
         raw = getattr(self, "_" + name)
         if not isinstance(raw, np.ndarray) or raw.dtype != dtype:
             raw = (
@@ -253,6 +285,8 @@ class RamPayload:
             return
         if self._runs is not None:
             first, upto = self._runs.span()
+        elif self._reread is not None:
+            first, upto = self._reread.span
         else:
             first = int(self._pos[0])
             upto = int(self._pos[len(self) - 1]) + int(self._length[len(self) - 1])
@@ -260,8 +294,9 @@ class RamPayload:
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
-        if self._runs is not None:
-            return self._runs.iter_records(self.source)
+        runs = self._entries()
+        if runs is not None:
+            return runs.iter_records(self.source)
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
@@ -299,6 +334,18 @@ class RamPayload:
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     """Read RAM records up to and including EOS (ram_load_precopy's loop)."""
+    chunk_at, first_block = r.pos, ctx.last_block
+    runs, block_list = _read_runs(r, ctx)
+    out = RamPayload.from_runs(r.view, ctx.page_size, runs, ctx.blocks, block_list)
+    ctx.indexed += len(runs.count)
+    if ctx.indexed > _INDEX_BUDGET:
+        out._runs = None
+        out._reread = _Reread(chunk_at, first_block, ctx.ignore_shared, runs.records, runs.span())
+    return out
+
+
+def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamBlock] | None]:
+    """The run entries of one chunk and the block list it sent, if any."""
     view = r.view
     end = r.end
     pos = r.pos
@@ -419,8 +466,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         _release(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
-    runs = RecordRuns(named, blocks_idx, starts, lengths, counts, name_at)
-    return RamPayload.from_runs(view, page_size, runs, ctx.blocks, block_list)
+    return RecordRuns(named, blocks_idx, starts, lengths, counts, name_at), block_list
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
@@ -462,8 +508,9 @@ def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -
 
 def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
     """Write the records back: word, block name if it was written, payload."""
-    if payload._runs is not None and not payload.overrides:
-        _write_runs(w, payload, payload._runs)
+    runs = None if payload.overrides else payload._entries()
+    if runs is not None:
+        _write_runs(w, payload, runs)
         payload.release()
         return
     payload._expand()
