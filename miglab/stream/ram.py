@@ -207,6 +207,7 @@ class RamPayload:
             cols = runs.expand_numpy(self.source) if numpy else runs.expand(self.source)
             self._words, self._named, self._block, self._pos, self._length = cols
             self._runs = self._reread = None
+            self.release()  # the words were read from the input's pages
 
     def __repr__(self) -> str:
         return (
@@ -296,11 +297,18 @@ class RamPayload:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
         runs = self._entries()
         if runs is not None:
-            return runs.iter_records(self.source)
+            return self._released_after(runs.iter_records(self.source))
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
         return zip(*cols, strict=True)
+
+    def _released_after(
+        self, records: Iterator[tuple[int, int, int]]
+    ) -> Iterator[tuple[int, int, int]]:
+        """``records``, then the input pages their words were read from dropped from the RSS."""
+        yield from records
+        self.release()
 
     def payload(self, i: int) -> memoryview | bytes:
         """Record ``i``'s payload: a view into the input, or its replacement."""
