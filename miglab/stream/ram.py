@@ -63,7 +63,7 @@ _KNOWN = int(
     | RamFlag.MULTIFD_FLUSH
 )
 _RELEASE_EVERY = 16 << 20
-# Index entries a stream keeps (about 21 bytes each): the chunks read after
+# Index entries a stream keeps (about 29 bytes each): the chunks read after
 # that are re-read from the input when asked for, so memory stays flat in
 # the guest's size (a 16 GiB guest of shuffled page kinds has 6M records).
 _INDEX_BUDGET = 1 << 20
@@ -365,8 +365,9 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
     page_size = ctx.page_size
     mask = page_size - 1
     unpack64 = _BE64.unpack_from
-    # array.array keeps 8 bytes or fewer per record (a list of ints costs ~36);
+    # array.array keeps 8 bytes or fewer per column (a list of ints costs ~36);
     # a run of same-kind records is one entry (count > 1, see ram_runs).
+    words = array("Q")
     named = array("b")
     blocks_idx = array("i")
     starts = array("q")
@@ -456,6 +457,7 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
             )
         if pos > end:
             raise TruncatedStreamError("stream ends inside a RAM record", offset=start)
+        words.append(word)
         named.append(has_name)
         blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
         starts.append(start)
@@ -479,7 +481,7 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
         _release(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
-    return RecordRuns(named, blocks_idx, starts, lengths, counts, name_at), block_list
+    return RecordRuns(words, named, blocks_idx, starts, lengths, counts, name_at), block_list
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:

@@ -11,8 +11,8 @@ done in C without numpy.  The reader then keeps a run as *one* index entry
 page word, which stays in the input, where :func:`expand` and
 :func:`iter_records` read it when a caller asks for the per-record columns.
 
-An index entry is ``(named, block, pos, length, count)``: the first
-record's payload offset ``pos``; record ``k`` of a run has its word at
+An index entry is ``(word, named, block, pos, length, count)``: the first
+record's page word and payload offset ``pos``; record ``k`` of a run has its word at
 ``pos - 8 + k * (8 + length)`` and its payload 8 bytes later.  A record
 that names its block (never in a run) has the name between word and
 payload; its word's offset is kept aside (``name_at``).
@@ -34,7 +34,6 @@ __all__ = ("RUN_MIN", "RecordRuns", "run_length")
 
 RUN_MIN = 8  # a run shorter than this is read record by record
 _RUN_BATCH = 1 << 16
-_BE64 = struct.Struct(">Q")
 
 
 @lru_cache(maxsize=16)
@@ -108,7 +107,7 @@ class RecordRuns:
     """The index entries of one RAM chunk, as :func:`~miglab.stream.ram.read_ram` built them.
 
     Attributes:
-        named, block, pos, length: per entry, as the per-record columns of
+        word, named, block, pos, length: per entry, as the per-record columns of
             :class:`~miglab.stream.ram.RamPayload` (its first record's).
         count: records in each entry (1, or the length of a run).
         name_at: entry index -> input offset of the page word, for the
@@ -116,10 +115,11 @@ class RecordRuns:
         records: total records.
     """
 
-    __slots__ = ("block", "count", "length", "name_at", "named", "pos", "records")
+    __slots__ = ("block", "count", "length", "name_at", "named", "pos", "records", "word")
 
     def __init__(
         self,
+        word: array,
         named: array,
         block: array,
         pos: array,
@@ -127,7 +127,8 @@ class RecordRuns:
         count: array,
         name_at: dict[int, int],
     ) -> None:
-        self.named, self.block, self.pos, self.length, self.count = named, block, pos, length, count
+        self.word, self.named, self.block = word, named, block
+        self.pos, self.length, self.count = pos, length, count
         self.name_at = name_at
         self.records = sum(count)
 
@@ -148,7 +149,7 @@ class RecordRuns:
         at = self.word_at(i)
         left = self.count[i]
         if left == 1:
-            yield _BE64.unpack_from(source, at)[0]
+            yield self.word[i]
             return
         stride = 8 + self.length[i]
         while left:
@@ -159,14 +160,14 @@ class RecordRuns:
 
     def iter_records(self, source: memoryview) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, in order."""
-        for i, n in enumerate(self.count):
-            block, pos = self.block[i], self.pos[i]
-            if n == 1:
-                yield _BE64.unpack_from(source, self.word_at(i))[0], block, pos
-                continue
-            stride = 8 + self.length[i]
-            for word in self._words(source, i):
+        entries = zip(self.count, self.word, self.block, self.pos, self.length, strict=True)
+        for i, (n, word, block, pos, length) in enumerate(entries):
+            if n == 1:  # most entries of a shuffled mix of kinds
                 yield word, block, pos
+                continue
+            stride = 8 + length
+            for w in self._words(source, i):
+                yield w, block, pos
                 pos += stride
 
     def expand(self, source: memoryview) -> tuple[array, array, array, array, array]:
