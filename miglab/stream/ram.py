@@ -10,10 +10,12 @@ per page.  Writing a record back is ``word, [name], payload``, byte for
 byte; a page can be replaced with :meth:`RamPayload.set_payload`.
 
 Reading needs no numpy: the index is built in :class:`array.array` columns,
-runs of same-kind records are unpacked a batch at a time with one
-:class:`struct.Struct`, and the columns become numpy arrays (views, no copy)
-when first asked for.  Importing numpy costs more than indexing 256 MiB of
-RAM, so ``miglab inspect`` and ``dump`` do without it.
+a run of same-kind records is found with stepped byte slices and kept as one
+entry (:mod:`miglab.stream.ram_runs`), and the per-record columns are
+expanded, then become numpy arrays (views, no copy), when first asked for.
+Importing numpy costs more than indexing 256 MiB of RAM, so ``miglab
+inspect`` and ``dump`` do without it, and loading a stream whose RAM is sent
+in runs holds a few bytes per run, not per page.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import struct
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import RamFlag
+from miglab.stream.ram_runs import RUN_MIN, RecordRuns, run_length
 from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
@@ -61,6 +63,11 @@ _KNOWN = int(
     | RamFlag.MULTIFD_FLUSH
 )
 _RELEASE_EVERY = 16 << 20
+# Index entries a stream keeps (about 29 bytes each): the chunks read after
+# that are re-read from the input when asked for, so memory stays flat in
+# the guest's size (a 16 GiB guest of shuffled page kinds has 6M records).
+_INDEX_BUDGET = 1 << 20
+_READ_AROUND = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +95,26 @@ class RamContext:
         blocks: the block list, once read.
         last_block: index into ``blocks`` of the block the last record named,
             which CONTINUE records refer to (it spans chunks, as in QEMU).
+        indexed: index entries the chunks read so far keep (see
+            :class:`RamPayload`).
     """
 
     page_size: int = 4096
     ignore_shared: bool = False
     blocks: list[RamBlock] = field(default_factory=list)
     last_block: int = -1
+    indexed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Reread:
+    """Where to read a chunk's records again: its input offset and the reader's state there."""
+
+    start: int
+    last_block: int
+    ignore_shared: bool
+    records: int
+    span: tuple[int, int]
 
 
 class RamPayload:
@@ -112,8 +133,12 @@ class RamPayload:
         overrides: record index -> replacement payload bytes.
 
     The five index columns are numpy arrays to the caller; they may be given
-    as :class:`array.array` (as the reader does) and become arrays, without
-    a copy, on first access.
+    as :class:`array.array` and become arrays, without a copy, on first
+    access.  The reader gives none: it keeps its run entries
+    (:class:`~miglab.stream.ram_runs.RecordRuns`), expanded into the columns
+    on first access, and once a stream's entries pass ``_INDEX_BUDGET`` not
+    even those: such a chunk is read again from the input whenever its
+    records are asked for (only the expanded columns are then kept).
     """
 
     __slots__ = (
@@ -121,6 +146,8 @@ class RamPayload:
         "_length",
         "_named",
         "_pos",
+        "_reread",
+        "_runs",
         "_words",
         "block_list",
         "blocks",
@@ -149,6 +176,39 @@ class RamPayload:
         self.blocks = blocks
         self.block_list = block_list
         self.overrides: dict[int, bytes] = {} if overrides is None else overrides
+        self._runs: RecordRuns | None = None
+        self._reread: _Reread | None = None
+
+    @classmethod
+    def from_runs(
+        cls,
+        source: memoryview,
+        page_size: int,
+        runs: RecordRuns,
+        blocks: list[RamBlock],
+        block_list: list[RamBlock] | None = None,
+    ) -> RamPayload:
+        """The records of ``runs`` (as the reader indexed them), expanded when first needed."""
+        out = cls(source, page_size, None, None, None, None, None, blocks, block_list)
+        out._runs = runs
+        return out
+
+    def _entries(self) -> RecordRuns | None:
+        """The reader's run entries (read again if they were not kept), or None once expanded."""
+        if self._runs is not None or self._reread is None:
+            return self._runs
+        again = self._reread
+        ctx = RamContext(self.page_size, again.ignore_shared, list(self.blocks), again.last_block)
+        return _read_runs(QEMUFileReader(self.source, again.start), ctx)[0]
+
+    def _expand(self, numpy: bool = False) -> None:
+        """Turn the reader's run entries into the five per-record columns (once)."""
+        runs = self._entries()
+        if runs is not None:
+            cols = runs.expand_numpy(self.source) if numpy else runs.expand(self.source)
+            self._words, self._named, self._block, self._pos, self._length = cols
+            self._runs = self._reread = None
+            self.release()  # the words were read from the input's pages
 
     def __repr__(self) -> str:
         return (
@@ -157,11 +217,14 @@ class RamPayload:
         )
 
     def __len__(self) -> int:
-        return len(self._words)
+        if self._runs is not None:
+            return self._runs.records
+        return self._reread.records if self._reread is not None else len(self._words)
 
     def _column(self, name: str, dtype: str) -> np.ndarray:
         import numpy as np
 
+        self._expand(numpy=True)
         raw = getattr(self, "_" + name)
         if not isinstance(raw, np.ndarray) or raw.dtype != dtype:
             raw = (
@@ -222,25 +285,47 @@ class RamPayload:
         mapping = self.source.obj
         if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
             return
-        first, last = int(self._pos[0]), int(self._pos[len(self) - 1])
-        _release(mapping, first - first % mmap.PAGESIZE, last + int(self._length[len(self) - 1]))
+        if self._runs is not None:
+            first, upto = self._runs.span()
+        elif self._reread is not None:
+            first, upto = self._reread.span
+        else:
+            first = int(self._pos[0])
+            upto = int(self._pos[len(self) - 1]) + int(self._length[len(self) - 1])
+        # A page fault on a mapped file maps the cached pages around it too
+        # (read-around, fault-around), so reading this chunk also mapped the
+        # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
+        start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
+        _release(mapping, start, upto)
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
+        runs = self._entries()
+        if runs is not None:
+            return self._released_after(runs.iter_records(self.source))
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
         return zip(*cols, strict=True)
 
+    def _released_after(
+        self, records: Iterator[tuple[int, int, int]]
+    ) -> Iterator[tuple[int, int, int]]:
+        """``records``, then the input pages their words were read from dropped from the RSS."""
+        yield from records
+        self.release()
+
     def payload(self, i: int) -> memoryview | bytes:
         """Record ``i``'s payload: a view into the input, or its replacement."""
         if i in self.overrides:
             return self.overrides[i]
+        self._expand()
         start = int(self._pos[i])
         return self.source[start : start + int(self._length[i])]
 
     def set_payload(self, i: int, data: bytes) -> None:
         """Replace record ``i``'s payload (same length: a page stays a page)."""
+        self._expand()
         if len(data) != int(self._length[i]):
             raise ValueError(
                 f"record {i} has {int(self._length[i])} payload bytes, got {len(data)}"
@@ -249,6 +334,7 @@ class RamPayload:
 
     def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
         """Yield ``(block name, offset, flags, payload)`` for every page record."""
+        self._expand()
         mask = self.page_size - 1
         block = self._block
         for i, word in enumerate(self._words):
@@ -261,18 +347,33 @@ class RamPayload:
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     """Read RAM records up to and including EOS (ram_load_precopy's loop)."""
+    chunk_at, first_block = r.pos, ctx.last_block
+    runs, block_list = _read_runs(r, ctx)
+    out = RamPayload.from_runs(r.view, ctx.page_size, runs, ctx.blocks, block_list)
+    ctx.indexed += len(runs.count)
+    if ctx.indexed > _INDEX_BUDGET:
+        out._runs = None
+        out._reread = _Reread(chunk_at, first_block, ctx.ignore_shared, runs.records, runs.span())
+    return out
+
+
+def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamBlock] | None]:
+    """The run entries of one chunk and the block list it sent, if any."""
     view = r.view
     end = r.end
     pos = r.pos
     page_size = ctx.page_size
     mask = page_size - 1
     unpack64 = _BE64.unpack_from
-    # array.array keeps 8 bytes or fewer per record (a list of ints costs ~36).
+    # array.array keeps 8 bytes or fewer per column (a list of ints costs ~36);
+    # a run of same-kind records is one entry (count > 1, see ram_runs).
     words = array("Q")
     named = array("b")
     blocks_idx = array("i")
     starts = array("q")
     lengths = array("i")
+    counts = array("i")
+    name_at: dict[int, int] = {}
     block_list: list[RamBlock] | None = None
     by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
     last = ctx.last_block
@@ -361,109 +462,26 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
         blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
         starts.append(start)
         lengths.append(pos - start)
+        counts.append(1)
+        if has_name:
+            name_at[len(counts) - 1] = word_at
         if kind == _EOS:
             break
         if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
-            # A run is worth a batch only if the record _RUN_MIN - 1 strides on has
+            # A run is worth a batch only if the record RUN_MIN - 1 strides on has
             # the same flags too (in a shuffled mix of kinds it almost never does).
-            probe = pos + (_RUN_MIN - 1) * (8 + pos - start)
+            stride = 8 + pos - start
+            probe = pos + (RUN_MIN - 1) * stride
             if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
                 continue
-            pos = _bulk_run(
-                view,
-                pos,
-                end,
-                flags,
-                pos - start,
-                mask,
-                last,
-                words,
-                named,
-                blocks_idx,
-                starts,
-                lengths,
-            )
+            n = run_length(view, pos, end, flags, stride, mask)
+            counts[-1] += n
+            pos += n * stride
     if mapping is not None:
         _release(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
-    return RamPayload(
-        source=view,
-        page_size=page_size,
-        words=words,
-        named=named,
-        block=blocks_idx,
-        pos=starts,
-        length=lengths,
-        blocks=ctx.blocks,
-        block_list=block_list,
-    )
-
-
-_RUN_BATCH = 1 << 12
-_RUN_MIN = 32
-
-
-@lru_cache(maxsize=32)
-def _run_struct(payload: int, count: int) -> struct.Struct:
-    """``count`` be64 words, each followed by ``payload`` bytes skipped."""
-    return struct.Struct(">" + f"Q{payload}x" * count)
-
-
-def _bulk_run(
-    view: memoryview,
-    pos: int,
-    end: int,
-    flags: int,
-    payload: int,
-    mask: int,
-    block: int,
-    words: array,
-    named: array,
-    blocks_idx: array,
-    starts: array,
-    lengths: array,
-) -> int:
-    """Index a run of records like the one just read, a batch at a time.
-
-    QEMU sends most of RAM as runs of same-block records of one kind
-    (``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9).
-    Their words sit at a fixed stride, so one struct unpacks a whole batch
-    of them; batches start small and double while the run goes on (a short
-    run costs little more than its own records), in powers of two so few
-    structs are ever compiled.  The run ends at the first word with other
-    flags, which the caller's per-record loop then reads.  Returns the
-    position after the run.
-    """
-    stride = 8 + payload
-    # Whole records only (a record whose payload is cut is left to the caller's
-    # loop), and at most one release interval's worth, so the caller can drop
-    # scanned pages of a mapped file between runs.
-    limit = min((end - pos) // stride, _RELEASE_EVERY // stride)
-    if limit < _RUN_MIN or _BE64.unpack_from(view, pos)[0] & mask != flags:
-        return pos  # for a few records the caller's loop is as fast
-    size = _RUN_MIN
-    while limit:
-        count = 1 << (min(size, limit).bit_length() - 1)
-        batch = _run_struct(payload, count).unpack_from(view, pos)
-        n = count
-        for i, word in enumerate(batch):
-            if word & mask != flags:
-                n = i
-                break
-        if n == 0:
-            break
-        words.extend(batch[:n] if n < count else batch)
-        named.frombytes(bytes(n))
-        blocks_idx.extend(array("i", (block,)) * n)
-        starts.extend(range(pos + 8, pos + n * stride, stride))
-        lengths.extend(array("i", (payload,)) * n)
-        pos += n * stride
-        limit -= n
-        if n < count:
-            break
-        size = min(2 * size, _RUN_BATCH)
-    return pos
+    return RecordRuns(words, named, blocks_idx, starts, lengths, counts, name_at), block_list
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
@@ -505,6 +523,12 @@ def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -
 
 def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
     """Write the records back: word, block name if it was written, payload."""
+    runs = None if payload.overrides else payload._entries()
+    if runs is not None:
+        _write_runs(w, payload, runs)
+        payload.release()
+        return
+    payload._expand()
     words = payload._words.tolist()
     named = payload._named.tolist()
     block = payload._block.tolist()
@@ -523,3 +547,25 @@ def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
         elif length[i]:
             w.write(src[pos[i] : pos[i] + length[i]])
     payload.release()
+
+
+def _write_runs(w: QEMUFileWriter, payload: RamPayload, runs: RecordRuns) -> None:
+    """Write an unedited chunk as the spans of input between block names.
+
+    The records were read back to back, so everything but a block name (which
+    comes from ``payload.blocks``, as in the per-record path) is copied from
+    the input, at most one release interval at a time.
+    """
+    src = payload.source
+    names = [b.name.encode("utf-8", "surrogateescape") for b in payload.blocks]
+    copied = runs.word_at(0) if runs.records else 0
+    for i, word_at in sorted(runs.name_at.items()):
+        _copy(w, src, copied, word_at + 8)
+        w.counted_string(names[runs.block[i]])
+        copied = runs.pos[i]
+    _copy(w, src, copied, runs.span()[1])
+
+
+def _copy(w: QEMUFileWriter, src: memoryview, start: int, stop: int) -> None:
+    for at in range(start, stop, _RELEASE_EVERY):
+        w.write(src[at : min(stop, at + _RELEASE_EVERY)])

@@ -1,0 +1,211 @@
+"""Runs of RAM records: found with byte slices, kept as one entry, expanded on demand.
+
+QEMU sends most of RAM as runs of same-block records of one kind
+(``PAGE|CONTINUE`` every 8 + page size bytes, ``ZERO|CONTINUE`` every 9;
+QEMU-FORMAT.md 2).  Their page words sit at a fixed stride, so whether the
+next ``count`` records share the flags is one comparison of stepped byte
+slices (``data[at + 7 : stop : stride]``, the low byte of every word, and
+the masked byte before it where the page size needs more than 8 flag bits),
+done in C without numpy.  The reader then keeps a run as *one* index entry
+(its first record and a count): records of a run differ only in their
+page word, which stays in the input, where :func:`expand` and
+:func:`iter_records` read it when a caller asks for the per-record columns.
+
+An index entry is ``(word, named, block, pos, length, count)``: the first
+record's page word and payload offset ``pos``; record ``k`` of a run has its word at
+``pos - 8 + k * (8 + length)`` and its payload 8 bytes later.  A record
+that names its block (never in a run) has the name between word and
+payload; its word's offset is kept aside (``name_at``).
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from array import array
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ("RUN_MIN", "RecordRuns", "run_length")
+
+RUN_MIN = 8  # a run shorter than this is read record by record
+_RUN_BATCH = 1 << 16
+
+
+@lru_cache(maxsize=16)
+def _flag_bytes(mask: int, flags: int) -> tuple[tuple[int, bytes | None, int], ...]:
+    """``(byte index in the be64 word, translate table or None, expected byte)``.
+
+    One entry per byte of the word that holds flag bits; the table masks off
+    the offset bits sharing a byte with the flags (byte 6 at 4 KiB pages).
+    """
+    out = []
+    for k in range(8):
+        shift = 8 * (7 - k)
+        m = (mask >> shift) & 0xFF
+        if m:
+            table = None if m == 0xFF else bytes(i & m for i in range(256))
+            out.append((k, table, (flags >> shift) & 0xFF))
+    return tuple(out)
+
+
+def _stepped(view: memoryview, start: int, stop: int, step: int) -> bytes | bytearray:
+    """``bytes(view[start:stop:step])``, from the buffer itself where it is the whole view.
+
+    Stepped slices of bytes and mmap are a C loop over the bytes; a stepped
+    memoryview goes through the generic buffer copy, several times slower.
+    """
+    base = view.obj
+    if isinstance(base, bytes | bytearray | mmap.mmap) and len(base) == view.nbytes:
+        return base[start:stop:step]
+    return view[start:stop:step].tobytes()
+
+
+def run_length(view: memoryview, pos: int, end: int, flags: int, stride: int, mask: int) -> int:
+    """How many whole records from ``pos`` on have ``flags`` at a ``stride``-byte step.
+
+    At most one release interval's worth (16 MiB, so a mapped file's scanned
+    pages can be dropped between runs) and 0 below :data:`RUN_MIN` records.
+    Batches start at ``RUN_MIN`` records and double while the run goes on,
+    so a short run costs little more than its own records; where a run
+    breaks, the record with other flags is left to the caller's loop.
+    """
+    limit = min((end - pos) // stride, (16 << 20) // stride)
+    if limit < RUN_MIN:
+        return 0
+    checks = _flag_bytes(mask, flags)
+    n = 0
+    size = RUN_MIN
+    while n < limit:
+        count = min(size, limit - n)
+        at = pos + n * stride
+        good = count
+        for k, table, want in checks:
+            col = _stepped(view, at + k, at + count * stride, stride)
+            if table is not None:
+                col = col.translate(table)
+            if col != bytes((want,)) * count:
+                good = min(good, count - len(col.lstrip(bytes((want,)))))
+        n += good
+        if good < count:
+            break
+        size = min(2 * size, _RUN_BATCH)
+    return n if n >= RUN_MIN else 0
+
+
+@lru_cache(maxsize=32)
+def _run_struct(payload: int, count: int) -> struct.Struct:
+    """``count`` be64 words, each followed by ``payload`` bytes skipped."""
+    return struct.Struct(">" + f"Q{payload}x" * count)
+
+
+class RecordRuns:
+    """The index entries of one RAM chunk, as :func:`~miglab.stream.ram.read_ram` built them.
+
+    Attributes:
+        word, named, block, pos, length: per entry, as the per-record columns of
+            :class:`~miglab.stream.ram.RamPayload` (its first record's).
+        count: records in each entry (1, or the length of a run).
+        name_at: entry index -> input offset of the page word, for the
+            records that name their block (the name sits between the two).
+        records: total records.
+    """
+
+    __slots__ = ("block", "count", "length", "name_at", "named", "pos", "records", "word")
+
+    def __init__(
+        self,
+        word: array,
+        named: array,
+        block: array,
+        pos: array,
+        length: array,
+        count: array,
+        name_at: dict[int, int],
+    ) -> None:
+        self.word, self.named, self.block = word, named, block
+        self.pos, self.length, self.count = pos, length, count
+        self.name_at = name_at
+        self.records = sum(count)
+
+    def span(self) -> tuple[int, int]:
+        """Input offsets of the first payload and of the end of the last record."""
+        last = len(self.count) - 1
+        if last < 0:
+            return 0, 0
+        n, length = self.count[last], self.length[last]
+        return self.pos[0], self.pos[last] + (n - 1) * (8 + length) + length
+
+    def word_at(self, i: int) -> int:
+        """Input offset of entry ``i``'s first page word."""
+        return self.name_at[i] if self.named[i] else self.pos[i] - 8
+
+    def _words(self, source: memoryview, i: int) -> Iterator[int]:
+        """The page words of entry ``i``, read from the input."""
+        at = self.word_at(i)
+        left = self.count[i]
+        if left == 1:
+            yield self.word[i]
+            return
+        stride = 8 + self.length[i]
+        while left:
+            batch = min(left, 4096)
+            yield from _run_struct(stride - 8, batch).unpack_from(source, at)
+            at += batch * stride
+            left -= batch
+
+    def iter_records(self, source: memoryview) -> Iterator[tuple[int, int, int]]:
+        """``(word, block index, payload offset)`` of every record, in order."""
+        entries = zip(self.count, self.word, self.block, self.pos, self.length, strict=True)
+        for i, (n, word, block, pos, length) in enumerate(entries):
+            if n == 1:  # most entries of a shuffled mix of kinds
+                yield word, block, pos
+                continue
+            stride = 8 + length
+            for w in self._words(source, i):
+                yield w, block, pos
+                pos += stride
+
+    def expand(self, source: memoryview) -> tuple[array, array, array, array, array]:
+        """Per-record ``words, named, block, pos, length`` columns (array.array)."""
+        words, named, block = array("Q"), array("b"), array("i")
+        pos, length = array("q"), array("i")
+        for i, n in enumerate(self.count):
+            words.extend(self._words(source, i))
+            if n == 1:
+                named.append(self.named[i])
+                block.append(self.block[i])
+                pos.append(self.pos[i])
+                length.append(self.length[i])
+                continue
+            size = self.length[i]
+            named.frombytes(bytes(n))
+            block.extend(array("i", (self.block[i],)) * n)
+            pos.extend(range(self.pos[i], self.pos[i] + n * (8 + size), 8 + size))
+            length.extend(array("i", (size,)) * n)
+        return words, named, block, pos, length
+
+    def expand_numpy(self, source: memoryview) -> tuple[np.ndarray, ...]:
+        """:meth:`expand` with numpy (for callers that asked for numpy columns)."""
+        import numpy as np
+
+        count = np.frombuffer(self.count, np.int32).astype(np.int64)
+        n = int(count.sum())
+        entry = np.repeat(np.arange(len(count)), count)
+        first = np.cumsum(count) - count  # record index of each entry's first record
+        length = np.frombuffer(self.length, np.int32)
+        pos = np.frombuffer(self.pos, np.int64)[entry] + (np.arange(n) - first[entry]) * (
+            8 + length[entry].astype(np.int64)
+        )
+        word_at = pos - 8
+        for i, at in self.name_at.items():
+            word_at[first[i]] = at
+        raw = np.frombuffer(source, np.uint8)
+        words = raw[word_at[:, None] + np.arange(8)].view(">u8").ravel().astype(np.uint64)
+        named = np.frombuffer(self.named, np.int8)[entry].astype(bool)
+        block = np.frombuffer(self.block, np.int32)[entry]
+        return words, named, block, pos, length[entry]
