@@ -42,7 +42,8 @@ import struct
 from functools import lru_cache
 from typing import Any
 
-from miglab.encoders.tree import _descs, from_plain, guarded, to_plain
+from miglab.encoders.desc_table import read_descs
+from miglab.encoders.tree import from_plain, guarded, to_plain
 from miglab.errors import EncodingError, LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS
 from miglab.stream.model import Stream
@@ -165,7 +166,7 @@ def _module(table: list[VMStateDescription]) -> str:
 
 def schema_text(stream: Stream) -> str:
     """The ASN.1 module ``stream`` is encoded with (what :func:`decode_per` needs)."""
-    return _module(_descs(to_plain(stream)["descs"]))
+    return _module(read_descs(to_plain(stream)["descs"]))
 
 
 def schema_id(text: str) -> bytes:
@@ -347,7 +348,7 @@ def _from_asn1(v: Any, depth: int = 0) -> Any:
 
 def _encode(stream: Stream, codec: str) -> tuple[bytes, str]:
     tree = to_plain(stream, make_state=_make_state)
-    text = _module(_descs(tree["descs"]))
+    text = _module(read_descs(tree["descs"]))
     try:
         body = _compiled(text, codec).encode("Value", _to_asn1(tree))
     except _asn1tools().Error as exc:
