@@ -37,7 +37,7 @@ from typing import Any
 from miglab.compat.edit import Edit
 from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
 from miglab.compat.report import Change, ChangeReport
-from miglab.compat.schema_check import SchemaSource
+from miglab.compat.schema import SchemaSource
 from miglab.compat.schema_driven import SchemaDriven
 from miglab.compat.virtio_rules import vector_option
 from miglab.errors import CompatError

@@ -2,7 +2,8 @@
 
 QEMU's ``scripts/vmstate-static-checker.py`` stops comparing a vmsd at its first field
 mismatch.  This module compares everything and explains each difference as a
-:class:`Finding`.  It models what actually crosses the wire (QEMU-FORMAT.md 1.6, 4):
+:class:`~miglab.compat.findings.Finding`; the schemas it compares are the model of
+:mod:`miglab.compat.schema`.  It models what actually crosses the wire (QEMU-FORMAT.md 1.6, 4):
 
 * a device's sections are loaded by the destination's vmsd at the *stream's* version, which
   must lie in the destination's ``[minimum_version_id, version_id]``;
@@ -30,12 +31,25 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
-from typing import Any
 
-from miglab.errors import DescriptionError
-from miglab.limits import LIMITS
+from miglab.compat.findings import (
+    ERROR,
+    INFO,
+    KINDS,
+    WARNING,
+    Compatibility,
+    Finding,
+    breaks,
+)
+from miglab.compat.schema import (
+    Schema,
+    SchemaField,
+    SchemaSource,
+    SchemaVmsd,
+    load_schema,
+)
 
+# The model and the findings are part of this check's API, so they are importable from here too.
 __all__ = (
     "ERROR",
     "INFO",
@@ -45,144 +59,13 @@ __all__ = (
     "Finding",
     "Schema",
     "SchemaField",
+    "SchemaSource",
     "SchemaVmsd",
     "breaks",
     "check_schemas",
     "compatibility",
     "load_schema",
 )
-
-#: Severities: an ERROR breaks migration in the checked direction, a WARNING may (it depends
-#: on run-time state the schema does not hold), INFO is a harmless difference worth knowing.
-ERROR, WARNING, INFO = "error", "warning", "info"
-
-#: Every finding kind, with what it means.
-KINDS: Mapping[str, str] = {
-    "machine": "the schemas were dumped for different machine types",
-    "device-missing": "a device class of SRC has no counterpart in DST",
-    "device-renamed": "a device class is known under another name in DST",
-    "version": "the destination cannot load the stream's version (or the version changed)",
-    "minimum-version": "the stream's version is below the destination's minimum_version_id",
-    "field-renamed": "a field at the same place has another name",
-    "field-reordered": "a field moved relative to the others",
-    "field-resized": "a field's size, element count or struct-ness changed",
-    "field-versioned": "a field is gated by a different version_id",
-    "field-conditional": "a field is conditional (field_exists) on one side only",
-    "field-added": "DST has a field SRC lacks",
-    "field-removed": "SRC has a field DST lacks",
-    "subsection-missing": "SRC has a subsection DST does not know",
-    "subsection-added": "DST has a subsection SRC lacks",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One difference between two schemas, as seen by a stream going from SRC to DST.
-
-    Attributes:
-        device: the SRC device class (``"hpet"``), or ``"vmschkmachine"`` for the machine.
-        field: member path inside the device (``"timer.cmp"``, ``"hpet/offset.hpet_offset"``),
-            or None for the device as a whole.
-        kind: one of :data:`KINDS`.
-        detail: what differs, with both values.
-        severity: :data:`ERROR`, :data:`WARNING` or :data:`INFO`.
-    """
-
-    device: str
-    field: str | None
-    kind: str
-    detail: str
-    severity: str
-
-    def to_dict(self) -> dict[str, str | None]:
-        """The finding as the JSON object ``check-schemas --json`` prints."""
-        return {
-            "device": self.device,
-            "field": self.field,
-            "kind": self.kind,
-            "detail": self.detail,
-            "severity": self.severity,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaField:
-    """One entry of a vmsd's ``Fields`` list."""
-
-    name: str
-    version_id: int
-    exists: bool
-    size: int
-    num: int | None
-    struct: SchemaVmsd | None
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaVmsd:
-    """One ``Description`` (a vmsd): versions, fields in wire order, subsections."""
-
-    name: str
-    version_id: int
-    minimum_version_id: int
-    fields: tuple[SchemaField, ...]
-    subsections: tuple[SchemaVmsd, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Schema:
-    """A whole ``-dump-vmstate`` file: the machine and each device class's vmsd."""
-
-    machine: str | None
-    devices: Mapping[str, SchemaVmsd]
-
-
-@dataclass(frozen=True, slots=True)
-class Compatibility:
-    """Both directions between two schemas.
-
-    Attributes:
-        backward: findings for SRC's streams loaded by DST.
-        forward: findings for DST's streams loaded by SRC.
-    """
-
-    backward: tuple[Finding, ...]
-    forward: tuple[Finding, ...]
-
-    @property
-    def backward_ok(self) -> bool:
-        """DST loads every stream SRC writes (as far as the schemas tell)."""
-        return not breaks(self.backward)
-
-    @property
-    def forward_ok(self) -> bool:
-        """SRC loads every stream DST writes."""
-        return not breaks(self.forward)
-
-    @property
-    def full_ok(self) -> bool:
-        """Both directions hold."""
-        return self.backward_ok and self.forward_ok
-
-    def summary(self) -> str:
-        """One line naming which of BACKWARD, FORWARD and FULL hold."""
-
-        def word(ok: bool, findings: tuple[Finding, ...]) -> str:
-            errors = sum(f.severity == ERROR for f in findings)
-            return "holds" if ok else f"broken, {errors} error{'s' * (errors != 1)}"
-
-        return (
-            f"BACKWARD (DST loads SRC streams): {word(self.backward_ok, self.backward)}; "
-            f"FORWARD (SRC loads DST streams): {word(self.forward_ok, self.forward)}; "
-            f"FULL: {'holds' if self.full_ok else 'broken'}"
-        )
-
-
-def breaks(findings: tuple[Finding, ...] | list[Finding]) -> bool:
-    """True iff some finding breaks migration (has severity :data:`ERROR`)."""
-    return any(f.severity == ERROR for f in findings)
-
-
-SchemaSource = str | Path | bytes | Mapping[str, Any] | Schema
 
 
 def check_schemas(src: SchemaSource, dst: SchemaSource) -> list[Finding]:
@@ -218,103 +101,6 @@ def compatibility(src: SchemaSource, dst: SchemaSource) -> Compatibility:
     source, destination = load_schema(src), load_schema(dst)
     return Compatibility(
         tuple(check_schemas(source, destination)), tuple(check_schemas(destination, source))
-    )
-
-
-def load_schema(source: SchemaSource) -> Schema:
-    """Parse and validate a ``-dump-vmstate`` schema.
-
-    Raises:
-        DescriptionError: not JSON, not the documented shape, larger than
-            ``LIMITS.max_schema_bytes`` or nested deeper than ``LIMITS.max_depth``.
-    """
-    if isinstance(source, Schema):
-        return source
-    where = "schema"
-    if isinstance(source, str | Path):
-        where = str(source)
-        with open(source, "rb") as handle:
-            source = handle.read(LIMITS.max_schema_bytes + 1)
-    if isinstance(source, bytes):
-        if len(source) > LIMITS.max_schema_bytes:
-            raise DescriptionError(
-                f"schema is larger than LIMITS.max_schema_bytes={LIMITS.max_schema_bytes}",
-                path=where,
-            )
-        try:
-            source = json.loads(source)
-        except (ValueError, RecursionError) as exc:
-            raise DescriptionError(f"not a JSON -dump-vmstate schema: {exc}", path=where) from exc
-    if not isinstance(source, Mapping):
-        raise DescriptionError("expected a JSON object of device classes", path=where)
-    machine = source.get("vmschkmachine")
-    if machine is not None and not (isinstance(machine, Mapping) and _is_str(machine.get("Name"))):
-        raise DescriptionError('expected {"Name": str}', path=f"{where}:vmschkmachine")
-    devices: dict[str, SchemaVmsd] = {}
-    for name, entry in source.items():
-        if name == "vmschkmachine":
-            continue
-        path = f"{where}:{name}"
-        if not isinstance(entry, Mapping) or "Description" not in entry:
-            raise DescriptionError("expected a device entry with a Description", path=path)
-        devices[str(name)] = _vmsd(entry["Description"], path, 1)
-    return Schema(machine["Name"] if machine else None, devices)
-
-
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _int(obj: Mapping[str, Any], key: str, path: str) -> int:
-    value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise DescriptionError(f"expected integer {key!r}, got {value!r:.40}", path=path)
-    return value
-
-
-def _list(obj: Mapping[str, Any], key: str, path: str) -> list[Any]:
-    value = obj.get(key, [])
-    if not isinstance(value, list):
-        raise DescriptionError(f"expected a list {key!r}", path=path)
-    return value
-
-
-def _vmsd(obj: object, path: str, depth: int) -> SchemaVmsd:
-    if depth > LIMITS.max_depth:
-        raise DescriptionError(f"nested deeper than LIMITS.max_depth={LIMITS.max_depth}", path=path)
-    if not isinstance(obj, Mapping) or not _is_str(obj.get("name")):
-        raise DescriptionError('expected a Description object with a "name"', path=path)
-    fields = []
-    for entry in _list(obj, "Fields", path):
-        if not isinstance(entry, Mapping) or not _is_str(entry.get("field")):
-            raise DescriptionError('expected a field object with a "field" name', path=path)
-        where = f"{path}.{entry['field']}"
-        num = entry.get("num")
-        if num is not None:
-            num = _int(entry, "num", where)
-        exists = entry.get("field_exists", False)
-        if not isinstance(exists, bool):
-            raise DescriptionError("expected boolean 'field_exists'", path=where)
-        struct = entry.get("Description")
-        fields.append(
-            SchemaField(
-                entry["field"],
-                _int(entry, "version_id", where),
-                exists,
-                _int(entry, "size", where),
-                num,
-                None if struct is None else _vmsd(struct, where, depth + 1),
-            )
-        )
-    subsections = tuple(
-        _vmsd(s, f"{path}.Subsections", depth + 1) for s in _list(obj, "Subsections", path)
-    )
-    return SchemaVmsd(
-        obj["name"],
-        _int(obj, "version_id", path),
-        _int(obj, "minimum_version_id", path),
-        tuple(fields),
-        subsections,
     )
 
 

@@ -139,7 +139,7 @@ def check(
     """
     import pandas as pd
 
-    from miglab.compat.schema_check import load_schema
+    from miglab.compat.schema import load_schema
     from miglab.fleet.movable import find_schema, layout_verdict
 
     if schemas is None:
