@@ -19,10 +19,10 @@ from miglab.compat import (  # noqa: F401  (register the virtio transforms)
     virtio_subsections,
 )
 from miglab.compat.edit import Edit
-from miglab.compat.qemu import (
+from miglab.compat.qemu import convert_stream
+from miglab.compat.qemu_knowledge import (
     MACHINE_GENERATIONS,
     QEMU_VERSIONS,
-    convert_stream,
     machine_generation,
     qemu_of_machine,
 )

@@ -17,10 +17,11 @@ Loading this module registers every edit list and the PCI rule as transforms in
 :data:`~miglab.compat.registry.REGISTRY`.  :func:`convert_stream` then converts a whole
 stream: per device section it runs the build plan and, when the machine generation changes,
 the machine plan, and for a PCIe port the slot-status bits that depend on whether the stream
-has a device behind it (``pci.slot_rules``: on q35 machines up to 6.0 native hotplug sets
-them, later ACPI hotplug owns the slot); it renames the machine in the configuration block, drops commands the
-destination does not know, and rewrites the vmdesc entries of changed sections.  Changes a
-guest could observe are refused unless ``allow_guest_visible``.
+has a device behind it (:mod:`miglab.compat.pci_bits`); it renames the machine in the
+configuration block, drops commands the destination does not know, and rewrites the vmdesc
+entries of changed sections.  Changes a guest could observe are refused unless
+``allow_guest_visible``.  Builds, machine types and generations are read from the knowledge
+file by :mod:`miglab.compat.qemu_knowledge`.
 """
 
 from __future__ import annotations
@@ -28,14 +29,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import re
-from collections.abc import Callable, Collection
-from functools import cache
-from importlib import resources
+from collections.abc import Collection
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
+from miglab.compat.pci_bits import occupied_ports, pci_bits_fn, slot_bits_fn, slot_devices
+from miglab.compat.qemu_knowledge import (
+    MACHINE_GENERATIONS,
+    QEMU_VERSIONS,
+    check_machine,
+    knowledge,
+    machine_generation,
+    parse_machine,
+    qemu_of_machine,
+)
+from miglab.compat.registry import ANY_DEVICE, REGISTRY, Registry, Transform
 from miglab.compat.report import Change, ChangeReport
 from miglab.compat.schema import SchemaSource
 from miglab.compat.schema_driven import SchemaDriven
@@ -46,6 +54,8 @@ from miglab.stream.model import CommandRecord, Record, Section, Stream
 from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.vmstate.state import VMState
 
+# The builds and machine generations are part of this module's API (miglab.compat, the CLI's
+# --from-qemu/--to-qemu choices), so they are importable from here too.
 __all__ = (
     "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
@@ -56,91 +66,6 @@ __all__ = (
     "qemu_of_machine",
     "register_qemu_transforms",
 )
-
-
-@cache
-def knowledge() -> dict[str, Any]:
-    """The parsed ``compat-qemu.json``."""
-    text = resources.files("miglab.knowledge").joinpath("compat-qemu.json").read_text()
-    return json.loads(text)
-
-
-QEMU_VERSIONS: tuple[str, ...] = tuple(knowledge()["qemu"])
-#: Machine generations, oldest first (``machine:7.2``, ``machine:10.0``).
-MACHINE_GENERATIONS: tuple[str, ...] = tuple(
-    g for g in knowledge()["machine_generations"] if g.startswith(MACHINE_PREFIX)
-)
-
-_MACHINE = re.compile(r"(pc-(?:i440fx|q35))-(\d+\.\d+)")
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
-
-
-def _parse_machine(machine: str) -> tuple[str, tuple[int, int]]:
-    """``pc-q35-7.2`` -> (``pc-q35``, (7, 2)).
-
-    Raises:
-        CompatError: not a versioned pc-i440fx/pc-q35 machine name (aliases such as ``q35``
-            name different machines in different builds).
-    """
-    m = _MACHINE.fullmatch(machine)
-    if m is None:
-        raise CompatError(
-            f"machine type {machine!r} is not a versioned pc-i440fx-X.Y or pc-q35-X.Y name"
-        )
-    return m.group(1), _version(m.group(2))
-
-
-def _has_machine(qemu: str, machine: str) -> bool:
-    family, version = _parse_machine(machine)
-    span = knowledge()["qemu"][qemu]["machines"].get(family)
-    return span is not None and _version(span[0]) <= version <= _version(span[1])
-
-
-def _check_machine(qemu: str, machine: str, role: str) -> None:
-    if not _has_machine(qemu, machine):
-        spans = knowledge()["qemu"][qemu]["machines"]
-        known = ", ".join(f"{f}-{lo} ... {f}-{hi}" for f, (lo, hi) in spans.items())
-        raise CompatError(f"QEMU {qemu} has no machine type {machine!r} ({known})", path=role)
-
-
-def qemu_of_machine(machine: str) -> str:
-    """The QEMU version whose newest machine is ``machine`` (``pc-q35-10.0`` -> ``10.0``).
-
-    Older machine types (pc-q35-2.4 ... 7.2) exist in several builds, so they tell nothing:
-    give :func:`convert_stream` a ``from_qemu``.
-
-    Raises:
-        CompatError: ``machine`` is the newest machine of no QEMU miglab knows.
-    """
-    m = _MACHINE.fullmatch(machine)
-    if m is not None:
-        for qemu, know in knowledge()["qemu"].items():
-            if know["machines"].get(m.group(1), [None, None])[1] == m.group(2):
-                return qemu
-    raise CompatError(
-        f"cannot tell the QEMU version of machine {machine!r}: it is the newest machine of "
-        f"none of {QEMU_VERSIONS}; say which QEMU wrote the stream (from_qemu, --from-qemu)"
-    )
-
-
-def machine_generation(machine: str | None) -> str | None:
-    """The machine generation of ``machine`` (``pc-q35-7.2`` -> ``machine:7.2``).
-
-    A machine of no known generation (pc-q35-9.0, or ``None``: a stream without a
-    configuration block, pc <= 2.3) gives None.
-    """
-    if machine is None:
-        return None
-    _, version = _parse_machine(machine)
-    for g in MACHINE_GENERATIONS:
-        lo, hi = knowledge()["machine_generations"][g]
-        if _version(lo) <= version <= _version(hi):
-            return g
-    return None
 
 
 # --- device edit lists from the knowledge file ---------------------------------------
@@ -190,120 +115,6 @@ def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
         raise CompatError(f"unknown edit op {op!r} in compat-qemu.json", path=f"{device}/{path}")
 
 
-# --- read-only PCI config bits ----------------------------------------------------------
-_BitRule = dict[str, Any]
-
-
-def _pci_fn(dst: str) -> Any:
-    """The ``pci`` rules: bits a machine generation's devices set, whatever the guest did."""
-    rules = knowledge()["pci"]["rules"]
-
-    def run(edit: Edit) -> None:
-        _set_bits(edit, rules, dst, lambda rule, config, cap: dst in rule["set_in"])
-
-    return run
-
-
-def _slot_fn(dst: str, occupied: bool) -> Any:
-    """The ``pci`` ``slot_rules`` for a port with (``occupied``) or without a device behind."""
-    rules = knowledge()["pci"]["slot_rules"]["rules"]
-
-    def want(rule: _BitRule, config: bytes, cap: int) -> bool:
-        at, mask = rule.get("needs", (0, 0))
-        needs = not mask or bool(config[cap + at] & mask)
-        return occupied and needs and dst in rule["set_in"]
-
-    def run(edit: Edit) -> None:
-        _set_bits(edit, rules, dst, want)
-
-    return run
-
-
-def _set_bits(
-    edit: Edit, rules: list[_BitRule], dst: str, want: Callable[[_BitRule, bytes, int], bool]
-) -> None:
-    """Set (``want``) or clear each rule's bits in every PCI config space of the states."""
-    for state in list(edit.states):
-        for path, config in _pci_configs(state):
-            new = bytearray(config)
-            why = []
-            for rule in rules:
-                if "devices" in rule and state.desc.name not in rule["devices"]:
-                    continue
-                cap = _find_capability(config, rule["capability"], rule.get("extended", False))
-                if cap is None or cap + rule["offset"] >= len(new):
-                    continue
-                at, mask = cap + rule["offset"], rule["mask"]
-                old = new[at]
-                new[at] = (old | mask) if want(rule, config, cap) else (old & ~mask)
-                if new[at] != old:
-                    why.append(f"{rule['what']} at 0x{at:x} ({rule['source']})")
-            if why:
-                edit.set(
-                    state.desc.name,
-                    path,
-                    bytes(new),
-                    classification="guest-visible",
-                    reason=f"read-only PCI config bits devices set their own way on "
-                    f"{dst.removeprefix(MACHINE_PREFIX)} machine types "
-                    f"(the guest may have read them): {'; '.join(why)}",
-                )
-
-
-@cache
-def _slot_devices() -> frozenset[str]:
-    rules = knowledge()["pci"]["slot_rules"]["rules"]
-    return frozenset(d for rule in rules for d in rule["devices"])
-
-
-def _occupied_ports(stream: Stream) -> set[str]:
-    """Bus paths of the PCI bridges a stream has a device behind (its section's idstr is
-    ``<bridge path>:<slot>.<fn>/<vmsd>``, pcibus_get_dev_path)."""
-    out: set[str] = set()
-    for rec in stream.records:
-        if isinstance(rec, Section) and "/" in rec.name:
-            path = rec.name.split("/", 1)[0]
-            if path.count(":") >= 3:
-                out.add(path.rsplit(":", 1)[0])
-    return out
-
-
-def _pci_configs(state: VMState, prefix: str = "") -> list[tuple[str, bytes]]:
-    out: list[tuple[str, bytes]] = []
-    for f in state.desc.fields:
-        value = state.fields.get(f.name)
-        if f.info == "pci config" and isinstance(value, bytes | bytearray | memoryview):
-            out.append((prefix + f.name, bytes(value)))
-        elif isinstance(value, VMState):
-            out += _pci_configs(value, f"{prefix}{f.name}/")
-    return out
-
-
-def _find_capability(config: bytes, cap_id: int, extended: bool) -> int | None:
-    """Offset of capability ``cap_id`` in a config space's (extended) capability list."""
-    seen: set[int] = set()
-    if extended:
-        at = 0x100
-        while at >= 0x100 and at + 4 <= len(config) and at not in seen:
-            seen.add(at)
-            header = int.from_bytes(config[at : at + 4], "little")
-            if header == 0:
-                return None
-            if header & 0xFFFF == cap_id:
-                return at
-            at = (header >> 20) & 0xFFC
-        return None
-    if len(config) < 64 or not config[0x06] & 0x10:  # status: capabilities list present
-        return None
-    at = config[0x34] & 0xFC
-    while at and at not in seen and at + 2 <= len(config):
-        seen.add(at)
-        if config[at] == cap_id:
-            return at
-        at = config[at + 1] & 0xFC
-    return None
-
-
 def register_qemu_transforms(registry: Registry) -> None:
     """Register the knowledge file's device edits and the PCI rule (between every two machine
     generations) in ``registry``."""
@@ -312,7 +123,9 @@ def register_qemu_transforms(registry: Registry) -> None:
         registry.add(Transform(t["device"], t["src"], t["dst"], fn, t.get("description", "")))
     for a, b in itertools.pairwise(MACHINE_GENERATIONS):
         for src, dst in ((a, b), (b, a)):
-            registry.add(Transform(ANY_DEVICE, src, dst, _pci_fn(dst), "read-only PCI config bits"))
+            registry.add(
+                Transform(ANY_DEVICE, src, dst, pci_bits_fn(dst), "read-only PCI config bits")
+            )
     registry.add_chain(QEMU_VERSIONS)
     registry.add_chain(MACHINE_GENERATIONS)
 
@@ -375,7 +188,7 @@ def convert_stream(
         keep_layouts=keep_layouts,
         registry=registry,
         schemas=schemas,
-        occupied_ports=_occupied_ports(stream),
+        occupied_ports=occupied_ports(stream),
     )
     records = [new for rec in stream.records if (new := conversion.record(rec)) is not None]
     config = conversion.configuration(stream.configuration)
@@ -419,7 +232,7 @@ class Conversion:
         for qemu in (to_qemu, from_qemu):
             if qemu is not None and qemu not in QEMU_VERSIONS:
                 raise CompatError(f"unknown QEMU {qemu!r}; known: {QEMU_VERSIONS}")
-        _check_machine(to_qemu, machine, "machine")
+        check_machine(to_qemu, machine, "machine")
         self.to_qemu = to_qemu
         self.machine = machine
         self.source_machine = source_machine
@@ -484,7 +297,7 @@ class Conversion:
                 )
             states, more = machine_plan.run(states)
             report += more
-            if name in _slot_devices():  # a port: its slot status depends on what is behind it
+            if name in slot_devices():  # a port: its slot status depends on what is behind it
                 states, more = self._slot_status(rec, name, states, generations)
                 report += more
         if self.generic is not None:
@@ -511,9 +324,9 @@ class Conversion:
         bus = rec.name.split("/", 1)[0]
         if self.occupied_ports is not None:
             occupied = bus in self.occupied_ports
-            return Transform(name, *generations, _slot_fn(generations[1], occupied))(states)
+            return Transform(name, *generations, slot_bits_fn(generations[1], occupied))(states)
         both = [
-            Transform(name, *generations, _slot_fn(generations[1], occupied))(states)
+            Transform(name, *generations, slot_bits_fn(generations[1], occupied))(states)
             for occupied in (False, True)
         ]
         if both[0][0] != both[1][0]:
@@ -609,8 +422,8 @@ def _generations(source: str | None, src_qemu: str, machine: str) -> tuple[str, 
             or a machine change involving a machine of no known generation.
     """
     if source is not None:
-        _check_machine(src_qemu, source, "configuration/name")
-        if _parse_machine(source)[0] != _parse_machine(machine)[0]:
+        check_machine(src_qemu, source, "configuration/name")
+        if parse_machine(source)[0] != parse_machine(machine)[0]:
             raise CompatError(
                 f"cannot change the machine family ({source!r} -> {machine!r}): "
                 "the chipsets have different devices",
