@@ -207,7 +207,8 @@ def survives(
         dset.nics,
         BEATS,
     )
-    binary = find_qemu(qemu)
+    # The stream is named to QEMU over QMP, so a chroot build must be told to see its dir.
+    binary = find_qemu(qemu).with_binds(stream.parent)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="miglab-survives-") as tmp:
         console_path = Path(tmp) / "console.log"
