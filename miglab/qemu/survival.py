@@ -287,4 +287,6 @@ def survives(
             try:
                 return run_bounded(judge(), timeout, f"QEMU {qemu} survives")
             except QemuTimeout as exc:
-                return result(False, str(exc), "timeout", process.stderr().strip())
+                stderr = process.stderr().strip()  # e.g. why an exec:cat could not read the file
+                why = f"{exc}; QEMU stderr: {stderr}" if stderr else str(exc)
+                return result(False, why, "timeout", stderr)
