@@ -197,6 +197,16 @@ def test_host_dirs_cover_argument_paths_but_not_system_dirs(tmp_path: Path) -> N
     assert not any(d.is_relative_to(tmp_path) for d in dirs)  # inside /tmp: bound already
 
 
+def test_host_dirs_bind_named_dirs_below_system_dirs_but_never_a_system_dir(
+    tmp_path: Path,
+) -> None:
+    cache = Path("/var/cache/miglab/captures")  # where cached captures live; QMP names them
+    dirs = host_dirs(tmp_path / "root", [f"file={cache}/a.mig"], extra=[cache, Path("/usr")])
+    assert cache in dirs  # named by the caller: bound
+    assert not any(d.is_relative_to("/usr") for d in dirs)  # a system dir itself: never
+    assert host_dirs(tmp_path / "root", [f"file={cache}/a.mig"]).count(cache) == 0  # argument
+
+
 def test_host_dirs_follow_symlinks_on_the_way(tmp_path: Path, outside_tmp: Path) -> None:
     (outside_tmp / "real").mkdir()
     (outside_tmp / "link").symlink_to(outside_tmp / "real")

@@ -13,8 +13,10 @@ directory (the run starts there too), the directory of every path in the argumen
 (``exec:cat > FILE``, ``-kernel``, ``file=IMG``, ``unix:SOCK``; relative ones from the current
 directory) together with the directories of the symlinks on the way to it (so
 ``.guest/vmlinuz`` through a symlinked ``.guest`` resolves as on the host), and any the caller
-names.  The chroot's own system directories (``/usr``, ``/etc``...) are never
-covered: an argument naming the host's ``/usr/share/qemu`` means the chroot's.  The mount
+names.  The chroot's own system directories (``/usr``, ``/etc``...) are never covered by an
+argument's path: an argument naming the host's ``/usr/share/qemu`` means the chroot's.  A
+directory the caller names is the caller's word and is bound even below them (the capture
+cache ``/var/cache/miglab``), though never over a system directory itself.  The mount
 points are made as empty directories inside the chroot and stay there (plain directories,
 not mounts).
 """
@@ -78,10 +80,11 @@ def _dirs_for(path: Path) -> set[Path]:
     return dirs
 
 
-def _bindable(path: Path, root: Path) -> bool:
-    if path == Path("/") or path.is_relative_to(root):
+def _bindable(path: Path, root: Path, *, named: bool = False) -> bool:
+    """Whether to bind host dir ``path``; ``named``: the caller named it (not an argument)."""
+    if path == Path("/") or path.is_relative_to(root) or path in _SYSTEM:
         return False
-    if any(path.is_relative_to(s) for s in _SCRATCH):
+    if named or any(path.is_relative_to(s) for s in _SCRATCH):
         return True
     return not any(path.is_relative_to(s) for s in _SYSTEM)
 
@@ -93,15 +96,21 @@ def host_dirs(root: Path, argv: Sequence[str], extra: Iterable[Path] = ()) -> li
         root: the chroot (its own paths are never bound).
         argv: the command line; every path in it is made visible (a relative one: from the
             current dir, which the run starts in).
-        extra: further dirs (or files: their dir) the caller needs inside.
+        extra: further dirs (or files: their dir) the caller needs inside, bound even below
+            the chroot's system dirs (never over one of them itself).
     """
     cwd = Path.cwd()
-    wanted = {Path("/tmp"), Path(tempfile.gettempdir()), cwd, *extra}
+    wanted = {Path("/tmp"), Path(tempfile.gettempdir()), cwd}
     for arg in argv:
         wanted.update(cwd / p for p in _PATH.findall(arg))  # an absolute p replaces cwd
+    named = {Path(os.path.abspath(path)) for path in extra}
     dirs: set[Path] = set()
-    for path in wanted:
-        dirs.update(d for d in _dirs_for(Path(os.path.abspath(path))) if _bindable(d, root))
+    for path in wanted | named:
+        dirs.update(
+            d
+            for d in _dirs_for(Path(os.path.abspath(path)))
+            if _bindable(d, root, named=path in named)
+        )
     kept: list[Path] = []
     for d in sorted(dirs, key=lambda p: p.parts):
         if not any(d.is_relative_to(k) for k in kept):

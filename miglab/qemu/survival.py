@@ -207,7 +207,8 @@ def survives(
         dset.nics,
         BEATS,
     )
-    binary = find_qemu(qemu)
+    # The stream is named to QEMU over QMP, so a chroot build must be told to see its dir.
+    binary = find_qemu(qemu).with_binds(stream.parent)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="miglab-survives-") as tmp:
         console_path = Path(tmp) / "console.log"
@@ -286,4 +287,6 @@ def survives(
             try:
                 return run_bounded(judge(), timeout, f"QEMU {qemu} survives")
             except QemuTimeout as exc:
-                return result(False, str(exc), "timeout", process.stderr().strip())
+                stderr = process.stderr().strip()  # e.g. why an exec:cat could not read the file
+                why = f"{exc}; QEMU stderr: {stderr}" if stderr else str(exc)
+                return result(False, why, "timeout", stderr)
