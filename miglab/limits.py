@@ -17,6 +17,12 @@ size.  The stream reader and every encoder's ``decode`` open one; the one
 walk (``miglab.vmstate.walk``) and the decoders charge it through
 :func:`charge_elements`, so a new format that decodes through them cannot
 forget it.
+
+Output is budgeted the same way: a hostile input must not make miglab write
+without end (a zero page of a declared 1 GiB page size, a tree whose fields
+declare huge sizes).  :class:`OutputBudget` allows ``output_bytes_per_input_byte``
+bytes written per input byte, plus ``output_slack``; the one safe writer
+(:mod:`miglab.files`) charges every byte it writes, before writing it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 
 from miglab.errors import LimitExceeded
 
-__all__ = ("LIMITS", "Budget", "Limits", "budget", "charge_elements")
+__all__ = ("LIMITS", "Budget", "Limits", "OutputBudget", "budget", "charge_elements")
 
 
 @dataclass(slots=True)
@@ -54,6 +60,11 @@ class Limits:
             top of ``element_slack``: every element of a real stream or tree
             costs at least a byte (a bit in ASN.1 PER), except zero-sized structs.
         element_slack: decoded elements always allowed per decode.
+        output_bytes_per_input_byte: bytes one input byte may make miglab write
+            (extract, convert, save, export-elf), on top of ``output_slack``: a
+            real stream's densest record, a zero page or an XBZRLE page of a few
+            bytes, writes one 4 KiB page (under 512 per byte); holes are not counted.
+        output_slack: bytes always allowed per output.
     """
 
     max_vmdesc_bytes: int = 64 << 20
@@ -69,6 +80,8 @@ class Limits:
     max_section_bytes: int = 64 << 20
     elements_per_input_byte: int = 8
     element_slack: int = 1 << 14
+    output_bytes_per_input_byte: int = 1024
+    output_slack: int = 64 << 20
 
 
 LIMITS = Limits()
@@ -123,3 +136,37 @@ def charge_elements(n: int, *, offset: int | None = None, path: str | None = Non
     b = _CURRENT.get()
     if b is not None:
         b.charge(n, offset=offset, path=path)
+
+
+class OutputBudget:
+    """What one output (all the files of one extract, save or convert) may still write.
+
+    ``input_bytes`` is the size of the input the output is made from
+    (``Stream.source_size``); ``None`` means a tree built in Python, which is
+    not hostile input and is not limited.
+
+    Attributes:
+        left: bytes left before :class:`LimitExceeded` (None: unlimited).
+    """
+
+    __slots__ = ("input_bytes", "left")
+
+    def __init__(self, input_bytes: int | None) -> None:
+        self.input_bytes = input_bytes
+        self.left = (
+            None
+            if input_bytes is None
+            else LIMITS.output_slack + LIMITS.output_bytes_per_input_byte * input_bytes
+        )
+
+    def charge(self, n: int, *, path: str | None = None) -> None:
+        """Spend ``n`` bytes about to be written; raise (writing nothing) when they are not there."""
+        if self.left is None:
+            return
+        if n > self.left:
+            raise LimitExceeded(
+                f"more output than a {self.input_bytes}-byte input may make "
+                "(LIMITS.output_bytes_per_input_byte, LIMITS.output_slack)",
+                path=path,
+            )
+        self.left -= n

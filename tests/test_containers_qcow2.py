@@ -12,6 +12,7 @@ import miglab
 from miglab.compat.qemu import convert_stream
 from miglab.containers import container_name, qcow2
 from miglab.errors import LimitExceeded, MiglabError, MigrationFormatError, TruncatedStreamError
+from miglab.limits import LIMITS
 from miglab.qemu import find_qemu
 from miglab.qemu.saved import judge_loadvm, make_snapshot, qemu_img_check
 
@@ -148,6 +149,30 @@ def test_in_place_only_with_the_flag_and_atomically(disks: dict[str, Path], tmp_
     assert qemu_img_check(image).returncode == 0
     assert judge_loadvm(find_qemu("10.0"), image, "second", machine="pc-q35-10.0").accepted
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.qcow2"]
+
+
+def test_a_planted_link_is_replaced_and_a_failed_write_changes_nothing(
+    disks: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "mine.qcow2"
+    shutil.copyfile(disks["10.0"], image)
+    before = image.read_bytes()
+    victim, out = tmp_path / "victim", tmp_path / "out.qcow2"
+    victim.write_bytes(b"the user's file\n")
+    out.symlink_to(victim)
+    stream = miglab.load(image, snapshot="second")
+    monkeypatch.setattr(LIMITS, "output_slack", 0)
+    monkeypatch.setattr(LIMITS, "output_bytes_per_input_byte", 0)
+    for target, in_place in ((out, False), (image, True)):
+        with pytest.raises(LimitExceeded, match="more output than"):
+            miglab.save(stream, target, in_place=in_place)
+    assert out.readlink() == victim and victim.read_bytes() == b"the user's file\n"
+    assert image.read_bytes() == before
+    monkeypatch.undo()
+    miglab.save(stream, out)
+    assert not out.is_symlink() and victim.read_bytes() == b"the user's file\n"
+    assert image.read_bytes() == before and qemu_img_check(out).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.qcow2", "out.qcow2", "victim"]
 
 
 def test_choosing_a_snapshot(disks: dict[str, Path]) -> None:

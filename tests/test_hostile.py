@@ -336,3 +336,19 @@ def test_a_machine_change_refreshes_the_vmdesc_configuration():
     stale = miglab.load(out.to_bytes())
     stale.vmdesc["configuration"]["fields"][1]["size"] = 11
     assert "vmdesc-configuration" in {f.code for f in errors(verify(stale.to_bytes()))}
+
+
+def test_output_is_budgeted_by_the_input_size(tmp_path: Path):
+    from miglab.stream.extract import extract
+
+    page = 1 << 28  # a vmdesc may declare any power of two; one zero page of 0xff bytes
+    body = ram_stream(page)[:-1].replace(
+        b"\x06pc.ram\x00" + struct.pack(">Q", 0x10), b"\x06pc.ram\xff" + struct.pack(">Q", 0x10)
+    )
+    hostile = with_vmdesc(body, json.dumps({"page_size": page, "devices": []}))
+    stream = miglab.load(hostile)
+    assert stream.page_size == page and len(hostile) < 1000
+    with pytest.raises(LimitExceeded, match="more output than") as info:
+        extract(stream, tmp_path / "out", progress=False)  # wrote 256 MiB before
+    assert info.value.path == str(tmp_path / "out" / "ram" / "pc.ram.bin")
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["ram"]

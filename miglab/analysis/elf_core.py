@@ -75,7 +75,7 @@ def export_elf(stream: Stream, path: str | os.PathLike[str]) -> int:
         MiglabError: the stream has no machine type, no ``pc.ram``, or a machine whose
             physical layout is not known.
     """
-    from miglab.containers._files import atomic_output
+    from miglab.files import atomic_output
     from miglab.stream.pages import RamPages
 
     if stream.machine is None:
@@ -97,7 +97,7 @@ def export_elf(stream: Stream, path: str | os.PathLike[str]) -> int:
         offset += length
     view = memoryview(ram)
     zero = bytes(page)
-    with atomic_output(path) as out:
+    with atomic_output(path, input_bytes=stream.source_size or None) as out:
         out.write(head)
         at = first
         for _, start, length in ranges:

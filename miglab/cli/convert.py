@@ -87,9 +87,13 @@ def _encode_to(stream: Any, args: argparse.Namespace) -> int:
     (``OUT.asn``).  Returns the size written."""
     from miglab import encoders
     from miglab.encoders.asn1 import schema_text
+    from miglab.files import atomic_output
 
+    budget = stream.source_size or None
     out = encoders.encode(stream, args.to)
-    Path(args.output).write_bytes(out)
+    with atomic_output(args.output, input_bytes=budget) as fh:
+        fh.write(out)
     if encoders.get(args.to).needs_schema:
-        Path(f"{args.output}.asn").write_text(schema_text(stream))
+        with atomic_output(f"{args.output}.asn", input_bytes=budget) as fh:
+            fh.write(schema_text(stream).encode())
     return len(out)

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from miglab.containers import compressed, libvirt, mapped_ram, qcow2
-from miglab.containers._files import atomic_output
 from miglab.errors import LimitExceeded
+from miglab.files import atomic_output
 from miglab.limits import LIMITS
 from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
@@ -128,7 +128,7 @@ def save(
     if save_as is not None:  # containers that write a whole file of their own (qcow2)
         save_as(stream, out, **options)
         return out
-    with atomic_output(out) as fh:
+    with atomic_output(out, input_bytes=stream.source_size or None) as fh:
         write_to(stream, fh, chosen)
     return out
 

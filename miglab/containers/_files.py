@@ -1,9 +1,7 @@
-"""File plumbing shared by the containers: atomic output, scratch files, pipes.
+"""File plumbing shared by the containers: scratch files, copies, pipes.
 
-Two promises of the container layer live here.  The user's files are never
-damaged: every output is written to a temporary file beside its target,
-fsynced, and renamed over it (:func:`atomic_output`), so a failed run leaves
-whatever was there before.  Memory stays bounded: an expanded container
+Output the user sees is written by :mod:`miglab.files` (the one safe
+writer); what lives here keeps memory bounded: an expanded container
 (decompressed data, a VM state gathered from qcow2 clusters) goes to an
 unlinked scratch file that is memory-mapped (:func:`scratch_view`), never to
 one big ``bytes``.
@@ -11,20 +9,16 @@ one big ``bytes``.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 
-from miglab.errors import FileError, MiglabError
+from miglab.errors import MiglabError
 
 __all__ = (
-    "atomic_output",
     "copy_file",
     "drop_pages",
     "require_program",
@@ -33,47 +27,6 @@ __all__ = (
 )
 
 _COPY_CHUNK = 8 << 20
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that becomes ``path`` only if the ``with`` block succeeds.
-
-    The data goes to a temporary file in the target's directory; on success it
-    is flushed, fsynced and renamed over ``path`` (then the directory is
-    fsynced); on any error the temporary file is removed and ``path`` is left
-    as it was.
-    """
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise FileError(
-            f"cannot write a file here: {exc.strerror}", path=str(target), errno=exc.errno
-        ) from None
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise FileError(
-            f"cannot write: {exc.strerror or exc}", path=str(target), errno=exc.errno
-        ) from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def scratch_file() -> IO[bytes]:

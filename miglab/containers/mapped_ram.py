@@ -28,12 +28,12 @@ stream's -- back in QEMU's layout, the last copy of each page winning.
 from __future__ import annotations
 
 import dataclasses
-import os
 import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
+from miglab.files import pwrite, pwritev
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
 from miglab.stream.model import Section, SectionKind, Stream
@@ -427,7 +427,6 @@ def write(stream: Stream, out: IO[bytes]) -> None:
     assert isinstance(start_record, Section) and isinstance(start_record.payload, RamPayload)
     listed = start_record.payload
     out.write(start_bytes[:head])
-    fd = out.fileno()
     page_size = stream.page_size
     for b_index, blk in enumerate(start_ram.block_list):
         raw = blk.name.encode("utf-8", "surrogateescape")
@@ -443,9 +442,9 @@ def write(stream: Stream, out: IO[bytes]) -> None:
             raise MigrationFormatError(
                 f"page {max(pages)} is past the end of RAM block {blk.name!r}"
             )
-        _write_pages(fd, pages, pages_at, page_size)
+        _write_pages(out, pages, pages_at, page_size)
         bits[list(pages)] = 1
-        os.pwrite(fd, np.packbits(bits, bitorder="little").tobytes(), bitmap_at)
+        pwrite(out, np.packbits(bits, bitorder="little").tobytes(), bitmap_at)
         out.seek(pages_at + blk.used_length)
     out.write(start_bytes[head + len(listed.payload(0)) :])
     out.write(_records_bytes(records[first_i + 1 :], stream))
@@ -455,19 +454,19 @@ def write(stream: Stream, out: IO[bytes]) -> None:
 _IOV_MAX = 1024
 
 
-def _write_pages(fd: int, pages: dict[int, Any], pages_at: int, page_size: int) -> None:
+def _write_pages(out: Any, pages: dict[int, Any], pages_at: int, page_size: int) -> None:
     """pwritev each run of consecutive pages (at most IOV_MAX pages a call) to its slot."""
     run: list[Any] = []
     first = prev = -2
     for page in sorted(pages):
         if page != prev + 1 or len(run) == _IOV_MAX:
             if run:
-                os.pwritev(fd, run, pages_at + first * page_size)
+                pwritev(out, run, pages_at + first * page_size)
             run, first = [], page
         run.append(pages[page])
         prev = page
     if run:
-        os.pwritev(fd, run, pages_at + first * page_size)
+        pwritev(out, run, pages_at + first * page_size)
 
 
 def _records_bytes(records: list[Any], whole: Stream | None = None) -> bytes:

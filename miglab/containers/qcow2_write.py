@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
-from miglab.containers._files import atomic_output, copy_file, scratch_file, scratch_view
+from miglab.containers._files import copy_file, scratch_file, scratch_view
 from miglab.containers.qcow2_format import (
     COMPRESSED,
     COPIED,
@@ -29,6 +29,7 @@ from miglab.containers.qcow2_format import (
     l1_table,
 )
 from miglab.errors import MiglabError
+from miglab.files import OutputFile, atomic_output
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
@@ -65,19 +66,18 @@ def write_image(info: SnapshotImage, stream: Stream, path: Path, *, in_place: bo
     with scratch_file() as state_file:
         write_to(stream, cast(BinaryIO, state_file))
         state = scratch_view(state_file)
-        with atomic_output(path) as out:
+        with atomic_output(path, input_bytes=len(info.image) + stream.source_size) as out:
             copy_file(info.image, out)
-            out.flush()
-            _Appender(out.fileno(), h, info.image, info.snapshot).append(state)
+            _Appender(out, h, info.image, info.snapshot).append(state)
 
 
 class _Appender:
     """Appends clusters to the copy and keeps its refcounts right."""
 
-    def __init__(self, fd: int, h: Header, image: memoryview, snap: Snapshot) -> None:
-        self.fd, self.h, self.image, self.snap = fd, h, image, snap
+    def __init__(self, out: OutputFile, h: Header, image: memoryview, snap: Snapshot) -> None:
+        self.out, self.h, self.image, self.snap = out, h, image, snap
         self.cs = h.cluster_size
-        self.next = -(-os.fstat(fd).st_size // self.cs) * self.cs
+        self.next = -(-os.fstat(out.fileno()).st_size // self.cs) * self.cs
         self.bits = 1 << h.refcount_order
         self.per_block = self.cs * 8 // self.bits
         self.table = list(
@@ -147,12 +147,12 @@ class _Appender:
             if not any(data):
                 continue  # unallocated clusters read as zeros
             at = self.alloc()
-            os.pwrite(self.fd, bytes(data).ljust(cs, b"\0"), at)
+            self.out.pwrite(bytes(data).ljust(cs, b"\0"), at)
             li, l2i = divmod(start // cs + c, per_l2)
             l2s.setdefault(li, [0] * per_l2)[l2i] = at | COPIED
         for li, entries in l2s.items():
             at = self.alloc()
-            os.pwrite(self.fd, struct.pack(f">{per_l2}Q", *entries), at)
+            self.out.pwrite(struct.pack(f">{per_l2}Q", *entries), at)
             new_l1[li] = at | COPIED
         l1_bytes = struct.pack(f">{len(new_l1)}Q", *new_l1)
         l1_at = self._alloc_bytes(l1_bytes)
@@ -164,7 +164,7 @@ class _Appender:
             self.release(h.snapshots_offset + c * cs)
         self._commit_refcounts()
         self._fix_copied_flags()
-        os.pwrite(self.fd, struct.pack(">Q", table_at), 64)  # snapshots_offset, last
+        self.out.pwrite(struct.pack(">Q", table_at), 64)  # snapshots_offset, last
 
     def _fix_copied_flags(self) -> None:
         """Keep QCOW_OFLAG_COPIED of the active tables equal to "refcount is 1".
@@ -182,7 +182,7 @@ class _Appender:
             alone = self.refcount(l2 // self.cs) == 1
             if alone != bool(entry & COPIED):
                 fixed = (entry & ~COPIED) | (COPIED if alone else 0)
-                os.pwrite(self.fd, struct.pack(">Q", fixed), h.l1_table_offset + 8 * i)
+                self.out.pwrite(struct.pack(">Q", fixed), h.l1_table_offset + 8 * i)
             if not alone:
                 continue
             for j, e in enumerate(struct.unpack_from(f">{h.l2_entries}Q", self.image, l2)):
@@ -192,7 +192,7 @@ class _Appender:
                 want = self.refcount(data // self.cs) == 1
                 if want != bool(e & COPIED):
                     fixed = (e & ~COPIED) | (COPIED if want else 0)
-                    os.pwrite(self.fd, struct.pack(">Q", fixed), l2 + 8 * j)
+                    self.out.pwrite(struct.pack(">Q", fixed), l2 + 8 * j)
 
     def _drop_l2(self, entry: int) -> None:
         """Drop one L1 table's path to an L2 table and, through it, to its clusters.
@@ -217,7 +217,7 @@ class _Appender:
         first = self.next
         for _ in range(clusters):
             self.alloc()
-        os.pwrite(self.fd, data.ljust(clusters * self.cs, b"\0"), first)
+        self.out.pwrite(data.ljust(clusters * self.cs, b"\0"), first)
         return first
 
     def _old_table_size(self) -> int:
@@ -263,10 +263,10 @@ class _Appender:
                 at = self.alloc()
                 self.table[bi] = at
                 self.blocks[bi] = bytearray(self.cs)
-                os.pwrite(self.fd, struct.pack(">Q", at), self.h.refcount_table_offset + 8 * bi)
+                self.out.pwrite(struct.pack(">Q", at), self.h.refcount_table_offset + 8 * bi)
         for index, d in sorted(self.delta.items()):
             block = self._block(index // self.per_block)
             assert block is not None
             self._set(block, index % self.per_block, self._get(block, index % self.per_block) + d)
         for bi, block in self.blocks.items():
-            os.pwrite(self.fd, bytes(block), self.table[bi] & OFFSET_MASK)
+            self.out.pwrite(bytes(block), self.table[bi] & OFFSET_MASK)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miglab.files import atomic_output
 from miglab.stream.constants import RamFlag, SectionType
 from miglab.stream.model import Section, SectionKind
 from miglab.stream.ram import RamPayload
@@ -270,7 +271,12 @@ def make_fleet(
             kind = CORRUPTIONS[sorted(bad).index(i) % len(CORRUPTIONS)]
             body = _corrupt(kind, body, base, rng)
             row["corrupt"] = kind
-        (folder / str(row["file"])).write_bytes(body)
+        _write_file(folder / str(row["file"]), body)
         rows.append(row)
-    (folder / "manifest.json").write_text(json.dumps({"streams": rows}, indent=1) + "\n")
+    _write_file(folder / "manifest.json", (json.dumps({"streams": rows}, indent=1) + "\n").encode())
     return rows
+
+
+def _write_file(path: Path, body: bytes) -> None:
+    with atomic_output(path) as out:
+        out.write(body)

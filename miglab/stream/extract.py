@@ -10,19 +10,20 @@
 
 Block names come from the stream, so they are never used as paths: every
 name is reduced to ``[A-Za-z0-9._-]``, capped in length, made unique.  No
-file is written through an entry found in ``out_dir``: ``out_dir`` and
-``ram/`` are opened with ``O_DIRECTORY | O_NOFOLLOW``, every file is made
-new (``O_CREAT | O_EXCL | O_NOFOLLOW``) under a temporary name beside its
-final one and renamed over it when complete, so a symlink or hard link
-planted as ``state.json``, ``blocks.json`` or ``ram/*.bin`` is replaced,
-and the file it points to is left as it was.  XBZRLE pages are applied to
+file is written through an entry found in ``out_dir``: the files are made
+by :func:`miglab.files.output_directory` (``out_dir`` and ``ram/`` opened
+with ``O_NOFOLLOW``, every file new under a temporary name, all renamed
+into place once complete), so a symlink or hard link planted as
+``state.json``, ``blocks.json`` or ``ram/*.bin`` is replaced, and the file
+it points to is left as it was; a failed extract leaves none of its files.
+The bytes written are charged to the output budget
+(:class:`miglab.limits.OutputBudget`).  XBZRLE pages are applied to
 the page as extracted so far (QEMU's xbzrle_decode_buffer); zlib-compressed
 pages (``COMPRESS_PAGE``) are inflated, bounded to one page.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from miglab.errors import FileError
+from miglab.files import OutputFile, output_directory
 from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
@@ -50,8 +51,6 @@ __all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 96
 _PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 @dataclass(slots=True)
@@ -111,105 +110,41 @@ def extract(
 
     Raises:
         MigrationFormatError: the stream does not load.
+        LimitExceeded: the stream would make more output than its size allows
+            (:class:`miglab.limits.OutputBudget`); nothing is left in ``directory``.
+        FileError: a file cannot be written (a full disk, a symlinked directory).
     """
     stream = source if isinstance(source, Stream) else load(source, schema=schema)
     out = Path(directory)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FileError(
-            f"cannot make the directory: {exc.strerror}", path=str(out), errno=exc.errno
-        ) from None
     result = ExtractResult(out)
     blocks = stream.ram.blocks
     names = safe_names(blocks)
-    out_fd = _open_dir(out)
-    fds: list[int] = []
-    done: list[_NewFile] = []
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir("ram", 0o755, dir_fd=out_fd)
-        ram_fd = _open_dir(out / "ram", out_fd)
-        try:
-            for b, name in zip(blocks, names, strict=True):
-                new = _NewFile(ram_fd, name.removeprefix("ram/"))
-                done.append(new)
-                fds.append(new.fd)
-                os.ftruncate(new.fd, b.used_length)
-                result.files[name] = b.name
-            _write_pages(stream.sections, blocks, fds, stream.page_size, result, progress)
-            listing = {
-                name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
-                for name, b in zip(names, blocks, strict=True)
-            }
-            for fname, text in (
-                ("blocks.json", json.dumps(listing, indent=1) + "\n"),
-                ("state.json", dumps(stream_to_jsonable(stream)) + "\n"),
-            ):
-                new = _NewFile(out_fd, fname)
-                done.append(new)
-                with os.fdopen(os.dup(new.fd), "w", encoding="utf-8") as fh:
-                    fh.write(text)
-            for new in done:
-                new.commit()
-        except OSError as exc:  # a full disk, a block too large for the file system
-            raise FileError(
-                f"cannot write: {exc.strerror or exc}", path=str(out), errno=exc.errno
-            ) from None
-        finally:
-            for new in done:
-                new.discard()
-            os.close(ram_fd)
-    finally:
-        os.close(out_fd)
+    with output_directory(out, input_bytes=stream.source_size or None) as top:
+        ram = top.subdir("ram")
+        files = []
+        for b, name in zip(blocks, names, strict=True):
+            f = ram.new_file(name.removeprefix("ram/"))
+            f.truncate(b.used_length)  # a hole: nothing written, nothing charged
+            files.append(f)
+            result.files[name] = b.name
+        _write_pages(stream.sections, blocks, files, stream.page_size, result, progress)
+        listing = {
+            name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
+            for name, b in zip(names, blocks, strict=True)
+        }
+        for fname, text in (
+            ("blocks.json", json.dumps(listing, indent=1) + "\n"),
+            ("state.json", dumps(stream_to_jsonable(stream)) + "\n"),
+        ):
+            top.new_file(fname).write(text.encode("utf-8", "surrogateescape"))
+        top.commit()
     return result
-
-
-def _open_dir(path: Path, parent: int | None = None) -> int:
-    """Directory ``path`` (its last part, relative to ``parent`` if given), not followed if a symlink."""
-    flags = os.O_RDONLY | _DIRECTORY | _NOFOLLOW
-    try:
-        return os.open(path.name if parent is not None else path, flags, dir_fd=parent)
-    except OSError as exc:
-        raise FileError(
-            f"cannot write into this directory: {exc.strerror}", path=str(path), errno=exc.errno
-        ) from None
-
-
-class _NewFile:
-    """A file written under a fresh temporary name in a directory, renamed into place on commit.
-
-    The temporary name is created with ``O_EXCL | O_NOFOLLOW``, so nothing that
-    already exists is written through; the rename replaces whatever entry had
-    the final name (a file, a symlink, a hard link) without touching its target.
-    """
-
-    def __init__(self, dir_fd: int, name: str) -> None:
-        self.dir_fd, self.name = dir_fd, name
-        self.tmp = f".{name}.{os.getpid()}.tmp"
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW
-        self.fd = os.open(self.tmp, flags, 0o644, dir_fd=dir_fd)
-        self.pending = True
-
-    def commit(self) -> None:
-        """Close the file and give it its final name."""
-        if self.pending:
-            self.pending = False
-            os.close(self.fd)
-            os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-
-    def discard(self) -> None:
-        """Close and remove the temporary file unless it was committed."""
-        if self.pending:
-            self.pending = False
-            os.close(self.fd)
-            os.unlink(self.tmp, dir_fd=self.dir_fd)
 
 
 def _write_pages(
     sections: list[Any],
     blocks: list[RamBlock],
-    fds: list[int],
+    files: list[OutputFile],
     page: int,
     result: ExtractResult,
     progress: bool | None,
@@ -221,7 +156,6 @@ def _write_pages(
 
     bar = tqdm(total=total, unit="rec", desc="extract", disable=not show or total < 4096)
     written = [np.zeros(b.used_length // page + 1, dtype=bool) for b in blocks]
-    zero = bytes(page)
     try:
         for p in chunks:
             flags = p.flags.tolist()
@@ -234,30 +168,33 @@ def _write_pages(
                 if bi < 0 or off + page > blocks[bi].used_length:
                     result.skipped.append(f"page at 0x{off:x} lies outside block {bi}")
                     continue
-                fd, n = fds[bi], off // page
+                out, n = files[bi], off // page
                 kind = fl & ~RamFlag.CONTINUE
                 data = p.payload(i)
                 if kind == RamFlag.ZERO:
                     result.zero_pages += 1
                     fill = data[0]
                     if fill or written[bi][n]:
-                        os.pwrite(fd, bytes([fill]) * page if fill else zero, off)
+                        out.charge(page)  # before building the page
+                        os.pwrite(out.fileno(), bytes([fill]) * page, off)
                         written[bi][n] = bool(fill)
                     continue
                 if kind == RamFlag.PAGE:
-                    os.pwrite(fd, data, off)
+                    out.pwrite(data, off)
                 elif kind == RamFlag.XBZRLE:
-                    cur = bytearray(os.pread(fd, page, off))
+                    out.charge(page)  # before reading the page
+                    cur = bytearray(os.pread(out.fileno(), page, off))
                     xbzrle_apply(cur, data[3:], int(p.pos[i]) + 3)
-                    os.pwrite(fd, cur, off)
+                    os.pwrite(out.fileno(), cur, off)
                 elif kind == RamFlag.COMPRESS_PAGE:
+                    out.charge(page)  # before inflating the page
                     inflate = zlib.decompressobj()
                     try:
                         raw = inflate.decompress(bytes(data[4:]), page)
                     except zlib.error as exc:
                         result.skipped.append(f"compressed page at 0x{off:x}: {exc}")
                         continue
-                    os.pwrite(fd, raw.ljust(page, b"\0"), off)
+                    os.pwrite(out.fileno(), raw.ljust(page, b"\0"), off)
                 written[bi][n] = True
                 result.data_pages += 1
             p.release()

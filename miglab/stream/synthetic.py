@@ -34,11 +34,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
 from miglab.errors import MiglabError
+from miglab.files import atomic_output
 from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
 from miglab.stream.model import Stream
 from miglab.visitors.qemufile import QEMUFileWriter
@@ -130,8 +131,8 @@ def write_synthetic(
 ) -> Path:
     """Write a synthetic stream to ``path``, one chunk at a time; returns the path."""
     out = Path(path)
-    with out.open("wb") as fh:
-        _write(fh, ram_bytes, mix, devices, seed, machine, page_size, passes)
+    with atomic_output(out) as fh:
+        _write(cast(BinaryIO, fh), ram_bytes, mix, devices, seed, machine, page_size, passes)
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from miglab.errors import MigrationFormatError
+from miglab.files import atomic_output
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import FILE_MAGIC, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, Stream
@@ -33,9 +34,10 @@ def stream_to_bytes(stream: Stream) -> bytes:
 
 
 def save(stream: Stream, path: str | os.PathLike[str]) -> Path:
-    """Write the legacy stream to ``path`` (streamed, not built in memory)."""
+    """Write the legacy stream to ``path`` (streamed, not built in memory), atomically
+    (:func:`miglab.files.atomic_output`)."""
     out = Path(path)
-    with out.open("wb") as fh:
+    with atomic_output(out, input_bytes=stream.source_size or None) as fh:
         write_to(stream, fh)
     return out
 
