@@ -28,7 +28,7 @@ from miglab.capabilities import (
 )
 from miglab.capabilities_endpoints import QemuEndpoint, SocketEndpoint, serve_endpoint
 from miglab.errors import CapabilityError
-from miglab.qemu import find_qemu
+from miglab.qemu import find_qemu, private_event_loop
 
 #: QEMU's MigrationCapability enum in enum order (QEMU-FORMAT.md 5.2).
 QEMU_NAMES = [
@@ -263,7 +263,7 @@ def test_socket_endpoints_are_loopback_only() -> None:
 def running_qemu(version: str, machine: str) -> Iterator[QemuEndpoint]:
     """A paused real QEMU behind a QemuEndpoint; killed on exit."""
     binary = find_qemu(version)  # raises QemuNotFound, so a missing QEMU fails the test
-    with tempfile.TemporaryDirectory(prefix="miglab-caps-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="miglab-caps-") as tmp, private_event_loop():
         sock = str(Path(tmp) / "qmp.sock")
         monitor = QEMUMonitorProtocol(sock, server=True)
         argv = binary.command(

@@ -40,6 +40,7 @@ from miglab.qemu import (
     QemuNotFound,
     default_guest,
     find_qemu,
+    private_event_loop,
 )
 from miglab.qemu.vms import VM, running_vm, waiting_vm
 
@@ -103,12 +104,13 @@ def without_e1000() -> DeviceSet:
 
 def enabled_on(vm: VM) -> set[str]:
     """The capabilities QEMU itself reports enabled, asked over a fresh QMP connection."""
-    monitor = QEMUMonitorProtocol(vm.qmp.removeprefix("unix:"))
-    monitor.connect()
-    try:
-        reply = monitor.cmd_raw("query-migrate-capabilities")["return"]
-    finally:
-        monitor.close()
+    with private_event_loop():
+        monitor = QEMUMonitorProtocol(vm.qmp.removeprefix("unix:"))
+        monitor.connect()
+        try:
+            reply = monitor.cmd_raw("query-migrate-capabilities")["return"]
+        finally:
+            monitor.close()
     return {entry["capability"] for entry in reply if entry["state"]}
 
 

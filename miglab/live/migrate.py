@@ -57,7 +57,7 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import LiveError
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
-from miglab.qemu._process import END_STATES, QMP_LOST
+from miglab.qemu._process import END_STATES, QMP_LOST, private_event_loop
 
 __all__ = ("MigrateError", "MigrationReport", "QemuSide", "migrate")
 
@@ -296,20 +296,21 @@ def migrate(
                 incoming=incoming, via=via, timeout=timeout,
             ).result()  # fmt: skip
     offered = mask_of(LIVE_SUPPORTS) & ~mask_of(without)
-    src = _Monitor("source", source)
-    try:
-        dst = _Monitor("destination", destination)
-    except MigrateError:
-        src.close()
-        raise
-    try:
-        with tempfile.TemporaryDirectory(prefix="miglab-migrate-") as tmp:
-            return _Migration(src, dst, offered, Path(tmp)).run(
-                proxy, allow_guest_visible, bandwidth, incoming, via, timeout
-            )
-    finally:
-        src.close()
-        dst.close()
+    with private_event_loop():
+        src = _Monitor("source", source)
+        try:
+            dst = _Monitor("destination", destination)
+        except MigrateError:
+            src.close()
+            raise
+        try:
+            with tempfile.TemporaryDirectory(prefix="miglab-migrate-") as tmp:
+                return _Migration(src, dst, offered, Path(tmp)).run(
+                    proxy, allow_guest_visible, bandwidth, incoming, via, timeout
+                )
+        finally:
+            src.close()
+            dst.close()
 
 
 class _Migration:

@@ -20,7 +20,7 @@ the chroot builds (5.2, 11.1) take the same arguments and leave no mount behind.
 from __future__ import annotations
 
 from miglab.qemu._locate import QEMU_VERSIONS, QemuNotFound, available
-from miglab.qemu._process import QemuError, QemuTimeout
+from miglab.qemu._process import QemuError, QemuTimeout, private_event_loop
 from miglab.qemu.capturing import Capture, capture
 from miglab.qemu.guest import DEVICE_SETS, DeviceSet, GuestNotFound, GuestSpec, default_guest
 from miglab.qemu.heartbeat import Console, Heartbeat, parse_console
@@ -47,6 +47,7 @@ __all__ = (
     "default_guest",
     "find_qemu",
     "parse_console",
+    "private_event_loop",
     "survives",
 )
 

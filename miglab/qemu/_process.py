@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ __all__ = (
     "QemuError",
     "QemuTimeout",
     "drop",
+    "private_event_loop",
     "quit_qemu",
     "run_bounded",
     "wait_migration",
@@ -199,3 +200,20 @@ def run_bounded(coro: Coroutine[Any, Any, _T], timeout: float, what: str) -> _T:
             return pool.submit(asyncio.run, bounded()).result()
     except TimeoutError as exc:
         raise QemuTimeout(f"{what} did not finish within {timeout:g} s") from exc
+
+
+@contextlib.contextmanager
+def private_event_loop() -> Iterator[None]:
+    """Run ``qemu.qmp``'s synchronous clients (``qemu.qmp.legacy``) on a loop closed afterwards.
+
+    ``QEMUMonitorProtocol`` runs on the thread's current event loop, making one when there
+    is none, and never closes it: the loop and its self-pipe leak once ``asyncio.run``
+    replaces it or the thread ends.  Only for code that runs outside any running loop.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
