@@ -69,14 +69,24 @@ class GuestSpec:
     append: str
     memory: str = MEMORY
 
-    def args(self) -> list[str]:
-        """QEMU options booting this guest with its disk on ``-drive id=vd0``."""
+    def args(self, qcow2: Path | None = None) -> list[str]:
+        """QEMU options booting this guest with its disk on ``-drive id=vd0``.
+
+        With ``qcow2`` the guest's ``/dev/vda`` is that writable qcow2 image instead (an
+        overlay whose backing file is :attr:`disk`, so it reads the same and can hold the
+        ``savevm`` snapshots of a running guest).
+        """
+        drive = (
+            f"if=none,id=vd0,file={qcow2},format=qcow2"
+            if qcow2 is not None
+            else f"if=none,id=vd0,file={self.disk},format=raw,readonly=on"
+        )
         return [
             "-m", self.memory,
             "-kernel", str(self.kernel),
             "-initrd", str(self.initrd),
             "-append", self.append,
-            "-drive", f"if=none,id=vd0,file={self.disk},format=raw,readonly=on",
+            "-drive", drive,
         ]  # fmt: skip
 
     def to_json(self) -> dict[str, str]:
@@ -239,15 +249,23 @@ def device_set(devices: str | DeviceSet) -> DeviceSet:
         raise NotFoundError(f"no device set {devices!r}; known: {sorted(DEVICE_SETS)}") from None
 
 
-def vm_args(guest: GuestSpec, devices: DeviceSet, *, machine: str, console: Path) -> list[str]:
+def vm_args(
+    guest: GuestSpec,
+    devices: DeviceSet,
+    *,
+    machine: str,
+    console: Path,
+    qcow2: Path | None = None,
+) -> list[str]:
     """All options of one VM (after the executable): TCG, machine, guest, devices, console.
 
-    The console is the first isa-serial (the guest's ttyS0), written to the file ``console``.
+    The console is the first isa-serial (the guest's ttyS0), written to the file ``console``;
+    ``qcow2`` puts ``/dev/vda`` on that image (:meth:`GuestSpec.args`).
     """
     return [
         "-nodefaults", "-display", "none", "-accel", "tcg", "-cpu", "qemu64",
         "-machine", machine,
-        *guest.args(),
+        *guest.args(qcow2),
         "-chardev", f"file,id=con0,path={console}",
         "-device", "isa-serial,chardev=con0",
         *devices.args(guest.disk),

@@ -53,6 +53,7 @@ __all__ = (
     "make_mapped_ram",
     "make_postcopy",
     "make_snapshot",
+    "qemu_img",
     "qemu_img_check",
 )
 
@@ -149,7 +150,8 @@ def judge_mapped_ram(
         return JudgeResult(status == "completed", status, guest.stderr())
 
 
-def _qemu_img() -> str:
+def qemu_img() -> str:
+    """Path of the installed ``qemu-img`` (raises QemuError naming the package when absent)."""
     found = shutil.which("qemu-img")
     if found is None:
         raise QemuError("qemu-img is not installed (apt-get install qemu-utils; scripts/setup.sh)")
@@ -171,7 +173,7 @@ def make_snapshot(
     disk = Path(disk).resolve()
     if not disk.exists():
         subprocess.run(
-            [_qemu_img(), "create", "-q", "-f", "qcow2", str(disk), disk_size], check=True
+            [qemu_img(), "create", "-q", "-f", "qcow2", str(disk), disk_size], check=True
         )
     drive = f"file={disk},format=qcow2,if=none,id=d0"
     with Guest(_argv(qemu, machine, memory, "-drive", drive), qemu.env) as guest:
@@ -232,7 +234,7 @@ def judge_loadvm(
 def qemu_img_check(image: Path) -> subprocess.CompletedProcess[str]:
     """``qemu-img check`` (exit 0: no errors and no leaks)."""
     return subprocess.run(
-        [_qemu_img(), "check", str(image)], capture_output=True, text=True, check=False, timeout=120
+        [qemu_img(), "check", str(image)], capture_output=True, text=True, check=False, timeout=120
     )
 
 
