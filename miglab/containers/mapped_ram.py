@@ -35,7 +35,16 @@ from typing import IO, Any
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.files import pwrite, pwritev
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
+from miglab.stream.constants import (
+    FILE_MAGIC,
+    FILE_VERSION,
+    RAM_CONTINUE,
+    RAM_MEM_SIZE,
+    RAM_PAGE,
+    RAM_ZERO,
+    RamFlag,
+    SectionType,
+)
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load as load_bare
@@ -54,10 +63,6 @@ _HEADER = struct.Struct(">IQQQ")
 _BE64 = struct.Struct(">Q")
 _LONG = 8  # sizeof(unsigned long) on the 64-bit hosts QEMU writes these files on
 _CAPS = "configuration/capabilities"
-_PAGE = int(RamFlag.PAGE)
-_ZERO = int(RamFlag.ZERO)
-_CONTINUE = int(RamFlag.CONTINUE)
-_MEM_SIZE = int(RamFlag.MEM_SIZE)
 _NOT_PAGES = int(RamFlag.XBZRLE | RamFlag.COMPRESS_PAGE)
 _MAX_BLOCKS = 4096
 
@@ -194,7 +199,7 @@ class _Layout:
             )
         word_at = r.pos
         word = r.be64("the RAM block list")
-        if word & (page_size - 1) != _MEM_SIZE:
+        if word & (page_size - 1) != RAM_MEM_SIZE:
             raise MigrationFormatError(
                 "RAM START does not begin with its block list", offset=word_at
             )
@@ -295,8 +300,8 @@ class _Layout:
                 bitorder="little",
             )[:n]
             idx = np.flatnonzero(bits).astype(np.uint64)
-            flags = np.full(len(idx), _PAGE | _CONTINUE, np.uint64)
-            flags[0] = _PAGE
+            flags = np.full(len(idx), RAM_PAGE | RAM_CONTINUE, np.uint64)
+            flags[0] = RAM_PAGE
             words.append(idx * np.uint64(b.page_size) | flags)
             first = np.zeros(len(idx), bool)
             first[0] = True
@@ -408,7 +413,7 @@ def write(stream: Stream, out: IO[bytes]) -> None:
     if (
         start_ram.block_list is None
         or not len(start_ram)
-        or int(start_ram.flags[0]) & ~_CONTINUE != _MEM_SIZE
+        or int(start_ram.flags[0]) & ~RAM_CONTINUE != RAM_MEM_SIZE
     ):
         raise MigrationFormatError("the RAM START section does not begin with the block list")
     if stream.ram.ignore_shared:
@@ -483,15 +488,15 @@ def _page_image(payloads: list[RamPayload]) -> dict[int, dict[int, memoryview | 
 
     image: dict[int, dict[int, memoryview | bytes]] = {}
     for p in payloads:
-        kinds = p.flags & ~np.uint32(_CONTINUE)
+        kinds = p.flags & ~np.uint32(RAM_CONTINUE)
         if (kinds & np.uint32(_NOT_PAGES)).any():
             raise MigrationFormatError(
                 "the stream has XBZRLE or compressed pages, which mapped-ram cannot hold"
             )
         pages = (p.offsets // np.uint64(p.page_size)).tolist()
-        for i in np.flatnonzero((kinds == _PAGE) | (kinds == _ZERO)).tolist():
+        for i in np.flatnonzero((kinds == RAM_PAGE) | (kinds == RAM_ZERO)).tolist():
             per = image.setdefault(int(p.block[i]), {})
-            if kinds[i] == _PAGE:
+            if kinds[i] == RAM_PAGE:
                 per[pages[i]] = p.payload(i)
             else:
                 if bytes(p.payload(i)) != b"\0":
@@ -504,8 +509,8 @@ def _without_pages(p: RamPayload) -> RamPayload:
     """The payload's block list, EOS and flush records, without its page records."""
     import numpy as np
 
-    kinds = p.flags & ~np.uint32(_CONTINUE)
-    keep = np.flatnonzero((kinds != _PAGE) & (kinds != _ZERO))
+    kinds = p.flags & ~np.uint32(RAM_CONTINUE)
+    keep = np.flatnonzero((kinds != RAM_PAGE) & (kinds != RAM_ZERO))
     where = {int(old): new for new, old in enumerate(keep.tolist())}
     return RamPayload(
         source=p.source,

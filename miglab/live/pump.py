@@ -35,7 +35,20 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.live.inbound import Window
 from miglab.stream.configuration import CONFIGURATION, machine_of
-from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
+from miglab.stream.constants import (
+    FILE_MAGIC,
+    FILE_VERSION,
+    RAM_COMPRESS_PAGE,
+    RAM_CONTINUE,
+    RAM_EOS,
+    RAM_MEM_SIZE,
+    RAM_MULTIFD_FLUSH,
+    RAM_PAGE,
+    RAM_PAGE_KINDS,
+    RAM_XBZRLE,
+    RAM_ZERO,
+    SectionType,
+)
 from miglab.stream.model import Opaque, Section, SectionKind, Stream
 from miglab.stream.reader import PieceReader
 from miglab.stream.vmdesc import refresh_vmdesc
@@ -53,15 +66,6 @@ _T = TypeVar("_T")
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
-_ZERO = int(RamFlag.ZERO)
-_MEM_SIZE = int(RamFlag.MEM_SIZE)
-_PAGE = int(RamFlag.PAGE)
-_EOS = int(RamFlag.EOS)
-_CONTINUE = int(RamFlag.CONTINUE)
-_XBZRLE = int(RamFlag.XBZRLE)
-_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
-_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
-_PAGE_FLAGS = _ZERO | _PAGE | _COMPRESS_PAGE | _XBZRLE
 #: First guess of a device record's size (doubled while the record is longer).
 _FIRST_GUESS = 64 << 10
 
@@ -322,8 +326,8 @@ class Pump:
                 (word,) = unpack64(buf, p)
                 flags = word & mask
                 q = p + 8
-                if flags & _PAGE_FLAGS:
-                    if not flags & _CONTINUE:
+                if flags & RAM_PAGE_KINDS:
+                    if not flags & RAM_CONTINUE:
                         if q >= end or q + 1 + buf[q] > end:
                             break
                         name = bytes(buf[q + 1 : q + 1 + buf[q]])
@@ -336,16 +340,16 @@ class Pump:
                                 offset=w.offset + (p - start),
                             )
                         self._block = block
-                    kind = flags & ~_CONTINUE
-                    if kind == _PAGE:
+                    kind = flags & ~RAM_CONTINUE
+                    if kind == RAM_PAGE:
                         q += page
-                    elif kind == _ZERO:
+                    elif kind == RAM_ZERO:
                         q += 1
-                    elif kind == _XBZRLE:
+                    elif kind == RAM_XBZRLE:
                         if q + 3 > end:
                             break
                         q += 3 + _BE16.unpack_from(buf, q + 1)[0]
-                    elif kind == _COMPRESS_PAGE:
+                    elif kind == RAM_COMPRESS_PAGE:
                         if q + 4 > end:
                             break
                         q += 4 + _BE32.unpack_from(buf, q)[0]
@@ -361,15 +365,15 @@ class Pump:
                         result.passes += 1
                     self._last_page = at
                     result.pages += 1
-                elif flags == _EOS:
+                elif flags == RAM_EOS:
                     p = q
                     done = True
                     break
-                elif flags == _MEM_SIZE:
+                elif flags == RAM_MEM_SIZE:
                     q = self._block_list(buf, q, end, word & ~mask)
                     if q < 0:
                         break
-                elif flags != _MULTIFD_FLUSH:
+                elif flags != RAM_MULTIFD_FLUSH:
                     raise MigrationFormatError(
                         f"unknown RAM flags 0x{flags:x}", offset=w.offset + (p - start)
                     )

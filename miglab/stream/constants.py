@@ -9,6 +9,16 @@ __all__ = (
     "FILE_MAGIC",
     "FILE_VERSION",
     "FILE_VERSION_COMPAT",
+    "RAM_COMPRESS_PAGE",
+    "RAM_CONTINUE",
+    "RAM_EOS",
+    "RAM_HOOK",
+    "RAM_MEM_SIZE",
+    "RAM_MULTIFD_FLUSH",
+    "RAM_PAGE",
+    "RAM_PAGE_KINDS",
+    "RAM_XBZRLE",
+    "RAM_ZERO",
     "Command",
     "RamFlag",
     "SectionType",
@@ -80,3 +90,18 @@ class RamFlag(IntFlag):
     HOOK = 0x080  # RDMA only
     COMPRESS_PAGE = 0x100  # zlib, removed in QEMU 9.1
     MULTIFD_FLUSH = 0x200
+
+
+# The same flags as plain ints, for the loops that run per page record (IntFlag
+# arithmetic costs microseconds there).
+RAM_ZERO = int(RamFlag.ZERO)
+RAM_MEM_SIZE = int(RamFlag.MEM_SIZE)
+RAM_PAGE = int(RamFlag.PAGE)
+RAM_EOS = int(RamFlag.EOS)
+RAM_CONTINUE = int(RamFlag.CONTINUE)
+RAM_XBZRLE = int(RamFlag.XBZRLE)
+RAM_HOOK = int(RamFlag.HOOK)
+RAM_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
+RAM_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
+#: The kinds of record that carry one page (the rest are block lists and markers).
+RAM_PAGE_KINDS = RAM_ZERO | RAM_PAGE | RAM_COMPRESS_PAGE | RAM_XBZRLE

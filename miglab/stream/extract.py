@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from miglab.files import OutputFile, output_directory
-from miglab.stream.constants import RamFlag
+from miglab.stream.constants import RAM_PAGE_KINDS, RamFlag
 from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamBlock, RamPayload
@@ -50,7 +50,6 @@ __all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 96
-_PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
 
 
 @dataclass(slots=True)
@@ -162,7 +161,7 @@ def _write_pages(
             offsets = p.offsets.tolist()
             block = p.block.tolist()
             for i, fl in enumerate(flags):
-                if not fl & _PAGE_FLAGS:
+                if not fl & RAM_PAGE_KINDS:
                     continue
                 bi, off = block[i], offsets[i]
                 if bi < 0 or off + page > blocks[bi].used_length:

@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, NotFoundError
-from miglab.stream.constants import RamFlag
+from miglab.stream.constants import (
+    RAM_COMPRESS_PAGE,
+    RAM_CONTINUE,
+    RAM_PAGE,
+    RAM_PAGE_KINDS,
+    RAM_XBZRLE,
+    RAM_ZERO,
+)
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.xbzrle import xbzrle_decode
@@ -36,14 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = ("RamPages",)
 
-_ZERO = int(RamFlag.ZERO)
-_PAGE = int(RamFlag.PAGE)
-_XBZRLE = int(RamFlag.XBZRLE)
-_COMPRESS = int(RamFlag.COMPRESS_PAGE)
-_CONTINUE = int(RamFlag.CONTINUE)
-_PAGE_FLAGS = _ZERO | _PAGE | _XBZRLE | _COMPRESS
 _COUNT_COLUMNS = ("block", "pages", "records", "resent", "max_sends", "xbzrle", "final_zero_pages")
-_KIND_NAMES = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle", _COMPRESS: "compressed"}
+_KIND_NAMES = {
+    RAM_ZERO: "zero",
+    RAM_PAGE: "page",
+    RAM_XBZRLE: "xbzrle",
+    RAM_COMPRESS_PAGE: "compressed",
+}
 
 
 class RamPages:
@@ -75,8 +81,8 @@ class RamPages:
             p = s.payload
             if not isinstance(p, RamPayload):
                 continue
-            kind = (p.words & np.uint64(self.page_size - 1)).astype(np.int64) & ~_CONTINUE
-            idx = np.nonzero((kind & _PAGE_FLAGS) != 0)[0]
+            kind = (p.words & np.uint64(self.page_size - 1)).astype(np.int64) & ~RAM_CONTINUE
+            idx = np.nonzero((kind & RAM_PAGE_KINDS) != 0)[0]
             block = p.block[idx].astype(np.int64)
             page = (p.offsets[idx] // np.uint64(self.page_size)).astype(np.int64)
             inside = (block >= 0) & (page < counts[np.maximum(block, 0)])
@@ -98,7 +104,7 @@ class RamPages:
         self.records = len(self._key)
         self.pages = len(uniq)
         self.resent = self.records - self.pages
-        self.xbzrle = int(np.count_nonzero(self._kind == _XBZRLE))
+        self.xbzrle = int(np.count_nonzero(self._kind == RAM_XBZRLE))
 
     # --- per page -------------------------------------------------------------
     def _block(self, name: str) -> int:
@@ -140,7 +146,7 @@ class RamPages:
     def _replay(self, where: np.ndarray) -> Iterator[int]:
         """The records that make a page's final content: the last full copy and the deltas after it."""
 
-        full = [j for j in where.tolist() if self._kind[j] != _XBZRLE]
+        full = [j for j in where.tolist() if self._kind[j] != RAM_XBZRLE]
         start = full[-1] if full else -1
         return (j for j in where.tolist() if j >= start)
 
@@ -150,11 +156,11 @@ class RamPages:
         kind = int(self._kind[j])
         data = p.payload(i)
         at = int(p.pos[i])
-        if kind == _PAGE:
+        if kind == RAM_PAGE:
             buf[:] = data
-        elif kind == _ZERO:
+        elif kind == RAM_ZERO:
             buf[:] = bytes([data[0]]) * self.page_size
-        elif kind == _XBZRLE:
+        elif kind == RAM_XBZRLE:
             page = buf if isinstance(buf, bytearray) else bytearray(buf)
             xbzrle_decode(page, data[3:], at + 3)
             buf[:] = page
@@ -206,8 +212,8 @@ class RamPages:
             cols["records"].append(records)
             cols["resent"].append(records - sent)
             cols["max_sends"].append(int(sends.max()) if len(sends) else 0)
-            cols["xbzrle"].append(int(np.count_nonzero(self._kind[sel] == _XBZRLE)))
-            cols["final_zero_pages"].append(int(np.count_nonzero(final == _ZERO)))
+            cols["xbzrle"].append(int(np.count_nonzero(self._kind[sel] == RAM_XBZRLE)))
+            cols["final_zero_pages"].append(int(np.count_nonzero(final == RAM_ZERO)))
         return cols
 
     def frame(self) -> pd.DataFrame:

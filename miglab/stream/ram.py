@@ -28,7 +28,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import RamFlag
+from miglab.stream.constants import (
+    RAM_COMPRESS_PAGE,
+    RAM_CONTINUE,
+    RAM_EOS,
+    RAM_HOOK,
+    RAM_MEM_SIZE,
+    RAM_MULTIFD_FLUSH,
+    RAM_PAGE,
+    RAM_PAGE_KINDS,
+    RAM_XBZRLE,
+    RAM_ZERO,
+    RamFlag,
+)
 from miglab.stream.ram_runs import RUN_MIN, RecordRuns, run_length
 from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
@@ -41,17 +53,6 @@ __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
-# Plain ints: IntFlag arithmetic costs microseconds, and this loop runs per page.
-_ZERO = int(RamFlag.ZERO)
-_MEM_SIZE = int(RamFlag.MEM_SIZE)
-_PAGE = int(RamFlag.PAGE)
-_EOS = int(RamFlag.EOS)
-_CONTINUE = int(RamFlag.CONTINUE)
-_XBZRLE = int(RamFlag.XBZRLE)
-_HOOK = int(RamFlag.HOOK)
-_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
-_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
-_PAGE_FLAGS = _ZERO | _PAGE | _COMPRESS_PAGE | _XBZRLE
 _KNOWN = int(
     RamFlag.ZERO
     | RamFlag.MEM_SIZE
@@ -339,7 +340,7 @@ class RamPayload:
         block = self._block
         for i, word in enumerate(self._words):
             fl = int(word) & mask
-            if fl & _PAGE_FLAGS:
+            if fl & RAM_PAGE_KINDS:
                 b = int(block[i])
                 name = self.blocks[b].name if b >= 0 else ""
                 yield name, int(word) & ~mask, fl, self.payload(i)
@@ -389,15 +390,15 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
         pos += 8
         flags = word & mask
         if flags & ~_KNOWN:
-            if flags & _HOOK:
+            if flags & RAM_HOOK:
                 raise MigrationFormatError(
                     "RAM record uses the RDMA hook flag (0x80); RDMA streams carry pages out of band",
                     offset=word_at,
                 )
             raise MigrationFormatError(f"unknown RAM flags 0x{flags:x}", offset=word_at)
         has_name = False
-        if flags & _PAGE_FLAGS:
-            if not flags & _CONTINUE:
+        if flags & RAM_PAGE_KINDS:
+            if not flags & RAM_CONTINUE:
                 if pos >= end:
                     raise TruncatedStreamError("stream ends before a RAM block name", offset=pos)
                 n = view[pos]
@@ -416,19 +417,19 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
                 raise MigrationFormatError(
                     "RAM record continues a block but no block was named before", offset=word_at
                 )
-        kind = flags & ~_CONTINUE
+        kind = flags & ~RAM_CONTINUE
         start = pos
-        if kind == _PAGE:
+        if kind == RAM_PAGE:
             pos += page_size
-        elif kind == _ZERO:
+        elif kind == RAM_ZERO:
             pos += 1
-        elif kind in (_EOS, _MULTIFD_FLUSH):
+        elif kind in (RAM_EOS, RAM_MULTIFD_FLUSH):
             pass
-        elif kind == _MEM_SIZE:
+        elif kind == RAM_MEM_SIZE:
             block_list = _read_block_list(r, pos, word & ~mask, ctx)
             pos = r.pos
             by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
-        elif kind == _XBZRLE:
+        elif kind == RAM_XBZRLE:
             if pos + 3 > end:
                 raise TruncatedStreamError("stream ends inside an XBZRLE header", offset=pos)
             if view[pos] != 1:
@@ -444,7 +445,7 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
                 raise TruncatedStreamError("stream ends inside an XBZRLE delta", offset=pos + 3)
             check_xbzrle(view[pos + 3 : pos + 3 + n], page_size, pos + 3)  # as load_xbzrle
             pos += 3 + n
-        elif kind == _COMPRESS_PAGE:
+        elif kind == RAM_COMPRESS_PAGE:
             if pos + 4 > end:
                 raise TruncatedStreamError("stream ends inside a compressed page", offset=pos)
             (n,) = _BE32.unpack_from(view, pos)
@@ -459,15 +460,15 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
             raise TruncatedStreamError("stream ends inside a RAM record", offset=start)
         words.append(word)
         named.append(has_name)
-        blocks_idx.append(last if flags & _PAGE_FLAGS else -1)
+        blocks_idx.append(last if flags & RAM_PAGE_KINDS else -1)
         starts.append(start)
         lengths.append(pos - start)
         counts.append(1)
         if has_name:
             name_at[len(counts) - 1] = word_at
-        if kind == _EOS:
+        if kind == RAM_EOS:
             break
-        if kind in (_PAGE, _ZERO) and flags & _CONTINUE:
+        if kind in (RAM_PAGE, RAM_ZERO) and flags & RAM_CONTINUE:
             # A run is worth a batch only if the record RUN_MIN - 1 strides on has
             # the same flags too (in a shuffled mix of kinds it almost never does).
             stride = 8 + pos - start

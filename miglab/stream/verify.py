@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from miglab.errors import MiglabError
-from miglab.stream.constants import Command, RamFlag, SectionType
+from miglab.stream.constants import RAM_PAGE_KINDS, Command, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ("Finding", "errors", "verify")
 
 Severity = Literal["error", "warning"]
-_PAGE_FLAGS = int(RamFlag.ZERO | RamFlag.PAGE | RamFlag.COMPRESS_PAGE | RamFlag.XBZRLE)
 _BE32 = struct.Struct(">I")
 # A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
 _HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00..([\x01-\xff])", re.DOTALL)
@@ -348,7 +347,7 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
         assert isinstance(p, RamPayload)
         beyond: dict[int, list[int]] = {}  # block -> [count, first offset, first payload offset]
         for word, bi, at in p.records():
-            if not word & _PAGE_FLAGS or not 0 <= bi < nblocks:
+            if not word & RAM_PAGE_KINDS or not 0 <= bi < nblocks:
                 continue
             off = word & ~mask
             n = off // page
