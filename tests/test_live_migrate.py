@@ -121,7 +121,7 @@ def assert_moved(report: MigrationReport, src: VM, dst: VM) -> None:
     assert report.source.run_state == "postmigrate"
     assert set(names_of(report.agreed)) == AGREED
     assert enabled_on(src) == AGREED == enabled_on(dst)
-    assert report.total_ms and report.downtime_ms is not None and report.passes >= 1
+    assert report.total_ms is not None and report.downtime_ms is not None and report.passes >= 1
     assert report.bytes > 32 << 20  # the loaded kernel's text and data alone are more
     ok, why = dst.survival(src.console().last)
     assert ok, f"{why}\n{report}"

@@ -12,6 +12,7 @@ An empty cache only costs time.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -70,7 +71,9 @@ def cached_capture(
     with (root / f"{stream.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stream.is_file() and sidecar_path(stream).is_file():
-            return Capture.load(stream)
+            # The sidecar names the guest files of the checkout that made it, which may be
+            # gone; the key says this guest's files are the same bytes, so use this guest.
+            return dataclasses.replace(Capture.load(stream), guest=spec)
         for _ in range(attempts - 1):
             try:
                 return capture(stream, qemu=qemu, machine=machine, devices=dset, guest=spec)
