@@ -2,7 +2,7 @@
 
     python benchmarks/bench_decode.py [--repeat 7]
 
-Prints the median seconds of ``miglab.load(path).fields_frame()`` on the
+Prints the median seconds of ``miglab.fields_frame(miglab.load(path))`` on the
 three biggest streams in data/ (issue 2 goal: < 0.1 s), then the device-state
 table of :func:`miglab.encoders.bench.measure` for legacy, msgpack and cbor
 (issue 5 goal: >= 50 MB/s encode and decode for the best format).  The
@@ -32,7 +32,7 @@ def main() -> int:
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()
-            miglab.load(path).fields_frame()
+            miglab.fields_frame(miglab.load(path))
             times.append(time.perf_counter() - t)
         print(f"load+fields_frame {path.name}: {statistics.median(times):.4f} s (median)")
     df = measure(paths, ["legacy", "msgpack", "cbor"], repeat=args.repeat)

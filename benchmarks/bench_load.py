@@ -3,9 +3,9 @@
 Figures printed (medians of ``--repeat`` runs, each in a fresh process for
 memory so one run's pages do not flatter the next):
 
-* ``load(...).fields_frame()`` on every real stream in data/ (goal: < 0.1 s
+* ``miglab.fields_frame(load(...))`` on every real stream in data/ (goal: < 0.1 s
   on the most device-heavy one);
-* ``load(...).ram_frame()`` on random-RAM streams of 256 MiB and 1 GiB (goal:
+* ``miglab.ram_frame(load(...))`` on random-RAM streams of 256 MiB and 1 GiB (goal:
   >= 1 GB/s), made by real QEMU 7.2 with guest memory backed by a file of
   random bytes (or by ``miglab.stream.synthetic`` with ``--synthetic``);
 * peak memory (VmHWM, the process's resident high-water mark, which counts
@@ -36,7 +36,7 @@ import json, sys, time
 import pandas, numpy, miglab
 t = time.perf_counter()
 s = miglab.load(sys.argv[1])
-frame = s.ram_frame()
+frame = miglab.ram_frame(s)
 dt = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))
 base = int(sys.argv[2])
@@ -59,13 +59,15 @@ def _baseline_kib() -> int:
 
 def bench_real(repeat: int) -> None:
     """load + fields_frame on every data/ stream."""
-    print("== load(...).fields_frame() on the real streams in data/ (median of", repeat, "runs)")
+    print(
+        "== miglab.fields_frame(load(...)) on the real streams in data/ (median of", repeat, "runs)"
+    )
     rows = []
     for path in sorted((ROOT / "data").glob("*.mig"), key=lambda p: p.stat().st_size):
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
-            n = len(miglab.load(path).fields_frame())
+            n = len(miglab.fields_frame(miglab.load(path)))
             times.append(time.perf_counter() - t)
         rows.append((path.name, path.stat().st_size, n, statistics.median(times)))
     for name, size, n, med in rows:
@@ -111,7 +113,7 @@ def bench_big(repeat: int, work: Path, synthetic: bool) -> None:
     """ram_frame throughput and peak memory on 256 MiB and 1 GiB random-RAM streams."""
     base = _baseline_kib()
     print(
-        f"== load(...).ram_frame() on random-RAM streams (median of {repeat} runs, fresh process each)"
+        f"== miglab.ram_frame(load(...)) on random-RAM streams (median of {repeat} runs, fresh process each)"
     )
     print(f"  baseline VmHWM after importing pandas+numpy+miglab: {base / 1024:.0f} MiB")
     for mib in (256, 1024):

@@ -14,7 +14,7 @@ Quick start::
 
     import miglab
     stream = miglab.load("data/q72-pc-q35-7.2-net.mig")
-    stream.sections_frame()
+    miglab.sections_frame(stream)        # pandas: a row per record (also fields_frame, ram_frame)
     miglab.save(stream, "copy.mig")      # byte for byte the same
 """
 
@@ -36,16 +36,20 @@ from miglab.errors import (
 )
 
 if TYPE_CHECKING:
+    from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
     from miglab.containers import load, save
     from miglab.limits import LIMITS, Limits
     from miglab.stream import Opaque, Section, SectionKind, Stream
     from miglab.vmstate import VMState
+    from miglab.vmstate.filters import Filters
 
 __version__ = "0.1.0"
 
 # The object tree and its reader/writer load on first use: ``miglab --version``
-# and the error classes cost no stream machinery (nor numpy).
+# and the error classes cost no stream machinery (nor numpy); the tables load
+# pandas only when one is asked for.
 _LAZY = {
+    "Filters": "miglab.vmstate.filters",
     "LIMITS": "miglab.limits",
     "Limits": "miglab.limits",
     "Opaque": "miglab.stream",
@@ -53,8 +57,11 @@ _LAZY = {
     "SectionKind": "miglab.stream",
     "Stream": "miglab.stream",
     "VMState": "miglab.vmstate",
+    "fields_frame": "miglab.analysis.frames",
     "load": "miglab.containers",
+    "ram_frame": "miglab.analysis.frames",
     "save": "miglab.containers",
+    "sections_frame": "miglab.analysis.frames",
 }
 
 __all__ = (
@@ -63,6 +70,7 @@ __all__ = (
     "CompatError",
     "DescriptionError",
     "EncodingError",
+    "Filters",
     "LimitExceeded",
     "Limits",
     "MiglabError",
@@ -75,8 +83,11 @@ __all__ = (
     "VMState",
     "VisitorError",
     "__version__",
+    "fields_frame",
     "load",
+    "ram_frame",
     "save",
+    "sections_frame",
 )
 
 

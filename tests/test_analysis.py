@@ -169,7 +169,7 @@ def test_plot_section_sizes_puts_ram_first():
     assert labels[0] == "ram (all chunks)"
     assert labels[-1].endswith("others)")
     widths = [p.get_width() for p in ax.patches]
-    df = s.sections_frame()
+    df = miglab.sections_frame(s)
     assert widths[0] == df[df.name == "ram"]["size"].sum()
     assert widths[1:-1] == sorted(widths[1:-1], reverse=True)
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, LIVE, STREAMS, recipe
 
 import miglab
-from miglab.compat import REGISTRY, ChangeReport, Edit, Registry, convert_stream, filters, plan
+from miglab.compat import ChangeReport, Edit, Registry, convert_stream, default_registry, plan
 from miglab.errors import CompatError
 from miglab.stream.model import SectionKind
 from miglab.stream.vmdesc import vmdesc_entry
@@ -83,7 +83,7 @@ SOURCES = {  # streams written by each QEMU build, and of each machine generatio
 
 #: Steps from 5.2 and 11.1 (builds and machine generations) have no data/ stream (a live
 #: capture is ~85 MB); tests/test_compat_survival.py runs them on live captures.
-WITH_DATA = [t for t in REGISTRY.transforms if t.src in SOURCES and t.dst in SOURCES]
+WITH_DATA = [t for t in default_registry().transforms if t.src in SOURCES and t.dst in SOURCES]
 
 
 @pytest.mark.parametrize("t", WITH_DATA, ids=lambda t: f"{t.device}-{t.src}-{t.dst}")
@@ -186,17 +186,6 @@ def test_lone_index_entries_are_rebuilt_with_their_index() -> None:
     assert fdc.payload.fields["state"].desc.field_named("drives[0]").index == 0
     assert {("bmdma", 0), ("bus", 0), ("bus[0].ifs", 0)} <= _indexed(vmdesc_entry(ide))
     assert ("drives", 0) in _indexed(vmdesc_entry(fdc))
-
-
-def test_filters_run_in_order_and_clear() -> None:
-    filters.clear_filters()
-    filters.register_marshal_filter(lambda t: [*t, "a"])
-    filters.register_marshal_filter(lambda t: [*t, "b"])
-    filters.register_unmarshal_filter(lambda t: [*t, "u"])
-    assert filters.apply_marshal_filters([]) == ["a", "b"]
-    assert filters.apply_unmarshal_filters([]) == ["u"]
-    filters.clear_filters()
-    assert filters.apply_marshal_filters([1]) == [1]
 
 
 def test_from_qemu_wins_over_the_machine_name() -> None:

@@ -8,7 +8,13 @@ import pytest
 from conftest import DATA, recipe
 
 import miglab
-from miglab.compat import MACHINE_GENERATIONS, QEMU_VERSIONS, REGISTRY, Registry, convert_stream
+from miglab.compat import (
+    MACHINE_GENERATIONS,
+    QEMU_VERSIONS,
+    Registry,
+    convert_stream,
+    default_registry,
+)
 from miglab.qemu import find_qemu
 
 CASES = [(fam, to) for fam in ("q35", "i440fx") for to in ("7.2", "10.0")]
@@ -48,7 +54,7 @@ def test_renaming_the_machine_alone_is_refused_on_the_balloon(to: str, tmp_path:
     without = Registry()
     without.add_chain(QEMU_VERSIONS)
     without.add_chain(MACHINE_GENERATIONS)
-    for t in REGISTRY.transforms:
+    for t in default_registry().transforms:
         if t.device != "virtio-balloon":
             without.add(t)
     machine = f"pc-q35-{to}"

@@ -18,14 +18,13 @@ from miglab.devices import (
     ISASerial,
     PCISerial,
     SerialState,
-    device_for_section,
-    section_payload,
 )
 from miglab.devices.e1000 import REGISTERS
 from miglab.devices.rtc import VMSTATE_RTC
 from miglab.devices.serial_legacy import serial_load, serial_save, serial_visit, serial_visit_file
 from miglab.devices.state import state_from_values
 from miglab.errors import MigrationFormatError, TruncatedStreamError, VisitorError
+from miglab.stream.device_sections import device_for_section, load_device, section_payload
 from miglab.visitors import (
     QEMUFileInputVisitor,
     QEMUFileOutputVisitor,
@@ -77,7 +76,7 @@ def test_device_round_trips_every_real_section_byte_exact(cls: type) -> None:
     for path, section in _sections(cls):
         data, _ = _load(path)
         wire = section_payload(section, data)
-        device = cls.from_section(section, data)
+        device = load_device(section, data, model=cls)
         assert device.version_id == section.version_id
         assert device.to_bytes() == wire, f"{path.name}:{section.name}"
         # The stream writer's walker re-encodes the same payload.
@@ -93,7 +92,7 @@ def _decoded(section: miglab.Section) -> dict:
 @pytest.mark.parametrize(("path", "name"), _cases(MC146818RTC))
 def test_rtc_values_match_the_vmdesc_decoding(path: Path, name: str) -> None:
     data, section = _section(path, name)
-    rtc = MC146818RTC.from_section(section, data)
+    rtc = load_device(section, data, model=MC146818RTC)
     f = _decoded(section)
     assert rtc.cmos_data == f["cmos_data"]
     assert rtc.cmos_index == f["cmos_index"]
@@ -111,7 +110,7 @@ def test_rtc_values_match_the_vmdesc_decoding(path: Path, name: str) -> None:
 @pytest.mark.parametrize(("path", "name"), _cases(I8254))
 def test_pit_values_match_the_vmdesc_decoding(path: Path, name: str) -> None:
     data, section = _section(path, name)
-    pit = I8254.from_section(section, data)
+    pit = load_device(section, data, model=I8254)
     f = _decoded(section)
     assert pit.channels[0].irq_disabled == f["channels[0].irq_disabled"]
     for ch, st in zip(pit.channels, f["channels"], strict=True):
@@ -128,7 +127,7 @@ def test_pit_values_match_the_vmdesc_decoding(path: Path, name: str) -> None:
 @pytest.mark.parametrize(("path", "name"), _cases(FwCfg))
 def test_fw_cfg_values_and_subsections_match(path: Path, name: str) -> None:
     data, section = _section(path, name)
-    fw = FwCfg.from_section(section, data)
+    fw = load_device(section, data, model=FwCfg)
     f = _decoded(section)
     assert (fw.cur_entry, fw.cur_offset) == (f["cur_entry"], f["cur_offset[1]"])
     subs = section.payload.subsections
@@ -145,7 +144,7 @@ def test_serial_values_match(path: Path, name: str) -> None:
     data, section = _section(path, name)
     cls = device_for_section(section)
     assert cls is not None
-    dev = cls.from_section(section, data)
+    dev = load_device(section, data, model=cls)
     f = _decoded(section)["state"]
     for reg in ("divider", "rbr", "ier", "iir", "lcr", "mcr", "lsr", "msr", "scr", "fcr_vmstate"):
         assert getattr(dev.state, reg) == f[reg], reg
@@ -154,7 +153,7 @@ def test_serial_values_match(path: Path, name: str) -> None:
 @pytest.mark.parametrize(("path", "name"), _cases(E1000))
 def test_e1000_values_match_and_register_offsets_are_right(path: Path, name: str) -> None:
     data, section = _section(path, name)
-    nic = E1000.from_section(section, data)
+    nic = load_device(section, data, model=E1000)
     f = _decoded(section)
     pci = f["parent_obj"]
     assert nic.parent_obj.config == pci["config[0]"]
@@ -231,7 +230,7 @@ def test_subsection_needed_predicates_decide_what_is_sent() -> None:
 def test_rtc_hand_built_description_drives_the_same_bytes() -> None:
     for path, section in _sections(MC146818RTC):
         data, _ = _load(path)
-        rtc = MC146818RTC.from_section(section, data)
+        rtc = load_device(section, data, model=MC146818RTC)
         state = state_from_values(VMSTATE_RTC, rtc, section.version_id)
         w = QEMUFileWriter()
         visit_vmstate(QEMUFileOutputVisitor(w), VMSTATE_RTC, state)
@@ -289,7 +288,7 @@ def test_serial_step3_qemufile_gone_keeps_the_bytes(path: Path, name: str) -> No
     serial_visit(QEMUFileOutputVisitor(w), s, section.version_id)
     assert w.getvalue() == wire
     # ...and the finished model (with subsections) agrees.
-    assert ISASerial.from_section(section, data).state == s
+    assert load_device(section, data, model=ISASerial).state == s
     assert ISASerial(state=s).to_bytes() == wire
 
 

@@ -37,16 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 # (importer, imported): why it is still there.  Each is also a cycle edge.
-KNOWN: dict[tuple[str, str], str] = {
-    ("miglab.stream.model", "miglab.analysis.frames"): (
-        "Stream.sections_frame/fields_frame/ram_frame convenience methods (lazy, in the method)"
-    ),
-    ("miglab.devices", "miglab.stream.model"): "device models load from a stream Section",
-    ("miglab.devices.base", "miglab.stream.model"): "device models load from a stream Section",
-    ("miglab.devices.pipeline", "miglab.compat.filters"): (
-        "marshal/unmarshal filters live in a global registry in compat (issue 13, section 3)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 # Same-layer imports that close a cycle: (importer, imported): why.

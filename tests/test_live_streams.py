@@ -123,7 +123,7 @@ def test_xbzrle_pages_decode_to_the_sources_memory(path: Path) -> None:
 def test_ram_frame_counts_final_pages(path: Path) -> None:
     _, stream = _load(path)
     mem = _oracle(path)
-    row = stream.ram_frame().set_index("block").loc["pc.ram"]
+    row = miglab.ram_frame(stream).set_index("block").loc["pc.ram"]
     n_pages = len(mem) // PAGE
     assert row["pages"] == n_pages  # each page once, however often it was sent
     zero = bytes(PAGE)

@@ -24,10 +24,10 @@ from conftest import LIVE, ROOT, recipe
 import miglab
 from miglab import encoders
 from miglab.compat.edit import Edit
-from miglab.devices.base import section_payload
 from miglab.devices.slirp import SOCKET_TAG, read_slirp_state
 from miglab.devices.slirp_legacy import slirp_state_load, slirp_state_save, slirp_visit_file
 from miglab.errors import MigrationFormatError, VisitorError
+from miglab.stream.device_sections import section_payload
 from miglab.stream.model import Opaque
 from miglab.stream.vmdesc import vmdesc_entry
 from miglab.visitors import (
@@ -164,7 +164,7 @@ def test_idle_networks_send_no_socket_and_no_lease() -> None:
 
 @pytest.mark.parametrize("path", TCP, ids=[p.stem for p in TCP])
 def test_slirp_fields_show_in_the_fields_frame(path: Path) -> None:
-    df = _load(path)[1].fields_frame()
+    df = miglab.fields_frame(_load(path)[1])
     rows = df[df["section"] == "slirp"].set_index("path")
     _, port = _forward(path)
     assert _host(int(rows.loc["sockets[0].fhost.sin_port", "value"]), 16) == port

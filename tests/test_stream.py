@@ -73,7 +73,7 @@ def test_ram_pages_are_views_into_the_mapped_file_not_copies() -> None:
 
 def test_ram_block_list_adds_up_to_the_announced_total() -> None:
     stream = miglab.load(DATA / "q72-pc-q35-7.2-net.mig")
-    frame = stream.ram_frame()
+    frame = miglab.ram_frame(stream)
     assert frame.loc[frame.block == "pc.ram", "used_length"].item() == 16 << 20
     assert "0000:00:01.0/e1000.rom" in set(frame.block)
     # Every page of every block is sent once in a precopy stream of a paused guest.
@@ -179,7 +179,7 @@ def test_every_ram_record_kind_round_trips() -> None:
         ("rom", 0, 0x08),
     ]
     assert bytes(pages[1][3]) == b"\xab"
-    frame = stream.ram_frame()
+    frame = miglab.ram_frame(stream)
     assert frame.set_index("block").loc["pc.ram", "zero_pages"] == 1
 
 

@@ -49,7 +49,7 @@ def test_loads_decodes_and_round_trips():
 
 def test_page_mix_counts_are_exact():
     s = synthetic_stream(ram_bytes=1 << 20, mix=MIX, seed=3)
-    frame = s.ram_frame()
+    frame = miglab.ram_frame(s)
     row = frame[frame["block"] == "pc.ram"].iloc[0]
     assert row["pages"] == 256
     assert row["zero_pages"] == 64
@@ -161,7 +161,7 @@ def test_cli(tmp_path):
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    frame = miglab.load(out).ram_frame()
+    frame = miglab.ram_frame(miglab.load(out))
     assert int(frame["zero_pages"].sum()) == 128
     bad = subprocess.run(
         [

@@ -8,7 +8,7 @@
 * :mod:`~miglab.analysis.figures`: matplotlib figures of all of the above.
 
 Every module is imported on first use of one of its names, so
-``Stream.ram_frame()`` does not pay for matplotlib, and ``miglab diff``
+``ram_frame(stream)`` does not pay for matplotlib, and ``miglab diff``
 (:mod:`~miglab.analysis.diff`, plain Python) does not pay for pandas.
 """
 

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 
+from miglab.analysis.frames import sections_frame
 from miglab.errors import NotFoundError
 from miglab.stream.model import Stream
 
@@ -55,7 +56,7 @@ def plot_section_sizes(stream: Stream, *, top: int = 25, ax: Axes | None = None)
             ``(N others)``).
         ax: draw here instead of a new figure.
     """
-    df = stream.sections_frame()
+    df = sections_frame(stream)
     df = df[df["kind"] != "command"]
     is_ram = df["name"] == "ram"
     ram = int(df.loc[is_ram, "size"].sum())

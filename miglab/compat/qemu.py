@@ -13,9 +13,10 @@ What differs has two sources, and the transforms are keyed on each:
   QEMU 10.0 running pc-q35-7.2 behaves like 7.2 here, so a conversion that keeps its machine
   type runs none of these.
 
-Loading this module registers every edit list and the PCI rule as transforms in
-:data:`~miglab.compat.registry.REGISTRY`.  :func:`convert_stream` then converts a whole
-stream: per device section it runs the build plan and, when the machine generation changes,
+The transforms (the knowledge file's edit lists and the PCI rule,
+:mod:`miglab.compat.qemu_transforms`, and the virtio rules) are in the registry
+:func:`~miglab.compat.defaults.default_registry` builds, which a conversion uses unless given
+another.  :func:`convert_stream` converts a whole stream: per device section it runs the build plan and, when the machine generation changes,
 the machine plan, and for a PCIe port the slot-status bits that depend on whether the stream
 has a device behind it (:mod:`miglab.compat.pci_bits`); it renames the machine in the
 configuration block, drops commands the destination does not know, and rewrites the vmdesc
@@ -27,13 +28,11 @@ file by :mod:`miglab.compat.qemu_knowledge`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from collections.abc import Collection
-from typing import Any
 
-from miglab.compat.edit import Edit
-from miglab.compat.pci_bits import occupied_ports, pci_bits_fn, slot_bits_fn, slot_devices
+from miglab.compat.defaults import default_registry
+from miglab.compat.pci_bits import occupied_ports, slot_bits_fn, slot_devices
 from miglab.compat.qemu_knowledge import (
     MACHINE_GENERATIONS,
     QEMU_VERSIONS,
@@ -43,7 +42,7 @@ from miglab.compat.qemu_knowledge import (
     parse_machine,
     qemu_of_machine,
 )
-from miglab.compat.registry import ANY_DEVICE, REGISTRY, Registry, Transform
+from miglab.compat.registry import Registry, Transform
 from miglab.compat.report import Change, ChangeReport
 from miglab.compat.schema import SchemaSource
 from miglab.compat.schema_driven import SchemaDriven
@@ -52,6 +51,7 @@ from miglab.errors import CompatError
 from miglab.stream.configuration import CONFIGURATION, machine_of
 from miglab.stream.model import CommandRecord, Record, Section, Stream
 from miglab.stream.vmdesc import refresh_vmdesc
+from miglab.vmstate.filters import Filters
 from miglab.vmstate.state import VMState
 
 # The builds and machine generations are part of this module's API (miglab.compat, the CLI's
@@ -64,73 +64,7 @@ __all__ = (
     "knowledge",
     "machine_generation",
     "qemu_of_machine",
-    "register_qemu_transforms",
 )
-
-
-# --- device edit lists from the knowledge file ---------------------------------------
-def _edit_fn(device: str, edits: list[dict[str, Any]]) -> Any:
-    def run(edit: Edit) -> None:
-        if not any(s.desc.name == device for s in edit.states):
-            return
-        for e in edits:
-            _apply_edit(edit, device, e)
-
-    return run
-
-
-def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
-    op, path, reason = e["op"], e.get("path", ""), e.get("reason", "")
-    if op == "rename":
-        edit.rename(device, path, e["to"], info=e.get("info"), num=e.get("num"), reason=reason)
-    elif op == "remove":
-        value = edit.get(device, path)
-        visible = "safe_if" in e and value != e["safe_if"]
-        edit.remove(
-            device, path, classification="guest-visible" if visible else "safe", reason=reason
-        )
-    elif op == "add":
-        value = bytes(e["size"]) if e.get("value") == "zeros" else e["value"]
-        edit.add(
-            device, path, e["info"], value, after=e.get("after"), size=e.get("size"), reason=reason
-        )
-    elif op == "remove_subsection":
-        within = e.get("within", "")
-        state = edit.state(device)
-        for part in filter(None, within.split("/")):
-            state = state.fields[part]
-        if e["name"] in state.subsections:
-            edit.remove_subsection(
-                device, e["name"], within=within, classification=e["classification"], reason=reason
-            )
-    elif op == "resize":
-        old = bytes(edit.get(device, path))
-        size = e["size"]
-        new = old[:size].ljust(size, b"\0")
-        lost = any(old[size:])
-        edit.set(
-            device, path, new, classification="guest-visible" if lost else "safe", reason=reason
-        )
-    else:
-        raise CompatError(f"unknown edit op {op!r} in compat-qemu.json", path=f"{device}/{path}")
-
-
-def register_qemu_transforms(registry: Registry) -> None:
-    """Register the knowledge file's device edits and the PCI rule (between every two machine
-    generations) in ``registry``."""
-    for t in knowledge()["transforms"]:
-        fn = _edit_fn(t["device"], t["edits"])
-        registry.add(Transform(t["device"], t["src"], t["dst"], fn, t.get("description", "")))
-    for a, b in itertools.pairwise(MACHINE_GENERATIONS):
-        for src, dst in ((a, b), (b, a)):
-            registry.add(
-                Transform(ANY_DEVICE, src, dst, pci_bits_fn(dst), "read-only PCI config bits")
-            )
-    registry.add_chain(QEMU_VERSIONS)
-    registry.add_chain(MACHINE_GENERATIONS)
-
-
-register_qemu_transforms(REGISTRY)
 
 
 # --- whole streams -------------------------------------------------------------------------
@@ -144,6 +78,7 @@ def convert_stream(
     keep_layouts: bool = True,
     registry: Registry | None = None,
     schemas: tuple[SchemaSource, SchemaSource] | None = None,
+    filters: Filters | None = None,
 ) -> tuple[Stream, ChangeReport]:
     """Convert ``stream`` for QEMU ``to_qemu`` running ``machine``.
 
@@ -166,11 +101,14 @@ def convert_stream(
             ``options`` (the guest keeps its view; the destination must be started with
             them).  False: convert the device's state to the destination's layout instead
             (guest-visible; refused when the guest's driver enabled the MSI-X it loses).
-        registry: transforms to use (default :data:`REGISTRY`).
+        registry: transforms to use (default: a fresh :func:`~miglab.compat.defaults.default_registry`).
         schemas: the source and destination ``-dump-vmstate`` schemas; when given, what the
             transforms left different from the destination's schema is converted by
             :class:`~miglab.compat.schema_driven.SchemaDriven` (unknown subsections and fields
             dropped, missing fields zero-filled, versions and devices checked).
+        filters: marshal/unmarshal filters (:mod:`miglab.vmstate.filters`): each device
+            state runs through the unmarshal ones before the transforms and the marshal ones
+            after; a state they change gets its vmdesc entry rebuilt, as a transformed one.
 
     Returns:
         The new stream and the report of every change.
@@ -189,6 +127,7 @@ def convert_stream(
         registry=registry,
         schemas=schemas,
         occupied_ports=occupied_ports(stream),
+        filters=filters,
     )
     records = [new for rec in stream.records if (new := conversion.record(rec)) is not None]
     config = conversion.configuration(stream.configuration)
@@ -211,6 +150,7 @@ class Conversion:
     configuration block's name; None for machines that send none).  ``occupied_ports``:
     the bus paths of the PCI bridges a device sits behind, which a port's slot status
     depends on (None in a live stream, which sends a port before what is behind it).
+    ``filters``: as for :func:`convert_stream`, on every device record the proxy forwards too.
 
     Raises:
         CompatError: unknown QEMU or machine, or a change of machine family.
@@ -228,6 +168,7 @@ class Conversion:
         registry: Registry | None = None,
         schemas: tuple[SchemaSource, SchemaSource] | None = None,
         occupied_ports: Collection[str] | None = None,
+        filters: Filters | None = None,
     ) -> None:
         for qemu in (to_qemu, from_qemu):
             if qemu is not None and qemu not in QEMU_VERSIONS:
@@ -239,7 +180,7 @@ class Conversion:
         self.src = from_qemu or qemu_of_machine(source_machine or "")
         self.allow_guest_visible = allow_guest_visible
         self.keep_layouts = keep_layouts
-        self.registry = registry or REGISTRY
+        self.registry = registry if registry is not None else default_registry()
         self.generic = SchemaDriven(*schemas) if schemas is not None else None
         self.generations = _generations(source_machine, self.src, machine)
         self.changes: list[Change] = []
@@ -249,6 +190,7 @@ class Conversion:
         self._counts: dict[str, int] = {}
         #: Bus paths of the PCI bridges with a device behind them (None: not known).
         self.occupied_ports = occupied_ports
+        self.filters = filters if filters is not None else Filters()
 
     def record(self, rec: Record) -> Record | None:
         """The record to send instead of ``rec`` (``rec`` itself if unchanged), or None to drop it."""
@@ -279,10 +221,12 @@ class Conversion:
         return rec
 
     def _device(self, rec: Section) -> Section:
-        assert isinstance(rec.payload, VMState)
+        original = rec.payload
+        assert isinstance(original, VMState)
         reg, generations = self.registry, self.generations
-        name = rec.payload.desc.name
-        states, report = reg.plan(name, self.src, self.to_qemu).run([rec.payload])
+        name = original.desc.name
+        incoming = self.filters.unmarshal_state(original)
+        states, report = reg.plan(name, self.src, self.to_qemu).run([incoming])
         if generations is not None:
             machine_plan = reg.plan(name, *generations)
             option = (
@@ -303,10 +247,12 @@ class Conversion:
         if self.generic is not None:
             states, more = self.generic.conform(rec.name, states)
             report += more
-        if report.changes:
-            if len(states) != 1:
-                raise CompatError("a stream section must stay one device", path=rec.name)
-            rec = dataclasses.replace(rec, payload=states[0], version_id=states[0].version_id)
+        if report.changes and len(states) != 1:
+            raise CompatError("a stream section must stay one device", path=rec.name)
+        out = self.filters.marshal_state(states[0])
+        filtered = incoming is not original or out is not states[0]
+        if report.changes or (filtered and out != original):
+            rec = dataclasses.replace(rec, payload=out, version_id=out.version_id)
             self.touched.append(rec)
             where = rec.name if rec.instance_id == 0 else f"{rec.name}#{rec.instance_id}"
             self.changes += [dataclasses.replace(c, section=where) for c in report.changes]

@@ -4,15 +4,19 @@ A transform is a function ``fn(edit)`` that changes device states through an
 :class:`~miglab.compat.edit.Edit`, registered for one device (its vmsd name, or ``"*"`` for
 a rule that applies to every device) and one step between two versions::
 
-    @compat.register("e1000", src="1.0", dst="1.1")
+    registry = Registry()
+
+    @registry.register("e1000", src="1.0", dst="1.1")
     def _(edit):
         edit.rename("e1000", "mit_ide", "mit_irq_level")
 
 Versions are plain strings: a device's own version, a QEMU build (``"7.2"``) for what a
 build's code writes, or a machine generation (``"machine:7.2"``, :data:`MACHINE_PREFIX`) for
-what a machine type's compat properties make devices do, whichever build runs it.  :func:`plan` finds the shortest chain of registered steps
-from one version to another (both directions are just edges) and can be printed before it
-runs; running a plan returns the new states and the :class:`ChangeReport` of every step.
+what a machine type's compat properties make devices do, whichever build runs it.
+:meth:`Registry.plan` finds the shortest chain of registered steps from one version to
+another (both directions are just edges) and can be printed before it runs; running a plan returns the new states and the :class:`ChangeReport` of every step.
+A registry is a value: there is no global one (:func:`miglab.compat.defaults.default_registry`
+builds the one miglab ships).
 """
 
 from __future__ import annotations
@@ -31,13 +35,10 @@ from miglab.vmstate.state import VMState
 __all__ = (
     "ANY_DEVICE",
     "MACHINE_PREFIX",
-    "REGISTRY",
     "Plan",
     "Registry",
     "Transform",
     "TransformFn",
-    "plan",
-    "register",
 )
 
 TransformFn = Callable[[Edit], None]
@@ -185,19 +186,3 @@ class Registry:
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == device]
             steps += [t for t in mine if t.src == a and t.dst == b and t.device == ANY_DEVICE]
         return tuple(steps)
-
-
-#: The registry the ``register`` decorator and the QEMU transforms use.
-REGISTRY = Registry()
-
-
-def register(
-    device: str, *, src: str, dst: str, description: str = ""
-) -> Callable[[TransformFn], TransformFn]:
-    """Register a transform in :data:`REGISTRY` (see :meth:`Registry.register`)."""
-    return REGISTRY.register(device, src=src, dst=dst, description=description)
-
-
-def plan(device: str, src: str, dst: str, registry: Registry | None = None) -> Plan:
-    """Plan ``device`` from ``src`` to ``dst`` in ``registry`` (default :data:`REGISTRY`)."""
-    return (registry or REGISTRY).plan(device, src, dst)

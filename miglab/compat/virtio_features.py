@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, REGISTRY, Registry, Transform
+from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, Registry, Transform
 from miglab.compat.virtio_rules import knowledge
 from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
 
@@ -62,5 +62,3 @@ def _clear_fn(rule: dict[str, Any]) -> Any:
 
     return run
 
-
-register_feature_transforms(REGISTRY)

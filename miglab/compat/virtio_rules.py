@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import MACHINE_PREFIX, REGISTRY, Registry, Transform
+from miglab.compat.registry import MACHINE_PREFIX, Registry, Transform
 from miglab.devices.virtio import (
     MSIX_ENTRY_SIZE,
     PCI_CAP_ID_MSIX,
@@ -263,5 +263,3 @@ def _add_msix(sub: Edit, inner: VMState, vectors: int, qemu: str) -> None:
         reason=f"per-queue MSI-X vectors: none assigned ({why})",
     )
 
-
-register_virtio_transforms(REGISTRY)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.registry import REGISTRY, Registry, Transform
+from miglab.compat.registry import Registry, Transform
 from miglab.compat.report import Classification
 from miglab.compat.virtio_rules import knowledge
 from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
@@ -100,5 +100,3 @@ def _convert(edit: Edit, state: VMState, rule: dict[str, Any], *, rename: bool) 
         reason=f"virtio save data re-encoded; inside it: {reason}",
     )
 
-
-register_subsection_transforms(REGISTRY)

@@ -34,12 +34,14 @@ from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 from miglab.errors import LimitExceeded
 from miglab.files import atomic_output
 from miglab.limits import LIMITS
+from miglab.stream.filtering import filter_stream
 from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
 from miglab.stream.writer import write_to as write_bare
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.vmstate.filters import Filters
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("container_name", "detect", "load", "save", "write_to")
@@ -70,6 +72,7 @@ def load(
     *,
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
     snapshot: str | None = None,
+    filters: Filters | None = None,
 ) -> Stream:
     """Read a stream in any container into the object tree.
 
@@ -78,6 +81,9 @@ def load(
         schema: as for :func:`miglab.stream.load`.
         snapshot: for a qcow2 image, the id or name of the snapshot to read
             (default: the only one, else an error listing them).
+        filters: unmarshal filters run on every device state read
+            (:mod:`miglab.vmstate.filters`); the vmdesc entries of the states they
+            change are rebuilt.
 
     Raises:
         MigrationFormatError: the container or the stream inside is invalid;
@@ -106,7 +112,10 @@ def load(
             return compressed.load(inner, kind, deeper)
         return load_bare(inner, schema=schema)
 
-    return load_view(view)
+    stream = load_view(view)
+    if filters:
+        stream = filter_stream(stream, filters, marshal=False)
+    return stream
 
 
 def save(

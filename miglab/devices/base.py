@@ -5,9 +5,12 @@ and one method, ``visit(v)``, written with the ``visit_*`` functions.  The
 same method saves (an output visitor reads the attributes) and loads (an
 input visitor returns values the method stores back), so::
 
-    rtc = MC146818RTC.from_section(section, data)   # QEMU's bytes -> object
+    rtc = MC146818RTC.from_bytes(payload, version)  # QEMU's bytes -> object
     rtc.to_bytes()                                  # object -> the same bytes
     rtc.to_tree()                                   # object -> plain object tree
+
+A model knows a section's payload, never a stream: cutting the payload out of a
+stream's section is the stream's side (:mod:`miglab.stream.device_sections`).
 
 ``version_id`` is the stream version the instance was loaded at (or will be
 saved at); a model's ``visit`` skips fields newer than it, as QEMU's
@@ -20,42 +23,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from miglab.errors import MigrationFormatError
-from miglab.stream.model import Opaque, Section
 from miglab.visitors.base import Visitor, visit_start_struct, visit_start_subsection
 from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutputVisitor
-from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
 
-__all__ = ("Device", "section_payload", "visit_subsection")
-
-
-def section_payload(section: Section, data: bytes | memoryview | None = None) -> bytes:
-    """The payload bytes of a FULL/START device section, without header and footer.
-
-    Args:
-        section: a section read by :func:`miglab.load`.
-        data: the stream's bytes; when given, the payload is cut from them at
-            ``section.offset`` (the bytes QEMU wrote).  Without it the payload
-            is re-encoded from the decoded state by the stream writer's walker.
-    """
-    if data is not None and section.offset >= 0:
-        header = 1 + 4 + 1 + len(section.name.encode("utf-8", "surrogateescape")) + 4 + 4
-        footer = 5 if section.footer else 0
-        start = section.offset + header
-        return bytes(data[start : section.offset + section.size - footer])
-    payload = section.payload
-    if isinstance(payload, Opaque):
-        return bytes(payload.data)
-    if isinstance(payload, VMState):
-        w = QEMUFileWriter()
-        visit_vmstate(QEMUFileOutputVisitor(w), payload.desc, payload, section.version_id)
-        return w.getvalue()
-    raise MigrationFormatError(
-        f"section {section.name!r} carries {type(payload).__name__}, not device state",
-        offset=section.offset,
-    )
+__all__ = ("Device", "visit_subsection")
 
 
 def visit_subsection(v: Visitor, name: str, version: int, needed: bool) -> bool:
@@ -124,11 +97,6 @@ class Device:
                 path=cls.VMSD_NAME,
             )
         return device
-
-    @classmethod
-    def from_section(cls, section: Section, data: bytes | memoryview | None = None) -> Self:
-        """Load a device from a stream section (see :func:`section_payload`)."""
-        return cls.from_bytes(section_payload(section, data), section.version_id)
 
     def to_bytes(self) -> bytes:
         """The section payload QEMU would write for this state."""

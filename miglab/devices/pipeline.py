@@ -5,7 +5,8 @@
     marshal:    device ─ ObjectOutputVisitor ─► tree ─ marshal filters ─► encoder ─► bytes
     unmarshal:  bytes ─ decoder ─► tree ─ unmarshal filters ─ ObjectInputVisitor ─► device
 
-Filters are the callbacks registered in :mod:`miglab.compat.filters`.  The
+The filters are an argument (:class:`~miglab.vmstate.filters.Filters`, by the
+model's vmsd name or for all), as on every other path; there is no registry.  The
 encoders here are for one plain object tree (JSON, with bytes as
 ``{"$bytes": "<base64>"}``, and CBOR); whole streams go through
 :mod:`miglab.encoders`.  :func:`tree_to_qemufile` writes a tree as QEMU's
@@ -21,7 +22,6 @@ from typing import Any, Literal, TypeVar, cast
 
 import cbor2
 
-from miglab.compat.filters import apply_marshal_filters, apply_unmarshal_filters
 from miglab.devices.base import Device
 from miglab.errors import DescriptionError, EncodingError
 from miglab.visitors.base import Visitor
@@ -29,6 +29,7 @@ from miglab.visitors.object_visitor import ObjectInputVisitor
 from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.description import VMStateDescription
+from miglab.vmstate.filters import Filters
 from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
@@ -93,19 +94,32 @@ def decode_tree(data: bytes, fmt: Format = "json") -> Any:
     raise EncodingError(f"unknown tree format {fmt!r}, expected 'json' or 'cbor'")
 
 
-def marshal(device: Device, fmt: Format = "json") -> bytes:
-    """Device -> ObjectOutputVisitor -> tree -> marshal filters -> encoder -> bytes."""
-    return encode_tree(apply_marshal_filters(device.to_tree()), fmt)
+def marshal(device: Device, fmt: Format = "json", *, filters: Filters | None = None) -> bytes:
+    """Device -> ObjectOutputVisitor -> tree -> marshal ``filters`` -> encoder -> bytes."""
+    tree = device.to_tree()
+    if filters:
+        tree = filters.marshal_tree(device.VMSD_NAME, tree)
+    return encode_tree(tree, fmt)
 
 
-def unmarshal(data: bytes, cls: type[D], fmt: Format = "json", version_id: int | None = None) -> D:
-    """Bytes -> decoder -> tree -> unmarshal filters -> ObjectInputVisitor -> device.
+def unmarshal(
+    data: bytes,
+    cls: type[D],
+    fmt: Format = "json",
+    version_id: int | None = None,
+    *,
+    filters: Filters | None = None,
+) -> D:
+    """Bytes -> decoder -> tree -> unmarshal ``filters`` -> ObjectInputVisitor -> device.
 
     Raises:
         EncodingError: the bytes do not decode.
         VisitorError: the tree does not fit the device (names the member).
     """
-    return cls.from_tree(apply_unmarshal_filters(decode_tree(data, fmt)), version_id)
+    tree = decode_tree(data, fmt)
+    if filters:
+        tree = filters.unmarshal_tree(cls.VMSD_NAME, tree)
+    return cls.from_tree(tree, version_id)
 
 
 Layout = VMStateDescription | type[Device] | Callable[[Visitor, Any], Any]

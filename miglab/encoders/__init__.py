@@ -42,6 +42,7 @@ from miglab.limits import budget
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.vmstate.filters import Filters
 
 __all__ = ("Format", "decode", "detect", "encode", "get", "names")
 
@@ -135,11 +136,28 @@ def detect(data: bytes | memoryview) -> str:
     raise EncodingError(f"cannot tell the format of data starting {head[:8].hex()}", offset=0)
 
 
-def encode(stream: Stream, name: str) -> bytes:
-    """``stream`` in format ``name``."""
+def encode(stream: Stream, name: str, *, filters: Filters | None = None) -> bytes:
+    """``stream`` in format ``name``; ``filters``: marshal filters run on every device state
+    on its way into the encoding (``stream`` itself is left as it was)."""
+    if filters:
+        from miglab.stream.filtering import filter_stream
+
+        stream = filter_stream(stream, filters, marshal=True)
     return get(name).encode(stream)
 
 
-def decode(data: bytes | memoryview, name: str | None = None, **kwargs: Any) -> Stream:
-    """Decode ``data`` (format detected unless ``name`` is given); kwargs go to the decoder."""
-    return get(name or detect(data)).decode(data, **kwargs)
+def decode(
+    data: bytes | memoryview,
+    name: str | None = None,
+    *,
+    filters: Filters | None = None,
+    **kwargs: Any,
+) -> Stream:
+    """Decode ``data`` (format detected unless ``name`` is given); kwargs go to the decoder.
+    ``filters``: unmarshal filters run on every device state decoded."""
+    stream = get(name or detect(data)).decode(data, **kwargs)
+    if filters:
+        from miglab.stream.filtering import filter_stream
+
+        stream = filter_stream(stream, filters, marshal=False)
+    return stream

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miglab.analysis.frames import fields_frame
 from miglab.files import atomic_output
 from miglab.stream.constants import RamFlag, SectionType
 from miglab.stream.model import Section, SectionKind
@@ -80,7 +81,7 @@ def _base(path: Path, qemu: str, machine: str, default: set[tuple[str, int]] | N
         if default is not None and (s.name, s.instance_id) not in default
     )
     ticks_at = None
-    fields = stream.fields_frame()
+    fields = fields_frame(stream)
     hit = fields[(fields["section"] == "timer") & (fields["path"] == "cpu_ticks_offset")]
     if len(hit):
         ticks_at = int(hit["offset"].iloc[0])

@@ -3,7 +3,9 @@
 This is the tree every seam talks to (DESIGN.md).  It keeps enough to
 re-encode QEMU's format byte for byte: section ids and kinds, which records
 had footers, which RAM records named their block, and every byte miglab
-could not decode as an :class:`Opaque` span.
+could not decode as an :class:`Opaque` span.  Its tables (pandas) are the look
+seam's: :func:`miglab.sections_frame`, :func:`miglab.fields_frame`,
+:func:`miglab.ram_frame` (:mod:`miglab.analysis.frames`).
 """
 
 from __future__ import annotations
@@ -11,16 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from miglab.errors import NotFoundError
 from miglab.stream.configuration import machine_of
 from miglab.stream.constants import FILE_VERSION, Command, SectionType
 from miglab.stream.ram import RamContext, RamPayload
 from miglab.vmstate.state import VMState
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
 
@@ -204,22 +203,3 @@ class Stream:
         from miglab.stream.writer import stream_to_bytes
 
         return stream_to_bytes(self)
-
-    # --- tables -------------------------------------------------------------
-    def sections_frame(self) -> pd.DataFrame:
-        """A row per record: kind, section_id, name, instance_id, version_id, offset, size, decoded."""
-        from miglab.analysis.frames import sections_frame
-
-        return sections_frame(self)
-
-    def fields_frame(self) -> pd.DataFrame:
-        """A row per leaf field: section, path, type, size, value, offset."""
-        from miglab.analysis.frames import fields_frame
-
-        return fields_frame(self)
-
-    def ram_frame(self) -> pd.DataFrame:
-        """A row per RAM block: pages, zero pages, bytes."""
-        from miglab.analysis.frames import ram_frame
-
-        return ram_frame(self)

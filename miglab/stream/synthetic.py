@@ -150,7 +150,7 @@ def synthetic_stream(
 
     Example:
         >>> s = synthetic_stream(ram_bytes=1 << 20, mix={"zero": 0.5, "random": 0.5})
-        >>> int(s.ram_frame()["zero_pages"].sum())
+        >>> int(miglab.ram_frame(s)["zero_pages"].sum())
         128
     """
     from miglab.stream.reader import load

@@ -9,6 +9,7 @@ from miglab.vmstate.description import (
     describe,
     field,
 )
+from miglab.vmstate.filters import Filters
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
 from miglab.vmstate.sizing import SizingVisitor, iter_leaves, wire_size
 from miglab.vmstate.state import VMState
@@ -16,6 +17,7 @@ from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
     "INFO_TYPES",
+    "Filters",
     "SizingVisitor",
     "VMState",
     "VMStateDescription",

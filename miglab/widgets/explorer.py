@@ -17,6 +17,7 @@ from pathlib import Path
 import ipywidgets as w
 import pandas as pd
 
+from miglab.analysis.frames import fields_frame
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.widgets._display import RunHint
 from miglab.widgets._html import hexdump_html, short, table_html
@@ -30,7 +31,7 @@ class StreamExplorer(RunHint, w.VBox):
     """Pick a device section: its fields as a table, its bytes as a hex dump.
 
     Picking a field highlights its row and its bytes in the dump.  Built on
-    the object tree: the table is :meth:`Stream.fields_frame`, the bytes are
+    the object tree: the table is :func:`~miglab.analysis.frames.fields_frame`, the bytes are
     the stream's own (the file, or :meth:`Stream.to_bytes` for a tree built
     in memory), located by each record's ``offset`` and ``size``.
 
@@ -80,7 +81,7 @@ class StreamExplorer(RunHint, w.VBox):
             self.stream = load_any(stream)
             bare = self.stream.container is None
             self.data = Path(stream).read_bytes() if bare else self.stream.to_bytes()
-        self.frame = self.stream.fields_frame()
+        self.frame = fields_frame(self.stream)
         options = [
             (
                 f"{r.name}"
@@ -106,7 +107,7 @@ class StreamExplorer(RunHint, w.VBox):
 
     @property
     def fields(self) -> pd.DataFrame:
-        """The picked section's rows of :meth:`Stream.fields_frame`."""
+        """The picked section's rows of :func:`~miglab.analysis.frames.fields_frame`."""
         rec = self.record
         df = self.frame
         sel = df[(df["section"] == rec.name) & (df["instance_id"] == rec.instance_id)]
