@@ -14,8 +14,9 @@ import miglab
 from miglab.compat import ChangeReport, Edit, Registry, convert_stream, default_registry, plan
 from miglab.errors import CompatError
 from miglab.stream.model import SectionKind
-from miglab.stream.vmdesc import vmdesc_entry
+from miglab.stream.vmdesc import VmdescVisitor, vmdesc_entry, vmdesc_struct
 from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
 
 
 def _flatten(states: list[VMState]) -> dict[tuple[str, str], Any]:
@@ -168,6 +169,23 @@ def test_vmdesc_entries_rebuild_exactly_from_state(path: Path) -> None:
     for dev in s.vmdesc["devices"]:
         rebuilt = vmdesc_entry(secs[(dev["name"], dev["instance_id"])])
         assert json.dumps(rebuilt) == json.dumps(dev), dev["name"]
+
+
+class _FieldByField(VmdescVisitor):
+    takes_runs = False
+
+
+@pytest.mark.parametrize(
+    "name", ["q100-pc-q35-10.0-net", "q100-pc-i440fx-10.0-default", "q72-pc-q35-7.2-usb"]
+)
+def test_vmdesc_visitor_runs_give_what_the_fields_one_by_one_give(name: str) -> None:
+    """The vmdesc visitor's compiled runs write the objects its per-field path writes."""
+    s = miglab.load(DATA / f"{name}.mig")
+    for x in s.sections:
+        if isinstance(x.payload, VMState):
+            slow = _FieldByField()
+            visit_vmstate(slow, x.payload.desc, x.payload)
+            assert json.dumps(slow.entry) == json.dumps(vmdesc_struct(x.payload)), x.name
 
 
 def _indexed(entry: dict[str, Any]) -> set[tuple[str, int]]:

@@ -47,8 +47,9 @@ visitor's class:
   :mod:`miglab.vmstate.layout`) -- the fast path of the wire visitors, the
   sizing visitor and the plain-tree visitors;
 * ``describes``: the visitor wants to know the description field it is about
-  to visit (:meth:`Visitor.describe_field`), as QEMU's vmdesc writer does
-  inside ``vmstate_save_state``.
+  to visit (:meth:`Visitor.describe_field`), and the description and version
+  of each struct (:meth:`Visitor.describe_struct`), as QEMU's vmdesc writer
+  does inside ``vmstate_save_state``.
 """
 
 from __future__ import annotations
@@ -259,6 +260,11 @@ class Visitor(ABC):
 
     def describe_field(self, field: Any) -> None:
         """Told the description field about to be visited (visitors with ``describes``)."""
+        return None
+
+    def describe_struct(self, desc: Any, version: int) -> None:
+        """Told the description and version of the struct about to be visited (the top
+        level, a nested struct, an array element, a subsection; visitors with ``describes``)."""
         return None
 
     # --- the contract -----------------------------------------------------

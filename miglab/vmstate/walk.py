@@ -14,7 +14,8 @@ tables.
 The walker names no visitor class.  What a visitor can do beyond the
 contract it declares as a capability (:mod:`miglab.visitors.base`):
 ``takes_runs`` hands it compiled runs of fixed-size fields
-(:mod:`miglab.vmstate.layout`), ``describes`` tells it each field first.
+(:mod:`miglab.vmstate.layout`), ``describes`` tells it each field and each
+struct's description and version first.
 Before a struct ends the visitor has its last word
 (:meth:`~miglab.visitors.base.Visitor.check_struct`).
 """
@@ -76,6 +77,8 @@ def _visit_struct(
     )
     if len(v._path) > LIMITS.max_depth:
         raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
+    if v.describes:
+        v.describe_struct(desc, version)
     fast = v.takes_runs
     if fast:
         flat = flat_run(desc, version)
