@@ -17,7 +17,6 @@ A section of a legacy handler that miglab decodes (``slirp``) gets QEMU's
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from miglab.stream.model import Section, Stream
@@ -72,9 +71,13 @@ def refresh_vmdesc(stream: Stream, sections: list[Section]) -> None:
             devices[i] = vmdesc_entry(by_key[key])
 
 
-def _base(name: str) -> str:
-    """The vmdesc name of a field: miglab's ``#k`` de-duplication suffix removed."""
-    return name.split("#", 1)[0]
+def _head(field: VMStateField) -> dict[str, Any]:
+    """A field object's first keys: its name, and the ``index`` of a lone vmdesc ``index``
+    entry (such a field is named ``name[index]``)."""
+    name = field.name.split("#", 1)[0] if "#" in field.name else field.name
+    if field.index is not None:
+        return {"name": name.removesuffix(f"[{field.index}]"), "index": field.index}
+    return {"name": name}
 
 
 class _Open:
@@ -84,14 +87,7 @@ class _Open:
 
     def __init__(self, field: VMStateField) -> None:
         self.field = field
-        name = _base(field.name)
-        if field.index is not None:  # a lone vmdesc ``index`` entry, named ``name[index]``
-            self.head: dict[str, Any] = {
-                "name": name.removesuffix(f"[{field.index}]"),
-                "index": field.index,
-            }
-        else:
-            self.head = {"name": name}
+        self.head = _head(field)
         self.count: int | None = None  # elements, for a list
         self.first: dict[str, Any] | None = None  # what the first element says (struct, size)
 
@@ -131,7 +127,7 @@ class VmdescVisitor(SizingVisitor):
             return False
         if not super().visit_run(run, src, values):
             return False
-        self._open[-1][0]["fields"] += [dict(obj) for obj in _run_objects(run)]
+        self._open[-1][0]["fields"] += _run_objects(run)
         return True
 
     def visit_struct_run(
@@ -170,7 +166,7 @@ class VmdescVisitor(SizingVisitor):
         inner = {
             "vmsd_name": desc_name,
             "version": struct.version_id,
-            "fields": [dict(obj) for obj in _run_objects(run)],
+            "fields": _run_objects(run),
         }
         f = cur.field
         nested = {**inner} if f.info == "tmp" else {"struct": inner}
@@ -296,15 +292,14 @@ def _lengths_fit(run: FieldRun, src: dict[str, Any]) -> bool:
     return all(len(vals[i]) == n for i, n in run.sized)
 
 
-@lru_cache(maxsize=4096)
-def _run_objects(run: FieldRun) -> tuple[dict[str, Any], ...]:
-    """The vmdesc objects of a run's fields (copied before use: callers edit vmdesc)."""
+def _run_objects(run: FieldRun) -> list[dict[str, Any]]:
+    """The vmdesc objects of a run's fields: they follow from the description alone."""
     out = []
     for f in run.fields:
-        obj = dict(_Open(f).head)
+        obj = _head(f)
         if f.num is not None:
             obj["array_len"] = f.num
         obj["type"] = f.info
         obj["size"] = f.size
         out.append(obj)
-    return tuple(out)
+    return out
