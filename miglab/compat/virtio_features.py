@@ -61,4 +61,3 @@ def _clear_fn(rule: dict[str, Any]) -> Any:
             )
 
     return run
-

@@ -262,4 +262,3 @@ def _add_msix(sub: Edit, inner: VMState, vectors: int, qemu: str) -> None:
         classification="safe",
         reason=f"per-queue MSI-X vectors: none assigned ({why})",
     )
-

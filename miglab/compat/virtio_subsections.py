@@ -99,4 +99,3 @@ def _convert(edit: Edit, state: VMState, rule: dict[str, Any], *, rename: bool) 
         classification=classification,
         reason=f"virtio save data re-encoded; inside it: {reason}",
     )
-
