@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from conftest import DATA, LIVE, STREAMS, recipe
 
 import miglab
+import miglab.compat
 from miglab.compat import ChangeReport, Edit, Registry, convert_stream, default_registry, plan
 from miglab.errors import CompatError
 from miglab.stream.model import SectionKind
@@ -127,6 +130,19 @@ def test_split_and_merge_devices_are_reported() -> None:
     assert [c.action for c in r1 + r2] == ["added", "removed"]
     with pytest.raises(CompatError):
         reg.plan("hpet", "c", "a")
+
+
+def test_the_default_registry_is_built_when_asked_for_and_shared_by_nobody() -> None:
+    for info in pkgutil.iter_modules(miglab.compat.__path__):
+        module = importlib.import_module(f"miglab.compat.{info.name}")
+        made = [k for k, v in vars(module).items() if isinstance(v, Registry)]
+        assert not made, f"a registry built at import: miglab.compat.{info.name}.{made}"
+    mine, theirs = default_registry(), default_registry()
+    assert [str(t) for t in mine.transforms] == [str(t) for t in theirs.transforms]
+    mine.register("hpet", src="10.0", dst="7.2")(lambda edit: None)
+    assert len(mine.transforms) == len(theirs.transforms) + 1
+    assert len(plan("hpet", "10.0", "7.2", mine).steps) == 2
+    assert len(plan("hpet", "10.0", "7.2").steps) == 1
 
 
 def test_plan_chains_and_prints() -> None:
