@@ -140,12 +140,10 @@ class VmdescVisitor(SizingVisitor):
     ) -> bool:
         if src is None or not _lengths_fit(run, src):
             return False
-        start = self.pos
         self.start_struct(name)
-        if not self.visit_run(run, src, values):  # cannot fail: the lengths fit
-            raise AssertionError("a run that fits was declined")
+        SizingVisitor.visit_run(self, run, src, values)  # takes any run whose values are there
+        self._open[-1][0]["fields"] += _run_objects(run)
         self.end_struct()
-        assert self.pos - start == run.struct.size
         return True
 
     def visit_struct_runs(
@@ -292,14 +290,24 @@ def _lengths_fit(run: FieldRun, src: dict[str, Any]) -> bool:
     return all(len(vals[i]) == n for i, n in run.sized)
 
 
+# Run -> its fields' objects, as runs are compiled once per description (layout.py's cache).
+_RUN_OBJECTS: dict[Any, tuple[dict[str, Any], ...]] = {}
+
+
 def _run_objects(run: FieldRun) -> list[dict[str, Any]]:
-    """The vmdesc objects of a run's fields: they follow from the description alone."""
-    out = []
-    for f in run.fields:
-        obj = _head(f)
-        if f.num is not None:
-            obj["array_len"] = f.num
-        obj["type"] = f.info
-        obj["size"] = f.size
-        out.append(obj)
-    return out
+    """The vmdesc objects of a run's fields (new dicts: a vmdesc is edited in place); they
+    follow from the description alone."""
+    objs = _RUN_OBJECTS.get(run)
+    if objs is None:
+        out = []
+        for f in run.fields:
+            obj = _head(f)
+            if f.num is not None:
+                obj["array_len"] = f.num
+            obj["type"] = f.info
+            obj["size"] = f.size
+            out.append(obj)
+        if len(_RUN_OBJECTS) >= 4096:
+            _RUN_OBJECTS.clear()
+        objs = _RUN_OBJECTS[run] = tuple(out)
+    return [obj.copy() for obj in objs]
