@@ -15,7 +15,7 @@ Shape (version 2)::
      "configuration": [DREF, version, STATE] | None,
      "blocks": [[name, used_length, addr | None], ...],
      "records": [RECORD, ...],
-     "vmdesc": "<QEMU's JSON text>" | None,
+     "vmdesc": "<the vmdesc as JSON text>" | None,
      "trailer": b"..."}
 
     DESC    = [name, version_id, minimum_version_id, [FIELD...], [DREF...]]
@@ -54,6 +54,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 
 from miglab.encoders.desc_table import DescTable, desc_at, read_descs
 from miglab.encoders.plain_items import (
@@ -242,9 +243,30 @@ def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
         "configuration": configuration,
         "blocks": _blocks(stream.ram.blocks),
         "records": records,
-        "vmdesc": stream.vmdesc_json().decode() if stream.vmdesc is not None else None,
+        "vmdesc": _vmdesc_text(stream) if stream.vmdesc is not None else None,
         "trailer": bytes(stream.trailer),
     }
+
+
+def _vmdesc_text(stream: Stream) -> str:
+    """The vmdesc as compact JSON text (orjson: ~10x the stdlib's speed, and shorter).
+
+    The text only has to parse back to the same vmdesc; what orjson cannot
+    write (integers beyond 64 bits, lone surrogates in names) is QEMU's form.
+    """
+    try:
+        return orjson.dumps(stream.vmdesc).decode()
+    except TypeError:
+        return stream.vmdesc_json().decode()
+
+
+def _vmdesc_value(text: str) -> Any:
+    """The vmdesc of the tree's text: orjson, else the stdlib for what orjson refuses
+    (lone surrogates, as :func:`_vmdesc_text` may have written them)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 # --- decoding ------------------------------------------------------------------
@@ -401,7 +423,7 @@ def _from_plain(tree: Any, source_size: int, read_state: ReadState) -> Stream:
         text = tree["vmdesc"]
         if not isinstance(text, str) or len(text) > LIMITS.max_vmdesc_bytes:
             raise EncodingError("vmdesc must be JSON text within LIMITS.max_vmdesc_bytes")
-        vmdesc = json.loads(text)
+        vmdesc = _vmdesc_value(text)
         if not isinstance(vmdesc, dict):
             raise EncodingError("vmdesc must be a JSON object")
     return Stream(
