@@ -8,7 +8,7 @@ shortest encoding.  The item is prefixed by the self-described CBOR tag
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import IO, Any, cast
 
 import cbor2
 
@@ -92,7 +92,7 @@ def _failing_offset(body: memoryview) -> int:
     """
     src = _Tracked(body)
     try:
-        cbor2.CBORDecoder(src, semantic_decoders=_NO_REFERENCES).decode()
+        cbor2.CBORDecoder(cast(IO[bytes], src), semantic_decoders=_NO_REFERENCES).decode()
     except _ERRORS:
         return src.last
     return src.pos  # not reached: the same bytes fail the same way

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from miglab.encoders.desc_table import DescTable, desc_at, read_descs
+from miglab.encoders.desc_table import desc_at, read_descs, table_for
 from miglab.encoders.plain_items import (
     read_bool,
     read_bytes,
@@ -151,10 +151,25 @@ def _plain(st: VMState, ref: int, path: str) -> Any:
     return plain_state(st, path=path)
 
 
+def _state_descs(records: list[Record], out: list[VMStateDescription]) -> None:
+    """The descriptions of the device states in ``records``, in the order they are written."""
+    for rec in records:
+        if isinstance(rec, CommandRecord):
+            if rec.packaged is not None:
+                _state_descs(rec.packaged, out)
+        elif isinstance(rec, Section) and isinstance(rec.payload, VMState):
+            out.append(rec.payload.desc)
+
+
 class _Encoder:
-    def __init__(self, make_state: MakeState = _plain) -> None:
+    def __init__(self, stream: Stream, make_state: MakeState) -> None:
         self.make_state = make_state
-        self.descs = DescTable()
+        descs: list[VMStateDescription] = []
+        if stream.configuration is not None:
+            descs.append(stream.configuration.desc)
+        _state_descs(stream.records, descs)
+        self.table, refs = table_for(descs)
+        self.refs = {id(d): r for d, r in zip(descs, refs, strict=True)}
 
     def records(self, records: list[Record], depth: int = 0) -> list[Any]:
         out: list[Any] = []
@@ -184,7 +199,7 @@ class _Encoder:
     def payload(self, s: Section) -> list[Any]:
         p = s.payload
         if isinstance(p, VMState):
-            ref = self.descs.ref(p.desc)
+            ref = self.refs[id(p.desc)]
             return ["D", ref, p.version_id, self.make_state(p, ref, s.name)]
         if isinstance(p, RamPayload):
             n = len(p.words)
@@ -226,11 +241,11 @@ def to_plain(stream: Stream, *, make_state: MakeState = _plain) -> dict[str, Any
 
 
 def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
-    enc = _Encoder(make_state)
+    enc = _Encoder(stream, make_state)
     configuration = None
     if stream.configuration is not None:
         c = stream.configuration
-        ref = enc.descs.ref(c.desc)
+        ref = enc.refs[id(c.desc)]
         configuration = [ref, c.version_id, make_state(c, ref, "configuration")]
     records = enc.records(stream.records)
     return {
@@ -239,7 +254,7 @@ def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
         "page_size": stream.page_size,
         "eof": stream.eof,
         "ignore_shared": stream.ram.ignore_shared,
-        "descs": enc.descs.table,
+        "descs": enc.table,
         "configuration": configuration,
         "blocks": _blocks(stream.ram.blocks),
         "records": records,

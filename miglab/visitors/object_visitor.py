@@ -32,8 +32,16 @@ __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 _NOTHING = object()
 
 
-def _run_values(run: FieldRun, node: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The values of a run of scalars from ``node`` if each has its field's type and fits."""
+def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
+    """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
+
+    A run of scalars is checked by its exact types and one ``struct.pack``
+    (the range check QEMU's wire imposes); one with arrays or buffers by one
+    msgspec call (:mod:`miglab.visitors.run_types`), which copies the lists
+    too, so trees share nothing.
+    """
+    if not run.plain or run.sized:
+        return checked_run(run, node)
     try:
         vals: tuple[Any, ...] = run.take(node)
     except KeyError:
@@ -41,23 +49,10 @@ def _run_values(run: FieldRun, node: dict[str, Any]) -> tuple[Any, ...] | None:
     if tuple(map(type, vals)) != run.types:
         return None
     try:
-        run.struct.pack(*vals)  # the range check QEMU's wire imposes
+        run.struct.pack(*vals)
     except struct.error:
         return None
-    return vals
-
-
-def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
-    """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
-
-    A run of scalars is checked by one ``struct.pack``; one with arrays or
-    buffers by one msgspec call (:mod:`miglab.visitors.run_types`), which
-    copies the lists too, so trees share nothing.
-    """
-    if not (run.plain and not run.sized):
-        return checked_run(run, node)
-    vals = _run_values(run, node)
-    return None if vals is None else dict(zip(run.names, vals))  # noqa: B905 (one per name)
+    return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
 
 
 class ObjectOutputVisitor(Visitor):

@@ -19,7 +19,9 @@ the error that names the member.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+import itertools
+import operator
+from typing import Annotated, Any, NamedTuple, TypedDict
 
 import msgspec
 
@@ -27,10 +29,18 @@ from miglab.visitors.base import FieldRun
 
 __all__ = ("checked_ints", "checked_run", "checked_runs")
 
-_INTS: dict[tuple[int, bool], Any] = {}
-_RUNS: dict[int, tuple[FieldRun, Any, Any, tuple[tuple[str, bool], ...]]] = {}
+_INTS: dict[tuple[int, bool], tuple[Any, Any]] = {}
+_RUNS: dict[int, _RunTypes] = {}
 _MAX_RUNS = 1 << 16
 _U64_MAX = (1 << 64) - 1
+
+# msgspec keeps what it compiled from a type on TypedDict classes, but parses a
+# bare ``list[...]`` again on every call; so each list travels as the one item
+# of a TypedDict.  The types are made at run time, from the descriptions: to a
+# type checker they are values (Any).
+_TypedDict: Any = TypedDict
+_List: Any = list
+_Annotated: Any = Annotated
 
 
 def _wide(size: int, signed: bool) -> bool:
@@ -38,17 +48,20 @@ def _wide(size: int, signed: bool) -> bool:
     return size >= 8 and not signed
 
 
-def _int_type(size: int, signed: bool) -> Any:
-    """``list[int]`` of ints within the range of a ``size``-byte integer (cached per size);
-    for uint64 only the lower bound (the caller checks the upper one)."""
+def _int_types(size: int, signed: bool) -> tuple[Any, Any]:
+    """The ranged int of a ``size``-byte integer, and a TypedDict of a list of them
+    (cached per size); for uint64 only the lower bound (callers check the upper one)."""
     hit = _INTS.get((size, signed))
     if hit is None:
         bits = 8 * size
         if signed:
             meta = msgspec.Meta(ge=-(1 << (bits - 1)), le=(1 << (bits - 1)) - 1)
+        elif _wide(size, signed):
+            meta = msgspec.Meta(ge=0)
         else:
-            meta = msgspec.Meta(ge=0) if _wide(size, signed) else msgspec.Meta(ge=0, le=(1 << bits) - 1)
-        hit = _INTS[(size, signed)] = list[Annotated[int, meta]]
+            meta = msgspec.Meta(ge=0, le=(1 << bits) - 1)
+        item = _Annotated[int, meta]
+        hit = _INTS[(size, signed)] = (item, _TypedDict("ints", {"v": _List[item]}))
     return hit
 
 
@@ -57,10 +70,10 @@ def checked_ints(values: Any, size: int, signed: bool) -> list[int] | None:
     if type(values) is not list:
         return None
     try:
-        out: list[int] = msgspec.convert(values, _int_type(size, signed))
+        out: list[int] = msgspec.convert({"v": values}, _int_types(size, signed)[1])["v"]
     except msgspec.ValidationError:
         return None
-    if out and _wide(size, signed) and max(out) > _U64_MAX:
+    if _wide(size, signed) and max(out, default=0) > _U64_MAX:
         return None
     return out
 
@@ -68,10 +81,10 @@ def checked_ints(values: Any, size: int, signed: bool) -> list[int] | None:
 def _field_type(f: Any) -> Any:
     kind = f.kind
     if kind == "int":
-        item = _int_type(f.size, f.signed)
+        item = _int_types(f.size, f.signed)[0]
         if f.num is None:
-            return item.__args__[0]  # the ranged int itself
-        return Annotated[item, msgspec.Meta(min_length=f.num, max_length=f.num)]
+            return item
+        return _Annotated[_List[item], msgspec.Meta(min_length=f.num, max_length=f.num)]
     if kind == "bool":
         return bool
     if kind == "float":
@@ -79,12 +92,19 @@ def _field_type(f: Any) -> Any:
     return Annotated[bytes, msgspec.Meta(min_length=f.size, max_length=f.size)]
 
 
-def _types(run: FieldRun) -> tuple[Any, Any, tuple[tuple[str, bool], ...]]:
-    """The run's TypedDict, a list of them, and its uint64 members ``(name, is_array)``."""
+class _RunTypes(NamedTuple):
+    run: FieldRun  # kept, so that its id stays unique while cached
+    one: Any  # TypedDict of the run's members
+    many: Any  # TypedDict of one list of those
+    wide: tuple[tuple[str, bool], ...]  # uint64 members: (name, is_array)
+
+
+def _types(run: FieldRun) -> _RunTypes:
     hit = _RUNS.get(id(run))
-    if hit is not None and hit[0] is run:
-        return hit[1], hit[2], hit[3]
-    one: Any = TypedDict("run", {f.name: _field_type(f) for f in run.fields})  # type: ignore[misc]
+    if hit is not None and hit.run is run:
+        return hit
+    one = _TypedDict("run", {f.name: _field_type(f) for f in run.fields})
+    many = _TypedDict("runs", {"v": _List[one]})
     wide = tuple(
         (f.name, f.num is not None)
         for f in run.fields
@@ -92,36 +112,36 @@ def _types(run: FieldRun) -> tuple[Any, Any, tuple[tuple[str, bool], ...]]:
     )
     if len(_RUNS) >= _MAX_RUNS:
         _RUNS.clear()
-    _RUNS[id(run)] = (run, one, list[one], wide)  # the run kept: its id stays unique
-    return one, list[one], wide
+    hit = _RUNS[id(run)] = _RunTypes(run, one, many, wide)
+    return hit
 
 
-def _fits_u64(out: dict[str, Any], wide: tuple[tuple[str, bool], ...]) -> bool:
+def _fits_u64(maps: list[dict[str, Any]], wide: tuple[tuple[str, bool], ...]) -> bool:
     for name, is_array in wide:
-        v = out[name]
-        if (max(v) if is_array and v else v if not is_array else 0) > _U64_MAX:
+        got = map(operator.itemgetter(name), maps)
+        if max(itertools.chain.from_iterable(got) if is_array else got, default=0) > _U64_MAX:
             return False
     return True
 
 
-def checked_run(run: FieldRun, node: Any) -> dict[str, Any] | None:
+def checked_run(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
     """A fresh dict of the run's members of ``node`` (other keys ignored) if each
     has its field's type and fits, else None."""
-    one, _, wide = _types(run)
+    t = _types(run)
     try:
-        out: dict[str, Any] = msgspec.convert(node, one)
-    except msgspec.ValidationError:
+        # only the run's members go to msgspec (which visits every key it is given)
+        out: dict[str, Any] = msgspec.convert(dict(zip(run.names, run.take(node))), t.one)  # noqa: B905
+    except (KeyError, msgspec.ValidationError):
         return None
-    return out if not wide or _fits_u64(out, wide) else None
+    return out if not t.wide or _fits_u64([out], t.wide) else None
 
 
 def checked_runs(run: FieldRun, nodes: Any) -> list[dict[str, Any]] | None:
-    """:func:`checked_run` over a list of dicts at once (None if any one fails)."""
-    _, many, wide = _types(run)
+    """Fresh dicts of a list of maps, each with the run's members (other keys
+    ignored: the caller counts them), if each has its type and fits, else None."""
+    t = _types(run)
     try:
-        out: list[dict[str, Any]] = msgspec.convert(nodes, many)
+        out: list[dict[str, Any]] = msgspec.convert({"v": nodes}, t.many)["v"]
     except msgspec.ValidationError:
         return None
-    if wide and not all(_fits_u64(d, wide) for d in out):
-        return None
-    return out
+    return out if not t.wide or _fits_u64(out, t.wide) else None
