@@ -2,7 +2,9 @@
 
 Schema-free and binary: byte strings are major type 2, integers take the
 shortest encoding.  The item is prefixed by the self-described CBOR tag
-55799 (the tag's head only, so decoding keeps plain lists), whose bytes ``d9 d9 f7`` are how :func:`sniff` knows it.
+55799 (the tag's head only, so decoding keeps plain lists), whose bytes
+``d9 d9 f7`` are how :func:`sniff` knows it.  The codec is cbor2's C
+extension; a decode error carries the byte offset of the item that failed.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ and the stream around them.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -275,13 +276,23 @@ def _vmdesc_text(stream: Stream) -> str:
         return stream.vmdesc_json().decode()
 
 
+# 20 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float
+_LONG_DIGITS = re.compile("[0-9]{20}")
+
+
 def _vmdesc_value(text: str) -> Any:
-    """The vmdesc of the tree's text: orjson, else the stdlib for what orjson refuses
-    (lone surrogates, as :func:`_vmdesc_text` may have written them)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """The vmdesc of the tree's text, as the standard library's ``json.loads`` gives it.
+
+    orjson reads it, unless it may hold what orjson reads otherwise (an
+    integer beyond 64 bits) or refuses (lone surrogates, as
+    :func:`_vmdesc_text` may have written them, ``NaN``).
+    """
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 # --- decoding ------------------------------------------------------------------

@@ -14,9 +14,11 @@ silently dropped.
 This is the *one* plain-tree shape: the self-describing encoders (JSON,
 CBOR, MessagePack, ASN.1) carry device state as exactly these trees, field
 names included.  Both visitors take compiled runs of fixed-size fields
-(``takes_runs``): a run's values are checked with one ``struct.pack`` (the
-same range check QEMU's wire imposes) and copied at once; anything unusual
-goes to the per-member path, which names the member.
+(``takes_runs``): a run of scalars is checked with one ``struct.pack`` (the
+same range check QEMU's wire imposes) and copied at once; a run with arrays
+or buffers, an array of structs that are one run, and an integer array are
+checked and copied by one msgspec call (:mod:`miglab.visitors.run_types`);
+anything unusual goes to the per-member path, which names the member.
 """
 
 from __future__ import annotations
