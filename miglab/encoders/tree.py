@@ -49,7 +49,6 @@ and the stream around them.
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -268,7 +267,9 @@ def _vmdesc_text(stream: Stream) -> str:
     """The vmdesc as compact JSON text (orjson: ~10x the stdlib's speed, and shorter).
 
     The text only has to parse back to the same vmdesc; what orjson cannot
-    write (integers beyond 64 bits, lone surrogates in names) is QEMU's form.
+    write (integers beyond 64 bits, lone surrogates in names) is written in
+    QEMU's spaced form (``": "``), which tells :func:`_vmdesc_value` to read it
+    with the standard library.
     """
     try:
         return orjson.dumps(stream.vmdesc).decode()
@@ -276,18 +277,14 @@ def _vmdesc_text(stream: Stream) -> str:
         return stream.vmdesc_json().decode()
 
 
-# 20 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float
-_LONG_DIGITS = re.compile("[0-9]{20}")
-
-
 def _vmdesc_value(text: str) -> Any:
     """The vmdesc of the tree's text, as the standard library's ``json.loads`` gives it.
 
-    orjson reads it, unless it may hold what orjson reads otherwise (an
-    integer beyond 64 bits) or refuses (lone surrogates, as
-    :func:`_vmdesc_text` may have written them, ``NaN``).
+    Compact text (what :func:`_vmdesc_text` writes with orjson) is read by
+    orjson; spaced text, and what orjson refuses (``NaN``, lone surrogates),
+    by the standard library, which also keeps integers beyond 64 bits exact.
     """
-    if _LONG_DIGITS.search(text) is None:
+    if '": ' not in text:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
