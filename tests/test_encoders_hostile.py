@@ -124,3 +124,18 @@ def test_a_lone_surrogate_in_a_name_is_refused(text: str) -> None:
     bad = _JSON.replace(text, text.replace(text.split('"')[-2], "\\ud800"), 1)
     with pytest.raises(MiglabError, match="not writable text"):
         encoders.decode(bad.encode(), "json")  # to_bytes() gave a UnicodeEncodeError before
+
+
+def test_cbor_errors_carry_the_offset_of_the_bad_item() -> None:
+    data = _ENCODED["cbor"]
+    # the head of page_size's value (4096: 19 10 00), made reserved (1c: RFC 8949 3.3)
+    head = data.index(b"\x69page_size\x19\x10\x00") + 10
+    bad = data[:head] + b"\x1c" + data[head + 1 :]
+    with pytest.raises(MiglabError) as exc:
+        encoders.decode(bad, "cbor")
+    assert exc.value.offset == head
+    # cut inside the vmdesc text: the short item is its payload (after a 3-byte head, 79 LL LL)
+    text = data.index(b"\x66vmdesc\x79") + 7
+    with pytest.raises(MiglabError) as exc:
+        encoders.decode(data[: text + 3 + 100], "cbor")
+    assert exc.value.offset == text + 3

@@ -29,12 +29,13 @@ from miglab.encoders.plain_items import (
 from miglab.errors import EncodingError
 from miglab.vmstate.description import INFO_TYPES, VMStateDescription, VMStateField
 
-__all__ = ("DescTable", "desc_at", "read_descs")
+__all__ = ("DescTable", "desc_at", "read_descs", "table_for")
 
 
 _Template = tuple[int, list[Any], list[tuple[list[Any], Any, Any]], tuple[VMStateDescription, ...]]
 _TEMPLATES: dict[int, tuple[VMStateDescription, _Template]] = {}
 _GIDS: dict[Any, int] = {}
+_MAX_TABLES = 256
 
 
 def _template(d: VMStateDescription) -> _Template:
@@ -84,6 +85,7 @@ def _template(d: VMStateDescription) -> _Template:
     if len(_TEMPLATES) > 65536:
         _TEMPLATES.clear()
         _GIDS.clear()
+        _WRITTEN.clear()  # keyed by gids, which now start again
     gid = _GIDS.setdefault(key, len(_GIDS))
     t: _Template = (gid, head, fields, d.subsections)
     _TEMPLATES[id(d)] = (d, t)  # the desc is kept so its id stays unique
@@ -121,6 +123,32 @@ class DescTable:
         return ref
 
 
+# Whole tables written so far, keyed by the gids of the descriptions in the
+# order a stream refers to them: streams of one QEMU and machine (and every
+# encoding of one stream) write the same table.
+_WRITTEN: dict[tuple[int, ...], tuple[list[Any], tuple[int, ...]]] = {}
+
+
+def table_for(descs: list[VMStateDescription]) -> tuple[list[Any], tuple[int, ...]]:
+    """The table that ``DescTable().ref`` of each of ``descs`` in turn builds, and the refs.
+
+    Cached by structure (the same descriptions in the same order give the
+    same table), so a stream's table costs one lookup per description.
+
+    Raises:
+        EncodingError: a description carries code (``exists``).
+    """
+    key = tuple(_template(d)[0] for d in descs)
+    hit = _WRITTEN.get(key)
+    if hit is None:
+        t = DescTable()
+        hit = (t.table, tuple(t.ref(d) for d in descs))
+        if len(_WRITTEN) >= _MAX_TABLES:
+            _WRITTEN.clear()
+        _WRITTEN[key] = hit
+    return list(hit[0]), hit[1]
+
+
 def desc_at(x: Any, table: list[VMStateDescription], what: str) -> VMStateDescription:
     """The description ``x`` refers to (a checked index into ``table``)."""
     return table[read_int(x, what, 0, len(table) - 1)] if table else _no_desc(what)
@@ -141,7 +169,6 @@ _FIELD_CACHE: dict[Any, VMStateField] = {}
 # (``marshal``: fast, and ``True``/``1``/``1.0`` differ): streams of one QEMU and
 # machine carry the same table, and the table only refers to itself.
 _TABLES: dict[bytes, tuple[VMStateDescription, ...]] = {}
-_MAX_TABLES = 256
 
 
 def read_descs(raw: Any) -> list[VMStateDescription]:

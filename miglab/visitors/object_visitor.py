@@ -14,9 +14,11 @@ silently dropped.
 This is the *one* plain-tree shape: the self-describing encoders (JSON,
 CBOR, MessagePack, ASN.1) carry device state as exactly these trees, field
 names included.  Both visitors take compiled runs of fixed-size fields
-(``takes_runs``): a run's values are checked with one ``struct.pack`` (the
-same range check QEMU's wire imposes) and copied at once; anything unusual
-goes to the per-member path, which names the member.
+(``takes_runs``): a run of scalars is checked with one ``struct.pack`` (the
+same range check QEMU's wire imposes) and copied at once; a run with arrays
+or buffers, an array of structs that are one run, and an integer array are
+checked and copied by one msgspec call (:mod:`miglab.visitors.run_types`);
+anything unusual goes to the per-member path, which names the member.
 """
 
 from __future__ import annotations
@@ -25,80 +27,34 @@ import struct
 from typing import Any
 
 from miglab.visitors.base import FieldRun, Visitor
+from miglab.visitors.run_types import checked_ints, checked_run, checked_runs
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 
 _NOTHING = object()
-_INT_ONLY = {int}
-_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_ARRAYS: dict[tuple[int, int, bool], struct.Struct] = {}
 
 
-def _all_ints(values: list[Any]) -> bool:
-    """Whether every item is exactly an ``int`` (not a bool), at C speed."""
-    return set(map(type, values)) <= _INT_ONLY
+def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
+    """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
 
-
-def _ints_fit(values: list[Any], size: int, signed: bool) -> bool:
-    """Whether ``values`` are all ints (not bools) that fit ``size`` bytes, checked at C speed."""
-    if not _all_ints(values):
-        return False
-    key = (len(values), size, signed)
-    fmt = _ARRAYS.get(key)
-    if fmt is None:
-        code = _INT_CODES.get(size)
-        if code is None:
-            return False
-        fmt = struct.Struct(f">{len(values)}{code.lower() if signed else code}")
-        if len(_ARRAYS) < 4096:
-            _ARRAYS[key] = fmt
-    try:
-        fmt.pack(*values)
-    except struct.error:
-        return False
-    return True
-
-
-def _run_values(run: FieldRun, node: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The values of ``run`` from ``node`` if each has its field's type and fits, else None."""
+    A run of scalars is checked by its exact types and one ``struct.pack``
+    (the range check QEMU's wire imposes); one with arrays or buffers by one
+    msgspec call (:mod:`miglab.visitors.run_types`), which copies the lists
+    too, so trees share nothing.
+    """
+    if not run.plain or run.sized:
+        return checked_run(run, node)
     try:
         vals: tuple[Any, ...] = run.take(node)
     except KeyError:
         return None
     if tuple(map(type, vals)) != run.types:
         return None
-    if run.plain and not run.sized:  # scalars only: one range check
-        try:
-            run.struct.pack(*vals)
-        except struct.error:
-            return None
-        return vals
-    for i, n in run.sized:
-        if len(vals[i]) != n:
-            return None
-    flat: Any = vals
-    if run.lists:
-        flat = list(vals)
-        for i in run.lists:  # last first, so the indexes before stay valid
-            items = flat[i]
-            if not _all_ints(items):
-                return None
-            flat[i : i + 1] = items
     try:
-        run.struct.pack(*flat)
+        run.struct.pack(*vals)
     except struct.error:
         return None
-    return vals
-
-
-def _run_dict(run: FieldRun, vals: tuple[Any, ...]) -> dict[str, Any]:
-    """A fresh member dict of a run's values (lists copied, so trees share nothing)."""
-    out = dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
-    if run.lists:
-        names = run.names
-        for i in run.lists:
-            out[names[i]] = list(vals[i])
-    return out
+    return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
 
 
 class ObjectOutputVisitor(Visitor):
@@ -156,11 +112,11 @@ class ObjectOutputVisitor(Visitor):
     def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
         if src is None or not self._stack or type(self._stack[-1]) is not dict:
             return False
-        vals = _run_values(run, src)
-        if vals is None:
+        out = _run_dict(run, src)
+        if out is None:
             return False
-        self._stack[-1].update(_run_dict(run, vals))
-        values.update(zip(run.names, vals, strict=True))
+        self._stack[-1].update(out)
+        values.update(out)  # the walk reads counts from these; nothing changes them
         return True
 
     def visit_struct_run(
@@ -173,10 +129,10 @@ class ObjectOutputVisitor(Visitor):
     ) -> bool:
         if src is None:
             return False
-        vals = _run_values(run, src)
-        if vals is None:
+        out = _run_dict(run, src)
+        if out is None:
             return False
-        self._put(name, _run_dict(run, vals))
+        self._put(name, out)
         return True
 
     def visit_struct_runs(
@@ -189,12 +145,9 @@ class ObjectOutputVisitor(Visitor):
     ) -> list[dict[str, Any]] | None:
         if srcs is None or not self._stack:
             return None
-        out = []
-        for src in srcs:
-            vals = _run_values(run, src)
-            if vals is None:
-                return None
-            out.append(_run_dict(run, vals))
+        out = checked_runs(run, srcs)
+        if out is None:
+            return None
         self._put(name, out)
         return srcs
 
@@ -208,9 +161,11 @@ class ObjectOutputVisitor(Visitor):
     ) -> list[int]:
         if values is None:
             raise self.error("has no value", self.member(name))
-        if not isinstance(values, list) or not _ints_fit(values, size, signed):
-            self.check_int_array(name, values, size, signed)
-        self._put(name, list(values))
+        out = checked_ints(values, size, signed)
+        if out is None:
+            self.check_int_array(name, values, size, signed)  # raises, naming the element
+            out = list(values)
+        self._put(name, out)
         return values
 
     def type_bool(self, name: str | None, value: bool | None) -> bool:
@@ -305,10 +260,10 @@ class ObjectInputVisitor(Visitor):
         top = self._stack[-1] if self._stack else None
         if type(top) is not dict:
             return False
-        vals = _run_values(run, top)
-        if vals is None:
+        out = _run_dict(run, top)
+        if out is None:
             return False
-        values.update(_run_dict(run, vals))
+        values.update(out)
         seen = self._seen[-1]
         if seen is not None:
             seen.update(run.names)
@@ -332,14 +287,14 @@ class ObjectInputVisitor(Visitor):
             node = top.get(name)
         if type(node) is not dict or len(node) != len(run.names):
             return False  # missing, not an object, or with members nobody reads
-        vals = _run_values(run, node)
-        if vals is None:
+        out = _run_dict(run, node)
+        if out is None:
             return False
         if type(top) is dict:
             seen = self._seen[-1]
             if seen is not None:
                 seen.add(name)  # type: ignore[arg-type]
-        values.update(_run_dict(run, vals))
+        values.update(out)
         return True
 
     def visit_struct_runs(
@@ -356,15 +311,9 @@ class ObjectInputVisitor(Visitor):
         node = top.get(name)
         if type(node) is not list or len(node) != count:
             return None
-        width = len(run.names)
-        out = []
-        for item in node:
-            if type(item) is not dict or len(item) != width:
-                return None
-            vals = _run_values(run, item)
-            if vals is None:
-                return None
-            out.append(_run_dict(run, vals))
+        out = checked_runs(run, node)  # every item a map with the run's members, checked
+        if out is None or (out and set(map(len, node)) != {len(run.names)}):
+            return None  # or an item with members nobody reads
         seen = self._seen[-1]
         if seen is not None:
             seen.add(name)
@@ -395,10 +344,8 @@ class ObjectInputVisitor(Visitor):
         self, name: str | None, values: list[int] | None, count: int, size: int, signed: bool
     ) -> list[int]:
         n = self.start_list(name, count)
-        node = self._stack[-1]
-        if _ints_fit(node, size, signed):
-            out = list(node)
-        else:
+        out = checked_ints(self._stack[-1], size, signed)
+        if out is None:
             out = [self.check_int(None, self._get_next(i), size, signed) for i in range(n)]
         self.end_list()
         return out
