@@ -16,6 +16,9 @@ So a field added with a newer version is fine (info), one added without a versio
 breaks loading (error).  Known-benign renames come from ``knowledge/schema-renames.json``.
 Directions use schema-registry terms, reading SRC as the older and DST as the newer schema:
 BACKWARD = DST loads SRC's streams, FORWARD = SRC loads DST's streams, FULL = both.
+With ``machine=`` only the device classes a machine of that type can have are checked
+(:mod:`miglab.compat.machine_devices`: from what the real builds say about their boards
+and buses), judged for the schema that writes the stream.
 
 Example:
     >>> report = compatibility("data/schema-7.2-pc-q35-7.2.json", "data/schema-10.0-pc-q35-10.0.json")
@@ -34,6 +37,7 @@ from miglab.compat.findings import (
     Finding,
     breaks,
 )
+from miglab.compat.machine_devices import MachineDevices, machine_devices
 from miglab.compat.schema import (
     Schema,
     SchemaField,
@@ -51,6 +55,7 @@ __all__ = (
     "WARNING",
     "Compatibility",
     "Finding",
+    "MachineDevices",
     "Schema",
     "SchemaField",
     "SchemaSource",
@@ -59,20 +64,29 @@ __all__ = (
     "check_schemas",
     "compatibility",
     "load_schema",
+    "machine_devices",
 )
 
 
-def check_schemas(src: SchemaSource, dst: SchemaSource) -> list[Finding]:
+def check_schemas(
+    src: SchemaSource, dst: SchemaSource, *, machine: str | None = None
+) -> list[Finding]:
     """Every finding for streams written by ``src`` and loaded by ``dst``.
 
     Args:
         src: the source schema (a path, the file's bytes, its parsed JSON or a :class:`Schema`).
         dst: the destination schema, likewise.
+        machine: check only the device classes a machine of this type of SRC's build can
+            have (``"pc-q35-7.2"``; :func:`machine_devices`).
 
     Raises:
         DescriptionError: a schema is malformed or exceeds ``LIMITS``.
+        CompatError: ``machine`` is not a pc/q35 type SRC's build has.
     """
     source, destination = load_schema(src), load_schema(dst)
+    if machine is not None:
+        can = machine_devices(source, machine)
+        source = Schema(source.machine, {k: v for k, v in source.devices.items() if k in can})
     renames = known_renames()
     findings: list[Finding] = []
     if source.machine != destination.machine:
@@ -90,11 +104,14 @@ def check_schemas(src: SchemaSource, dst: SchemaSource) -> list[Finding]:
     return findings
 
 
-def compatibility(src: SchemaSource, dst: SchemaSource) -> Compatibility:
-    """Check both directions (see :class:`Compatibility`)."""
+def compatibility(
+    src: SchemaSource, dst: SchemaSource, *, machine: str | None = None
+) -> Compatibility:
+    """Check both directions (see :class:`Compatibility`), for one ``machine`` type if given."""
     source, destination = load_schema(src), load_schema(dst)
     return Compatibility(
-        tuple(check_schemas(source, destination)), tuple(check_schemas(destination, source))
+        tuple(check_schemas(source, destination, machine=machine)),
+        tuple(check_schemas(destination, source, machine=machine)),
     )
 
 
