@@ -13,8 +13,17 @@ only other devices create.  It names the machine it was dumped for, but holds no
 * **pluggable**: a ``-device`` whose bus type the machine family offers, directly or
   through a device that brings the bus (a USB controller brings ``usb-bus``); a device
   whose realize says it cannot be on this machine ("cannot be handled by this machine",
-  "No 'virtio-bus' bus found") is not, one that only lacks a property (``drive``) is;
-* a **child** a pluggable device creates (``virtio-net-device`` in ``virtio-net-pci``).
+  "No 'virtio-bus' bus found", "requires a Xen guest") is not, one that only lacks a
+  property or backend (``drive``, ``chardev``) is.  A ``-device`` on a bus type the
+  harvest never saw offered (``vmbus``: Hyper-V's, which needs a kernel this host lacks;
+  ``SSI``) is kept: not shown possible, not shown impossible either;
+* a **child** a possible device creates (``virtio-net-device`` in ``virtio-net-pci``,
+  from ``qom-list-properties``' ``child<...>``, which needs no realize).
+
+So what is left out is what QEMU itself says no pc/q35 of the build can have: classes
+no board, ``-device`` or child makes (abstract bases such as ``pic-common``, other
+boards' devices such as ``acpi-ged`` or ``sysbus-esp``, ``emmc``, which is no
+``-device`` on x86), and devices whose realize refuses the machine.
 
 A schema is recognised as one build's by its class names (a build's dumps differ only in
 the machine).  A schema of another build is judged by the union of what the harvested
@@ -41,7 +50,7 @@ from typing import Any
 from miglab.compat.schema import SchemaSource, load_schema
 from miglab.errors import CompatError
 
-__all__ = ("MachineDevices", "machine_devices", "machine_family")
+__all__ = ("MachineDevices", "has_machine_type", "machine_devices", "machine_family")
 
 #: The machine's own class in a schema (its findings are about the machine type).
 _MACHINE = "vmschkmachine"
@@ -94,6 +103,28 @@ def machine_family(machine: str) -> str:
     )
 
 
+def has_machine_type(schema: SchemaSource, machine: str) -> bool:
+    """False when the build that dumped ``schema`` is known and has no ``machine`` type.
+
+    True for a schema of a build the harvest does not know (it cannot tell).
+
+    Raises:
+        CompatError: ``machine`` is not a pc/q35 type.
+    """
+    machine_family(machine)
+    build = _build_of(frozenset(load_schema(schema).devices))
+    if build is None:
+        return True
+    data = _knowledge()["builds"][build]
+    return data["aliases"].get(machine, machine) in data["boards"]
+
+
+def _build_of(classes: frozenset[str]) -> str | None:
+    """The harvested build whose ``-dump-vmstate`` has exactly these classes."""
+    builds = _knowledge()["builds"]
+    return next((v for v, b in builds.items() if frozenset(b["schema_classes"]) == classes), None)
+
+
 def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
     """The classes a ``machine`` of the build that dumped ``schema`` can have.
 
@@ -105,17 +136,19 @@ def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
     classes = frozenset(load_schema(schema).devices)
     family = machine_family(machine)
     builds = _knowledge()["builds"]
-    build = next((v for v, b in builds.items() if frozenset(b["schema_classes"]) == classes), None)
+    build = _build_of(classes)
     if build is not None:
         board, pluggable = _build_devices(build, builds[build], machine, family, strict=True)
         return MachineDevices(machine, build, board, pluggable, classes)
-    board, pluggable, known = set(), set(), set()
+    on_board: set[str] = set()
+    plugged: set[str] = set()
+    known: set[str] = set()
     for version, data in builds.items():
         b, p = _build_devices(version, data, machine, family, strict=False)
-        board |= b
-        pluggable |= p
+        on_board |= b
+        plugged |= p
         known |= set(data["schema_classes"])
-    return MachineDevices(machine, None, frozenset(board), frozenset(pluggable), frozenset(known))
+    return MachineDevices(machine, None, frozenset(on_board), frozenset(plugged), frozenset(known))
 
 
 def _build_devices(
@@ -145,7 +178,8 @@ def _build_devices(
         for cls in data["board_sets"][index]
     }
     plug = data["pluggable"][family]
-    return frozenset(board), frozenset(plug["devices"]) | frozenset(plug["children"])
+    pluggable = frozenset(plug["devices"]) | frozenset(plug["children"])
+    return frozenset(board), pluggable | frozenset(plug["unreachable"])
 
 
 @cache

@@ -37,7 +37,7 @@ from miglab.compat.findings import (
     Finding,
     breaks,
 )
-from miglab.compat.machine_devices import MachineDevices, machine_devices
+from miglab.compat.machine_devices import MachineDevices, has_machine_type, machine_devices
 from miglab.compat.schema import (
     Schema,
     SchemaField,
@@ -77,14 +77,20 @@ def check_schemas(
         src: the source schema (a path, the file's bytes, its parsed JSON or a :class:`Schema`).
         dst: the destination schema, likewise.
         machine: check only the device classes a machine of this type of SRC's build can
-            have (``"pc-q35-7.2"``; :func:`machine_devices`).
+            have (``"pc-q35-7.2"``; :func:`machine_devices`); when a side's build has no such
+            machine type, that is the one finding (an error).
 
     Raises:
         DescriptionError: a schema is malformed or exceeds ``LIMITS``.
-        CompatError: ``machine`` is not a pc/q35 type SRC's build has.
+        CompatError: ``machine`` is not a pc/q35 machine type.
     """
     source, destination = load_schema(src), load_schema(dst)
     if machine is not None:
+        # One machine type on both ends: a side whose build lacks it ends the check.
+        for side, schema in (("SRC", source), ("DST", destination)):
+            if not has_machine_type(schema, machine):
+                detail = f"{side}'s build has no machine type {machine!r}"
+                return [Finding("vmschkmachine", None, "machine", detail, ERROR)]
         can = machine_devices(source, machine)
         source = Schema(source.machine, {k: v for k, v in source.devices.items() if k in can})
     renames = known_renames()

@@ -206,11 +206,12 @@ async def wait_reporting(qmp: QMPClient, progress: Progress | None, what: str) -
         while not done.is_set():
             info = await qmp.execute("query-migrate")
             assert isinstance(info, dict)
-            ram = info.get("ram", {})
-            progress(
-                f"{what}: {info.get('status', '?')}, {_mib(ram.get('transferred'))} sent, "
-                f"{ram.get('dirty-sync-count', 0)} RAM pass(es)"
-            )
+            ram = info.get("ram")  # an incoming side has no RAM statistics
+            text = f"{what}: {info.get('status', '?')}"
+            if ram:
+                sent, passes = _mib(ram.get("transferred")), ram.get("dirty-sync-count", 0)
+                text += f", {sent} sent, {passes} RAM pass(es)"
+            progress(text)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), POLL_SECONDS * 5)
 

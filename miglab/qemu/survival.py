@@ -268,7 +268,7 @@ def survives(
                             seen = parse_console(text)
                             beat = f"heartbeat {seen.last.counter}" if seen.last else "no heartbeat"
                             left = max(deadline - time.monotonic(), 0)
-                            progress(f"running after cont: {beat}, {left:.0f} s left to show it")
+                            progress(f"watching the guest after cont: {beat}, {left:.0f} s left")
                         if time.monotonic() > deadline:
                             seen = parse_console(text)
                             what = (
