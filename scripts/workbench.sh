@@ -40,14 +40,16 @@ trap 'kill "$LAB" 2>/dev/null; wait "$LAB" 2>/dev/null; rm -f "$LOG"' EXIT INT T
   --ServerApp.root_dir="$WORK" \
   --LabApp.default_url="/lab/tree/01-quickstart.ipynb" >"$LOG" 2>&1 &
 LAB=$!
-# Print the URL Jupyter itself reports (with its token), once it is serving.
-for _ in $(seq 1 120); do
+# Print the URL Jupyter itself reports (with its token), once it is serving. A first start on a
+# busy machine can take minutes (measured: over 60 s at load 20 on 2 cores): wait while it lives.
+echo "workbench: starting JupyterLab..." >&2
+for _ in $(seq 1 1200); do
   url=$(grep -oE "http://127\.0\.0\.1:[0-9]+/lab[^ ]*" "$LOG" | head -1 || true)
   [ -n "$url" ] && break
   kill -0 "$LAB" 2>/dev/null || { cat "$LOG" >&2; echo "workbench: JupyterLab did not start (is port $PORT taken? set another MIGLAB_PORT)" >&2; exit 1; }
   sleep 0.5
 done
-[ -n "$url" ] || { cat "$LOG" >&2; echo "workbench: JupyterLab printed no URL" >&2; exit 1; }
+[ -n "$url" ] || { cat "$LOG" >&2; echo "workbench: JupyterLab printed no URL in 10 minutes" >&2; exit 1; }
 echo "workbench: open $url" >&2
 tail -f -n +1 "$LOG" >&2 &
 wait "$LAB"

@@ -92,9 +92,9 @@ def machine_family(machine: str) -> str:
     Raises:
         CompatError: not a pc/q35 machine type (the harvest covers only those).
     """
-    if re.fullmatch(r"q35|pc-q35-\d+\.\d+", machine):
+    if re.fullmatch(r"q35|pc-q35-\d+\.\d+(\.\d+)?", machine):
         return "q35"
-    if re.fullmatch(r"pc|pc-(i440fx-)?\d+\.\d+", machine):
+    if re.fullmatch(r"pc|pc-(i440fx-)?\d+\.\d+(\.\d+)?", machine):
         return "i440fx"
     raise CompatError(
         f"no device list for machine type {machine!r}: the harvest covers pc-q35-*, "
