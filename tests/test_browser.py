@@ -12,6 +12,7 @@ Python package; it fails, never skips, when either is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,7 +72,7 @@ def lab(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
         while True:
             try:
                 with urllib.request.urlopen(url + "/api/status", timeout=2):
@@ -97,8 +98,7 @@ def lab(tmp_path: Path) -> Iterator[str]:
 def _notebook(lab: str, name: str) -> Iterator[Page]:
     """A Chromium page with notebook ``name`` open and every cell started."""
     assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -112,16 +112,18 @@ def _notebook(lab: str, name: str) -> Iterator[Page]:
             page.wait_for_function(
                 "() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=60_000
             )
-            # JupyterLab may ask which kernel to start: take the one it proposes.
-            accept = page.locator(".jp-Dialog .jp-mod-accept")
-            try:
-                accept.wait_for(timeout=15_000)
-                accept.click()
-            except PlaywrightTimeout:
-                pass
+            # JupyterLab may ask which kernel to start, on a loaded machine well after the
+            # page is up: take the one it proposes whenever it asks (Playwright runs the
+            # handler before each action and auto-waiting assertion).
+            page.add_locator_handler(
+                page.locator(".jp-Dialog .jp-mod-accept"), lambda accept: accept.click()
+            )
             page.wait_for_selector(
                 ".jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator", timeout=60_000
             )
+            idle = page.get_by_role("button", name=re.compile(r"\(ipykernel\) \| Idle"))
+            expect(idle).to_be_visible(timeout=120_000)
+            expect(page.locator(".jp-Dialog")).to_have_count(0, timeout=30_000)
             # Not awaited: the command's promise settles only when every cell has run.
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             yield page

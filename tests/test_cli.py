@@ -9,8 +9,13 @@ to produce through them.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +208,76 @@ def test_check_schemas_keeps_the_devices_of_a_stream_errors_first(
     assert main(argv) == 1
     errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error")]
     assert errors and all("i8259/ltim" in line for line in errors)
+
+
+def test_check_schemas_for_a_machine_type_from_the_schemas_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    new, old = DATA / "schema-10.0-pc-q35-10.0.json", DATA / "schema-7.2-pc-q35-7.2.json"
+    argv = ["check-schemas", str(new), str(old), "--all"]
+    assert main(argv) == 1
+    every = capsys.readouterr().out.splitlines()
+    assert any(" xen-platform: " in line for line in every)  # refused outside a Xen guest
+    assert main([*argv, "--machine", "pc-q35-7.2"]) == 1  # a q35 with ufs still breaks
+    out = capsys.readouterr().out.splitlines()
+    *lines, summary = out
+    devices = {line.split()[2].split(".")[0].rstrip(":") for line in lines}
+    assert {"ufs", "e1000e", "isa-i8259", "kvm-i8259"} <= devices  # pluggable and board
+    assert not devices & {"xen-platform", "acpi-ged", "emmc", "sysbus-esp", "PIIX3-xen"}
+    severities = [line.split()[0] for line in lines]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+    assert summary.startswith("BACKWARD for machine type pc-q35-7.2: broken, ")
+    assert "device class(es) pc-q35-7.2 cannot have (" in summary
+    assert main([*argv, "--machine", "microvm"]) == 2
+    assert "no device list for machine type 'microvm'" in capsys.readouterr().err
+
+
+def test_progress_shows_on_a_terminal_or_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from miglab.cli import _progress
+
+    parser = argparse.ArgumentParser()
+    _progress.add_progress_arguments(parser)
+    for tty, argv, shown in (
+        (False, [], False),
+        (True, [], True),
+        (False, ["--progress"], True),
+        (True, ["--no-progress"], False),
+    ):
+        monkeypatch.setattr(sys, "stderr", io.StringIO())
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        assert _progress.progress_enabled(parser.parse_args(argv)) is shown, (tty, argv)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--progress", "--no-progress"])
+
+
+@pytest.mark.qemu
+def test_survives_reports_its_steps_only_when_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from miglab.qemu import GuestNotFound, QemuNotFound
+    from miglab.qemu.capture_cache import cached_capture
+    from miglab.qemu.capturing import sidecar_path
+
+    try:
+        cached = cached_capture("7.2", "pc-q35-7.2", "virtio")
+    except (GuestNotFound, QemuNotFound) as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
+    # A copy whose sidecar names this checkout's guest (the cached one may name another's).
+    captured = dataclasses.replace(cached, stream=tmp_path / "live.mig")
+    shutil.copyfile(cached.stream, captured.stream)
+    sidecar_path(captured.stream).write_text(json.dumps(captured.to_json()))
+    assert main(["survives", str(captured.stream), "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "survives: starting QEMU 7.2" in err
+    assert "survives: loading the stream: " in err
+    beats = re.findall(r"survives: watching the guest after cont: heartbeat (\d+)", err)
+    assert beats and int(beats[-1]) > captured.last_counter
+    # Quiet where stderr is no terminal (here): refused at once on another device set.
+    argv = ["survives", str(captured.stream), "--devices", "legacy"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(

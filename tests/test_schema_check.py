@@ -20,8 +20,9 @@ from miglab.compat.schema_check import (
     check_schemas,
     compatibility,
     load_schema,
+    machine_devices,
 )
-from miglab.errors import DescriptionError, MiglabError
+from miglab.errors import CompatError, DescriptionError, MiglabError
 from miglab.limits import LIMITS
 
 Q35_72 = DATA / "schema-7.2-pc-q35-7.2.json"
@@ -122,6 +123,63 @@ def test_same_binary_other_machine_only_warns() -> None:
     findings = check_schemas(PC_22, PC_72)
     assert [(f.kind, f.severity) for f in findings] == [("machine", WARNING)]
     assert main(["check-schemas", str(PC_22), str(PC_72)]) == 0
+
+
+# --- the device classes of one machine type (knowledge/machine-devices.json) ---------------
+
+
+def test_what_a_q35_of_10_0_can_have_from_the_schema_alone() -> None:
+    can = machine_devices(Q35_100, "pc-q35-10.0")
+    assert can.build == "10.0"  # recognised by its classes
+    # The q35 board: TCG's interrupt controllers and KVM's in-kernel ones.
+    assert {"ICH9-LPC", "mch", "q35-pcihost", "isa-i8259", "kvm-i8259", "kvmclock"} <= can.board
+    # -device on PCI, on a bus a plugged device brings (USB, SCSI), and what those create.
+    assert {"e1000e", "ufs", "pcie-root-port", "usb-tablet", "scsi-hd"} <= can.pluggable
+    assert {"virtio-net-device", "virtio-blk-device"} <= can.pluggable
+    # Other boards' sysbus devices, an abstract base, no -device on x86, refused at realize.
+    for cls in ("acpi-ged", "sysbus-esp", "uefi-vars-sysbus", "pic-common", "emmc", "xen-platform"):
+        assert cls not in can, cls
+    assert "vmschkmachine" in can
+
+
+def test_an_i440fx_has_no_q35_chipset() -> None:
+    can = machine_devices(PC_72, "pc-i440fx-7.2")
+    assert {"PIIX3", "i440FX", "piix3-ide"} <= can.board
+    assert not {"ICH9-LPC", "mch", "q35-pcihost"} & (can.board | can.pluggable)
+    assert "ICH9-LPC" in machine_devices(Q35_72, "q35")  # the alias of pc-q35-7.2
+
+
+def test_check_for_a_machine_keeps_only_its_devices() -> None:
+    # A pc-q35-7.2 guest on QEMU 10.0 going back to 7.2.
+    every = check_schemas(Q35_100, Q35_72)
+    mine = check_schemas(Q35_100, Q35_72, machine="pc-q35-7.2")
+    can = machine_devices(Q35_100, "pc-q35-7.2")
+    assert set(mine) <= set(every)
+    gone = {f.device for f in every} - {f.device for f in mine}
+    assert gone == set(can.excluded(f.device for f in every))
+    assert {"xen-platform", "acpi-ged", "emmc", "sysbus-esp"} <= gone
+    # With a UFS controller (a PCI -device on 10.0) it cannot go: 7.2 has no such class.
+    assert one(mine, "ufs", None, "device-missing").severity == ERROR
+
+
+def test_machine_type_one_side_lacks_is_the_one_finding() -> None:
+    lacking = Finding(
+        "vmschkmachine", None, "machine", "DST's build has no machine type 'pc-q35-10.0'", ERROR
+    )
+    assert check_schemas(Q35_100, Q35_72, machine="pc-q35-10.0") == [lacking]
+    with pytest.raises(CompatError, match=r"QEMU 7.2 .* has no machine type 'pc-q35-10.0'"):
+        machine_devices(Q35_72, "pc-q35-10.0")
+    with pytest.raises(CompatError, match="no device list for machine type 'microvm'"):
+        check_schemas(Q35_72, Q35_100, machine="microvm")
+
+
+def test_a_schema_of_another_build_is_judged_by_every_build() -> None:
+    schema = copy.deepcopy(REAL_72)
+    schema["made-up-device"] = copy.deepcopy(REAL_72["hpet"])
+    can = machine_devices(schema, "pc-q35-7.2")
+    assert can.build is None
+    assert "made-up-device" in can  # no harvested build knows it: kept
+    assert "ICH9-LPC" in can and "sysbus-esp" not in can
 
 
 # --- mutated copies -----------------------------------------------------------------------
