@@ -5,13 +5,17 @@
 #     (root or sudo only to install python3-venv on a Debian without it);
 #   * serves out/workbench/ (a copy of notebooks/ made on first start), so autosave never
 #     rewrites the tracked notebooks; delete that folder to start over;
-#   * binds 127.0.0.1 only; port 8888 by default (MIGLAB_PORT to change); prints the URL,
-#     token included, that JupyterLab really serves, and opens a browser when there is one.
+#   * binds 127.0.0.1 only; port 8888 by default, or the next free one when 8888 is taken;
+#     MIGLAB_PORT=N insists on port N (and fails when it is taken); prints the URL, token
+#     included, that JupyterLab really serves, and opens a browser when there is one.
 # Stop it with Ctrl-C.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$MIGLAB_ROOT"
 PORT="${MIGLAB_PORT:-8888}"
+# Jupyter moves to a free port only when the user named none; the URL below is the one it took.
+RETRIES=50
+[ -z "${MIGLAB_PORT:-}" ] || RETRIES=0
 
 ensure_venv notebook
 WORK="$MIGLAB_ROOT/out/workbench"
@@ -32,7 +36,7 @@ ROOT_FLAG=""
 LOG="$(mktemp)"
 trap 'kill "$LAB" 2>/dev/null; wait "$LAB" 2>/dev/null; rm -f "$LOG"' EXIT INT TERM
 "$VENV/bin/python" -m jupyterlab $BROWSER_FLAG $ROOT_FLAG \
-  --ServerApp.ip=127.0.0.1 --ServerApp.port="$PORT" --ServerApp.port_retries=0 \
+  --ServerApp.ip=127.0.0.1 --ServerApp.port="$PORT" --ServerApp.port_retries="$RETRIES" \
   --ServerApp.root_dir="$WORK" \
   --LabApp.default_url="/lab/tree/01-quickstart.ipynb" >"$LOG" 2>&1 &
 LAB=$!
@@ -40,7 +44,7 @@ LAB=$!
 for _ in $(seq 1 120); do
   url=$(grep -oE "http://127\.0\.0\.1:[0-9]+/lab[^ ]*" "$LOG" | head -1 || true)
   [ -n "$url" ] && break
-  kill -0 "$LAB" 2>/dev/null || { cat "$LOG" >&2; echo "workbench: JupyterLab did not start (is port $PORT taken? set MIGLAB_PORT)" >&2; exit 1; }
+  kill -0 "$LAB" 2>/dev/null || { cat "$LOG" >&2; echo "workbench: JupyterLab did not start (is port $PORT taken? set another MIGLAB_PORT)" >&2; exit 1; }
   sleep 0.5
 done
 [ -n "$url" ] || { cat "$LOG" >&2; echo "workbench: JupyterLab printed no URL" >&2; exit 1; }

@@ -4,8 +4,8 @@ Measures :func:`miglab.encoders.bench.measure` on the given streams (default:
 every ``*.mig`` in ``./data``), optionally with a synthetic big stream, and
 prints the per-format summary (or, with ``--json``, every row as JSON).
 ``--chart out.png`` saves the figure.  A run over data/ takes minutes, so a
-progress bar on stderr shows it (also when stderr is no terminal, e.g. in CI
-logs); ``--no-progress`` turns it off.
+progress bar on stderr shows it: on a terminal, or with ``--progress`` (e.g. in
+a CI log); ``--no-progress`` turns it off (:mod:`miglab.cli._progress`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miglab.cli._progress import add_progress_arguments, progress_enabled
 from miglab.errors import MiglabError
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ def register(sub: Any) -> None:
         help="add a synthetic stream of MIB MiB RAM",
     )
     p.add_argument("--chart", help="save the chart as this PNG")
-    p.add_argument(
-        "--no-progress", action="store_true", help="no progress bar on stderr (shown by default)"
-    )
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         base = load(paths[0]) if paths else None
         streams[f"synthetic-{args.synthetic}MiB"] = synthetic(args.synthetic, base)
     formats = args.formats.split(",") if args.formats else None
-    df = measure(streams, formats, repeat=args.repeat, progress=not args.no_progress)
+    df = measure(streams, formats, repeat=args.repeat, progress=progress_enabled(args))
     if args.json:
         json.dump(df.to_dict(orient="records"), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -3,6 +3,8 @@
 Boot miglab's test guest (``scripts/build-guest.sh``) on a real QEMU, let it beat, and migrate
 it to the file OUT while it runs (:func:`miglab.qemu.capture`); the sidecar ``OUT.json`` says
 what ran and the last heartbeat before the migration completed, for ``miglab survives``.
+Booting and migrating take tens of seconds: a status line on stderr says which step runs
+(on a terminal, or with ``--progress``; see :mod:`miglab.cli._progress`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from miglab.cli._progress import add_progress_arguments, status_line
 from miglab.qemu import QEMU_VERSIONS
 from miglab.qemu.capturing import BANDWIDTH, MODES, capture
 from miglab.qemu.guest import DEVICE_SETS
@@ -27,20 +30,23 @@ def register(sub: Any) -> None:
     p.add_argument("--mode", default="live", choices=MODES)
     p.add_argument("--bandwidth", type=int, default=BANDWIDTH, help="bytes/s while live")
     p.add_argument("--passes", type=int, help="RAM syncs to force before completing (live)")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Capture; print what was captured."""
-    record = capture(
-        args.out,
-        qemu=args.qemu,
-        machine=args.machine,
-        devices=args.devices,
-        mode=args.mode,
-        bandwidth=args.bandwidth,
-        passes=args.passes,
-    )
+    with status_line(args, "capture") as progress:
+        record = capture(
+            args.out,
+            qemu=args.qemu,
+            machine=args.machine,
+            devices=args.devices,
+            mode=args.mode,
+            bandwidth=args.bandwidth,
+            passes=args.passes,
+            progress=progress,
+        )
     size = record.stream.stat().st_size
     print(
         f"{record.stream}: {size} bytes, {record.mode}, {record.ram_passes} RAM passes, "

@@ -4,11 +4,17 @@ Compares two ``-dump-vmstate`` schemas completely (see :mod:`miglab.compat.schem
 and exits 1 when a finding breaks migration in the checked direction: by default BACKWARD,
 streams written by SRC loaded by DST.
 
-A schema lists every device class the QEMU build has (xen-*, ufs, emmc...), most of
-which a given guest never has: ``--devices-of STREAM`` keeps the findings for the
-device classes whose vmsd has a section in that stream (and the machine's), and the
-exit status follows only those.  Findings are printed errors first, then warnings,
-then info, each group sorted by device.
+A schema lists every device class the QEMU build has (xen-*, Arm boards' sysbus
+devices, abstract bases...), most of which a given guest never has.  Two filters keep
+the findings that matter, and the exit status follows only those:
+
+* ``--machine M`` (from the schemas alone): the device classes a machine of type ``M``
+  can have, its board's and what a user can plug into it, as the real builds say
+  (:mod:`miglab.compat.machine_devices`);
+* ``--devices-of STREAM``: the device classes whose vmsd has a section in that stream.
+
+Findings are printed errors first, then warnings, then info, each group sorted by
+device.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--all", action="store_true", help="also print info findings (text output only)")
     p.add_argument(
+        "--machine",
+        metavar="TYPE",
+        help="only the device classes a machine of this type can have (e.g. pc-q35-7.2)",
+    )
+    p.add_argument(
         "--devices-of",
         metavar="STREAM",
         action="append",
@@ -60,16 +71,13 @@ def run(args: argparse.Namespace) -> int:
 
     src, dst = load_schema(args.src), load_schema(args.dst)
     report = compatibility(src, dst)
-    groups = {
-        "backward": [("", report.backward)],
-        "forward": [("", report.forward)],
-        "full": [("SRC->DST: ", report.backward), ("DST->SRC: ", report.forward)],
-    }[args.direction]
-    keep = _devices_of(args.devices_of, src, dst) if args.devices_of else None
-    chosen = [
-        (label, tuple(f for f in group if keep is None or f.device in keep))
-        for label, group in groups
-    ]
+    groups = _groups(args.direction, report)
+    chosen = groups
+    if args.machine:
+        chosen = _groups(args.direction, compatibility(src, dst, machine=args.machine))
+    if args.devices_of:
+        keep = _devices_of(args.devices_of, src, dst)
+        chosen = [(label, tuple(f for f in group if f.device in keep)) for label, group in chosen]
     findings = sorted(
         ((label, f) for label, group in chosen for f in group),
         key=lambda lf: (_RANK.get(lf[1].severity, len(_RANK)), lf[1].device, lf[1].field or ""),
@@ -91,20 +99,38 @@ _RANK = {"error": 0, "warning": 1, "info": 2}
 _Groups = list[tuple[str, tuple["Finding", ...]]]
 
 
+def _groups(direction: str, report: Compatibility) -> _Groups:
+    """The findings of ``direction``, labelled when both are shown."""
+    return {
+        "backward": [("", report.backward)],
+        "forward": [("", report.forward)],
+        "full": [("SRC->DST: ", report.backward), ("DST->SRC: ", report.forward)],
+    }[direction]
+
+
 def _summary(
     args: argparse.Namespace, report: Compatibility, groups: _Groups, chosen: _Groups
 ) -> str:
-    """The report's summary, or with ``--devices-of`` the verdict on the kept findings."""
-    if not args.devices_of:
+    """The report's summary, or with a filter the verdict on the kept findings."""
+    if not args.devices_of and not args.machine:
         return report.summary()
     shown = sum(len(group) for _, group in chosen)
     total = sum(len(group) for _, group in groups)
     errors = sum(f.severity == "error" for _, group in chosen for f in group)
     verdict = "broken" if errors else "ok"
-    return (
-        f"{args.direction.upper()} for the devices of {', '.join(args.devices_of)}: {verdict}, "
+    whose = [f"machine type {args.machine}"] if args.machine else []
+    whose += [f"the devices of {', '.join(args.devices_of)}"] if args.devices_of else []
+    line = (
+        f"{args.direction.upper()} for {' and '.join(whose)}: {verdict}, "
         f"{errors} error(s); {shown} of the schemas' {total} finding(s) concern these devices"
     )
+    if args.machine:
+        kept = {f.device for _, group in chosen for f in group}
+        gone = sorted({f.device for _, group in groups for f in group} - kept)
+        if gone:
+            some = ", ".join(gone[:6]) + (", ..." if len(gone) > 6 else "")
+            line += f"; left out {len(gone)} device class(es) {args.machine} cannot have ({some})"
+    return line
 
 
 def _devices_of(paths: list[str], *schemas: Schema) -> set[str]:

@@ -17,11 +17,16 @@ The sidecar ``<stream>.json`` (:class:`Capture`) records the build, machine, dev
 mode, the last heartbeat counter the source printed before the migration completed (what
 :func:`~miglab.qemu.survival.survives` expects the destination to continue from) and QEMU's own
 RAM statistics (``dirty-sync-count`` is the number of RAM passes).
+
+Both this and the judge take an optional ``progress`` callback, told in a few words what the
+run waits for (booting, the beat counter, bytes migrated) each time it polls; the CLI draws
+it as a status line (:mod:`miglab.cli._progress`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -50,7 +55,10 @@ from miglab.qemu.guest import DeviceSet, GuestSpec, default_guest, device_set, v
 from miglab.qemu.heartbeat import Console, parse_console
 from miglab.qemu.runner import find_qemu
 
-__all__ = ("MODES", "Capture", "capture", "sidecar_path")
+__all__ = ("MODES", "Capture", "Progress", "capture", "sidecar_path")
+
+#: A progress callback: told what a run is waiting for, in a few words, on each poll.
+Progress = Callable[[str], None]
 
 Mode = Literal["live", "xbzrle", "paused"]
 MODES: tuple[Mode, ...] = ("live", "xbzrle", "paused")
@@ -147,7 +155,9 @@ class Capture:
         )
 
 
-async def _watch_console(path: Path, process: Guest, done: Any, *, what: str) -> Console:
+async def _watch_console(
+    path: Path, process: Guest, done: Any, *, what: str, progress: Progress | None = None
+) -> Console:
     """Re-read the console log at ``path`` until ``done(console)`` is true; return that console.
 
     Raises:
@@ -157,6 +167,9 @@ async def _watch_console(path: Path, process: Guest, done: Any, *, what: str) ->
         console = parse_console(path.read_text(errors="replace") if path.exists() else "")
         if done(console):
             return console
+        if progress is not None:
+            last = console.last
+            progress(f"{what}, heartbeat {last.counter}" if last else what)
         if process.process.poll() is not None:
             tail = path.read_text(errors="replace")[-400:] if path.exists() else ""
             raise GuestExited(
@@ -175,7 +188,42 @@ def _ready(beats: int, nics: int) -> Callable[[Console], bool]:
     return ready
 
 
-async def _hold_until(qmp: QMPClient, passes: int) -> None:
+def _mib(n: object) -> str:
+    return f"{int(n) / (1 << 20):.1f} MiB" if isinstance(n, int) else "?"
+
+
+async def wait_reporting(qmp: QMPClient, progress: Progress | None, what: str) -> tuple[str, str]:
+    """:func:`wait_migration`, telling ``progress`` the bytes and RAM passes so far.
+
+    The report polls ``query-migrate`` on its own beside the wait and stops between two
+    commands (never cancelled inside one), so the QMP conversation stays in step.
+    """
+    if progress is None:
+        return await wait_migration(qmp)
+    done = asyncio.Event()
+
+    async def report() -> None:
+        while not done.is_set():
+            info = await qmp.execute("query-migrate")
+            assert isinstance(info, dict)
+            ram = info.get("ram", {})
+            progress(
+                f"{what}: {info.get('status', '?')}, {_mib(ram.get('transferred'))} sent, "
+                f"{ram.get('dirty-sync-count', 0)} RAM pass(es)"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), POLL_SECONDS * 5)
+
+    reporter = asyncio.create_task(report())
+    try:
+        return await wait_migration(qmp)
+    finally:
+        done.set()
+        with contextlib.suppress(*QMP_LOST, ExecuteError):
+            await reporter
+
+
+async def _hold_until(qmp: QMPClient, passes: int, progress: Progress | None) -> None:
     """Let a live migration iterate until ``passes`` RAM syncs, then let it converge.
 
     With a 1 ms downtime limit QEMU keeps re-sending the pages the running guest dirties (it
@@ -187,6 +235,9 @@ async def _hold_until(qmp: QMPClient, passes: int) -> None:
         syncs = int(info.get("ram", {}).get("dirty-sync-count", 0))
         if syncs >= passes or info.get("status") in END_STATES:
             break
+        if progress is not None:
+            sent = _mib(info.get("ram", {}).get("transferred"))
+            progress(f"holding the migration to {passes} RAM passes: {syncs} so far, {sent} sent")
         await asyncio.sleep(POLL_SECONDS)
     await qmp.execute("migrate-set-parameters", {"downtime-limit": DOWNTIME_MS})
 
@@ -203,6 +254,7 @@ def capture(
     beats: int = 3,
     passes: int | None = None,
     timeout: float = 180,
+    progress: Progress | None = None,
 ) -> Capture:
     """Boot the guest, let it beat ``beats`` times, migrate it to ``out``; write the sidecar.
 
@@ -219,6 +271,7 @@ def capture(
             may complete, each re-sending what the guest dirtied meanwhile (default: QEMU
             converges on its own, typically 3 syncs).
         timeout: seconds for the whole run, boot included.
+        progress: told what the run waits for on each poll (see the module docstring).
 
     Raises:
         QemuError: QEMU failed to start, the guest did not come up, or the migration failed;
@@ -239,10 +292,16 @@ def capture(
         with Guest(argv, binary.env) as process:
 
             async def run() -> tuple[Console, dict[str, Any], float]:  # (.., query-migrate, ..)
+                if progress is not None:
+                    progress(f"starting QEMU {qemu}")
                 qmp = await process.connect()
                 try:
                     await _watch_console(
-                        console_path, process, _ready(beats, dset.nics), what="booting the guest"
+                        console_path,
+                        process,
+                        _ready(beats, dset.nics),
+                        what="booting the guest",
+                        progress=progress,
                     )
                     if mode == "paused":
                         await qmp.execute("stop")
@@ -258,8 +317,8 @@ def capture(
                     uri = f"exec:cat > {shlex.quote(str(scratch))}"
                     await qmp.execute("migrate", {"uri": uri})
                     if mode != "paused" and passes is not None:
-                        await _hold_until(qmp, passes)
-                    status, error = await wait_migration(qmp)
+                        await _hold_until(qmp, passes, progress)
+                    status, error = await wait_reporting(qmp, progress, f"{mode} migration")
                     seconds = time.monotonic() - start
                     if status != "completed":
                         raise QemuError(f"migration {status}: {error}")

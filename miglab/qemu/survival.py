@@ -38,9 +38,8 @@ from miglab.qemu._process import (
     QemuTimeout,
     quit_qemu,
     run_bounded,
-    wait_migration,
 )
-from miglab.qemu.capturing import CONSOLE_POLL, Capture, sidecar_path
+from miglab.qemu.capturing import CONSOLE_POLL, Capture, Progress, sidecar_path, wait_reporting
 from miglab.qemu.guest import DeviceSet, GuestSpec, default_guest, device_set, vm_args
 from miglab.qemu.heartbeat import Console, parse_console
 from miglab.qemu.runner import find_qemu
@@ -162,6 +161,7 @@ def survives(
     extra_args: Sequence[str] = (),
     window: float = WINDOW,
     timeout: float = 120,
+    progress: Progress | None = None,
 ) -> Survival:
     """Load a stream into a destination QEMU, resume it, and judge whether the guest survived.
 
@@ -178,6 +178,7 @@ def survives(
             :func:`miglab.compat.convert_stream` reports (``ChangeReport.options``).
         window: seconds after ``cont`` for the guest to show it runs.
         timeout: seconds for the whole judgement.
+        progress: told what the judge waits for on each poll (loading, the heartbeat).
 
     Raises:
         QemuError: the destination could not be started at all (bad options).
@@ -239,6 +240,8 @@ def survives(
                 )
 
             async def judge() -> Survival:
+                if progress is not None:
+                    progress(f"starting QEMU {qemu}")
                 try:
                     qmp = await process.connect()
                 except GuestExited:
@@ -246,7 +249,7 @@ def survives(
                 try:
                     uri = f"exec:cat {shlex.quote(str(stream))}"
                     await qmp.execute("migrate-incoming", {"uri": uri})
-                    status, error = await wait_migration(qmp)
+                    status, error = await wait_reporting(qmp, progress, "loading the stream")
                     if status != "completed":
                         text = "; ".join(t for t in (error, process.stderr().strip()) if t)
                         return result(False, f"QEMU refused the stream: {text}", status, text)
@@ -261,6 +264,11 @@ def survives(
                         assert isinstance(run, dict)
                         if run.get("status") == "guest-panicked":
                             return result(False, "the guest panicked (pvpanic)", status)
+                        if progress is not None:
+                            seen = parse_console(text)
+                            beat = f"heartbeat {seen.last.counter}" if seen.last else "no heartbeat"
+                            left = max(deadline - time.monotonic(), 0)
+                            progress(f"running after cont: {beat}, {left:.0f} s left to show it")
                         if time.monotonic() > deadline:
                             seen = parse_console(text)
                             what = (
