@@ -12,6 +12,7 @@ are natural so callers can catch what they already know (``ValueError``,
     │   └── TruncatedStreamError (EOFError)   the input ended early
     ├── VisitorError (ValueError)             a visitor could not read/write a member
     ├── DescriptionError (ValueError)         a VMState description or schema is unusable
+    │   └── DescriptionLimitExceeded          ... because it exceeds a safety limit (also a LimitExceeded)
     ├── EncodingError (ValueError)            an encoder or decoder failed
     ├── CompatError                           a transform could not be planned or applied
     ├── CapabilityError                       capability negotiation failed
@@ -29,6 +30,7 @@ __all__ = (
     "CapabilityError",
     "CompatError",
     "DescriptionError",
+    "DescriptionLimitExceeded",
     "EncodingError",
     "FileError",
     "LimitExceeded",
@@ -83,6 +85,14 @@ class VisitorError(MiglabError, ValueError):
 
 class DescriptionError(MiglabError, ValueError):
     """A VMState description, vmdesc or ``-dump-vmstate`` schema is unusable."""
+
+
+class DescriptionLimitExceeded(LimitExceeded, DescriptionError):
+    """A description or ``-dump-vmstate`` schema is larger or deeper than a safety limit.
+
+    Both a :class:`LimitExceeded` and a :class:`DescriptionError`, so a caller catching
+    either (a hostile-input guard, a schema loader's caller) sees it.
+    """
 
 
 class EncodingError(MiglabError, ValueError):

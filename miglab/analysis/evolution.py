@@ -247,9 +247,8 @@ def schema_version_matrix(
     """
     cols = {}
     for src in tqdm(list(schemas), desc="reading schemas", disable=not progress, leave=False):
-        data = read_schema(src)
-        label = str(data["vmschkmachine"]["Name"])
-        cols[label] = schema_devices_frame(data).set_index("device")["version_id"]
+        schema = read_schema(src)
+        cols[schema.machine] = schema_devices_frame(schema).set_index("device")["version_id"]
     table = pd.DataFrame(cols)
     table = table.reindex(columns=sorted(table.columns, key=machine_key)).astype("Int64")
     table.index.name = "device"

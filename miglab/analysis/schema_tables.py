@@ -5,22 +5,23 @@ VMStateDescription: fields in wire order with the ``version_id`` from which
 each is sent, element ``size`` and (QEMU >= ~8.1) ``num``, nested
 descriptions and subsections.  Flattening it into one row per leaf field
 makes "which fields does e1000 send, and since which version" a filter.
+The tables read the one schema model (:mod:`miglab.vmstate.schema`), so a
+schema parsed once (:func:`read_schema`) can feed every table.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pandas as pd
 
 from miglab.errors import DescriptionError
+from miglab.vmstate.schema import MACHINE_KEY, Schema, SchemaSource, SchemaVmsd, load_schema
 
 __all__ = (
     "SCHEMA_COLUMNS",
+    "SchemaSource",
     "read_schema",
     "schema_devices_frame",
     "schema_frame",
@@ -39,58 +40,40 @@ SCHEMA_COLUMNS = (
     "field_exists",
 )
 
-SchemaSource = str | os.PathLike[str] | Mapping[str, Any]
 
-
-def read_schema(source: SchemaSource) -> dict[str, Any]:
-    """The parsed schema: from a path, or a mapping passed through unchanged.
+def read_schema(source: SchemaSource) -> Schema:
+    """The parsed schema (:func:`~miglab.vmstate.schema.load_schema`), which must name
+    its machine; a :class:`~miglab.vmstate.schema.Schema` passes through unchanged.
 
     Raises:
-        DescriptionError: the file is not JSON or lacks ``vmschkmachine``.
+        DescriptionError: the file is not a schema or lacks ``vmschkmachine``.
     """
-    if isinstance(source, Mapping):
-        data = dict(source)
-        where = "<mapping>"
-    else:
-        where = os.fspath(source)
-        try:
-            data = json.loads(Path(source).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DescriptionError(f"not a -dump-vmstate schema: {exc}", path=where) from exc
-    if not isinstance(data, dict) or "vmschkmachine" not in data:
-        raise DescriptionError("expected a -dump-vmstate schema with 'vmschkmachine'", path=where)
-    return data
+    schema = load_schema(source)
+    if schema.machine is None:
+        where = os.fspath(source) if isinstance(source, str | os.PathLike) else "schema"
+        raise DescriptionError(f"expected a -dump-vmstate schema with {MACHINE_KEY!r}", path=where)
+    return schema
 
 
 def schema_machine(source: SchemaSource) -> str:
     """The machine type a schema was dumped for (``vmschkmachine.Name``)."""
-    return str(read_schema(source)["vmschkmachine"]["Name"])
+    machine = read_schema(source).machine
+    assert machine is not None  # read_schema checked it
+    return machine
 
 
 def _fields(
-    desc: Mapping[str, Any], prefix: str, subsection: str
+    vmsd: SchemaVmsd, prefix: str, subsection: str
 ) -> Iterator[tuple[str, str, str, str, int, int, int | None, bool]]:
     """Leaf fields of a description, as SCHEMA_COLUMNS without the device."""
-    vmsd = str(desc.get("name", ""))
-    for f in desc.get("Fields", ()):
-        name = str(f["field"])
-        path = prefix + name
-        nested = f.get("Description")
-        if nested is not None:
-            yield from _fields(nested, path + ".", subsection)
+    for f in vmsd.fields:
+        path = prefix + f.name
+        if f.struct is not None:
+            yield from _fields(f.struct, path + ".", subsection)
             continue
-        yield (
-            vmsd,
-            subsection,
-            path,
-            name,
-            int(f.get("version_id", 0)),
-            int(f.get("size", 0)),
-            f.get("num"),
-            bool(f.get("field_exists", False)),
-        )
-    for sub in desc.get("Subsections", ()):
-        yield from _fields(sub, prefix + str(sub.get("name", "")) + ".", str(sub.get("name", "")))
+        yield (vmsd.name, subsection, path, f.name, f.version_id, f.size, f.num, f.exists)
+    for sub in vmsd.subsections:
+        yield from _fields(sub, prefix + sub.name + ".", sub.name)
 
 
 def schema_frame(source: SchemaSource) -> pd.DataFrame:
@@ -108,13 +91,10 @@ def schema_frame(source: SchemaSource) -> pd.DataFrame:
         >>> df[df.device == "e1000"].path.head(2).tolist()
         ['parent_obj.version_id', 'parent_obj.config']
     """
-    data = read_schema(source)
-    rows = []
-    for device, entry in data.items():
-        if device == "vmschkmachine":
-            continue
-        for row in _fields(entry.get("Description", {}), "", ""):
-            rows.append((device, *row))
+    schema = read_schema(source)
+    rows = [
+        (device, *row) for device, vmsd in schema.devices.items() for row in _fields(vmsd, "", "")
+    ]
     df = pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
     df["num"] = df["num"].astype("Int64")
     return df
@@ -127,24 +107,15 @@ def schema_devices_frame(source: SchemaSource) -> pd.DataFrame:
     leaf fields (variable-length arrays count one element), a lower bound
     of what the device puts on the wire.
     """
-    data = read_schema(source)
-    fields = schema_frame(data)
+    schema = read_schema(source)
+    fields = schema_frame(schema)
     fields["bytes"] = fields["size"] * fields["num"].fillna(1).astype("int64")
     per = fields.groupby("device").agg(fields=("path", "size"), bytes=("bytes", "sum"))
-    rows = []
-    for device, entry in data.items():
-        if device == "vmschkmachine":
-            continue
-        desc = entry.get("Description", {})
-        rows.append(
-            (
-                device,
-                str(desc.get("name", device)),
-                int(entry.get("version_id", 0)),
-                int(entry.get("minimum_version_id", 0)),
-                len(desc.get("Subsections", ())),
-            )
-        )
+    # QEMU writes a class's vmsd versions twice, beside and in its Description: the same.
+    rows = [
+        (device, v.name, v.version_id, v.minimum_version_id, len(v.subsections))
+        for device, v in schema.devices.items()
+    ]
     df = pd.DataFrame(
         rows, columns=["device", "vmsd", "version_id", "minimum_version_id", "subsections"]
     )

@@ -47,8 +47,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from miglab.compat.schema import SchemaSource, load_schema
 from miglab.errors import CompatError
+from miglab.vmstate.schema import SchemaSource, load_schema
 
 __all__ = ("MachineDevices", "has_machine_type", "machine_devices", "machine_family")
 

@@ -44,7 +44,6 @@ from miglab.compat.qemu_knowledge import (
 )
 from miglab.compat.registry import Registry, Transform
 from miglab.compat.report import Change, ChangeReport
-from miglab.compat.schema import SchemaSource
 from miglab.compat.schema_driven import SchemaDriven
 from miglab.compat.virtio_rules import vector_option
 from miglab.errors import CompatError
@@ -52,6 +51,7 @@ from miglab.stream.configuration import CONFIGURATION, machine_of
 from miglab.stream.model import CommandRecord, Record, Section, Stream
 from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.vmstate.filters import Filters
+from miglab.vmstate.schema import SchemaSource
 from miglab.vmstate.state import VMState
 
 # The builds and machine generations are part of this module's API (miglab.compat, the CLI's

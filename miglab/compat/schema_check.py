@@ -3,7 +3,7 @@
 QEMU's ``scripts/vmstate-static-checker.py`` stops comparing a vmsd at its first field
 mismatch.  This module compares everything and explains each difference as a
 :class:`~miglab.compat.findings.Finding`; the schemas it compares are the model of
-:mod:`miglab.compat.schema`.  It models what actually crosses the wire (QEMU-FORMAT.md 1.6, 4):
+:mod:`miglab.vmstate.schema`.  It models what actually crosses the wire (QEMU-FORMAT.md 1.6, 4):
 
 * a device's sections are loaded by the destination's vmsd at the *stream's* version, which
   must lie in the destination's ``[minimum_version_id, version_id]``;
@@ -38,14 +38,14 @@ from miglab.compat.findings import (
     breaks,
 )
 from miglab.compat.machine_devices import MachineDevices, has_machine_type, machine_devices
-from miglab.compat.schema import (
+from miglab.compat.vmsd_compare import Renames, VmsdComparison, known_renames
+from miglab.vmstate.schema import (
     Schema,
     SchemaField,
     SchemaSource,
     SchemaVmsd,
     load_schema,
 )
-from miglab.compat.vmsd_compare import Renames, VmsdComparison, known_renames
 
 # The model and the findings are part of this check's API, so they are importable from here too.
 __all__ = (

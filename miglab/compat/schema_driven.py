@@ -39,9 +39,9 @@ from importlib import resources
 from typing import Any
 
 from miglab.compat.report import Change, ChangeReport, Classification
-from miglab.compat.schema import Schema, SchemaField, SchemaSource, SchemaVmsd, load_schema
 from miglab.errors import CompatError
 from miglab.vmstate.description import VMStateField, field
+from miglab.vmstate.schema import Schema, SchemaField, SchemaSource, SchemaVmsd, load_schema
 from miglab.vmstate.state import VMState
 
 __all__ = ("SchemaDriven", "safe_changes")
@@ -80,7 +80,7 @@ class SchemaDriven:
 
     Args:
         src: the ``-dump-vmstate`` schema of the QEMU build (and machine) that wrote the
-            stream (a path, bytes, parsed JSON or :class:`~miglab.compat.schema.Schema`).
+            stream (a path, bytes, parsed JSON or :class:`~miglab.vmstate.schema.Schema`).
         dst: the destination's schema, likewise.
 
     Raises:

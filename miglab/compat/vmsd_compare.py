@@ -19,7 +19,7 @@ from functools import cache
 from importlib import resources
 
 from miglab.compat.findings import ERROR, INFO, WARNING, Finding
-from miglab.compat.schema import SchemaField, SchemaVmsd
+from miglab.vmstate.schema import SchemaField, SchemaVmsd
 
 __all__ = ("Renames", "VmsdComparison", "known_renames")
 

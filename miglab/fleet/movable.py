@@ -4,7 +4,7 @@
 build *can* send against what another can load.  A stream's vmdesc trailer says what one
 VM *did* send: each device's vmsd at the section's version, the fields written and the
 subsections that were needed.  So each vmdesc device is turned into a one-device
-:class:`~miglab.compat.schema.Schema` (fields all on the wire, version = the
+:class:`~miglab.vmstate.schema.Schema` (fields all on the wire, version = the
 section's) and checked against the destination's dump with
 :func:`~miglab.compat.schema_check.check_schemas`; a subsection the VM did not need cannot
 break it, while a field or subsection the destination lacks does.

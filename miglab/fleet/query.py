@@ -139,8 +139,8 @@ def check(
     """
     import pandas as pd
 
-    from miglab.compat.schema import load_schema
     from miglab.fleet.movable import find_schema, layout_verdict
+    from miglab.vmstate.schema import load_schema
 
     if schemas is None:
         from miglab.analysis.evolution import DATA_DIR

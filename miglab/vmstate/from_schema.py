@@ -23,22 +23,21 @@ structs.  At most :data:`MAX_CANDIDATES` decodes are tried per section, so a
 hostile stream or schema costs bounded time; what no candidate fits stays
 opaque.
 
-The schema's entries are parsed by :mod:`miglab.vmstate.schema_entries`, the
-candidate layouts built by :mod:`miglab.vmstate.schema_layouts`; this module
-tries them, each a decode on the one walk.
+The schema is parsed once by :mod:`miglab.vmstate.schema` (the model every
+schema user reads), the candidate layouts built by
+:mod:`miglab.vmstate.schema_layouts`; this module tries them, each a decode on
+the one walk.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from miglab.errors import MiglabError
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
-from miglab.vmstate.schema_entries import Entry, parse_entries, with_hints
+from miglab.vmstate.schema import Schema, SchemaSource, SchemaVmsd, load_schema, with_hints
 from miglab.vmstate.schema_layouts import Choice, array_choices, build, walk_entry
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
@@ -57,18 +56,25 @@ class SchemaIndex:
         True
     """
 
-    def __init__(self, entries: Mapping[str, list[Entry]], machine: str | None) -> None:
-        self._entries = dict(entries)
-        self.machine = machine
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.machine = schema.machine
+        # by vmsd name and by class name; one vmsd may serve several classes
+        self._entries: dict[str, list[SchemaVmsd]] = {}
+        for cls_name, vmsd in schema.devices.items():
+            for name in dict.fromkeys((vmsd.name, cls_name)):
+                known = self._entries.setdefault(name, [])
+                if vmsd not in known:
+                    known.append(vmsd)
 
     @classmethod
     def load(
         cls,
-        schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex,
+        schema: SchemaSource | SchemaIndex,
         *,
-        hints: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
+        hints: SchemaSource | SchemaIndex | None = None,
     ) -> SchemaIndex:
-        """Parse a schema file (path) or its already-parsed JSON object.
+        """Index a schema: a path, its bytes, its parsed JSON or its :class:`Schema`.
 
         Args:
             schema: the ``-dump-vmstate`` output of the QEMU that wrote the
@@ -82,22 +88,22 @@ class SchemaIndex:
 
         Raises:
             DescriptionError: not JSON, or not the ``-dump-vmstate`` shape.
-            LimitExceeded: larger than ``LIMITS.max_schema_bytes`` or nested
-                deeper than ``LIMITS.max_depth``.
+            DescriptionLimitExceeded: larger than ``LIMITS.max_schema_bytes`` or
+                nested deeper than ``LIMITS.max_depth`` (also a ``LimitExceeded``).
         """
         if isinstance(schema, SchemaIndex):
             return schema
-        entries, machine = parse_entries(schema)
+        parsed = load_schema(schema)
         if hints is not None:
-            other = hints if isinstance(hints, SchemaIndex) else cls.load(hints)
-            entries = with_hints(entries, other._entries)
-        return cls(entries, machine)
+            other = hints.schema if isinstance(hints, SchemaIndex) else load_schema(hints)
+            parsed = with_hints(parsed, other)
+        return cls(parsed)
 
     def names(self) -> frozenset[str]:
         """Every vmsd and class name the schema describes."""
         return frozenset(self._entries)
 
-    def lookup(self, idstr: str) -> list[Entry]:
+    def lookup(self, idstr: str) -> list[SchemaVmsd]:
         """The schema descriptions a section idstr may follow (by vmsd name, then class name)."""
         tail = idstr.rsplit("/", 1)[-1]
         return list(self._entries.get(tail, ())) or list(self._entries.get(idstr, ()))
@@ -161,7 +167,7 @@ def _unambiguous(
 
 
 def _try(
-    sd: Entry,
+    sd: SchemaVmsd,
     choice: Choice,
     r: QEMUFileReader,
     start: int,

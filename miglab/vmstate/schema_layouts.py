@@ -1,6 +1,6 @@
 """Candidate layouts of one schema entry, and the description each one is.
 
-A schema entry (:mod:`miglab.vmstate.schema_entries`) stands for a small family of wire
+A schema's vmsd (:mod:`miglab.vmstate.schema`) stands for a small family of wire
 layouts: fields with a ``field_exists`` predicate present or absent, and, before QEMU 8.1, any
 field possibly an array of unknown length.  A :class:`Choice` picks one member of the family;
 :func:`build` turns entry + choice into a
@@ -27,7 +27,7 @@ from miglab.vmstate.description import (
     field,
     unique_name,
 )
-from miglab.vmstate.schema_entries import Entry, EntryField
+from miglab.vmstate.schema import SchemaField, SchemaVmsd
 
 __all__ = ("Choice", "Path_", "array_choices", "build", "walk_entry")
 
@@ -48,25 +48,25 @@ class Choice:
     counts: tuple[tuple[Path_, int, str | None], ...] = ()  # (path, count, count field name)
 
 
-def _on_wire(f: EntryField, version: int) -> bool:
+def _on_wire(f: SchemaField, version: int) -> bool:
     # QEMU: with a field_exists predicate the version is not looked at.
     return f.exists or f.version_id <= version
 
 
 def walk_entry(
-    sd: Entry, version: int, prefix: Path_, single: bool
-) -> Iterator[tuple[Path_, EntryField, bool]]:
+    sd: SchemaVmsd, version: int, prefix: Path_, single: bool
+) -> Iterator[tuple[Path_, SchemaField, bool]]:
     """Yield (path, field, in_single_chain) for every field that may be on the wire."""
     for i, f in enumerate(sd.fields):
         if not _on_wire(f, version):
             continue
         path = (*prefix, i)
         yield path, f, single
-        if f.desc is not None:
-            yield from walk_entry(f.desc, f.desc.version_id, path, single and f.num is None)
+        if f.struct is not None:
+            yield from walk_entry(f.struct, f.struct.version_id, path, single and f.num is None)
 
 
-def build(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) -> VMStateDescription:
+def build(sd: SchemaVmsd, choice: Choice, version: int, prefix: Path_ = ()) -> VMStateDescription:
     counts = {p: (n, nf) for p, n, nf in choice.counts}
     fields: list[VMStateField] = []
     used: set[str] = set()
@@ -78,8 +78,8 @@ def build(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) -> VMStat
         num, num_field = counts.get(path, (f.num, None))
         if num_field is not None:
             num = None
-        if f.desc is not None:
-            nested = build(f.desc, choice, f.desc.version_id, path)
+        if f.struct is not None:
+            nested = build(f.struct, choice, f.struct.version_id, path)
             fields.append(field(name, "struct", num=num, num_field=num_field, struct=nested))
         elif f.name.startswith("unused"):
             fields.append(field(name, "unused_buffer", size=f.size, num=num, num_field=num_field))
@@ -98,7 +98,7 @@ def build(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) -> VMStat
     )
 
 
-def _static_size(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) -> int | None:
+def _static_size(sd: SchemaVmsd, choice: Choice, version: int, prefix: Path_ = ()) -> int | None:
     """Wire size of a description's fields under ``choice`` (None if it varies)."""
     counts = {p: n for p, n, _ in choice.counts}
     total = 0
@@ -107,10 +107,10 @@ def _static_size(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) ->
         if not _on_wire(f, version) or path in choice.absent:
             continue
         n = counts.get(path, f.num if f.num is not None else 1)
-        if f.desc is not None:
-            if f.desc.subsections:
+        if f.struct is not None:
+            if f.struct.subsections:
                 return None
-            each = _static_size(f.desc, choice, f.desc.version_id, path)
+            each = _static_size(f.struct, choice, f.struct.version_id, path)
             if each is None:
                 return None
         else:
@@ -120,7 +120,7 @@ def _static_size(sd: Entry, choice: Choice, version: int, prefix: Path_ = ()) ->
 
 
 def array_choices(
-    sd: Entry,
+    sd: SchemaVmsd,
     base: Choice,
     r: QEMUFileReader,
     start: int,
@@ -132,7 +132,7 @@ def array_choices(
     if fixed is None:
         return
     end_fields = start + fixed
-    sizes: list[tuple[Path_, EntryField, int]] = []
+    sizes: list[tuple[Path_, SchemaField, int]] = []
     for path, f, single in walk_entry(sd, version, (), True):
         if (
             not single
@@ -140,7 +140,9 @@ def array_choices(
             or any(path[:j] in base.absent for j in range(len(path)))
         ):
             continue
-        each = f.size if f.desc is None else _static_size(f.desc, base, f.desc.version_id, path)
+        each = (
+            f.size if f.struct is None else _static_size(f.struct, base, f.struct.version_id, path)
+        )
         if each and f.num is None:
             sizes.append((path, f, each))
     if not sizes:
@@ -189,7 +191,7 @@ def _field_ends(
 
 
 def _top_values(
-    sd: Entry, base: Choice, r: QEMUFileReader, start: int, version: int
+    sd: SchemaVmsd, base: Choice, r: QEMUFileReader, start: int, version: int
 ) -> list[tuple[int, str, int]]:
     """(schema index, field name, value) of the leading top-level integers read as singles.
 
@@ -203,10 +205,17 @@ def _top_values(
         if not _on_wire(f, version) or (i,) in base.absent:
             continue
         name = unique_name(f.name, used)
-        each = f.size if f.desc is None else _static_size(f.desc, base, f.desc.version_id, (i,))
+        each = (
+            f.size if f.struct is None else _static_size(f.struct, base, f.struct.version_id, (i,))
+        )
         if each is None or pos + each > r.end:
             break
-        if f.desc is None and f.num is None and f.size in _INTS and not f.name.startswith("unused"):
+        if (
+            f.struct is None
+            and f.num is None
+            and f.size in _INTS
+            and not f.name.startswith("unused")
+        ):
             out.append((i, name, int.from_bytes(view[pos : pos + each], "big")))
         pos += each * (f.num if f.num is not None else 1)
     return out
