@@ -7,11 +7,16 @@ Figures printed (medians of ``--repeat`` runs, each in a fresh process):
   guest RAM indexed from page cache, and the process's peak memory (VmHWM,
   mapped file pages included), goal >= 2 GB/s with memory bounded as for
   bare streams;
+* the same for a 1 GiB libvirt ``sparse`` image: the header and domain XML of a
+  real one (libvirt 11.3's ``virsh save`` of the test guest,
+  :func:`miglab.qemu.libvirt_saves.saved_by_libvirt`), then what QEMU 10.0 writes
+  for the 1 GiB guest at ``file:PATH,offset=N``, as libvirt has it do;
 * the same file converted to a sequential stream (``--to legacy``) and back,
   in seconds;
 * ``miglab.load`` of the same RAM as a gzip- and a zstd-compressed sequential stream.
 
 Usage: ``python benchmarks/bench_containers.py [--repeat 5] [--mib 1024] [--work DIR]``
+(results of one run: ``benchmarks/results/s4-containers.txt``)
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import miglab  # noqa: E402
 from miglab.containers.mapped_ram import MappedRam  # noqa: E402
 from miglab.qemu import find_qemu  # noqa: E402
+from miglab.qemu.libvirt_saves import saved_by_libvirt  # noqa: E402
 from miglab.qemu.saved import make_mapped_ram  # noqa: E402
 
 _CHILD = """
@@ -63,6 +69,14 @@ def _median(path: Path, repeat: int) -> tuple[float, int, int]:
     )
 
 
+def _libvirt_header() -> bytes:
+    """The header and data (domain XML, cookie, padding) of a real libvirt 11.3 sparse image."""
+    real = miglab.load(saved_by_libvirt("11.3", ["sparse"])["sparse"].image)
+    info = real.container
+    assert info.format.name == "SPARSE", info
+    return info.header_bytes()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -75,26 +89,44 @@ def main() -> None:
     with backing.open("wb") as fh, open("/dev/urandom", "rb") as rnd:
         for _ in range(args.mib):
             fh.write(rnd.read(1 << 20))
+    guest = (
+        "-object",
+        f"memory-backend-file,id=m,size={args.mib}M,mem-path={backing},share=off",
+        "-machine",
+        "memory-backend=m",
+    )
+    qemu = find_qemu("10.0")
     mr = make_mapped_ram(
-        find_qemu("10.0"),
+        qemu,
         work / "random.mr",
         machine="pc-q35-10.0",
         memory=f"{args.mib}M",
         run_seconds=0.5,
-        extra_args=(
-            "-object",
-            f"memory-backend-file,id=m,size={args.mib}M,mem-path={backing},share=off",
-            "-machine",
-            "memory-backend=m",
-        ),
+        extra_args=guest,
         timeout=600,
     )
-    print(f"== miglab.load of a {args.mib} MiB-RAM mapped-ram file ({mr.stat().st_size} bytes)")
-    sec, hwm, records = _median(mr, args.repeat)
-    print(
-        f"mapped-ram: {sec:.3f} s  {ram / sec / 1e9:.2f} GB/s of guest RAM  "
-        f"{records} RAM records  peak {hwm / 1024:.0f} MiB"
+    header = _libvirt_header()
+    sparse = make_mapped_ram(
+        qemu,
+        work / "random-sparse.img",
+        machine="pc-q35-10.0",
+        memory=f"{args.mib}M",
+        run_seconds=0.5,
+        extra_args=guest,
+        offset=len(header),
+        timeout=600,
     )
+    with sparse.open("r+b") as fh:
+        fh.write(header)
+    print(
+        f"== miglab.load of {args.mib} MiB of guest RAM, from page cache (median of {args.repeat})"
+    )
+    for label, path in (("mapped-ram", mr), ("libvirt sparse", sparse)):
+        sec, hwm, records = _median(path, args.repeat)
+        print(
+            f"{label + ':':16s}{sec:.3f} s  {ram / sec / 1e9:.2f} GB/s of guest RAM  "
+            f"{records} RAM records  peak {hwm / 1024:.0f} MiB  ({path.stat().st_size} bytes)"
+        )
     t = time.perf_counter()
     seq = miglab.save(miglab.load(mr), work / "random.mig", container=None)
     to_legacy = time.perf_counter() - t
@@ -106,7 +138,7 @@ def main() -> None:
         f"--to legacy: {to_legacy:.2f} s   --to mapped-ram: {to_mapped:.2f} s   round trip exact: {same}"
     )
     sec, hwm, _ = _median(seq, args.repeat)
-    print(f"sequential:  {sec:.3f} s  {ram / sec / 1e9:.2f} GB/s  peak {hwm / 1024:.0f} MiB")
+    print(f"sequential:     {sec:.3f} s  {ram / sec / 1e9:.2f} GB/s  peak {hwm / 1024:.0f} MiB")
     for codec, suffix in (("gzip", ".gz"), ("zstd", ".zst")):
         if shutil.which(codec) is None:
             continue
@@ -114,7 +146,9 @@ def main() -> None:
         with seq.open("rb") as src, packed.open("wb") as dst:
             subprocess.run([codec, "-1", "-c"], stdin=src, stdout=dst, check=True)
         sec, hwm, _ = _median(packed, max(1, args.repeat // 2))
-        print(f"{codec}:        {sec:.3f} s  {ram / sec / 1e9:.2f} GB/s  peak {hwm / 1024:.0f} MiB")
+        print(
+            f"{codec + ':':16s}{sec:.3f} s  {ram / sec / 1e9:.2f} GB/s  peak {hwm / 1024:.0f} MiB"
+        )
     if args.work is None:
         shutil.rmtree(work)
 
