@@ -10,6 +10,7 @@ heartbeat; edited and converted images are restored again.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import struct
@@ -52,9 +53,15 @@ def _restore(image: Path) -> str:
     return restore(image, "9.0")
 
 
+@functools.cache
+def _loaded(image: Path) -> miglab.Stream:
+    """One load per image (a 70 MB bzip2 stream takes seconds to expand): don't edit it."""
+    return miglab.load(image)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_reads_the_header_xml_and_stream(images: dict[str, Path], fmt: str) -> None:
-    stream = miglab.load(images[fmt])
+    stream = _loaded(images[fmt])
     info = stream.container
     kind = "raw" if fmt == "managedsave" else fmt
     assert container_name(stream) == f"libvirt-{kind}"
@@ -80,7 +87,7 @@ def test_libvirts_restore_of_each_image_survives(saved: dict[str, SavedImage], f
 def test_unedited_image_is_written_back_byte_exact(
     images: dict[str, Path], fmt: str, tmp_path: Path
 ) -> None:
-    out = miglab.save(miglab.load(images[fmt]), tmp_path / "copy.img")
+    out = miglab.save(_loaded(images[fmt]), tmp_path / "copy.img")
     assert out.read_bytes() == images[fmt].read_bytes()
 
 
@@ -145,8 +152,10 @@ def test_stream_errors_are_file_offsets(images: dict[str, Path]) -> None:
     assert err.value.offset == at
 
 
-def _compat_to_older_machine(images: dict[str, Path], tmp_path: Path) -> Path:
-    out = tmp_path / "compat.img"
+@pytest.fixture(scope="module")
+def older_machine(images: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gzip image converted by ``miglab compat`` for pc-q35-5.2 on QEMU 7.2."""
+    out = tmp_path_factory.mktemp("compat") / "compat.img"
     run = subprocess.run(
         [
             sys.executable,
@@ -168,20 +177,17 @@ def _compat_to_older_machine(images: dict[str, Path], tmp_path: Path) -> Path:
     )
     assert run.returncode == 0, run.stderr
     assert "libvirt domain XML: machine pc-q35-7.2 -> pc-q35-5.2" in run.stdout
-    again = miglab.load(out)
-    assert container_name(again) == "libvirt-gzip"
-    assert again.container.machine == again.machine == "pc-q35-5.2"
     return out
 
 
-def test_compat_rewrites_the_xml_machine(images: dict[str, Path], tmp_path: Path) -> None:
-    _compat_to_older_machine(images, tmp_path)
+def test_compat_rewrites_the_xml_machine(older_machine: Path) -> None:
+    again = miglab.load(older_machine)
+    assert container_name(again) == "libvirt-gzip"
+    assert again.container.machine == again.machine == "pc-q35-5.2"
 
 
-def test_compat_image_for_an_older_machine_restores_with_virsh(
-    images: dict[str, Path], tmp_path: Path
-) -> None:
+def test_compat_image_for_an_older_machine_restores_with_virsh(older_machine: Path) -> None:
     # the domain's pcie-root-ports hold devices: their slot/link status bits follow the
     # machine's hotplug owner (compat-qemu.json pci.slot_rules); QEMU 7.2 on pc-q35-5.2
     # refused them before ("get_pci_config_device: Bad config data: i=0x6e")
-    assert _restore(_compat_to_older_machine(images, tmp_path)) == "paused"
+    assert _restore(older_machine) == "paused"

@@ -14,6 +14,7 @@ Remove fd: support on files", and libvirt 11.3 hands QEMU the image's fd.)
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -52,6 +53,12 @@ def saved() -> dict[str, SavedImage]:
     return saved_by_libvirt("11.3")
 
 
+@functools.cache
+def _loaded(image: Path) -> miglab.Stream:
+    """One load per image (an xz stream takes seconds to expand): don't edit it."""
+    return miglab.load(image)
+
+
 def test_every_format_is_covered() -> None:
     assert set(KINDS) == set(FORMATS)
 
@@ -59,7 +66,7 @@ def test_every_format_is_covered() -> None:
 @pytest.mark.parametrize("name", FORMATS)
 def test_reads_the_header_xml_and_stream(saved: dict[str, SavedImage], name: str) -> None:
     raw = saved[name].image.read_bytes()
-    stream = miglab.load(saved[name].image)
+    stream = _loaded(saved[name].image)
     info = stream.container
     assert container_name(stream) == KINDS[name][0]
     assert raw[:16] == b"LibvirtQemudSave"
@@ -81,7 +88,7 @@ def test_libvirts_restore_of_each_image_survives(saved: dict[str, SavedImage], n
 def test_sparse_image_is_mapped_ram_after_the_header(saved: dict[str, SavedImage]) -> None:
     """libvirt has QEMU write at ``file:PATH,offset=N``: the offsets count from the file start."""
     path = saved["sparse"].image
-    info = miglab.load(path).container
+    info = _loaded(path).container
     blocks = info.inner.blocks
     assert blocks and all(b.header_offset > info.stream_offset for b in blocks)
     assert all(b.pages_offset % (1 << 20) == 0 for b in blocks if b.pages_offset)
@@ -92,7 +99,7 @@ def test_sparse_image_is_mapped_ram_after_the_header(saved: dict[str, SavedImage
 def test_unedited_image_is_written_back_byte_exact(
     saved: dict[str, SavedImage], name: str, tmp_path: Path
 ) -> None:
-    out = miglab.save(miglab.load(saved[name].image), tmp_path / "copy.img")
+    out = miglab.save(_loaded(saved[name].image), tmp_path / "copy.img")
     assert out.read_bytes() == saved[name].image.read_bytes()
 
 
