@@ -8,10 +8,9 @@ XML), and the other libvirt's ``virsh restore`` (its console in a new file) must
 guest: its heartbeat counts on from the saved console's last beat
 (:func:`miglab.qemu.saved.judge_resumed_console`).  CI runs raw both ways, gzip 9.0 -> 11.3
 and the managedsave 11.3 -> 9.0 (a compressed case costs about twice a raw one: compat
-expands and recompresses); ``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both ways (not zstd or sparse into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no
-mapped-ram).
-pc-q35-7.2 is the newest machine both QEMUs know; pc-q35-5.2 would meet the pcie-root-port
-gap (``test_containers_libvirt.py``), which is the compat5 work's.
+expands and recompresses); ``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both
+ways (not zstd or sparse into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no mapped-ram).
+pc-q35-7.2 is the newest machine both QEMUs know.
 """
 
 from __future__ import annotations
