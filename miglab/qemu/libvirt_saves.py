@@ -112,10 +112,12 @@ class SavedImage:
 def libvirt_script(
     libvirt: str, *args: str, guest: GuestSpec | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    """``scripts/libvirt-save.sh [--libvirt VER] ARGS`` for ``libvirt`` (output captured)."""
+    """``scripts/libvirt-save.sh [--libvirt VER] ARGS`` for ``libvirt`` (output captured).
+
+    The script runs ``guest`` (default: :func:`~miglab.qemu.guest.default_guest`).
+    """
     env = dict(os.environ)
-    if guest is not None:
-        env["MIGLAB_GUEST"] = str(guest.kernel.parent.resolve())
+    env["MIGLAB_GUEST"] = str((guest or default_guest()).kernel.parent.resolve())
     return subprocess.run(
         ["bash", str(SCRIPT), *LIBVIRTS[libvirt].options, *args],
         capture_output=True,
