@@ -6,10 +6,10 @@ Debian 13's libvirt 11.3 with QEMU 10.0 (its chroot), both on ``pc-q35-7.2``; ea
 compat`` converts an image for the other QEMU (same container, machine named in the domain
 XML), and the other libvirt's ``virsh restore`` (its console in a new file) must resume the
 guest: its heartbeat counts on from the saved console's last beat
-(:func:`miglab.qemu.saved.judge_resumed_console`).  CI runs raw both ways, gzip 9.0 -> 11.3
-and the managedsave 11.3 -> 9.0 (a compressed case costs about twice a raw one: compat
-expands and recompresses); ``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both
-ways (not zstd or sparse into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no mapped-ram).
+(:func:`miglab.qemu.saved.judge_resumed_console`).  CI runs raw both ways and the managedsave
+11.3 -> 9.0 (a compressed case costs 1.5-10 times a raw one: compat expands and
+recompresses; a converted gzip image is restored in test_containers_libvirt.py);
+``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both ways (not zstd or sparse into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no mapped-ram).
 pc-q35-7.2 is the newest machine both QEMUs know.
 """
 
@@ -37,7 +37,6 @@ RUN_SECONDS = 10  # the guest beats about twice a second: >= 3 beats with room t
 CI_CASES = [
     ("9.0", "11.3", "raw"),
     ("11.3", "9.0", "raw"),
-    ("9.0", "11.3", "gzip"),
     ("11.3", "9.0", "managedsave"),
 ]
 BOTH = [f for f in LIBVIRTS["9.0"].formats if f in LIBVIRTS["11.3"].formats]
