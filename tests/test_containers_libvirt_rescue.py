@@ -9,8 +9,8 @@ guest: its heartbeat counts on from the saved console's last beat
 (:func:`miglab.qemu.saved.judge_resumed_console`).  CI runs raw both ways and the managedsave
 11.3 -> 9.0 (a compressed case costs 1.5-10 times a raw one: compat expands and
 recompresses; a converted gzip image is restored in test_containers_libvirt.py);
-``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both ways (not zstd or sparse into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no mapped-ram).
-pc-q35-7.2 is the newest machine both QEMUs know.
+``MIGLAB_COMPAT_FULL=1`` every format both libvirts have, both ways (not zstd or sparse
+into 9.0: libvirt 9.0 has no zstd, QEMU 7.2 no mapped-ram).  pc-q35-7.2 is the newest machine both QEMUs know.
 """
 
 from __future__ import annotations
