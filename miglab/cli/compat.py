@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         out.container = None
         print("QEMU before 9.0 reads no mapped-ram: writing a sequential stream")
     if isinstance(out.container, LibvirtSave):
+        if isinstance(out.container.inner, MappedRam) and _before_mapped_ram(args.to_qemu):
+            out.container = out.container.sequential()
+            print("QEMU before 9.0 reads no mapped-ram: writing the libvirt image as raw")
         old = out.container.set_machine(args.machine)
         if old != args.machine:
             print(f"libvirt domain XML: machine {old} -> {args.machine}")

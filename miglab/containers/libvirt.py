@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import IO, TYPE_CHECKING, Any
 
@@ -129,6 +129,11 @@ class LibvirtSave:
         if old is not None and old != machine:
             self.xml = _MACHINE.sub(lambda m: f"{m.group(1)}{machine}{m.group(3)}", self.xml, 1)
         return old
+
+    def sequential(self) -> LibvirtSave:
+        """This image as ``raw``, its stream written sequentially: what a QEMU before 9.0 reads
+        (a ``sparse`` image holds mapped-ram, which those QEMUs cannot load)."""
+        return replace(self, format=SaveFormat.RAW, inner=None)
 
     def header_bytes(self) -> bytes:
         """The header and data region as they will be written."""
