@@ -41,7 +41,7 @@ from miglab.stream.constants import (
     RAM_ZERO,
     RamFlag,
 )
-from miglab.stream.ram_runs import RUN_MIN, RecordRuns, run_length
+from miglab.stream.ram_runs import RUN_MIN, RecordRuns, mixed_run, run_length
 from miglab.stream.xbzrle import check_xbzrle
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
@@ -206,7 +206,7 @@ class RamPayload:
         """Turn the reader's run entries into the five per-record columns (once)."""
         runs = self._entries()
         if runs is not None:
-            cols = runs.expand_numpy(self.source) if numpy else runs.expand(self.source)
+            cols = runs.expand_numpy() if numpy else runs.expand()
             self._words, self._named, self._block, self._pos, self._length = cols
             self._runs = self._reread = None
             self.release()  # the words were read from the input's pages
@@ -303,11 +303,27 @@ class RamPayload:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
         runs = self._entries()
         if runs is not None:
-            return self._released_after(runs.iter_records(self.source))
+            return self._released_after(runs.iter_records())
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
         return zip(*cols, strict=True)
+
+    def page_words(self) -> Iterator[tuple[int, array]]:
+        """``(block index, page words)`` of the page records, a run at a time, without numpy.
+
+        The cheap way to see which pages a chunk sends (``miglab verify``):
+        a run's words come as one ``array('Q')``; nothing is kept.
+        """
+        runs = self._entries()
+        if runs is not None:
+            yield from runs.page_words()
+        else:
+            self._expand()
+            for word, block in zip(self._words, self._block, strict=True):
+                if int(word) & RAM_PAGE_KINDS:
+                    yield int(block), array("Q", (int(word),))
+        self.release()
 
     def _released_after(
         self, records: Iterator[tuple[int, int, int]]
@@ -375,6 +391,8 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
     lengths = array("i")
     counts = array("i")
     name_at: dict[int, int] = {}
+    mixed: dict[int, int] = {}
+    mixed_ok = page_size >= 256  # the flags of ZERO|CONTINUE and PAGE|CONTINUE fit
     block_list: list[RamBlock] | None = None
     by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
     last = ctx.last_block
@@ -473,16 +491,32 @@ def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[Ram
             # the same flags too (in a shuffled mix of kinds it almost never does).
             stride = 8 + pos - start
             probe = pos + (RUN_MIN - 1) * stride
-            if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
-                continue
-            n = run_length(view, pos, end, flags, stride, mask)
-            counts[-1] += n
-            pos += n * stride
+            if probe + 8 <= end and unpack64(view, probe)[0] & mask == flags:
+                n = run_length(view, pos, end, flags, stride, mask)
+                if n:
+                    counts[-1] += n
+                    pos += n * stride
+                    continue
+            # Zero and data pages in any order: one entry, found in C, once it
+            # spans what RUN_MIN zero pages would.
+            stop = mixed_run(view, pos, end, page_size) if mixed_ok else pos
+            if stop - pos >= RUN_MIN * 9:
+                mixed[len(counts)] = stop
+                words.append(unpack64(view, pos)[0])
+                named.append(False)
+                blocks_idx.append(last)
+                starts.append(pos + 8)
+                lengths.append(1 if view[pos + 7] == RAM_ZERO | RAM_CONTINUE else page_size)
+                counts.append(0)  # counted when asked for (RecordRuns.records)
+                pos = stop
     if mapping is not None:
         _release(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
-    return RecordRuns(words, named, blocks_idx, starts, lengths, counts, name_at), block_list
+    runs = RecordRuns(
+        words, named, blocks_idx, starts, lengths, counts, name_at, mixed, view, page_size
+    )
+    return runs, block_list
 
 
 def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
@@ -559,7 +593,7 @@ def _write_runs(w: QEMUFileWriter, payload: RamPayload, runs: RecordRuns) -> Non
     """
     src = payload.source
     names = [b.name.encode("utf-8", "surrogateescape") for b in payload.blocks]
-    copied = runs.word_at(0) if runs.records else 0
+    copied = runs.word_at(0) if len(runs.count) else 0
     for i, word_at in sorted(runs.name_at.items()):
         _copy(w, src, copied, word_at + 8)
         w.counted_string(names[runs.block[i]])

@@ -342,9 +342,12 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
     sent = [_marks(max(b.used_length // page, 0), room) for b in ctx.blocks]
     npages = [len(marks) for marks in sent]
     nblocks = len(ctx.blocks)
+    shift = page.bit_length() - 1
     for s in chunks:
         p = s.payload
         assert isinstance(p, RamPayload)
+        if _mark_sent(p, sent, npages, shift):
+            continue
         beyond: dict[int, list[int]] = {}  # block -> [count, first offset, first payload offset]
         for word, bi, at in p.records():
             if not word & RAM_PAGE_KINDS or not 0 <= bi < nblocks:
@@ -377,6 +380,28 @@ def _check_ram(stream: Stream) -> Iterator[Finding]:
                     f"{missing} page(s) of RAM block {b.name!r} are never sent "
                     f"(first at block offset 0x{first * page:x}); precopy sends every page",
                 )
+
+
+def _mark_sent(
+    p: RamPayload, sent: list[bytearray | _SparseMarks], npages: list[int], shift: int
+) -> bool:
+    """Mark the pages ``p`` sends; False (nothing reported) if one lies beyond its block.
+
+    A run's words come as one array, so the loop here is over ints only;
+    the page index is the word shifted (the flags sit below the page size).
+    A chunk with a page beyond its block is then read record by record, to
+    report where.
+    """
+    nblocks = len(sent)
+    for bi, words in p.page_words():
+        if not 0 <= bi < nblocks or not words:
+            continue
+        if max(words) >> shift >= npages[bi]:
+            return False
+        marks = sent[bi]
+        for w in words:
+            marks[w >> shift] = 1
+    return True
 
 
 class _SparseMarks:
