@@ -50,25 +50,32 @@ EXTRA_NICS += ["e1000e,mac=52:54:00:12:34:07,romfile="]
 
 
 def run_once(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int]:
-    """Seconds from spawn to exit, peak RSS in MB, exit status of one process.
+    """Seconds from spawn to exit, peak RSS in MB, exit status of one process."""
+    wall, peak, status, _ = run_timed(argv, cwd, code)
+    return wall, peak, status
 
-    The peak comes from GNU time (``/usr/bin/time -f %M``), a small parent:
-    the rusage of a child spawned by this process would count this process's
-    pages (a vfork child shares them until it execs).
+
+def run_timed(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int, float]:
+    """:func:`run_once` and the CPU seconds (user + system) the process used.
+
+    The peak and the CPU time come from GNU time (``/usr/bin/time``), a small
+    parent: the rusage of a child spawned by this process would count this
+    process's pages (a vfork child shares them until it execs).  On a loaded
+    machine the CPU time says what the work costs when the wall clock does not.
     """
     env = {**os.environ, "PYTHONPATH": str(code)}
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t = time.perf_counter()
         done = subprocess.run(
-            [TIME, "-f", "%M", "-o", rss.name, *argv],
+            [TIME, "-f", "%M %U %S", "-o", rss.name, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
         )
         dt = time.perf_counter() - t
-        peak_kib = int(rss.read().split()[-1])
-    return dt, peak_kib * 1024 / 1e6, done.returncode
+        peak_kib, user, system = rss.read().split()[-3:]
+    return dt, int(peak_kib) * 1024 / 1e6, done.returncode, float(user) + float(system)
 
 
 def medians(runs: list[tuple[float, float, int]]) -> tuple[float, float, int]:

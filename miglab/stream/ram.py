@@ -219,7 +219,11 @@ class RamPayload:
 
     def __len__(self) -> int:
         if self._runs is not None:
-            return self._runs.records
+            if self._runs.counted:
+                return self._runs.records
+            n = self._runs.records
+            self.release()  # counting read the pages of the words
+            return n
         return self._reread.records if self._reread is not None else len(self._words)
 
     def _column(self, name: str, dtype: str) -> np.ndarray:
@@ -303,11 +307,32 @@ class RamPayload:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
         runs = self._entries()
         if runs is not None:
-            return self._released_after(runs.iter_records())
+            return self._released_after((w, b, at) for w, b, at, _ in runs.iter_records())
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
         return zip(*cols, strict=True)
+
+    def page_records(self) -> Iterator[tuple[int, int, int, memoryview | bytes]]:
+        """``(block index, page word, payload offset, payload)`` of every page record.
+
+        Without expanding the per-record columns (unless the chunk is edited),
+        so one pass over a big stream (``miglab extract``) holds a run at a
+        time, not a few integers per page of the guest.
+        """
+        kinds = RAM_PAGE_KINDS & (self.page_size - 1)
+        runs = None if self.overrides else self._entries()
+        if runs is None:
+            self._expand()
+            for i, (word, block) in enumerate(zip(self._words, self._block, strict=True)):
+                if int(word) & kinds:
+                    yield int(block), int(word), int(self._pos[i]), self.payload(i)
+            return
+        src = self.source
+        for word, block, at, size in runs.iter_records():
+            if word & kinds:
+                yield block, word, at, src[at : at + size]
+        self.release()
 
     def page_words(self) -> Iterator[tuple[int, array]]:
         """``(block index, page words)`` of the page records, a run at a time, without numpy.
@@ -320,8 +345,9 @@ class RamPayload:
             yield from runs.page_words()
         else:
             self._expand()
+            kinds = RAM_PAGE_KINDS & (self.page_size - 1)
             for word, block in zip(self._words, self._block, strict=True):
-                if int(word) & RAM_PAGE_KINDS:
+                if int(word) & kinds:
                     yield int(block), array("Q", (int(word),))
         self.release()
 
@@ -351,15 +377,9 @@ class RamPayload:
 
     def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
         """Yield ``(block name, offset, flags, payload)`` for every page record."""
-        self._expand()
         mask = self.page_size - 1
-        block = self._block
-        for i, word in enumerate(self._words):
-            fl = int(word) & mask
-            if fl & RAM_PAGE_KINDS:
-                b = int(block[i])
-                name = self.blocks[b].name if b >= 0 else ""
-                yield name, int(word) & ~mask, fl, self.payload(i)
+        for b, word, _, data in self.page_records():
+            yield self.blocks[b].name if b >= 0 else "", word & ~mask, word & mask, data
 
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
@@ -371,6 +391,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     if ctx.indexed > _INDEX_BUDGET:
         out._runs = None
         out._reread = _Reread(chunk_at, first_block, ctx.ignore_shared, runs.records, runs.span())
+        out.release()  # counting the records read the pages of their words
     return out
 
 

@@ -218,6 +218,11 @@ class RecordRuns:
         self.source, self.page_size = source, page_size
 
     @property
+    def counted(self) -> bool:
+        """Whether every mixed run has been counted (reading its words' pages)."""
+        return all(self.count[i] for i in self.mixed)
+
+    @property
     def records(self) -> int:
         """Total records (a mixed run's are counted, in C, the first time)."""
         count = _mixed_patterns(self.page_size)[1]
@@ -264,21 +269,22 @@ class RecordRuns:
         mask, page = self.page_size - 1, self.page_size
         return [1 if w & mask == _ZERO_CONT else page for w in words]
 
-    def iter_records(self) -> Iterator[tuple[int, int, int]]:
-        """``(word, block index, payload offset)`` of every record, in order."""
+    def iter_records(self) -> Iterator[tuple[int, int, int, int]]:
+        """``(word, block index, payload offset, payload length)`` of every record, in order."""
         entries = zip(self.count, self.word, self.block, self.pos, self.length, strict=True)
         mask, page = self.page_size - 1, self.page_size
         for i, (n, word, block, pos, length) in enumerate(entries):
             if n == 1:  # a record on its own
-                yield word, block, pos
+                yield word, block, pos, length
             elif i in self.mixed:
                 for w in self._words(i):
-                    yield w, block, pos
-                    pos += 9 if w & mask == _ZERO_CONT else 8 + page
+                    size = 1 if w & mask == _ZERO_CONT else page
+                    yield w, block, pos, size
+                    pos += 8 + size
             else:
                 stride = 8 + length
                 for w in self._words(i):
-                    yield w, block, pos
+                    yield w, block, pos, length
                     pos += stride
 
     def page_words(self) -> Iterator[tuple[int, array]]:
@@ -287,8 +293,9 @@ class RecordRuns:
         A run's words come as one ``array('Q')`` built in C, so a caller
         marking pages sent loops over ints, not over record tuples.
         """
+        kinds = RAM_PAGE_KINDS & (self.page_size - 1)
         for i, n in enumerate(self.count):
-            if n == 1 and not self.word[i] & RAM_PAGE_KINDS:
+            if n == 1 and not self.word[i] & kinds:
                 continue
             words = self._words(i)
             yield self.block[i], words if isinstance(words, array) else array("Q", words)
