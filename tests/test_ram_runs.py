@@ -17,6 +17,7 @@ import pytest
 
 import miglab
 import miglab.stream.ram as ram
+import miglab.stream.ram_records as ram_records
 from miglab.errors import MiglabError
 from miglab.stream.constants import RamFlag
 from miglab.stream.ram import RamPayload
@@ -42,7 +43,7 @@ def outcome(data: bytes) -> tuple[str, int | None, str] | list[tuple[int, int, i
 def both(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     fast = outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         slow = outcome(data)
     return fast, slow
 
@@ -54,7 +55,7 @@ def test_runs_index_a_real_stream_as_record_by_record(name, monkeypatch) -> None
     data = (DATA / name).read_bytes()
     fast = miglab.load(data)
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         slow = miglab.load(data)
     entries = sum(len(p._runs.count) for p in ram_chunks(fast) if p._runs is not None)
     records = sum(len(p) for p in ram_chunks(fast))
@@ -147,7 +148,7 @@ def test_mixed_runs_index_as_record_by_record(mixed, monkeypatch) -> None:
     assert entries < sum(len(p) for p in chunks) / 16
     assert loaded.to_bytes() == data
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         plain = ram_chunks(miglab.load(data))
     pages = [(n, o, f, bytes(d)) for p in chunks for n, o, f, d in p.pages()]
     assert pages == [(n, o, f, bytes(d)) for p in plain for n, o, f, d in p.pages()]
@@ -170,7 +171,7 @@ def test_a_mixed_run_broken_by_one_word_fails_as_record_by_record(
     assert fast == slow
     found = [(f.code, f.offset, f.message) for f in verify(bytes(bad))]
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         assert [(f.code, f.offset, f.message) for f in verify(bytes(bad))] == found
     if byte == 2:  # a page 1 TiB into a 2 MiB block
         assert any(code == "page-beyond-block" for code, _, _ in found)
