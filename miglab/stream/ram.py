@@ -227,15 +227,19 @@ class RamPayload:
         count towards the RSS, which would otherwise grow to the file's size.
         """
         mapping = self.source.obj
-        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
+        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source):
             return
-        if self._runs is not None:
+        if self._runs is not None:  # its span, without counting a mixed run
             first, upto = self._runs.span()
         elif self._reread is not None:
             first, upto = self._reread.span
+        elif len(self._words):
+            last = len(self._words) - 1
+            first, upto = int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
         else:
-            first = int(self._pos[0])
-            upto = int(self._pos[len(self) - 1]) + int(self._length[len(self) - 1])
+            return
+        if upto <= first:
+            return
         # A page fault on a mapped file maps the cached pages around it too
         # (read-around, fault-around), so reading this chunk also mapped the
         # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).

@@ -133,16 +133,24 @@ def _word_pattern(mask: int, flags: int) -> bytes:
 def _mixed_patterns(
     page_size: int,
 ) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
-    """(the end of a mixed run, one record with an empty group, one record's word) patterns."""
+    """(the end of a mixed run, one record with an empty group, one record's word) patterns.
+
+    The last two only ever see a run the first one matched, so they tell a
+    zero record from a data record by the flag byte alone (byte 7 of the
+    word: the page size is at least 256).
+    """
     mask = page_size - 1
     record = (
         b"(?:" + _word_pattern(mask, _ZERO_CONT) + b"."
         b"|" + _word_pattern(mask, _PAGE_CONT) + b".{%d})" % page_size
     )
+    flagged = b"(?:\\x%02x.|\\x%02x.{%d})" % (_ZERO_CONT, _PAGE_CONT, page_size)
     return (
         re.compile(b"(?s)" + record + b"{0,%d}+" % _RUN_BATCH),
-        re.compile(b"(?s)" + record + b"()"),
-        re.compile(b"(?s)(?=(.{8}))" + record),
+        re.compile(b"(?s).{7}" + flagged + b"()"),
+        re.compile(
+            b"(?s)(.{8})(?:(?<=\\x%02x).|(?<=\\x%02x).{%d})" % (_ZERO_CONT, _PAGE_CONT, page_size)
+        ),
     )
 
 
