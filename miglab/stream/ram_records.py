@@ -107,7 +107,9 @@ def read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamB
     counts = array("i")
     name_at: dict[int, int] = {}
     mixed: dict[int, int] = {}
-    mixed_ok = page_size >= 256  # the flags of ZERO|CONTINUE and PAGE|CONTINUE fit
+    # The flags of ZERO|CONTINUE and PAGE|CONTINUE in byte 7; a page the size of
+    # real targets (4 KiB to 64 KiB), well inside sre's repeat limit.
+    mixed_ok = 256 <= page_size <= 1 << 20
     block_list: list[RamBlock] | None = None
     by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
     last = ctx.last_block
