@@ -8,17 +8,23 @@ whole process (``/usr/bin/time`` gives the peak RSS):
 
     inspect, verify, convert --to legacy, compat (to QEMU 10.0), extract
 
-The table gives size, seconds, GB/s of stream and peak RSS for each; the
+The table gives size, seconds, GB/s of stream and peak RSS for each, with
+the CPU seconds (user + system) and the 1-minute load average beside them:
+on a loaded machine the wall clock shows the load, the CPU time the work.  The
 goals are time linear in size, peak memory flat (<= 150 MB at 16 GiB) and
 ``verify`` of 16 GiB at >= 2 GB/s.  Outputs are deleted after each command
 and the stream after its size (``df -h`` first: 16 GiB needs about 30 GB).
 
-Usage: ``python benchmarks/bench_big.py [--sizes 1,4,16] [--work DIR] [--repeat 1]``
+With ``--keep`` the streams stay in ``--work`` and a later run uses them
+again (they are made with the same seed, so the same bytes).
+
+Usage: ``python benchmarks/bench_big.py [--sizes 1,4,16] [--work DIR] [--repeat 1] [--keep]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -30,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_cli import MIGLAB, run_once  # noqa: E402
+from bench_cli import MIGLAB, run_timed  # noqa: E402
 
 COMPAT_TO = ("--to-qemu", "10.0", "--machine", "pc-q35-7.2")
 MIX = {"zero": 0.5, "random": 0.25, "repeated": 0.25}
@@ -70,17 +76,19 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def bench(work: Path, sizes: list[int], repeat: int) -> None:
+def bench(work: Path, sizes: list[int], repeat: int, keep: bool = False) -> None:
     from miglab.stream.synthetic import write_synthetic
 
     print(
         f"{'command':24s} {'GiB':>4s} {'stream GB':>9s} {'seconds':>8s} {'GB/s':>6s} {'peak MB':>8s}"
+        f" {'CPU s':>7s} {'CPU GB/s':>8s} {'load':>5s}"
     )
     table: dict[str, list[tuple[int, float, float, float]]] = {}
     for gib in sizes:
         stream = work / f"synthetic-{gib}G.mig"
         t = time.perf_counter()
-        write_synthetic(stream, ram_bytes=gib << 30, mix=MIX, seed=gib, passes=PASSES)
+        if not (keep and stream.exists()):
+            write_synthetic(stream, ram_bytes=gib << 30, mix=MIX, seed=gib, passes=PASSES)
         made = time.perf_counter() - t
         size = stream.stat().st_size
         print(
@@ -91,21 +99,24 @@ def bench(work: Path, sizes: list[int], repeat: int) -> None:
             for name, argv in commands(stream, out):
                 runs = []
                 for _ in range(repeat):
-                    runs.append(run_once(argv, work))
+                    runs.append(run_timed(argv, work))
                     remove(out)
                 secs = statistics.median(r[0] for r in runs)
                 peak = statistics.median(r[1] for r in runs)
                 status = max(r[2] for r in runs)
+                cpu = statistics.median(r[3] for r in runs)
+                load = os.getloadavg()[0]
                 table.setdefault(name, []).append((gib, secs, size / secs / 1e9, peak))
                 note = f"  (exit {status})" if status else ""
                 print(
                     f"{name:24s} {gib:4d} {size / 1e9:9.2f} {secs:8.2f} {size / secs / 1e9:6.2f} "
-                    f"{peak:8.1f}{note}",
+                    f"{peak:8.1f} {cpu:7.2f} {size / cpu / 1e9:8.2f} {load:5.1f}{note}",
                     flush=True,
                 )
         finally:
             remove(out)
-            stream.unlink()
+            if not keep:
+                stream.unlink()
     print("per command: seconds per GiB at each size (linear: equal), peak MB (flat: equal)")
     for name, rows in table.items():
         per = "  ".join(f"{gib}G {secs / gib:.2f}" for gib, secs, _, _ in rows)
@@ -123,11 +134,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,16", help="GiB of guest RAM, comma-separated")
     parser.add_argument("--work", type=Path, help="where the streams go (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per command (median kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the streams in --work for reuse")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
-        bench(args.work, sizes, args.repeat)
+        bench(args.work, sizes, args.repeat, args.keep)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-big-") as tmp:
             bench(Path(tmp), sizes, args.repeat)

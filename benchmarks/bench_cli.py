@@ -36,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,32 +52,44 @@ EXTRA_NICS += ["e1000e,mac=52:54:00:12:34:07,romfile="]
 
 
 def run_once(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int]:
-    """Seconds from spawn to exit, peak RSS in MB, exit status of one process.
+    """Seconds from spawn to exit, peak RSS in MB, exit status of one process."""
+    wall, peak, status, _ = run_timed(argv, cwd, code)
+    return wall, peak, status
 
-    The peak comes from GNU time (``/usr/bin/time -f %M``), a small parent:
-    the rusage of a child spawned by this process would count this process's
-    pages (a vfork child shares them until it execs).
+
+def run_timed(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int, float]:
+    """:func:`run_once` and the CPU seconds (user + system) the process used.
+
+    The peak and the CPU time come from GNU time (``/usr/bin/time``), a small
+    parent: the rusage of a child spawned by this process would count this
+    process's pages (a vfork child shares them until it execs).  On a loaded
+    machine the CPU time says what the work costs when the wall clock does not.
     """
     env = {**os.environ, "PYTHONPATH": str(code)}
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t = time.perf_counter()
         done = subprocess.run(
-            [TIME, "-f", "%M", "-o", rss.name, *argv],
+            [TIME, "-f", "%M %U %S", "-o", rss.name, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
         )
         dt = time.perf_counter() - t
-        peak_kib = int(rss.read().split()[-1])
-    return dt, peak_kib * 1024 / 1e6, done.returncode
+        peak_kib, user, system = rss.read().split()[-3:]
+    return dt, int(peak_kib) * 1024 / 1e6, done.returncode, float(user) + float(system)
 
 
-def medians(runs: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+def cpu_median(runs: list[tuple[float, float, int, float]]) -> float:
+    """The median CPU seconds of :func:`run_timed` results."""
+    return statistics.median(r[3] for r in runs)
+
+
+def medians(runs: Sequence[tuple[Any, ...]]) -> tuple[float, float, int]:
     return (
         statistics.median(r[0] for r in runs),
         statistics.median(r[1] for r in runs),
-        max(r[2] for r in runs),
+        int(max(r[2] for r in runs)),
     )
 
 
@@ -155,31 +169,34 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     ]
     label = {"floor": "python3 -c pass (the floor)", "rand": rand.name, "heavy": heavy.name}
     print(f"whole-process medians of {args.repeat} runs (peer runs alternate with miglab's)")
-    print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s}   {'peer':>8s} {'peak':>8s}", end="")
+    print("(cpu: user + system seconds; on a loaded machine it shows the work, the wall the load)")
+    print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s} {'cpu':>7s}", end="")
+    print(f"   {'peer':>8s} {'peak':>8s} {'cpu':>7s}", end="")
     print(f"   {'before':>8s} {'peak':>8s}" if args.before else "")
     r: dict[str, tuple[float, float, int]] = {}
     for name, argv, peer_argv in cases:
         mine, theirs, before = [], [], []
         for _ in range(args.repeat):
-            mine.append(run_once(argv, work))
+            mine.append(run_timed(argv, work))
             if peer_argv:
-                theirs.append(run_once(peer_argv, work))
+                theirs.append(run_timed(peer_argv, work))
             if args.before and name != "floor":
                 before.append(run_once(argv, work, args.before))
         r[name] = medians(mine)
         t, rss, status = r[name]
         words = name.split()
         shown = " ".join(label.get(w, w) for w in words)
-        line = f"  {shown:38s} {t:7.3f}s {rss:6.1f}MB"
+        line = f"  {shown:38s} {t:7.3f}s {rss:6.1f}MB {cpu_median(mine):6.3f}s"
         if theirs:
             pt, prss, pstatus = medians(theirs)
-            line += f"   {pt:7.3f}s {prss:6.1f}MB" + (f" (exit {pstatus})" if pstatus else "")
+            line += f"   {pt:7.3f}s {prss:6.1f}MB {cpu_median(theirs):6.3f}s"
+            line += f" (exit {pstatus})" if pstatus else ""
         elif before:
-            line += " " * 21
+            line += " " * 29
         if before:
             bt, brss, bstatus = medians(before)
             line += f"   {bt:7.3f}s {brss:6.1f}MB" + (f" (exit {bstatus})" if bstatus else "")
-        print(line + (f"  (exit {status})" if status else ""))
+        print(line + (f"  (exit {status})" if status else "") + f"  load {os.getloadavg()[0]:.1f}")
     floor = r["floor"][0]
     print("goals:")
     goals = [
@@ -195,8 +212,8 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     for which in ("rand", "heavy"):
         ratio = r[f"verify {which}"][0] / r[f"inspect {which}"][0]
         goals.append((f"verify/inspect {which} <= 1.5", ratio <= 1.5, f"{ratio:.2f}x"))
-    for label, ok, value in goals:
-        print(f"  {'ok  ' if ok else 'MISS'} {label:32s} {value}")
+    for goal, ok, value in goals:
+        print(f"  {'ok  ' if ok else 'MISS'} {goal:32s} {value}")
     print(
         f"  (the interpreter alone, with this machine's site-packages, takes {floor * 1000:.0f} ms)"
     )

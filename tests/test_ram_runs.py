@@ -17,6 +17,7 @@ import pytest
 
 import miglab
 import miglab.stream.ram as ram
+import miglab.stream.ram_records as ram_records
 from miglab.errors import MiglabError
 from miglab.stream.constants import RamFlag
 from miglab.stream.ram import RamPayload
@@ -42,7 +43,7 @@ def outcome(data: bytes) -> tuple[str, int | None, str] | list[tuple[int, int, i
 def both(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     fast = outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         slow = outcome(data)
     return fast, slow
 
@@ -54,7 +55,7 @@ def test_runs_index_a_real_stream_as_record_by_record(name, monkeypatch) -> None
     data = (DATA / name).read_bytes()
     fast = miglab.load(data)
     with monkeypatch.context() as m:
-        m.setattr(ram, "RUN_MIN", 1 << 40)
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
         slow = miglab.load(data)
     entries = sum(len(p._runs.count) for p in ram_chunks(fast) if p._runs is not None)
     records = sum(len(p) for p in ram_chunks(fast))
@@ -124,3 +125,61 @@ def test_chunks_past_the_index_budget_are_read_again_alike(monkeypatch) -> None:
         for a, b in zip(ram_chunks(kept), ram_chunks(again), strict=True):
             assert len(a) == len(b) and list(a.records()) == list(b.records())
             assert a.words.tolist() == b.words.tolist() and a.pos.tolist() == b.pos.tolist()
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[bytes, int]:
+    """Shuffled zero and data pages, two passes (mixed runs), and a record's word offset inside one."""
+    data = synthetic_stream(
+        ram_bytes=512 * 4096, mix={"zero": 0.5, "random": 0.25, "repeated": 0.25}, seed=3, passes=2
+    ).to_bytes()
+    p = max(ram_chunks(miglab.load(data)), key=len)
+    return data, int(p.pos[len(p) // 2]) - 8
+
+
+def test_mixed_runs_index_as_record_by_record(mixed, monkeypatch) -> None:
+    data, _ = mixed
+    fast, slow = both(data, monkeypatch)
+    assert isinstance(fast, list) and fast == slow
+    loaded = miglab.load(data)
+    chunks = ram_chunks(loaded)
+    assert sum(len(p._runs.mixed) for p in chunks if p._runs is not None) == 3  # one a chunk
+    entries = sum(len(p._runs.count) for p in chunks if p._runs is not None)
+    assert entries < sum(len(p) for p in chunks) / 16
+    assert loaded.to_bytes() == data
+    with monkeypatch.context() as m:
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
+        plain = ram_chunks(miglab.load(data))
+    pages = [(n, o, f, bytes(d)) for p in chunks for n, o, f, d in p.pages()]
+    assert pages == [(n, o, f, bytes(d)) for p in plain for n, o, f, d in p.pages()]
+    for a, b in zip(ram_chunks(miglab.load(data)), plain, strict=True):  # numpy columns
+        for col in ("words", "named", "block", "pos", "length"):
+            assert getattr(a, col).tolist() == getattr(b, col).tolist(), col
+
+
+@pytest.mark.parametrize(
+    ("byte", "value"),
+    [(7, 0x02), (7, 0x28), (7, 0x22), (6, 0x01), (6, 0x10), (7, 0x80), (2, 0x01)],
+)
+def test_a_mixed_run_broken_by_one_word_fails_as_record_by_record(
+    mixed, byte, value, monkeypatch
+) -> None:
+    data, at = mixed
+    bad = bytearray(data)
+    bad[at + byte] = value if byte == 7 else bad[at + byte] | value
+    fast, slow = both(bytes(bad), monkeypatch)
+    assert fast == slow
+    found = [(f.code, f.offset, f.message) for f in verify(bytes(bad))]
+    with monkeypatch.context() as m:
+        m.setattr(ram_records, "RUN_MIN", 1 << 40)
+        assert [(f.code, f.offset, f.message) for f in verify(bytes(bad))] == found
+    if byte == 2:  # a page 1 TiB into a 2 MiB block
+        assert any(code == "page-beyond-block" for code, _, _ in found)
+
+
+def test_cuts_inside_a_mixed_run_fail_as_record_by_record(mixed, monkeypatch) -> None:
+    data, at = mixed
+    for cut in (at, at + 1, at + 8, at + 9, at + 4104, at + 5000, at + 40_000):
+        fast, slow = both(data[:cut], monkeypatch)
+        assert fast == slow
+        assert fast[0] == "TruncatedStreamError" and fast[1] <= cut

@@ -19,9 +19,10 @@ A reader that closes the pipe early (``miglab dump FILE | head``) ends the
 command quietly with status 0: the reader got what it asked for.
 
 Start-up is part of the interface: ``miglab --version`` and every subcommand
-pay only for what they use.  Building the parser imports every subcommand
-module, so those modules import nothing heavy at the top: each ``run``
-imports the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
+pay only for what they use.  ``miglab COMMAND`` imports only that command's
+module (``--help`` and an unknown command import them all, to list them),
+and those modules import nothing heavy at the top: each ``run`` imports
+the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
 out of a command that does not use them; ``tests/test_cli_startup.py``
 keeps it so).
 """
@@ -69,23 +70,52 @@ class LazyChoices:
         return iter(self._values())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand module of this package registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with the subcommand modules of this package registered.
+
+    With ``command`` (the subcommand about to run) only the module of that
+    name is imported, when it registers that command: a command pays for its
+    own imports, not for every other one's.  Without it (``--help``, an
+    unknown command) every module is registered.
+    """
+    names = _module_names()
+    wanted = command.replace("-", "_") if command else None
+    if wanted in names:
+        parser, sub = _parser()
+        _register(sub, [wanted])
+        if command in sub.choices:
+            return parser
+    parser, sub = _parser()
+    _register(sub, names)
+    return parser
+
+
+def _parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(
         prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # The package's modules by file name (pkgutil.iter_modules would import inspect).
-    names = sorted(f[:-3] for f in os.listdir(__path__[0]) if f.endswith(".py"))
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def _module_names() -> list[str]:
+    """The subcommand modules, by file name (pkgutil.iter_modules would import inspect)."""
+    return sorted(
+        f[:-3] for f in os.listdir(__path__[0]) if f.endswith(".py") and not f.startswith("_")
+    )
+
+
+def _register(sub: Any, names: Sequence[str]) -> None:
     for name in names:
-        if name.startswith("_"):
-            continue
         module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
-    return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is no option, or None."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def add_schema_options(p: argparse.ArgumentParser) -> None:
@@ -113,8 +143,12 @@ def schema_index(args: Any) -> SchemaIndex | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _command(words)
+    # argparse prints the version before it asks for a command: no module is needed.
+    version = command is None and "--version" in words
+    parser = _parser()[0] if version else build_parser(command)
+    args = parser.parse_args(words)
     try:
         status: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

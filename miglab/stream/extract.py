@@ -33,10 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from miglab.files import OutputFile, output_directory
-from miglab.stream.constants import RAM_PAGE_KINDS, RamFlag
+from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamBlock, RamPayload
@@ -148,42 +146,46 @@ def _write_pages(
     result: ExtractResult,
     progress: bool | None,
 ) -> None:
-    chunks = [s.payload for s in sections if isinstance(s.payload, RamPayload)]
-    total = sum(len(p) for p in chunks)
+    ram = [s for s in sections if isinstance(s.payload, RamPayload)]
+    total = sum(s.size for s in ram)
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="rec", desc="extract", disable=not show or total < 4096)
-    written = [np.zeros(b.used_length // page + 1, dtype=bool) for b in blocks]
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="extract",
+        disable=not show or total < 1 << 24,
+    )
+    # One bit a page, not one per record: memory stays flat in the guest's size.
+    written = [bytearray(b.used_length // page // 8 + 1) for b in blocks]
+    mask = page - 1
     try:
-        for p in chunks:
-            flags = p.flags.tolist()
-            offsets = p.offsets.tolist()
-            block = p.block.tolist()
-            for i, fl in enumerate(flags):
-                if not fl & RAM_PAGE_KINDS:
-                    continue
-                bi, off = block[i], offsets[i]
+        for s in ram:
+            p = s.payload
+            for bi, word, at, data in p.page_records():
+                off, fl = word & ~mask, word & mask
                 if bi < 0 or off + page > blocks[bi].used_length:
                     result.skipped.append(f"page at 0x{off:x} lies outside block {bi}")
                     continue
                 out, n = files[bi], off // page
+                seen, bit = written[bi], 1 << (n & 7)
                 kind = fl & ~RamFlag.CONTINUE
-                data = p.payload(i)
                 if kind == RamFlag.ZERO:
                     result.zero_pages += 1
                     fill = data[0]
-                    if fill or written[bi][n]:
+                    if fill or seen[n >> 3] & bit:
                         out.charge(page)  # before building the page
                         os.pwrite(out.fileno(), bytes([fill]) * page, off)
-                        written[bi][n] = bool(fill)
+                        seen[n >> 3] = seen[n >> 3] | bit if fill else seen[n >> 3] & ~bit
                     continue
                 if kind == RamFlag.PAGE:
                     out.pwrite(data, off)
                 elif kind == RamFlag.XBZRLE:
                     out.charge(page)  # before reading the page
                     cur = bytearray(os.pread(out.fileno(), page, off))
-                    xbzrle_apply(cur, data[3:], int(p.pos[i]) + 3)
+                    xbzrle_apply(cur, data[3:], at + 3)
                     os.pwrite(out.fileno(), cur, off)
                 elif kind == RamFlag.COMPRESS_PAGE:
                     out.charge(page)  # before inflating the page
@@ -194,9 +196,9 @@ def _write_pages(
                         result.skipped.append(f"compressed page at 0x{off:x}: {exc}")
                         continue
                     os.pwrite(out.fileno(), raw.ljust(page, b"\0"), off)
-                written[bi][n] = True
+                seen[n >> 3] |= bit
                 result.data_pages += 1
             p.release()
-            bar.update(len(flags))
+            bar.update(s.size)
     finally:
         bar.close()

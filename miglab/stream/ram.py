@@ -9,9 +9,10 @@ view into the input buffer, so a 1 GiB stream is indexed with a few bytes
 per page.  Writing a record back is ``word, [name], payload``, byte for
 byte; a page can be replaced with :meth:`RamPayload.set_payload`.
 
-Reading needs no numpy: the index is built in :class:`array.array` columns,
-a run of same-kind records is found with stepped byte slices and kept as one
-entry (:mod:`miglab.stream.ram_runs`), and the per-record columns are
+Reading needs no numpy: the record loop (:mod:`miglab.stream.ram_records`)
+builds the index in :class:`array.array` columns, a run of same-kind or of
+mixed zero and data records is found in C and kept as one entry
+(:mod:`miglab.stream.ram_runs`), and the per-record columns are
 expanded, then become numpy arrays (views, no copy), when first asked for.
 Importing numpy costs more than indexing 256 MiB of RAM, so ``miglab
 inspect`` and ``dump`` do without it, and loading a stream whose RAM is sent
@@ -24,25 +25,12 @@ import mmap
 import struct
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import (
-    RAM_COMPRESS_PAGE,
-    RAM_CONTINUE,
-    RAM_EOS,
-    RAM_HOOK,
-    RAM_MEM_SIZE,
-    RAM_MULTIFD_FLUSH,
-    RAM_PAGE,
-    RAM_PAGE_KINDS,
-    RAM_XBZRLE,
-    RAM_ZERO,
-    RamFlag,
-)
-from miglab.stream.ram_runs import RUN_MIN, RecordRuns, run_length
-from miglab.stream.xbzrle import check_xbzrle
+from miglab.stream.constants import RAM_PAGE_KINDS
+from miglab.stream.ram_records import RELEASE_EVERY, RamBlock, RamContext, read_runs, release_pages
+from miglab.stream.ram_runs import RecordRuns
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 
 if TYPE_CHECKING:
@@ -51,60 +39,11 @@ if TYPE_CHECKING:
 __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
 
 _BE64 = struct.Struct(">Q")
-_BE32 = struct.Struct(">I")
-_BE16 = struct.Struct(">H")
-_KNOWN = int(
-    RamFlag.ZERO
-    | RamFlag.MEM_SIZE
-    | RamFlag.PAGE
-    | RamFlag.EOS
-    | RamFlag.CONTINUE
-    | RamFlag.XBZRLE
-    | RamFlag.COMPRESS_PAGE
-    | RamFlag.MULTIFD_FLUSH
-)
-_RELEASE_EVERY = 16 << 20
 # Index entries a stream keeps (about 29 bytes each): the chunks read after
 # that are re-read from the input when asked for, so memory stays flat in
 # the guest's size (a 16 GiB guest of shuffled page kinds has 6M records).
 _INDEX_BUDGET = 1 << 20
 _READ_AROUND = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class RamBlock:
-    """One entry of the block list sent in the first RAM chunk.
-
-    Attributes:
-        name: the RAMBlock idstr (``pc.ram``, ``/rom@etc/acpi/tables``).
-        used_length: bytes of the block.
-        addr: guest physical address (sent only with x-ignore-shared).
-    """
-
-    name: str
-    used_length: int
-    addr: int | None = None
-
-
-@dataclass(slots=True)
-class RamContext:
-    """What the RAM reader carries from one chunk to the next.
-
-    Attributes:
-        page_size: the target page size (splits words into offset and flags).
-        ignore_shared: the x-ignore-shared capability (adds a GPA per block).
-        blocks: the block list, once read.
-        last_block: index into ``blocks`` of the block the last record named,
-            which CONTINUE records refer to (it spans chunks, as in QEMU).
-        indexed: index entries the chunks read so far keep (see
-            :class:`RamPayload`).
-    """
-
-    page_size: int = 4096
-    ignore_shared: bool = False
-    blocks: list[RamBlock] = field(default_factory=list)
-    last_block: int = -1
-    indexed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +139,13 @@ class RamPayload:
             return self._runs
         again = self._reread
         ctx = RamContext(self.page_size, again.ignore_shared, list(self.blocks), again.last_block)
-        return _read_runs(QEMUFileReader(self.source, again.start), ctx)[0]
+        return read_runs(QEMUFileReader(self.source, again.start), ctx)[0]
 
     def _expand(self, numpy: bool = False) -> None:
         """Turn the reader's run entries into the five per-record columns (once)."""
         runs = self._entries()
         if runs is not None:
-            cols = runs.expand_numpy(self.source) if numpy else runs.expand(self.source)
+            cols = runs.expand_numpy() if numpy else runs.expand()
             self._words, self._named, self._block, self._pos, self._length = cols
             self._runs = self._reread = None
             self.release()  # the words were read from the input's pages
@@ -219,7 +158,11 @@ class RamPayload:
 
     def __len__(self) -> int:
         if self._runs is not None:
-            return self._runs.records
+            if self._runs.counted:
+                return self._runs.records
+            n = self._runs.records
+            self.release()  # counting read the pages of the words
+            return n
         return self._reread.records if self._reread is not None else len(self._words)
 
     def _column(self, name: str, dtype: str) -> np.ndarray:
@@ -284,30 +227,72 @@ class RamPayload:
         count towards the RSS, which would otherwise grow to the file's size.
         """
         mapping = self.source.obj
-        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source) or not len(self):
+        if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source):
             return
-        if self._runs is not None:
+        if self._runs is not None:  # its span, without counting a mixed run
             first, upto = self._runs.span()
         elif self._reread is not None:
             first, upto = self._reread.span
+        elif len(self._words):
+            last = len(self._words) - 1
+            first, upto = int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
         else:
-            first = int(self._pos[0])
-            upto = int(self._pos[len(self) - 1]) + int(self._length[len(self) - 1])
+            return
+        if upto <= first:
+            return
         # A page fault on a mapped file maps the cached pages around it too
         # (read-around, fault-around), so reading this chunk also mapped the
         # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
         start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
-        _release(mapping, start, upto)
+        release_pages(mapping, start, upto)
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
         runs = self._entries()
         if runs is not None:
-            return self._released_after(runs.iter_records(self.source))
+            return self._released_after((w, b, at) for w, b, at, _ in runs.iter_records())
         cols = [
             c if isinstance(c, array) else c.tolist() for c in (self._words, self._block, self._pos)
         ]
         return zip(*cols, strict=True)
+
+    def page_records(self) -> Iterator[tuple[int, int, int, memoryview | bytes]]:
+        """``(block index, page word, payload offset, payload)`` of every page record.
+
+        Without expanding the per-record columns (unless the chunk is edited),
+        so one pass over a big stream (``miglab extract``) holds a run at a
+        time, not a few integers per page of the guest.
+        """
+        kinds = RAM_PAGE_KINDS & (self.page_size - 1)
+        runs = None if self.overrides else self._entries()
+        if runs is None:
+            self._expand()
+            for i, (word, block) in enumerate(zip(self._words, self._block, strict=True)):
+                if int(word) & kinds:
+                    yield int(block), int(word), int(self._pos[i]), self.payload(i)
+            return
+        src = self.source
+        for word, block, at, size in runs.iter_records():
+            if word & kinds:
+                yield block, word, at, src[at : at + size]
+        self.release()
+
+    def page_words(self) -> Iterator[tuple[int, array]]:
+        """``(block index, page words)`` of the page records, a run at a time, without numpy.
+
+        The cheap way to see which pages a chunk sends (``miglab verify``):
+        a run's words come as one ``array('Q')``; nothing is kept.
+        """
+        runs = self._entries()
+        if runs is not None:
+            yield from runs.page_words()
+        else:
+            self._expand()
+            kinds = RAM_PAGE_KINDS & (self.page_size - 1)
+            for word, block in zip(self._words, self._block, strict=True):
+                if int(word) & kinds:
+                    yield int(block), array("Q", (int(word),))
+        self.release()
 
     def _released_after(
         self, records: Iterator[tuple[int, int, int]]
@@ -335,190 +320,21 @@ class RamPayload:
 
     def pages(self) -> Iterator[tuple[str, int, int, memoryview | bytes]]:
         """Yield ``(block name, offset, flags, payload)`` for every page record."""
-        self._expand()
         mask = self.page_size - 1
-        block = self._block
-        for i, word in enumerate(self._words):
-            fl = int(word) & mask
-            if fl & RAM_PAGE_KINDS:
-                b = int(block[i])
-                name = self.blocks[b].name if b >= 0 else ""
-                yield name, int(word) & ~mask, fl, self.payload(i)
+        for b, word, _, data in self.page_records():
+            yield self.blocks[b].name if b >= 0 else "", word & ~mask, word & mask, data
 
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
     """Read RAM records up to and including EOS (ram_load_precopy's loop)."""
     chunk_at, first_block = r.pos, ctx.last_block
-    runs, block_list = _read_runs(r, ctx)
+    runs, block_list = read_runs(r, ctx)
     out = RamPayload.from_runs(r.view, ctx.page_size, runs, ctx.blocks, block_list)
     ctx.indexed += len(runs.count)
     if ctx.indexed > _INDEX_BUDGET:
         out._runs = None
         out._reread = _Reread(chunk_at, first_block, ctx.ignore_shared, runs.records, runs.span())
-    return out
-
-
-def _read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamBlock] | None]:
-    """The run entries of one chunk and the block list it sent, if any."""
-    view = r.view
-    end = r.end
-    pos = r.pos
-    page_size = ctx.page_size
-    mask = page_size - 1
-    unpack64 = _BE64.unpack_from
-    # array.array keeps 8 bytes or fewer per column (a list of ints costs ~36);
-    # a run of same-kind records is one entry (count > 1, see ram_runs).
-    words = array("Q")
-    named = array("b")
-    blocks_idx = array("i")
-    starts = array("q")
-    lengths = array("i")
-    counts = array("i")
-    name_at: dict[int, int] = {}
-    block_list: list[RamBlock] | None = None
-    by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
-    last = ctx.last_block
-    mapping = view.obj if isinstance(view.obj, mmap.mmap) else None
-    released = pos - pos % mmap.PAGESIZE
-    while True:
-        if mapping is not None and pos - released >= _RELEASE_EVERY:
-            released = _release(mapping, released, pos)
-        if pos + 8 > end:
-            raise TruncatedStreamError("stream ends inside the RAM section", offset=pos)
-        word_at = pos
-        (word,) = unpack64(view, pos)
-        pos += 8
-        flags = word & mask
-        if flags & ~_KNOWN:
-            if flags & RAM_HOOK:
-                raise MigrationFormatError(
-                    "RAM record uses the RDMA hook flag (0x80); RDMA streams carry pages out of band",
-                    offset=word_at,
-                )
-            raise MigrationFormatError(f"unknown RAM flags 0x{flags:x}", offset=word_at)
-        has_name = False
-        if flags & RAM_PAGE_KINDS:
-            if not flags & RAM_CONTINUE:
-                if pos >= end:
-                    raise TruncatedStreamError("stream ends before a RAM block name", offset=pos)
-                n = view[pos]
-                if pos + 1 + n > end:
-                    raise TruncatedStreamError("stream ends inside a RAM block name", offset=pos)
-                name = bytes(view[pos + 1 : pos + 1 + n]).decode("utf-8", "surrogateescape")
-                pos += 1 + n
-                has_name = True
-                if name not in by_name:
-                    raise MigrationFormatError(
-                        f"RAM record names block {name!r}, which the block list does not have",
-                        offset=word_at + 8,
-                    )
-                last = by_name[name]
-            elif last < 0:
-                raise MigrationFormatError(
-                    "RAM record continues a block but no block was named before", offset=word_at
-                )
-        kind = flags & ~RAM_CONTINUE
-        start = pos
-        if kind == RAM_PAGE:
-            pos += page_size
-        elif kind == RAM_ZERO:
-            pos += 1
-        elif kind in (RAM_EOS, RAM_MULTIFD_FLUSH):
-            pass
-        elif kind == RAM_MEM_SIZE:
-            block_list = _read_block_list(r, pos, word & ~mask, ctx)
-            pos = r.pos
-            by_name = {b.name: i for i, b in enumerate(ctx.blocks)}
-        elif kind == RAM_XBZRLE:
-            if pos + 3 > end:
-                raise TruncatedStreamError("stream ends inside an XBZRLE header", offset=pos)
-            if view[pos] != 1:
-                raise MigrationFormatError(
-                    f"XBZRLE encoding flag is 0x{view[pos]:02x}, expected 0x01", offset=pos
-                )
-            (n,) = _BE16.unpack_from(view, pos + 1)
-            if n > page_size:
-                raise MigrationFormatError(
-                    f"XBZRLE delta of {n} bytes exceeds a page", offset=pos + 1
-                )
-            if pos + 3 + n > end:
-                raise TruncatedStreamError("stream ends inside an XBZRLE delta", offset=pos + 3)
-            check_xbzrle(view[pos + 3 : pos + 3 + n], page_size, pos + 3)  # as load_xbzrle
-            pos += 3 + n
-        elif kind == RAM_COMPRESS_PAGE:
-            if pos + 4 > end:
-                raise TruncatedStreamError("stream ends inside a compressed page", offset=pos)
-            (n,) = _BE32.unpack_from(view, pos)
-            if n > 2 * page_size + 64:
-                raise MigrationFormatError(f"compressed page of {n} bytes is too long", offset=pos)
-            pos += 4 + n
-        else:
-            raise MigrationFormatError(
-                f"unknown combination of RAM flags 0x{flags:x}", offset=word_at
-            )
-        if pos > end:
-            raise TruncatedStreamError("stream ends inside a RAM record", offset=start)
-        words.append(word)
-        named.append(has_name)
-        blocks_idx.append(last if flags & RAM_PAGE_KINDS else -1)
-        starts.append(start)
-        lengths.append(pos - start)
-        counts.append(1)
-        if has_name:
-            name_at[len(counts) - 1] = word_at
-        if kind == RAM_EOS:
-            break
-        if kind in (RAM_PAGE, RAM_ZERO) and flags & RAM_CONTINUE:
-            # A run is worth a batch only if the record RUN_MIN - 1 strides on has
-            # the same flags too (in a shuffled mix of kinds it almost never does).
-            stride = 8 + pos - start
-            probe = pos + (RUN_MIN - 1) * stride
-            if probe + 8 > end or unpack64(view, probe)[0] & mask != flags:
-                continue
-            n = run_length(view, pos, end, flags, stride, mask)
-            counts[-1] += n
-            pos += n * stride
-    if mapping is not None:
-        _release(mapping, released, pos)
-    r.pos = pos
-    ctx.last_block = last
-    return RecordRuns(words, named, blocks_idx, starts, lengths, counts, name_at), block_list
-
-
-def _release(mapping: mmap.mmap, start: int, upto: int) -> int:
-    """Drop already-scanned file pages from this process's resident set.
-
-    Reading the page words of a memory-mapped stream touches every page of
-    the file; the kernel keeps them in the page cache either way, but without
-    this hint they also count towards our RSS (1 GiB for a 1 GiB stream).
-    Payload views stay valid: the pages are read back from the cache on use.
-    """
-    end = upto - upto % mmap.PAGESIZE
-    if end > start:
-        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
-    return end
-
-
-def _read_block_list(r: QEMUFileReader, pos: int, total: int, ctx: RamContext) -> list[RamBlock]:
-    """The MEM_SIZE block list: (name, used_length[, gpa]) until lengths reach total."""
-    r.pos = pos
-    seen = 0
-    out: list[RamBlock] = []
-    while seen < total:
-        at = r.pos
-        name = r.counted_string("a RAM block name").decode("utf-8", "surrogateescape")
-        length = r.be64("a RAM block length")
-        addr = r.be64("a RAM block address") if ctx.ignore_shared else None
-        if length > total - seen:
-            raise MigrationFormatError(
-                f"RAM block {name!r} of {length} bytes overruns the announced total {total}",
-                offset=at,
-            )
-        if length == 0 and len(out) > 4096:
-            raise MigrationFormatError("RAM block list does not add up", offset=at)
-        seen += length
-        out.append(RamBlock(name, length, addr))
-    ctx.blocks[:] = out
+        out.release()  # counting the records read the pages of their words
     return out
 
 
@@ -559,7 +375,7 @@ def _write_runs(w: QEMUFileWriter, payload: RamPayload, runs: RecordRuns) -> Non
     """
     src = payload.source
     names = [b.name.encode("utf-8", "surrogateescape") for b in payload.blocks]
-    copied = runs.word_at(0) if runs.records else 0
+    copied = runs.word_at(0) if len(runs.count) else 0
     for i, word_at in sorted(runs.name_at.items()):
         _copy(w, src, copied, word_at + 8)
         w.counted_string(names[runs.block[i]])
@@ -568,5 +384,5 @@ def _write_runs(w: QEMUFileWriter, payload: RamPayload, runs: RecordRuns) -> Non
 
 
 def _copy(w: QEMUFileWriter, src: memoryview, start: int, stop: int) -> None:
-    for at in range(start, stop, _RELEASE_EVERY):
-        w.write(src[at : min(stop, at + _RELEASE_EVERY)])
+    for at in range(start, stop, RELEASE_EVERY):
+        w.write(src[at : min(stop, at + RELEASE_EVERY)])

@@ -16,24 +16,42 @@ record's page word and payload offset ``pos``; record ``k`` of a run has its wor
 ``pos - 8 + k * (8 + length)`` and its payload 8 bytes later.  A record
 that names its block (never in a run) has the name between word and
 payload; its word's offset is kept aside (``name_at``).
+
+A guest's RAM is seldom that regular: zero and data pages alternate, so
+same-kind runs are short.  A *mixed run* is a run of ``ZERO|CONTINUE`` and
+``PAGE|CONTINUE`` records in any order (9 or 8 + page size bytes each).
+One regular expression finds where it ends (:func:`mixed_run`; sre walks
+the records in C, a page's bytes skipped, not read) and another gives its
+page words (``(?=(.{8}))`` before each record); an entry keeps the run's
+end offset (``mixed``), and a record's payload offset follows from the
+flags of the words before it.  Every record such a run covers is one the
+record-by-record reader accepts, and a run stops before the first record
+it would not, so errors are raised by the same code at the same offsets.
 """
 
 from __future__ import annotations
 
 import mmap
+import re
 import struct
+import sys
 from array import array
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from miglab.stream.constants import RAM_PAGE_KINDS
+
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ("RUN_MIN", "RecordRuns", "run_length")
+__all__ = ("RUN_MIN", "RecordRuns", "mixed_run", "mixed_words", "run_length")
 
 RUN_MIN = 8  # a run shorter than this is read record by record
 _RUN_BATCH = 1 << 16
+_RUN_BYTES = 16 << 20  # at most one release interval of the reader per run
+_ZERO_CONT = 0x22  # RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE
+_PAGE_CONT = 0x28  # RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
 
 
 @lru_cache(maxsize=16)
@@ -97,6 +115,64 @@ def run_length(view: memoryview, pos: int, end: int, flags: int, stride: int, ma
     return n if n >= RUN_MIN else 0
 
 
+def _word_pattern(mask: int, flags: int) -> bytes:
+    """A regular expression for a be64 page word whose bits under ``mask`` are ``flags``."""
+    out = b""
+    for k in range(8):
+        m = (mask >> (8 * (7 - k))) & 0xFF
+        want = (flags >> (8 * (7 - k))) & 0xFF
+        allowed = [b for b in range(256) if b & m == want]
+        if len(allowed) == 256:
+            out += b"."
+        else:
+            out += b"[" + b"".join(b"\\x%02x" % b for b in allowed) + b"]"
+    return out
+
+
+@lru_cache(maxsize=8)
+def _mixed_patterns(
+    page_size: int,
+) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
+    """(the end of a mixed run, one record with an empty group, one record's word) patterns.
+
+    The last two only ever see a run the first one matched, so they tell a
+    zero record from a data record by the flag byte alone (byte 7 of the
+    word: the page size is at least 256).
+    """
+    mask = page_size - 1
+    record = (
+        b"(?:" + _word_pattern(mask, _ZERO_CONT) + b"."
+        b"|" + _word_pattern(mask, _PAGE_CONT) + b".{%d})" % page_size
+    )
+    flagged = b"(?:\\x%02x.|\\x%02x.{%d})" % (_ZERO_CONT, _PAGE_CONT, page_size)
+    return (
+        re.compile(b"(?s)" + record + b"{0,%d}+" % _RUN_BATCH),
+        re.compile(b"(?s).{7}" + flagged + b"()"),
+        re.compile(
+            b"(?s)(.{8})(?:(?<=\\x%02x).|(?<=\\x%02x).{%d})" % (_ZERO_CONT, _PAGE_CONT, page_size)
+        ),
+    )
+
+
+def mixed_run(view: memoryview, pos: int, end: int, page_size: int) -> int:
+    """The end offset of the mixed run from ``pos`` on (``pos`` for none).
+
+    At most 65,536 records and 16 MiB; the record after the run is left to
+    the caller's loop.  Its records are counted only when asked for
+    (:attr:`RecordRuns.records`): loading a stream does not need the count.
+    """
+    run = _mixed_patterns(page_size)[0]
+    return run.match(view, pos, min(end, pos + _RUN_BYTES)).end()  # type: ignore[union-attr]
+
+
+def mixed_words(view: memoryview, start: int, stop: int, page_size: int) -> array:
+    """The page words of the mixed run of records between ``start`` and ``stop``."""
+    words = array("Q", b"".join(_mixed_patterns(page_size)[2].findall(view, start, stop)))
+    if sys.byteorder == "little":
+        words.byteswap()
+    return words
+
+
 @lru_cache(maxsize=32)
 def _run_struct(payload: int, count: int) -> struct.Struct:
     """``count`` be64 words, each followed by ``payload`` bytes skipped."""
@@ -112,10 +188,24 @@ class RecordRuns:
         count: records in each entry (1, or the length of a run).
         name_at: entry index -> input offset of the page word, for the
             records that name their block (the name sits between the two).
-        records: total records.
+        mixed: entry index -> input offset of the end of a mixed run (whose
+            ``count`` is 0 until :attr:`records` is first asked for).
+        source: the input the entries point into.
+        page_size: the target page size (a mixed record's payload length).
     """
 
-    __slots__ = ("block", "count", "length", "name_at", "named", "pos", "records", "word")
+    __slots__ = (
+        "block",
+        "count",
+        "length",
+        "mixed",
+        "name_at",
+        "named",
+        "page_size",
+        "pos",
+        "source",
+        "word",
+    )
 
     def __init__(
         self,
@@ -126,17 +216,36 @@ class RecordRuns:
         length: array,
         count: array,
         name_at: dict[int, int],
+        mixed: dict[int, int],
+        source: memoryview,
+        page_size: int,
     ) -> None:
         self.word, self.named, self.block = word, named, block
         self.pos, self.length, self.count = pos, length, count
-        self.name_at = name_at
-        self.records = sum(count)
+        self.name_at, self.mixed = name_at, mixed
+        self.source, self.page_size = source, page_size
+
+    @property
+    def counted(self) -> bool:
+        """Whether every mixed run has been counted (reading its words' pages)."""
+        return all(self.count[i] for i in self.mixed)
+
+    @property
+    def records(self) -> int:
+        """Total records (a mixed run's are counted, in C, the first time)."""
+        count = _mixed_patterns(self.page_size)[1]
+        for i, stop in self.mixed.items():
+            if not self.count[i]:
+                self.count[i] = len(count.findall(self.source, self.pos[i] - 8, stop))
+        return sum(self.count)
 
     def span(self) -> tuple[int, int]:
         """Input offsets of the first payload and of the end of the last record."""
         last = len(self.count) - 1
         if last < 0:
             return 0, 0
+        if last in self.mixed:
+            return self.pos[0], self.mixed[last]
         n, length = self.count[last], self.length[last]
         return self.pos[0], self.pos[last] + (n - 1) * (8 + length) + length
 
@@ -144,9 +253,14 @@ class RecordRuns:
         """Input offset of entry ``i``'s first page word."""
         return self.name_at[i] if self.named[i] else self.pos[i] - 8
 
-    def _words(self, source: memoryview, i: int) -> Iterator[int]:
+    def _words(self, i: int) -> Iterator[int] | array:
         """The page words of entry ``i``, read from the input."""
         at = self.word_at(i)
+        if i in self.mixed:
+            return mixed_words(self.source, at, self.mixed[i], self.page_size)
+        return self._stepped_words(i, at)
+
+    def _stepped_words(self, i: int, at: int) -> Iterator[int]:
         left = self.count[i]
         if left == 1:
             yield self.word[i]
@@ -154,45 +268,84 @@ class RecordRuns:
         stride = 8 + self.length[i]
         while left:
             batch = min(left, 4096)
-            yield from _run_struct(stride - 8, batch).unpack_from(source, at)
+            yield from _run_struct(stride - 8, batch).unpack_from(self.source, at)
             at += batch * stride
             left -= batch
 
-    def iter_records(self, source: memoryview) -> Iterator[tuple[int, int, int]]:
-        """``(word, block index, payload offset)`` of every record, in order."""
-        entries = zip(self.count, self.word, self.block, self.pos, self.length, strict=True)
-        for i, (n, word, block, pos, length) in enumerate(entries):
-            if n == 1:  # most entries of a shuffled mix of kinds
-                yield word, block, pos
-                continue
-            stride = 8 + length
-            for w in self._words(source, i):
-                yield w, block, pos
-                pos += stride
+    def _mixed_lengths(self, words: array) -> list[int]:
+        """The payload length of each record of a mixed run (1 for a zero page)."""
+        mask, page = self.page_size - 1, self.page_size
+        return [1 if w & mask == _ZERO_CONT else page for w in words]
 
-    def expand(self, source: memoryview) -> tuple[array, array, array, array, array]:
+    def iter_records(self) -> Iterator[tuple[int, int, int, int]]:
+        """``(word, block index, payload offset, payload length)`` of every record, in order."""
+        entries = zip(self.count, self.word, self.block, self.pos, self.length, strict=True)
+        mask, page = self.page_size - 1, self.page_size
+        for i, (n, word, block, pos, length) in enumerate(entries):
+            if n == 1:  # a record on its own
+                yield word, block, pos, length
+            elif i in self.mixed:
+                for w in self._words(i):
+                    size = 1 if w & mask == _ZERO_CONT else page
+                    yield w, block, pos, size
+                    pos += 8 + size
+            else:
+                stride = 8 + length
+                for w in self._words(i):
+                    yield w, block, pos, length
+                    pos += stride
+
+    def page_words(self) -> Iterator[tuple[int, array]]:
+        """``(block index, page words)`` of the page records, an entry at a time.
+
+        A run's words come as one ``array('Q')`` built in C, so a caller
+        marking pages sent loops over ints, not over record tuples.
+        """
+        kinds = RAM_PAGE_KINDS & (self.page_size - 1)
+        for i, n in enumerate(self.count):
+            if n == 1 and not self.word[i] & kinds:
+                continue
+            words = self._words(i)
+            yield self.block[i], words if isinstance(words, array) else array("Q", words)
+
+    def expand(self) -> tuple[array, array, array, array, array]:
         """Per-record ``words, named, block, pos, length`` columns (array.array)."""
         words, named, block = array("Q"), array("b"), array("i")
         pos, length = array("q"), array("i")
         for i, n in enumerate(self.count):
-            words.extend(self._words(source, i))
+            run = self._words(i)
+            words.extend(run)
+            if isinstance(run, array):  # a mixed run's words
+                n = self.count[i] = len(run)
             if n == 1:
                 named.append(self.named[i])
                 block.append(self.block[i])
                 pos.append(self.pos[i])
                 length.append(self.length[i])
                 continue
-            size = self.length[i]
             named.frombytes(bytes(n))
             block.extend(array("i", (self.block[i],)) * n)
+            if i in self.mixed:
+                sizes = self._mixed_lengths(words[len(words) - n :])
+                at = self.pos[i]
+                for size in sizes:
+                    pos.append(at)
+                    at += 8 + size
+                length.extend(sizes)
+                continue
+            size = self.length[i]
             pos.extend(range(self.pos[i], self.pos[i] + n * (8 + size), 8 + size))
             length.extend(array("i", (size,)) * n)
         return words, named, block, pos, length
 
-    def expand_numpy(self, source: memoryview) -> tuple[np.ndarray, ...]:
+    def expand_numpy(self) -> tuple[np.ndarray, ...]:
         """:meth:`expand` with numpy (for callers that asked for numpy columns)."""
         import numpy as np
 
+        if self.mixed:  # the payload offsets follow the words: expand, then view
+            dtypes = ("uint64", "bool", "int32", "int64", "int32")
+            cols = self.expand()
+            return tuple(np.frombuffer(c, d) for c, d in zip(cols, dtypes, strict=True))
         count = np.frombuffer(self.count, np.int32).astype(np.int64)
         n = int(count.sum())
         entry = np.repeat(np.arange(len(count)), count)
@@ -204,7 +357,7 @@ class RecordRuns:
         word_at = pos - 8
         for i, at in self.name_at.items():
             word_at[first[i]] = at
-        raw = np.frombuffer(source, np.uint8)
+        raw = np.frombuffer(self.source, np.uint8)
         words = raw[word_at[:, None] + np.arange(8)].view(">u8").ravel().astype(np.uint64)
         named = np.frombuffer(self.named, np.int8)[entry].astype(bool)
         block = np.frombuffer(self.block, np.int32)[entry]

@@ -16,6 +16,10 @@ Every finding names the byte offset where it was seen.  Errors make
 not.  An end of stream that had to be guessed (no footers, no vmdesc, an
 undescribed last section) is an error: a cut after any 0x00 byte there
 looks the same.
+
+The checks of RAM pages (:mod:`~miglab.stream.verify_ram`) and of the vmdesc
+(:mod:`~miglab.stream.verify_vmdesc`) have their own modules; this one has
+the sections, commands and the scan of a stream that does not load.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ import os
 import re
 import struct
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from miglab.errors import MiglabError
-from miglab.stream.constants import RAM_PAGE_KINDS, Command, SectionType
+from miglab.stream.constants import Command, SectionType
+from miglab.stream.findings import Finding, errors
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
-from miglab.stream.vmdesc import vmdesc_struct
+from miglab.stream.verify_ram import check_ram
+from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
 
 if TYPE_CHECKING:
@@ -41,38 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ("Finding", "errors", "verify")
 
-Severity = Literal["error", "warning"]
 _BE32 = struct.Struct(">I")
 # A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
 _HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00..([\x01-\xff])", re.DOTALL)
 _FOOTER_RE = re.compile(rb"\x7e\x00\x00..", re.DOTALL)
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One inconsistency.
-
-    Attributes:
-        severity: ``"error"`` (the stream is wrong) or ``"warning"`` (miglab
-            could not check something, or had to guess).
-        code: a short stable name for the kind of finding (``"footer-id"``).
-        message: what was seen and what was expected.
-        offset: byte offset in the input, when there is one.
-    """
-
-    severity: Severity
-    code: str
-    message: str
-    offset: int | None = None
-
-    def __str__(self) -> str:
-        where = f"offset {self.offset} (0x{self.offset:x}): " if self.offset is not None else ""
-        return f"{self.severity}: {self.code}: {where}{self.message}"
-
-
-def errors(findings: list[Finding]) -> list[Finding]:
-    """The findings of severity ``"error"``."""
-    return [f for f in findings if f.severity == "error"]
 
 
 def verify(
@@ -120,8 +97,8 @@ def verify(
 # --- a stream that loads -------------------------------------------------------
 def _check(stream: Stream, view: memoryview) -> Iterator[Finding]:
     yield from _check_sections(stream)
-    yield from _check_ram(stream)
-    yield from _check_vmdesc(stream)
+    yield from check_ram(stream)
+    yield from check_vmdesc(stream)
     if stream.trailer:
         at = len(view) - len(stream.trailer)
         yield Finding(
@@ -248,7 +225,7 @@ def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding
         if not isinstance(s.payload, Opaque):
             continue
         data = s.payload.data
-        start = s.offset + _header_size(s)
+        start = s.offset + header_size(s)
         for m in _HEADER_RE.finditer(data):
             p = m.start()
             sid = _BE32.unpack_from(data, p + 1)[0]
@@ -313,203 +290,6 @@ def _check_versions(s: Section, state: VMState, depth: int = 0) -> Iterator[Find
             )
         if depth < 64:
             yield from _check_versions(s, sub, depth + 1)
-
-
-def _check_ram(stream: Stream) -> Iterator[Finding]:
-    ctx = stream.ram
-    page = stream.page_size
-    names: dict[str, int] = {}
-    for b in ctx.blocks:
-        if b.name in names:
-            yield Finding("error", "ram-block-duplicate", f"RAM block {b.name!r} listed twice")
-        names[b.name] = 1
-        if b.used_length % page:
-            yield Finding(
-                "error",
-                "ram-block-length",
-                f"RAM block {b.name!r} is {b.used_length} bytes, not a multiple of the "
-                f"{page}-byte page",
-            )
-    chunks = [s for s in stream.sections if isinstance(s.payload, RamPayload)]
-    if not chunks or not ctx.blocks:
-        return
-    # One byte per page and one pass over the records in plain Python: no
-    # numpy, whose import costs more than this loop on all but huge streams.
-    mask = page - 1
-    # A block may *declare* any size: marks beyond what the input could fill
-    # (each sent page costs at least 9 bytes) are kept sparse, not allocated.
-    room = max(stream.source_size, 1 << 24)
-    sent = [_marks(max(b.used_length // page, 0), room) for b in ctx.blocks]
-    npages = [len(marks) for marks in sent]
-    nblocks = len(ctx.blocks)
-    for s in chunks:
-        p = s.payload
-        assert isinstance(p, RamPayload)
-        beyond: dict[int, list[int]] = {}  # block -> [count, first offset, first payload offset]
-        for word, bi, at in p.records():
-            if not word & RAM_PAGE_KINDS or not 0 <= bi < nblocks:
-                continue
-            off = word & ~mask
-            n = off // page
-            if n < npages[bi]:
-                sent[bi][n] = 1
-            elif bi in beyond:
-                beyond[bi][0] += 1
-            else:
-                beyond[bi] = [1, off, at]
-        for bi, (count, off, at) in sorted(beyond.items()):
-            b = ctx.blocks[bi]
-            yield Finding(
-                "error",
-                "page-beyond-block",
-                f"{count} page(s) of RAM block {b.name!r} lie beyond its {b.used_length} bytes "
-                f"(first at block offset 0x{off:x})",
-                at - 8,
-            )
-    if stream.eof and any(s.kind is SectionKind.END for s in chunks) and not ctx.ignore_shared:
-        for b, marks in zip(ctx.blocks, sent, strict=True):
-            missing = len(marks) - marks.count(1)
-            if missing:
-                first = marks.find(0)
-                yield Finding(
-                    "error",
-                    "page-never-sent",
-                    f"{missing} page(s) of RAM block {b.name!r} are never sent "
-                    f"(first at block offset 0x{first * page:x}); precopy sends every page",
-                )
-
-
-class _SparseMarks:
-    """The pages sent of a block declared larger than the input could fill.
-
-    The interface of the ``bytearray`` marks ``_check_ram`` uses (``len``,
-    item assignment, ``count(1)``, ``find(0)``), in memory proportional to the
-    pages actually sent.
-    """
-
-    __slots__ = ("_n", "_sent")
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-        self._sent: set[int] = set()
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __setitem__(self, i: int, _value: int) -> None:
-        self._sent.add(i)
-
-    def count(self, _value: int) -> int:
-        return len(self._sent)
-
-    def find(self, _value: int) -> int:
-        i = 0
-        while i in self._sent:
-            i += 1
-        return i if i < self._n else -1
-
-
-def _marks(n: int, room: int) -> bytearray | _SparseMarks:
-    return bytearray(n) if n <= room else _SparseMarks(n)
-
-
-def _check_vmdesc(stream: Stream) -> Iterator[Finding]:
-    vmdesc = stream.vmdesc
-    if vmdesc is None:
-        return
-    full = {(s.name, s.instance_id): s for s in stream.sections if s.kind is SectionKind.FULL}
-    listed: set[tuple[str, int]] = set()
-    for dev in vmdesc.get("devices", []):
-        key = (dev.get("name"), dev.get("instance_id"))
-        listed.add(key)
-        s = full.get(key)
-        if s is None:
-            yield Finding(
-                "error",
-                "vmdesc-no-section",
-                f"vmdesc lists device {key[0]!r} instance {key[1]} but the stream has no such section",
-            )
-            continue
-        if isinstance(s.payload, VMState):
-            want = _vmdesc_size(dev)
-            got = _payload_size(s)
-            if want is not None and want != got:
-                yield Finding(
-                    "error",
-                    "vmdesc-size",
-                    f"section {s.name!r} has {got} payload bytes, its vmdesc sizes add up to {want}",
-                    s.offset,
-                )
-    for key, s in full.items():
-        if key not in listed:
-            yield Finding(
-                "error",
-                "section-not-in-vmdesc",
-                f"section {key[0]!r} instance {key[1]} is not in the vmdesc",
-                s.offset,
-            )
-    cfg = stream.configuration
-    entry = vmdesc.get("configuration")
-    if cfg is not None and entry is not None:
-        in_vmdesc, in_block = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
-        if in_vmdesc != in_block:
-            yield Finding(
-                "error",
-                "vmdesc-configuration",
-                f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the configuration "
-                f"block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
-                9,  # the configuration block follows magic, version and its 0x07 byte
-            )
-    bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
-    page = vmdesc.get("page_size")
-    if bits is not None and isinstance(page, int):
-        cfg_page = 1 << min(int(bits.fields["target_page_bits"]), 62)
-        if cfg_page != page:
-            yield Finding(
-                "error",
-                "page-size",
-                f"configuration says {cfg_page}-byte target pages, the vmdesc says {page}",
-            )
-
-
-def _header_size(s: Section) -> int:
-    """Bytes of a START/FULL section's header."""
-    return 1 + 4 + 1 + len(s.name.encode("utf-8", "surrogateescape")) + 4 + 4
-
-
-def _payload_size(s: Section) -> int:
-    """Payload bytes of a FULL section: its size less header and footer."""
-    return s.size - _header_size(s) - (5 if s.footer else 0)
-
-
-def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
-    """Bytes a vmdesc device (or struct) entry says are on the wire; None if unsure."""
-    # dict, not Mapping: parsed JSON holds dicts, and an ABC check costs 10x.
-    if not isinstance(entry, dict) or depth > 64:
-        return None
-    total = 0
-    for f in entry.get("fields", []):
-        if not isinstance(f, dict):
-            return None
-        n = f.get("array_len", 1)
-        if not isinstance(n, int):
-            return None
-        if f.get("type") in ("struct", "vstruct"):
-            inner = _vmdesc_size(f.get("struct"), depth + 1)
-        elif f.get("type") == "tmp" and "fields" in f:
-            inner = _vmdesc_size(f, depth + 1)
-        else:
-            inner = f.get("size")
-        if not isinstance(inner, int):
-            return None
-        total += inner * n
-    for sub in entry.get("subsections", []):
-        inner = _vmdesc_size(sub, depth + 1)
-        name = sub.get("vmsd_name") if isinstance(sub, dict) else None
-        if inner is None or not isinstance(name, str):
-            return None
-        total += 1 + 1 + len(name.encode()) + 4 + inner  # QEMU_VM_SUBSECTION, name, version
-    return total
 
 
 # --- a stream that does not load ------------------------------------------------
