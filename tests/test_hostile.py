@@ -272,6 +272,10 @@ def test_section_ids_past_65535_load():
     [
         ({"name": "a", "type": "struct", "size": 0}, "without a 'struct'"),
         ({"name": "a", "type": "uint8", "size": 1, "array_len": 10**12}, "exceeds the limit"),
+        # item 5: a uint32 declared 2^32 bytes wide (read as a 4 GiB opaque span before)
+        ({"name": "a", "type": "uint32", "size": 1 << 32}, "'uint32' is 4 byte"),
+        ({"name": "a", "type": "bool", "size": 2}, "'bool' is 1 byte"),
+        ({"name": "a", "type": "int64", "size": 8 << 30, "array_len": 4}, "the vmdesc says"),
     ],
 )
 def test_vmdesc_errors_name_the_vmdesc_offset(field: dict, error: str):
@@ -328,8 +332,12 @@ def test_a_machine_change_refreshes_the_vmdesc_configuration():
 
     stream = miglab.load(DATA / "q100-pc-q35-10.0-default.mig")
     assert stream.vmdesc is not None and "configuration" in stream.vmdesc
-    out, _ = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
+    out, report = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
     assert out.machine == "pc-q35-7.2"
+    # the rewritten entry is in the change report (it was not)
+    assert [(c.action, c.path, c.before, c.after) for c in report if c.device == "vmdesc"] == [
+        ("changed", "configuration/name/size", len("pc-q35-10.0"), len("pc-q35-7.2"))
+    ]
     name = next(f for f in out.vmdesc["configuration"]["fields"] if f["name"] == "name")
     assert name["size"] == len("pc-q35-7.2")  # 11, the old 'pc-q35-10.0', before
     assert not [f for f in errors(verify(out.to_bytes())) if f.code == "vmdesc-configuration"]

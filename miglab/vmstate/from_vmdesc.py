@@ -12,6 +12,12 @@ predicates).  Shapes handled (QEMU-FORMAT.md 1.8):
   one array whose elements keep their own descriptions;
 * ``tmp`` (``VMSTATE_WITH_TMP``): the nested fields sit on the field itself;
 * ``nullptr``; any unknown type is kept as an opaque span of ``size`` bytes.
+
+A known scalar type (``uint32``, ``bool``, ``float64``, ``nullptr``...) must
+carry its own width: QEMU writes the bytes one element took on the wire
+(``vmsd_desc_field_end``), which for these types is always the C type's
+size.  Any other ``size`` (2^32 bytes for a ``uint32``) is refused rather
+than kept as an opaque span of that size.
 """
 
 from __future__ import annotations
@@ -23,7 +29,13 @@ from typing import Any
 
 from miglab.errors import DescriptionError, LimitExceeded
 from miglab.limits import LIMITS
-from miglab.vmstate.description import VMStateDescription, VMStateField, field, unique_name
+from miglab.vmstate.description import (
+    INFO_TYPES,
+    VMStateDescription,
+    VMStateField,
+    field,
+    unique_name,
+)
 
 __all__ = ("description_from_vmdesc",)
 
@@ -32,6 +44,8 @@ __all__ = ("description_from_vmdesc",)
 # immutable.  Bounded; cleared when full.
 _MEMO: dict[tuple[bytes, int, int], VMStateDescription] = {}
 _MEMO_MAX = 4096
+# Kinds whose wire width the type name fixes (miglab.vmstate.description.INFO_TYPES).
+_SCALAR_KINDS = frozenset(("int", "bool", "float", "null"))
 
 
 def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -146,6 +160,12 @@ def _one(
         return field(name, info, num=num, struct=_nested(obj, f"{where}.{name}", depth, cache))
     if info == "capability":
         return field(name, info, num=num)
+    kind, natural, _, _ = INFO_TYPES.get(info, ("bytes", 0, False, None))
+    if kind in _SCALAR_KINDS and size != natural:
+        raise DescriptionError(
+            f"vmdesc {where}.{name}: a {info!r} is {natural} byte(s) on the wire, "
+            f"the vmdesc says {size}"
+        )
     return field(name, info, size=size, num=num)
 
 
