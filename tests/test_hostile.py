@@ -360,3 +360,19 @@ def test_output_is_budgeted_by_the_input_size(tmp_path: Path):
         extract(stream, tmp_path / "out", progress=False)  # wrote 256 MiB before
     assert info.value.path == str(tmp_path / "out" / "ram" / "pc.ram.bin")
     assert [p.name for p in (tmp_path / "out").rglob("*")] == ["ram"]
+
+
+def test_a_vmdesc_struct_size_that_disagrees_with_its_fields_is_an_error():
+    """A flip of a digit in a struct's vmdesc ``size`` (276 -> 236) was not noticed:
+    the size was recomputed from the struct's fields and the stated one ignored."""
+    from miglab.stream.verify import errors, verify
+
+    stream = miglab.load(BASE)
+    assert not errors(verify(BASE))
+    dev, f = next(
+        (d, f) for d in stream.vmdesc["devices"] for f in d.get("fields", [])
+        if d["name"].endswith("/mch") and f.get("type") == "struct"  # its PCIDevice parent
+    )  # fmt: skip
+    f["size"] -= 40
+    found = [x for x in errors(verify(stream.to_bytes())) if x.code == "vmdesc-size"]
+    assert [x.message.split(" has ")[0] for x in found] == [f"section {dev['name']!r}"]

@@ -494,10 +494,14 @@ def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
         n = f.get("array_len", 1)
         if not isinstance(n, int):
             return None
-        if f.get("type") in ("struct", "vstruct"):
-            inner = _vmdesc_size(f.get("struct"), depth + 1)
-        elif f.get("type") == "tmp" and "fields" in f:
-            inner = _vmdesc_size(f, depth + 1)
+        if f.get("type") in ("struct", "vstruct", "tmp"):
+            nested = f.get("struct") if f.get("type") != "tmp" else f
+            inner = _vmdesc_size(nested, depth + 1)
+            declared = f.get("size")
+            if isinstance(declared, int) and inner is not None and declared != inner:
+                # QEMU writes a struct's size as the bytes it took: an entry whose own size
+                # disagrees with its fields' cannot describe the section (it will not add up).
+                inner = declared
         else:
             inner = f.get("size")
         if not isinstance(inner, int):
