@@ -90,8 +90,9 @@ def warm(seed_dir: Path, only: str | None) -> None:
     """Run one seed of each target first: its first call imports and caches what it needs
     (pyarrow for the fleet, the 10.0 descriptions for the live pump), which would
     otherwise count as a hang against ``--timeout``."""
-    from targets import TARGETS, dispatch, run_target
+    from targets import TARGETS, dispatch, prepare, run_target
 
+    prepare()
     done: set[str] = set()
     for path in sorted(seed_dir.iterdir()):
         target = path.name.split("-", 2)[2]

@@ -27,6 +27,7 @@ __all__ = (
     "dispatch",
     "join_pair",
     "postcopy_wrap",
+    "prepare",
     "run_target",
     "seed_for",
     "split_pair",
@@ -324,6 +325,15 @@ TARGETS: dict[str, Target] = _targets()
 """Target name -> function; the order fixes each target's selector byte."""
 
 _NAMES = list(TARGETS)
+
+
+def prepare() -> None:
+    """Make what targets load and cache on first use (the 10.0 descriptions of the live
+    pump, the postcopy frame, pyarrow for the fleet), so a first call is not a hang."""
+    import miglab.fleet.rows  # noqa: F401
+
+    _live_conversion()
+    _postcopy_head()
 
 
 def run_target(name: str, data: bytes) -> None:

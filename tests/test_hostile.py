@@ -276,6 +276,9 @@ def test_section_ids_past_65535_load():
         ({"name": "a", "type": "uint32", "size": 1 << 32}, "'uint32' is 4 byte"),
         ({"name": "a", "type": "bool", "size": 2}, "'bool' is 1 byte"),
         ({"name": "a", "type": "int64", "size": 8 << 30, "array_len": 4}, "the vmdesc says"),
+        # lone surrogates (JSON escapes) in names: the fleet's tables failed to encode them
+        ({"name": "\udc80a", "type": "uint8", "size": 1}, "not valid Unicode"),
+        ({"name": "a", "type": "\udc80", "size": 1}, "not valid Unicode"),
     ],
 )
 def test_vmdesc_errors_name_the_vmdesc_offset(field: dict, error: str):

@@ -57,6 +57,18 @@ def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = Non
     return value
 
 
+def _text(value: Any, what: str) -> str:
+    """``value`` if it is text that UTF-8 can encode (JSON's ``\\udc80`` escapes decode to
+    lone surrogates, which QEMU never writes and which every writer of names refuses)."""
+    if not isinstance(value, str):
+        raise DescriptionError(f"vmdesc {what} must be a string")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise DescriptionError(f"vmdesc {what} {value!r:.60} is not valid Unicode") from None
+    return value
+
+
 def description_from_vmdesc(
     entry: Mapping[str, Any],
     depth: int = 0,
@@ -112,9 +124,7 @@ def _build(
         raise LimitExceeded(f"vmdesc nested deeper than {LIMITS.max_depth}")
     if not isinstance(entry, Mapping):
         raise DescriptionError(f"vmdesc entry must be an object, got {type(entry).__name__}")
-    name = entry.get("vmsd_name", "")
-    if not isinstance(name, str):
-        raise DescriptionError("vmdesc 'vmsd_name' must be a string")
+    name = _text(entry.get("vmsd_name", ""), "'vmsd_name'")
     raw_fields = entry.get("fields", [])
     raw_subs = entry.get("subsections", [])
     if not isinstance(raw_fields, list) or not isinstance(raw_subs, list):
@@ -149,9 +159,7 @@ def _one(
 ) -> VMStateField:
     if not isinstance(obj, Mapping):
         raise DescriptionError(f"vmdesc {where}: field must be an object")
-    info = obj.get("type")
-    if not isinstance(info, str):
-        raise DescriptionError(f"vmdesc {where}.{name}: 'type' must be a string")
+    info = _text(obj.get("type"), f"{where}.{name}: 'type'")
     size = _int(obj, "size", f"{where}.{name}", 0)
     num = _int(obj, "array_len", f"{where}.{name}") if "array_len" in obj else None
     if num is not None and num > LIMITS.max_array_elements:
@@ -179,7 +187,7 @@ def _fields(
         obj = raw[i]
         if not isinstance(obj, Mapping) or not isinstance(obj.get("name"), str):
             raise DescriptionError(f"vmdesc {where}: field {i} has no name")
-        base = obj["name"]
+        base = _text(obj["name"], f"{where}: field {i}'s name")
         run = _index_run(raw, i) if obj.get("index") == 0 else 1
         if run > 1 and all(raw[j].get("type") in ("struct", "vstruct") for j in range(i, i + run)):
             elements = tuple(
