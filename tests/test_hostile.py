@@ -383,3 +383,25 @@ def test_a_vmdesc_struct_size_that_disagrees_with_its_fields_is_an_error():
         f"section {dev['name']!r}: its vmdesc says struct {f['name']!r} takes {declared - 40} "
         f"bytes, the struct's own fields add up to {declared}"
     ]
+
+
+@pytest.mark.parametrize(
+    "dev",
+    [
+        {"name": "d\udc80", "instance_id": 0, "vmsd_name": "d", "version": 1, "fields": []},
+        {
+            "name": "d",
+            "instance_id": 0,
+            "size": 1,
+            "fields": [{"name": "da\udc80", "type": "buffer", "size": 1}],
+        },  # a legacy handler's
+    ],  # fmt: skip
+)
+def test_a_vmdesc_string_that_is_not_unicode_is_refused(dev: dict):
+    """Found by the fleet fuzz target: a lone surrogate (a JSON escape) in a device name or a
+    legacy entry loaded, then the fleet's tables failed with a UnicodeEncodeError."""
+    body = PRE + device("d", b"\x05") + b"\x00"
+    data = with_vmdesc(body, json.dumps({"page_size": 4096, "devices": [dev]}))
+    with pytest.raises(MiglabError, match="not valid Unicode") as info:
+        miglab.load(data)
+    assert info.value.offset == len(body) + 6

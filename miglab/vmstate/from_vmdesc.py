@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import marshal
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ from miglab.vmstate.description import (
     unique_name,
 )
 
-__all__ = ("description_from_vmdesc",)
+__all__ = ("description_from_vmdesc", "require_unicode")
 
 # Device descriptions built so far, shared between loads: streams from the same
 # QEMU and machine carry the same vmdesc entries, and descriptions are
@@ -55,6 +56,35 @@ def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = Non
             f"vmdesc {where}: {key!r} must be a non-negative integer, got {value!r}"
         )
     return value
+
+
+# A JSON escape of a UTF-16 surrogate: json.loads turns a lone one into a str UTF-8 cannot encode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def require_unicode(text: bytes, parsed: Any) -> None:
+    """Refuse a vmdesc (``text``, and ``parsed`` from it) holding a string UTF-8 cannot encode.
+
+    QEMU's JSON writer never writes a lone surrogate; one decodes to a ``str``
+    that every later writer of names (tables, encoders, the fleet) fails on.
+    Only a text with a surrogate escape is walked, so real vmdescs cost one scan.
+
+    Raises:
+        DescriptionError: a key or string value is not valid Unicode.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    todo = [parsed]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                _text(k, "key")
+                todo.append(v)
+        elif isinstance(obj, list):
+            todo.extend(obj)
+        elif isinstance(obj, str):
+            _text(obj, "string")
 
 
 def _text(value: Any, what: str) -> str:
