@@ -395,7 +395,7 @@ def test_a_vmdesc_struct_size_that_disagrees_with_its_fields_is_an_error():
             "size": 1,
             "fields": [{"name": "da\udc80", "type": "buffer", "size": 1}],
         },  # a legacy handler's
-    ],  # fmt: skip
+    ],
 )
 def test_a_vmdesc_string_that_is_not_unicode_is_refused(dev: dict):
     """Found by the fleet fuzz target: a lone surrogate (a JSON escape) in a device name or a
