@@ -21,6 +21,8 @@ at once.  Prints one table.
 
     python benchmarks/hostile_figures.py                  # the full figures (~30 CPU-min)
     python benchmarks/hostile_figures.py --head 4096 --random 100 --flips 100   # a quick look
+    python benchmarks/hostile_figures.py --log run.jsonl   # keeps each kind's result as it ends
+    python benchmarks/hostile_figures.py --table run.jsonl # the table of what a run finished
 """
 
 from __future__ import annotations
@@ -214,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--as-gb", type=int, default=4, help="RLIMIT_AS of each subprocess, GiB")
     p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    p.add_argument("--log", type=Path, help="append each kind's result (JSON lines) as it ends")
+    p.add_argument("--table", type=Path, metavar="LOG", help="print the table of a --log only")
     args = p.parse_args(argv)
+    if args.table:
+        done = [json.loads(ln) for ln in args.table.read_text().splitlines() if ln.strip()]
+        args.kinds = [k for k in KINDS if any(r["kind"] == k for r in done)]
+        _table(args, done)
+        return 0
     if args.child:
         kind, path, mode = args.child
         child(kind, Path(path), mode, args.head, args.random, args.flips, args.timeout)
@@ -222,8 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="miglab-figures-") as tmp:
         inputs = make_inputs(Path(tmp))
         jobs = [(k, inputs[k], m) for k in args.kinds for m in ("cuts", "flips")]
+
+        def run(job: tuple[str, Path, str]) -> dict[str, Any]:
+            result = _spawn(args, *job)
+            if args.log is not None:  # a long run keeps what it finished
+                with args.log.open("a") as fh:
+                    fh.write(json.dumps(result) + "\n")
+            return result
+
         with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda j: _spawn(args, *j), jobs))
+            results = list(pool.map(run, jobs))
     _table(args, results)
     bad = [r for r in results if "died" in r or r["counts"].get("traceback") or
            r["counts"].get("hang")]  # fmt: skip
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     by = {(r["kind"], r["mode"]): r for r in results}
+    args.kinds = [k for k in args.kinds if (k, "cuts") in by and (k, "flips") in by]
     print(f"cuts: every offset below {args.head} + {args.random} random; flips: {args.flips} "
           f"random bits; hang: over {args.timeout} s; RLIMIT_AS {args.as_gb} GiB per kind")  # fmt: skip
     head = ("kind", "bytes", "cuts", "clean error", "caught", "missed", "tb", "hang",
