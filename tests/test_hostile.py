@@ -405,3 +405,18 @@ def test_a_vmdesc_string_that_is_not_unicode_is_refused(dev: dict):
     with pytest.raises(MiglabError, match="not valid Unicode") as info:
         miglab.load(data)
     assert info.value.offset == len(body) + 6
+
+
+def test_a_section_name_that_is_not_utf8_gets_its_fleet_rows(tmp_path: Path):
+    """Found by the fleet fuzz target: an idstr's non-UTF-8 byte is kept as a surrogate
+    (lossless), which Arrow could not store: the file's row was a UnicodeEncodeError."""
+    from miglab.fleet.rows import FileStat, file_rows
+
+    name = b"d\xfc"
+    head = b"\x04" + struct.pack(">I", 50) + bytes([len(name)]) + name + struct.pack(">II", 0, 1)
+    path = tmp_path / "odd.mig"
+    path.write_bytes(PRE + head + b"\x05" + b"\x7e" + struct.pack(">I", 50) + b"\x00")
+    assert miglab.load(path).records[-1].name == "d\udcfc"
+    rows = file_rows(FileStat.of(path))
+    assert rows.stream["error"] == ""
+    assert rows.tables["sections"].column("name").to_pylist()[-1] == "d\\xfc"
