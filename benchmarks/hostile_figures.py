@@ -216,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--as-gb", type=int, default=4, help="RLIMIT_AS of each subprocess, GiB")
     p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    p.add_argument("--modes", nargs="*", default=["cuts", "flips"], choices=["cuts", "flips"])
     p.add_argument("--log", type=Path, help="append each kind's result (JSON lines) as it ends")
     p.add_argument("--table", type=Path, metavar="LOG", help="print the table of a --log only")
     args = p.parse_args(argv)
-    if args.table:
+    if args.table:  # later lines win: a log of several runs, each line one kind and mode
         done = [json.loads(ln) for ln in args.table.read_text().splitlines() if ln.strip()]
         args.kinds = [k for k in KINDS if any(r["kind"] == k for r in done)]
         _table(args, done)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="miglab-figures-") as tmp:
         inputs = make_inputs(Path(tmp))
-        jobs = [(k, inputs[k], m) for k in args.kinds for m in ("cuts", "flips")]
+        jobs = [(k, inputs[k], m) for k in args.kinds for m in args.modes]
 
         def run(job: tuple[str, Path, str]) -> dict[str, Any]:
             result = _spawn(args, *job)

@@ -143,3 +143,21 @@ def test_fuzz_smoke(tmp_path: Path):
     assert proc.returncode == 0 and not findings, f"fuzz findings {findings}:\n{tail}"
     runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", proc.stderr)
     assert runs is not None and int(runs.group(1)) > 500, tail
+
+
+def test_a_qcow2_image_cut_inside_a_refcount_block_is_truncated():
+    """hostile_figures found cuts of a qcow2 image that loaded: the last clusters were
+    refcount blocks, which reading a VM state does not need (QEMU writes them whole)."""
+    import struct
+
+    from miglab.errors import TruncatedStreamError
+
+    data = next(d for n, d in seeds.surface_seeds() if n == "qcow2")
+    cs = 1 << struct.unpack_from(">I", data, 20)[0]
+    rt_off = struct.unpack_from(">Q", data, 48)[0]
+    table = struct.unpack_from(f">{cs // 8}Q", data, rt_off)
+    i, block = max(((i, e & ~0x1FF) for i, e in enumerate(table) if e), key=lambda x: x[1])
+    miglab.load(data)  # whole, it loads
+    with pytest.raises(TruncatedStreamError, match="refcount block") as info:
+        miglab.load(data[: block + cs - 1])
+    assert info.value.offset == rt_off + 8 * i
