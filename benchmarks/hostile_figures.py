@@ -251,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 def _table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     by = {(r["kind"], r["mode"]): r for r in results}
     args.kinds = [k for k in args.kinds if (k, "cuts") in by and (k, "flips") in by]
-    print(f"cuts: every offset below {args.head} + {args.random} random; flips: {args.flips} "
-          f"random bits; hang: over {args.timeout} s; RLIMIT_AS {args.as_gb} GiB per kind")  # fmt: skip
+    if args.table is None:
+        print(f"cuts: every offset below {args.head} + {args.random} random; flips: {args.flips} "
+              f"random bits; hang: over {args.timeout} s; RLIMIT_AS {args.as_gb} GiB per kind")  # fmt: skip
+    else:  # a log may join runs of different sizes: the counts say what each row did
+        print(f"from {args.table}: cuts and flips as counted in each row")
     head = ("kind", "bytes", "cuts", "clean error", "caught", "missed", "tb", "hang",
             "flips", "tb", "hang", "peak MB", "bound MB", "CPU s")  # fmt: skip
     rows = [head]
