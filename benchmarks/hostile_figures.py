@@ -278,7 +278,7 @@ def _table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(len(head))]
     for r in rows:
         print("  ".join(x.rjust(w) for x, w in zip(r, widths, strict=False)))
-    for r in results:
+    for r in by.values():  # the last result of each kind and mode
         if r.get("misses"):
             print(f"{r['kind']}: cuts that loaded unnoticed, first ones: {r['misses']}")
         if "died" in r or r.get("counts", {}).get("traceback"):
