@@ -7,6 +7,15 @@ id, idstr, instance, version) and footers, RAM page words and block names
 byte and the vmdesc framing (0x06 and its length).  Page contents, device
 field values and the vmdesc JSON text are not.
 
+With ``--impossible`` the flips are instead the ones that make a field
+impossible, each of which ``verify`` must catch (issue 17): a ``bool`` that is
+no longer 0 or 1 (bits 1-7 of a bool's byte), a section version past its
+description's (a 0 bit of the header's version set; not for the sections of legacy
+handlers such as ``slirp``, which miglab's own model describes), a size in the vmdesc
+that disagrees with the section's bytes (a digit of a ``"size"`` value turned
+into another digit), and a length or count past its array (a high bit of a
+field another field's size or element count is read from).
+
 A flip counts as detected when ``miglab.load`` raises or
 ``miglab.stream.verify.verify`` reports an error.  Flips are sampled, the
 same number from each category of each stream (seeded), and the rate is
@@ -14,12 +23,14 @@ printed per stream, per category and overall.
 
     python benchmarks/bitflip_detection.py                 # 120 flips per stream, 2 jobs
     python benchmarks/bitflip_detection.py --flips 1000 --jobs 4 --stream q72-pc-q35-7.2-default
+    python benchmarks/bitflip_detection.py --impossible    # every miss is a bug
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 from collections import defaultdict
 from multiprocessing import Pool
@@ -29,8 +40,11 @@ import miglab
 from miglab.errors import MiglabError
 from miglab.stream.model import CommandRecord
 from miglab.stream.ram import RamPayload
+from miglab.stream.reader import LEGACY_SECTIONS
 from miglab.stream.verify import errors, verify
+from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -90,6 +104,65 @@ def _subsections(data: bytes, lo: int, hi: int, state: VMState, cats: dict[str, 
         _subsections(data, lo, hi, sub, cats)
 
 
+def impossible(data: bytes) -> dict[str, list[tuple[int, int]]]:
+    """``(byte offset, bit)`` flips that make a field impossible, by category."""
+    s = miglab.load(data)
+    cats: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rec in s.records:
+        if isinstance(rec, CommandRecord) or not rec.kind.has_full_header:
+            continue
+        head = 1 + 4 + 1 + len(rec.name.encode()) + 8
+        # A legacy handler's section (slirp) is described by miglab's model of one version, not
+        # by the stream: a later version is one miglab cannot read (a warning), not impossible.
+        described = rec.name not in LEGACY_SECTIONS
+        if (
+            described
+            and isinstance(rec.payload, VMState)
+            and rec.payload.desc.version_id == rec.version_id
+        ):
+            at = rec.offset + head - 4  # be32 version: a 0 bit set gives a later version
+            cats["section version"] += [
+                (at + 3 - k // 8, k % 8) for k in range(32) if not rec.version_id >> k & 1
+            ]
+        if isinstance(rec.payload, VMState):
+            v = SizingVisitor(offset=rec.offset + head)
+            visit_vmstate(v, rec.payload.desc, rec.payload)
+            counts = _count_names(rec.payload)
+            for path, f, value, size, offset in v.leaves:
+                if f.kind == "bool":
+                    n = len(value) if isinstance(value, list) else 1
+                    cats["bool"] += [(offset + i, b) for i in range(n) for b in range(1, 8)]
+                elif f.kind == "int" and path.rsplit(".", 1)[-1] in counts and size:
+                    cats["length past its array"] += [(offset, 7), (offset, 6)]  # top byte
+    if s.configuration is not None:  # QEMU_VM_CONFIGURATION at 8, its state from 9
+        v = SizingVisitor(offset=9)
+        visit_vmstate(v, s.configuration.desc, s.configuration)
+        counts = _count_names(s.configuration)
+        for path, f, _value, size, offset in v.leaves:
+            if f.kind == "int" and path.rsplit(".", 1)[-1] in counts and size:
+                cats["length past its array"] += [
+                    (offset + k, b) for k in range(2) for b in range(8)
+                ]
+    if s.vmdesc is not None:
+        text_at = len(data) - len(s.trailer) - len(s.vmdesc_json())
+        text = s.vmdesc_json()
+        for m in re.finditer(rb'"size": ?([0-9]+)', text):
+            for i in range(m.start(1), m.end(1)):
+                digit = text[i] - 0x30
+                cats["vmdesc size"] += [(text_at + i, b) for b in range(4) if (digit ^ 1 << b) <= 9]
+    return cats
+
+
+def _count_names(state: VMState) -> set[str]:
+    """Names of fields another field's size or element count is read from."""
+    out: set[str] = set()
+    for f in state.desc.fields:
+        out |= {n for n in (f.num_field, f.size_field) if n}
+    for sub in state.subsections.values():
+        out |= _count_names(sub)
+    return out
+
+
 def detected(data: bytes) -> bool:
     """Whether load raises or verify reports an error."""
     try:
@@ -99,11 +172,11 @@ def detected(data: bytes) -> bool:
     return bool(errors(verify(data)))
 
 
-def _one(job: tuple[str, str, int, int]) -> tuple[str, str, bool]:
+def _one(job: tuple[str, str, int, int]) -> tuple[str, str, int, int, bool]:
     name, cat, offset, bit = job
     data = bytearray(_DATA[name])
     data[offset] ^= 1 << bit
-    return name, cat, detected(bytes(data))
+    return name, cat, offset, bit, detected(bytes(data))
 
 
 _DATA: dict[str, bytes] = {}
@@ -120,26 +193,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--stream", action="append", help="stream stem (default: all)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--impossible", action="store_true", help="flips making a field impossible")
     args = parser.parse_args(argv)
     names = args.stream or sorted(p.stem for p in DATA.glob("*.mig"))
     rng = random.Random(args.seed)
     jobs = []
     for n in names:
-        cats = structural((DATA / f"{n}.mig").read_bytes())
+        raw = (DATA / f"{n}.mig").read_bytes()
+        if args.impossible:
+            flips = impossible(raw)
+            per = max(1, args.flips // max(1, len(flips)))
+            for cat, where in sorted(flips.items()):
+                for at, bit in rng.sample(where, min(per, len(where))):
+                    jobs.append((n, cat, at, bit))
+            continue
+        cats = structural(raw)
         per = max(1, args.flips // len(cats))
         for cat, offs in sorted(cats.items()):
             for _ in range(per):
                 jobs.append((n, cat, rng.choice(offs), rng.randrange(8)))
     by_stream: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    missed: list[tuple[str, str]] = []
+    missed: list[tuple[str, str, int, int]] = []
     with Pool(args.jobs, initializer=_init, initargs=(names,)) as pool:
-        for n, cat, ok in pool.imap_unordered(_one, jobs, chunksize=8):
+        for n, cat, at, bit, ok in pool.imap_unordered(_one, jobs, chunksize=8):
             for table, key in ((by_stream, n), (by_cat, cat)):
                 table[key][0] += ok
                 table[key][1] += 1
             if not ok:
-                missed.append((n, cat))
+                missed.append((n, cat, at, bit))
     for title, table in (("stream", by_stream), ("category", by_cat)):
         print(f"{title:<40} detected / flips")
         for key, (ok, total) in sorted(table.items()):
@@ -147,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
     ok = sum(v[0] for v in by_stream.values())
     total = sum(v[1] for v in by_stream.values())
-    print(
-        f"overall: {ok} / {total} = {100 * ok / total:.2f}% of structural single-bit flips detected"
-    )
+    what = "field-impossible" if args.impossible else "structural"
+    print(f"overall: {ok} / {total} = {100 * ok / total:.2f}% of {what} single-bit flips detected")
+    for n, cat, at, bit in sorted(missed)[:40]:
+        print(f"missed: {n} {cat} byte {at} bit {bit}")
     return 0
 
 

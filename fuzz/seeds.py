@@ -101,6 +101,9 @@ def seeds(*, full: bool = False) -> Iterator[tuple[str, bytes]]:
         yield "load", data if len(data) <= 1 << 20 else data[: 1 << 16]
     for data in xbzrle_seeds():
         yield "xbzrle", data
+    for target, data in surface_seeds():
+        if target in TARGETS:
+            yield target, data
     schemas = sorted(DATA.glob("schema-*.json"))
     for path in schemas[:2]:
         full = json.loads(path.read_text())
@@ -149,6 +152,82 @@ def container_seeds() -> Iterator[tuple[str, bytes]]:
     yield "gzip", gzip.compress(tiny.to_bytes(), mtime=0)
 
 
+def qcow2_seeds() -> Iterator[bytes]:
+    """Small qcow2 images (512-byte clusters) with real snapshot tables and L1/L2 tables:
+    ``qemu-img`` makes the image and a disk-only snapshot, miglab writes a tiny stream as
+    its VM state (``qemu-img check`` finds the result clean).  None without ``qemu-img``."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from miglab.containers import qcow2
+    from miglab.containers.qcow2_format import read_header, read_snapshots
+
+    program = shutil.which("qemu-img")
+    if program is None:
+        return
+    tiny = tiny_stream(DATA / "q72-pc-q35-7.2-default.mig", 0)
+    with tempfile.TemporaryDirectory(prefix="miglab-seed-") as tmp:
+        disk = Path(tmp) / "disk.qcow2"
+        make = [program, "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", str(disk), "64K"]
+        subprocess.run(make, check=True)
+        for names in (("s",), ("a", "b")):
+            for name in names:
+                subprocess.run([program, "snapshot", "-c", name, str(disk)], check=True)
+            view = memoryview(disk.read_bytes())
+            header = read_header(view)
+            snap = read_snapshots(view, header)[-1]
+            out = Path(tmp) / f"state-{len(names)}.qcow2"
+            qcow2.Qcow2Snapshot(snap, header, view).save_as(tiny, out)
+            yield out.read_bytes()
+
+
+def slirp_seeds() -> Iterator[bytes]:
+    """``slirp`` section payloads of real streams: idle networks and a connected guestfwd."""
+    from miglab.devices.base import section_payload
+
+    for path in [*sorted(DATA.glob("live-*-slirp-tcp.mig"))[:1], DATA / REPRESENTATIVE[2]]:
+        data = path.read_bytes()
+        for s in miglab.load(data).sections:
+            if s.name == "slirp":
+                yield section_payload(s, data)
+
+
+_LISTEN = b"\x08\x00\x04\x00\x00"
+_RUN = b"\x08\x00\x05\x00\x00"
+
+
+def surface_seeds() -> Iterator[tuple[str, bytes]]:
+    """Seeds of the targets beyond ``load``: qcow2, slirp, postcopy blobs, the live pump,
+    diff pairs and fleet files."""
+    from targets import join_pair  # type: ignore[import-not-found]
+
+    for data in qcow2_seeds():
+        yield "qcow2", data
+    for data in slirp_seeds():
+        yield "slirp", data
+    old = tiny_stream(DATA / REPRESENTATIVE[3], 0)  # 7.2, pc-q35-7.2
+    new = tiny_stream(DATA / "q100-pc-q35-10.0-default.mig", 0)
+    for stream in (old, new):
+        raw = stream.to_bytes()
+        records = miglab.load(raw).records  # offsets in ``raw``, not in the file cut down
+        devices = [r for r in records if isinstance(r, Section) and r.name != "ram"]
+        body = raw[devices[0].offset : devices[-1].offset + devices[-1].size]
+        yield "postcopy", _LISTEN + body + _RUN
+        inner = _LISTEN + body[: devices[1].offset - devices[0].offset] + _RUN
+        packaged = b"\x08\x00\x07\x00\x04" + len(inner).to_bytes(4, "big") + inner
+        yield "postcopy", _LISTEN + packaged + _RUN  # PACKAGED in PACKAGED: past the limit
+        yield "fleet", raw
+    yield "live", b"\x00" + old.to_bytes()
+    yield "live", b"\x01" + new.to_bytes()
+    yield "live", b"\x01" + new.to_bytes()[:2000]
+    yield "diff", join_pair(old.to_bytes(), new.to_bytes())
+    yield "diff", join_pair(old.to_bytes(), old.to_bytes())
+    for _kind, data in container_seeds():
+        if len(data) <= 1 << 16:
+            yield "fleet", data
+
+
 def xbzrle_seeds() -> list[bytes]:
     """XBZRLE deltas (ULEB128 zero-run, ULEB128 length, bytes, ...) for a 4 KiB page."""
     return [
@@ -159,11 +238,18 @@ def xbzrle_seeds() -> list[bytes]:
     ]
 
 
-def write_corpus(directory: Path, *, full: bool = False) -> int:
-    """Write every seed (prefixed with its target byte) into ``directory``; returns the count."""
+def write_corpus(directory: Path, *, full: bool = False, only: str | None = None) -> int:
+    """Write every seed into ``directory``; returns the count.
+
+    Each seed is prefixed with its target's byte, or, with ``only``, is just
+    the input of that one target (the harness then runs it alone).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     n = 0
     for target, data in seeds(full=full):
-        (directory / f"seed-{n:03d}-{target.replace(':', '-')}").write_bytes(seed_for(target, data))
+        if only is not None and target != only:
+            continue
+        body = data if only is not None else seed_for(target, data)
+        (directory / f"seed-{n:03d}-{target.replace(':', '-')}").write_bytes(body)
         n += 1
     return n

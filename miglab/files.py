@@ -20,7 +20,9 @@ promises hold everywhere:
   it is written, so a hostile input cannot make miglab write without end.
 
 :func:`atomic_output` gives one file; :func:`output_directory` a directory
-of new files committed together (``extract``).  Both hand out
+of new files committed together (``extract``); :func:`staging_file` an
+unlinked scratch file for an output made in two steps (the plain stream a
+compressor reads), charged to the same budget as the output.  All hand out
 :class:`OutputFile`: its ``write``, ``pwrite`` and ``pwritev`` charge the
 budget, and a caller that builds a page before writing it (``extract``)
 calls ``charge`` first.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,7 @@ __all__ = (
     "output_directory",
     "pwrite",
     "pwritev",
+    "staging_file",
 )
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -237,6 +241,21 @@ def atomic_output(
             raise
     finally:
         os.close(dir_fd)
+
+
+def staging_file(out: Any) -> OutputFile:
+    """An unlinked scratch file whose writes are charged to ``out``'s budget.
+
+    For an output made in two steps (a compressed stream is written plain,
+    then compressed into ``out``): both steps spend the one budget, so
+    neither can be made to write without end.  ``out`` not an
+    :class:`OutputFile` (a caller's own file object) gives an unlimited budget.
+    """
+    budget = out.budget if isinstance(out, OutputFile) else OutputBudget(None)
+    shown = out.path if isinstance(out, OutputFile) else "(staging)"
+    with tempfile.TemporaryFile(prefix="miglab-") as fh:  # unlinked at once (O_TMPFILE)
+        fd = os.dup(fh.fileno())
+    return OutputFile(fd, budget, shown)
 
 
 def _open_dir(path: Path, parent: int | None = None) -> int:

@@ -272,6 +272,13 @@ def test_section_ids_past_65535_load():
     [
         ({"name": "a", "type": "struct", "size": 0}, "without a 'struct'"),
         ({"name": "a", "type": "uint8", "size": 1, "array_len": 10**12}, "exceeds the limit"),
+        # item 5: a uint32 declared 2^32 bytes wide (read as a 4 GiB opaque span before)
+        ({"name": "a", "type": "uint32", "size": 1 << 32}, "'uint32' is 4 byte"),
+        ({"name": "a", "type": "bool", "size": 2}, "'bool' is 1 byte"),
+        ({"name": "a", "type": "int64", "size": 8 << 30, "array_len": 4}, "the vmdesc says"),
+        # lone surrogates (JSON escapes) in names: the fleet's tables failed to encode them
+        ({"name": "\udc80a", "type": "uint8", "size": 1}, "not valid Unicode"),
+        ({"name": "a", "type": "\udc80", "size": 1}, "not valid Unicode"),
     ],
 )
 def test_vmdesc_errors_name_the_vmdesc_offset(field: dict, error: str):
@@ -328,8 +335,12 @@ def test_a_machine_change_refreshes_the_vmdesc_configuration():
 
     stream = miglab.load(DATA / "q100-pc-q35-10.0-default.mig")
     assert stream.vmdesc is not None and "configuration" in stream.vmdesc
-    out, _ = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
+    out, report = convert_stream(stream, to_qemu="10.0", machine="pc-q35-7.2")
     assert out.machine == "pc-q35-7.2"
+    # the rewritten entry is in the change report (it was not)
+    assert [(c.action, c.path, c.before, c.after) for c in report if c.device == "vmdesc"] == [
+        ("changed", "configuration/name/size", len("pc-q35-10.0"), len("pc-q35-7.2"))
+    ]
     name = next(f for f in out.vmdesc["configuration"]["fields"] if f["name"] == "name")
     assert name["size"] == len("pc-q35-7.2")  # 11, the old 'pc-q35-10.0', before
     assert not [f for f in errors(verify(out.to_bytes())) if f.code == "vmdesc-configuration"]
@@ -352,3 +363,60 @@ def test_output_is_budgeted_by_the_input_size(tmp_path: Path):
         extract(stream, tmp_path / "out", progress=False)  # wrote 256 MiB before
     assert info.value.path == str(tmp_path / "out" / "ram" / "pc.ram.bin")
     assert [p.name for p in (tmp_path / "out").rglob("*")] == ["ram"]
+
+
+def test_a_vmdesc_struct_size_that_disagrees_with_its_fields_is_an_error():
+    """A flip of a digit in a struct's vmdesc ``size`` (276 -> 236) was not noticed:
+    the size was recomputed from the struct's fields and the stated one ignored."""
+    from miglab.stream.verify import errors, verify
+
+    stream = miglab.load(BASE)
+    assert not errors(verify(BASE))
+    dev, f = next(
+        (d, f) for d in stream.vmdesc["devices"] for f in d.get("fields", [])
+        if d["name"].endswith("/mch") and f.get("type") == "struct"  # its PCIDevice parent
+    )  # fmt: skip
+    declared = f["size"]
+    f["size"] -= 40
+    found = [x for x in errors(verify(stream.to_bytes())) if x.code == "vmdesc-size"]
+    assert [x.message for x in found] == [
+        f"section {dev['name']!r}: its vmdesc says struct {f['name']!r} takes {declared - 40} "
+        f"bytes, the struct's own fields add up to {declared}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "dev",
+    [
+        {"name": "d\udc80", "instance_id": 0, "vmsd_name": "d", "version": 1, "fields": []},
+        {
+            "name": "d",
+            "instance_id": 0,
+            "size": 1,
+            "fields": [{"name": "da\udc80", "type": "buffer", "size": 1}],
+        },  # a legacy handler's
+    ],
+)
+def test_a_vmdesc_string_that_is_not_unicode_is_refused(dev: dict):
+    """Found by the fleet fuzz target: a lone surrogate (a JSON escape) in a device name or a
+    legacy entry loaded, then the fleet's tables failed with a UnicodeEncodeError."""
+    body = PRE + device("d", b"\x05") + b"\x00"
+    data = with_vmdesc(body, json.dumps({"page_size": 4096, "devices": [dev]}))
+    with pytest.raises(MiglabError, match="not valid Unicode") as info:
+        miglab.load(data)
+    assert info.value.offset == len(body) + 6
+
+
+def test_a_section_name_that_is_not_utf8_gets_its_fleet_rows(tmp_path: Path):
+    """Found by the fleet fuzz target: an idstr's non-UTF-8 byte is kept as a surrogate
+    (lossless), which Arrow could not store: the file's row was a UnicodeEncodeError."""
+    from miglab.fleet.rows import FileStat, file_rows
+
+    name = b"d\xfc"
+    head = b"\x04" + struct.pack(">I", 50) + bytes([len(name)]) + name + struct.pack(">II", 0, 1)
+    path = tmp_path / "odd.mig"
+    path.write_bytes(PRE + head + b"\x05" + b"\x7e" + struct.pack(">I", 50) + b"\x00")
+    assert miglab.load(path).records[-1].name == "d\udcfc"
+    rows = file_rows(FileStat.of(path))
+    assert rows.stream["error"] == ""
+    assert rows.tables["sections"].column("name").to_pylist()[-1] == "d\\xfc"

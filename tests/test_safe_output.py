@@ -126,3 +126,80 @@ def test_a_failed_write_leaves_every_file_as_it_was(
     assert src.read_bytes() == SOURCE.read_bytes()
     made = ["ram"] if writer == "extract" else []  # extract's directory, none of its files
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(before + made)
+
+
+def _compressed(work: Path, kind: str) -> Path:
+    """``SOURCE`` in a compressed container of ``kind`` (gzip file or libvirt gzip image)."""
+    import gzip
+
+    from miglab.containers import libvirt
+
+    path = work / f"in.{kind}"
+    if kind == "gzip":
+        path.write_bytes(gzip.compress(SOURCE.read_bytes(), mtime=0))
+    else:
+        header = libvirt.LibvirtSave(
+            magic=b"LibvirtQemudSave", version=2, data_len=0, was_running=0,
+            format=libvirt.SaveFormat.GZIP, xml="<domain type='kvm'><name>t</name></domain>\n",
+        )  # fmt: skip
+        miglab.save(miglab.load(SOURCE), path, container=header)
+    return path
+
+
+def _edited(src: Path) -> miglab.Stream:
+    """``src`` loaded with one field changed, so that it is compressed anew when written."""
+    stream = miglab.load(src)
+    stream.device("mc146818rtc").payload.fields["offset"] = 1
+    return stream
+
+
+@pytest.mark.parametrize("kind", ["gzip", "libvirt-gzip"])
+def test_compressed_output_goes_through_the_safe_writer(tmp_path: Path, kind: str):
+    src = _compressed(tmp_path, kind)
+    stream = _edited(src)
+    _, out = _plant(tmp_path, "out.gz", "symlink")
+    miglab.save(stream, out)
+    assert (tmp_path / "victim").read_bytes() == VICTIM
+    assert not out.is_symlink() and out.stat().st_nlink == 1
+    again = miglab.load(out)
+    assert type(again.container) is type(stream.container)
+    assert again.device("mc146818rtc").payload.fields["offset"] == 1
+
+
+@pytest.mark.parametrize("kind", ["gzip", "libvirt-gzip"])
+@pytest.mark.parametrize("room", ["plain", "compressed"])
+def test_compressed_output_is_budgeted(
+    tmp_path: Path, kind: str, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Both steps spend the output's budget: the plain stream staged for the compressor,
+    then the compressor's output (which the program wrote to the file itself before)."""
+    src = _compressed(tmp_path, kind)
+    stream = _edited(src)
+    plain = len(stream.to_bytes())
+    head = stream.container.stream_offset if kind != "gzip" else 0  # libvirt's header
+    # "plain": not even the staged stream fits; "compressed": it fits, its compression does not
+    monkeypatch.setattr(LIMITS, "output_slack", head + plain + (16 if room == "compressed" else -1))
+    monkeypatch.setattr(LIMITS, "output_bytes_per_input_byte", 0)
+    _, out = _plant(tmp_path, "out.gz", "symlink")
+    with pytest.raises(LimitExceeded, match="more output than") as info:
+        miglab.save(stream, out)
+    assert info.value.path == str(out)
+    assert out.is_symlink() and (tmp_path / "victim").read_bytes() == VICTIM
+    assert not [p.name for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_a_capture_sidecar_is_not_written_through_a_link(tmp_path: Path):
+    from miglab.qemu.capturing import Capture, sidecar_path
+    from miglab.qemu.guest import default_guest, device_set
+
+    record = Capture(
+        tmp_path / "cap.mig", "7.2", "pc-q35-7.2", device_set("legacy"), default_guest(),
+        "live", last_counter=7, taint=0, ram_passes=3,
+    )  # fmt: skip
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    sidecar_path(record.stream).symlink_to(victim)
+    assert record.save() == tmp_path / "cap.mig.json"
+    assert victim.read_bytes() == VICTIM
+    assert not (tmp_path / "cap.mig.json").is_symlink()
+    assert Capture.load(record.stream).last_counter == 7

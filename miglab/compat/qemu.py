@@ -43,7 +43,7 @@ from miglab.compat.qemu_knowledge import (
     qemu_of_machine,
 )
 from miglab.compat.registry import Registry, Transform
-from miglab.compat.report import Change, ChangeReport
+from miglab.compat.report import Change, ChangeReport, vmdesc_entry_changes
 from miglab.compat.schema_driven import SchemaDriven
 from miglab.compat.virtio_rules import vector_option
 from miglab.errors import CompatError
@@ -134,7 +134,7 @@ def convert_stream(
     out = dataclasses.replace(
         stream, records=records, configuration=config, vmdesc=json.loads(json.dumps(stream.vmdesc))
     )
-    refresh_vmdesc(out, conversion.touched)
+    conversion.refresh_vmdesc(out)
     report = conversion.report()
     conversion.check()
     return out, report
@@ -307,6 +307,16 @@ class Conversion:
             {**config.fields, "len": len(raw), "name": raw},
             dict(config.subsections),
         )
+
+    def refresh_vmdesc(self, stream: Stream) -> None:
+        """Rewrite the vmdesc of ``stream`` (the converted sections and configuration block)
+        for the sections converted so far, and report what its ``configuration`` entry changed.
+        """
+        before = stream.vmdesc.get("configuration") if stream.vmdesc is not None else None
+        refresh_vmdesc(stream, self.touched)  # replaces the entry: ``before`` stays as it was
+        after = stream.vmdesc.get("configuration") if stream.vmdesc is not None else None
+        reason = "the vmdesc describes the configuration block with the new machine name"
+        self.changes.extend(vmdesc_entry_changes("configuration", before, after, reason))
 
     def report(self) -> ChangeReport:
         """Every change so far, and the destination options they need."""

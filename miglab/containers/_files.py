@@ -1,4 +1,4 @@
-"""File plumbing shared by the containers: scratch files, copies, pipes.
+"""File plumbing shared by the containers: scratch files, copies, external programs.
 
 Output the user sees is written by :mod:`miglab.files` (the one safe
 writer); what lives here keeps memory bounded: an expanded container
@@ -12,7 +12,6 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
-import subprocess
 import tempfile
 from typing import IO
 
@@ -87,17 +86,3 @@ def require_program(name: str, why: str) -> str:
     if found is None:
         raise MiglabError(f"{why} needs the external program {name!r}, which is not installed")
     return found
-
-
-def run_filter(argv: list[str], data_in: IO[bytes], data_out: IO[bytes], what: str) -> None:
-    """Pipe ``data_in`` (from its current position) through ``argv`` into ``data_out``.
-
-    Raises:
-        MiglabError: the program failed; its stderr is in the message.
-    """
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.run(argv, stdin=data_in, stdout=data_out, stderr=err, check=False)
-        if proc.returncode != 0:
-            err.seek(0)
-            text = err.read(2000).decode("utf-8", "replace").strip()
-            raise MiglabError(f"{what}: {' '.join(argv)} exited with {proc.returncode}: {text}")

@@ -12,7 +12,10 @@ stopped (:class:`~miglab.errors.LimitExceeded`) once it passes
 ``LIMITS.max_decompressed_bytes`` or ``LIMITS.max_expansion_ratio`` times
 the compressed size.  Writing an unedited stream back copies the original
 compressed bytes, so the output is byte-exact; an edited one is compressed
-anew.
+anew.  Output goes through :mod:`miglab.files`: the plain stream is staged in
+a scratch file and the program's output is copied into the output file in
+1 MiB chunks, both charged to the output's budget (the program never writes
+to the user's file itself).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from typing import IO, TYPE_CHECKING, Any
 from miglab.containers._files import (
     copy_file,
     require_program,
-    run_filter,
     scratch_file,
     scratch_view,
 )
-from miglab.errors import LimitExceeded, MigrationFormatError, TruncatedStreamError
+from miglab.errors import LimitExceeded, MiglabError, MigrationFormatError, TruncatedStreamError
+from miglab.files import staging_file
 from miglab.limits import LIMITS
 
 if TYPE_CHECKING:
@@ -126,12 +129,35 @@ def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
 
 
 def compress(codec: str, data: IO[bytes], out: IO[bytes]) -> None:
-    """Compress the file ``data`` (from its start) into ``out`` with ``codec``'s program."""
+    """Compress the file ``data`` (from its start) into ``out`` with ``codec``'s program.
+
+    The program's output is read back and written with ``out.write`` (charged
+    to the budget of an :class:`~miglab.files.OutputFile`), chunk by chunk.
+
+    Raises:
+        MiglabError: the program failed (its message is quoted).
+        LimitExceeded: more output than the output's budget allows.
+    """
     program = require_program(CODECS[codec][1], f"writing a {codec} stream")
     data.seek(0)
-    out.flush()
-    run_filter([program, "-c"], data, out, f"compressing with {codec}")
-    out.seek(0, 2)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([program, "-c"], stdin=data, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(_CHUNK):
+                out.write(chunk)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            status = proc.wait()
+        if status != 0:
+            err.seek(0)
+            text = err.read(2000).decode("utf-8", "replace").strip()
+            raise MiglabError(
+                f"compressing with {codec}: {program} -c exited with {status}: {text}"
+            )
 
 
 def write_compressed(
@@ -145,9 +171,8 @@ def write_compressed(
     """Write ``stream`` compressed: the original bytes if it re-encodes unchanged."""
     from miglab.containers import write_to
 
-    with scratch_file() as plain:
+    with staging_file(out) as plain:
         write_to(stream, plain, inner)
-        plain.flush()
         plain.seek(0)
         h = hashlib.sha256()
         while chunk := plain.read(_CHUNK):

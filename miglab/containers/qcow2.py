@@ -22,6 +22,7 @@ from miglab.containers.qcow2_format import (
     MAGIC,
     Header,
     Snapshot,
+    check_refcount_blocks,
     read_header,
     read_snapshots,
     vm_state_clusters,
@@ -79,6 +80,7 @@ def load(
 ) -> Stream:
     """Read the VM state of ``snapshot`` (id or name) and the stream in it."""
     h = read_header(view)
+    check_refcount_blocks(view, h)
     table = read_snapshots(view, h)
     snap = _choose(table, snapshot)
     cs = h.cluster_size

@@ -18,10 +18,18 @@ from dataclasses import dataclass
 from miglab.errors import LimitExceeded, MigrationFormatError, TruncatedStreamError
 from miglab.limits import LIMITS
 
-__all__ = ("Header", "Snapshot", "read_header", "read_snapshots", "vm_state_clusters")
+__all__ = (
+    "Header",
+    "Snapshot",
+    "check_refcount_blocks",
+    "read_header",
+    "read_snapshots",
+    "vm_state_clusters",
+)
 
 MAGIC = b"QFI\xfb"
 OFFSET_MASK = 0x00FFFFFFFFFFFE00  # L1/L2 entry bits 9-55
+_REFT_OFFSET_MASK = 0xFFFFFFFFFFFFFE00  # refcount table entry: bits 0-8 reserved
 COPIED = 1 << 63
 COMPRESSED = 1 << 62
 ZERO = 1  # L2 entry bit 0 (version 3): reads as zeros
@@ -199,6 +207,33 @@ def read_snapshots(view: memoryview, h: Header) -> list[Snapshot]:
             )
         )
     return out
+
+
+def check_refcount_blocks(view: memoryview, h: Header) -> None:
+    """The refcount table lies in the file, and so does every refcount block it points to.
+
+    Reading a VM state needs neither, but QEMU writes them whole (metadata clusters), so an
+    image cut short inside them is truncated, not a whole image that merely ends early.
+
+    Raises:
+        TruncatedStreamError: the table or a block runs past the end (offset: its entry).
+    """
+    import numpy as np
+
+    cs = h.cluster_size
+    end = h.refcount_table_offset + h.refcount_table_clusters * cs
+    if end > len(view):
+        raise TruncatedStreamError(
+            f"qcow2 refcount table at {h.refcount_table_offset} runs past the end", offset=48
+        )
+    table = np.frombuffer(view[h.refcount_table_offset : end], ">u8") & _REFT_OFFSET_MASK
+    past = np.flatnonzero((table != 0) & (table > len(view) - cs))
+    if past.size:
+        i = int(past[0])
+        raise TruncatedStreamError(
+            f"qcow2 refcount block at {int(table[i])} runs past the end of the image",
+            offset=h.refcount_table_offset + 8 * i,
+        )
 
 
 def l1_table(view: memoryview, offset: int, size: int) -> list[int]:

@@ -194,10 +194,26 @@ def _table(name: str, columns: dict[str, Any], constant: dict[str, Any]) -> pa.T
     arrays = []
     for col in SCHEMAS[name]:
         if col.name in constant:
-            arrays.append(pa.repeat(pa.scalar(constant[col.name], type=col.type), n))
-        else:
+            arrays.append(pa.repeat(pa.scalar(_utf8(constant[col.name]), type=col.type), n))
+            continue
+        try:
             arrays.append(pa.array(columns[col.name], type=col.type))
+        except UnicodeEncodeError:  # a name read with surrogateescape (non-UTF-8 bytes)
+            arrays.append(pa.array([_utf8(x) for x in columns[col.name]], type=col.type))
     return pa.Table.from_arrays(arrays, schema=SCHEMAS[name])
+
+
+def _utf8(value: Any) -> Any:
+    """``value``, with a ``str`` that UTF-8 cannot encode shown with its bytes escaped: idstrs
+    and RAM block names keep non-UTF-8 bytes as surrogates (``surrogateescape``), which Arrow
+    cannot store (``b"d\\xfc"`` becomes ``"d\\xfc"``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
 
 
 def _compression(container: Any) -> str | None:

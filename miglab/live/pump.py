@@ -51,7 +51,6 @@ from miglab.stream.constants import (
 )
 from miglab.stream.model import Opaque, Section, SectionKind, Stream
 from miglab.stream.reader import PieceReader
-from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.stream.writer import write_records
 from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
@@ -303,7 +302,7 @@ class Pump:
                         "vmdesc trailer is not valid JSON", offset=w.offset - n - 5
                     ) from None
                 holder = Stream(vmdesc=vmdesc, configuration=self._new_config)
-                refresh_vmdesc(holder, touched)
+                self.conversion.refresh_vmdesc(holder)
                 body = holder.vmdesc_json()
                 w.send(bytes([SectionType.VMDESCRIPTION]) + _BE32.pack(len(body)) + body)
         while True:

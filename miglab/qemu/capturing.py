@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from qemu.qmp import ExecuteError, QMPClient
 
+from miglab.files import atomic_output
 from miglab.qemu._process import (
     END_STATES,
     POLL_SECONDS,
@@ -127,6 +128,14 @@ class Capture:
             "xbzrle": dict(self.xbzrle),
             "seconds": self.seconds,
         }
+
+    def save(self) -> Path:
+        """Write the sidecar (``<stream>.json``) through :mod:`miglab.files`: a new file
+        renamed into place, never written through a link planted under its name."""
+        path = sidecar_path(self.stream)
+        with atomic_output(path) as fh:
+            fh.write((json.dumps(self.to_json(), indent=2) + "\n").encode())
+        return path
 
     @classmethod
     def load(cls, stream: str | os.PathLike[str]) -> Capture:
@@ -349,5 +358,5 @@ def capture(
         int(info["ram"]["dirty-sync-count"]), info["ram"], info.get("xbzrle-cache", {}),
         round(seconds, 3),
     )  # fmt: skip
-    sidecar_path(out).write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    record.save()
     return record

@@ -55,7 +55,7 @@ from miglab.stream.ram import RamContext, read_ram
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
 from miglab.vmstate.description import VMStateDescription
-from miglab.vmstate.from_vmdesc import description_from_vmdesc
+from miglab.vmstate.from_vmdesc import description_from_vmdesc, require_unicode
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
@@ -302,6 +302,7 @@ class _Reader:
 
     def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
         try:
+            require_unicode(self.vmdesc_text or b"", vmdesc)
             self._index_devices(vmdesc["devices"])
         except (DescriptionError, LimitExceeded) as exc:
             if exc.offset is not None:

@@ -39,7 +39,11 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
             )
             continue
         if isinstance(s.payload, VMState):
-            want = _vmdesc_size(dev)
+            try:
+                want = _vmdesc_size(dev)
+            except _Contradiction as exc:
+                yield Finding("error", "vmdesc-size", f"section {s.name!r}: {exc}", s.offset)
+                continue
             got = _payload_size(s)
             if want is not None and want != got:
                 yield Finding(
@@ -59,13 +63,19 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
     cfg = stream.configuration
     entry = vmdesc.get("configuration")
     if cfg is not None and entry is not None:
-        in_vmdesc, in_block = _vmdesc_size(entry), _vmdesc_size(vmdesc_struct(cfg))
-        if in_vmdesc != in_block:
+        why: str | None = None
+        try:
+            in_vmdesc = _vmdesc_size(entry)
+        except _Contradiction as exc:
+            in_vmdesc, why = None, f"the vmdesc's configuration entry contradicts itself: {exc}"
+        in_block = _vmdesc_size(vmdesc_struct(cfg))
+        if why is not None or in_vmdesc != in_block:
             yield Finding(
                 "error",
                 "vmdesc-configuration",
-                f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the configuration "
-                f"block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
+                why
+                or f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the "
+                f"configuration block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
                 9,  # the configuration block follows magic, version and its 0x07 byte
             )
     bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
@@ -90,8 +100,16 @@ def _payload_size(s: Section) -> int:
     return s.size - header_size(s) - (5 if s.footer else 0)
 
 
+class _Contradiction(Exception):
+    """A vmdesc entry that disagrees with itself (the message says where)."""
+
+
 def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
-    """Bytes a vmdesc device (or struct) entry says are on the wire; None if unsure."""
+    """Bytes a vmdesc device (or struct) entry says are on the wire; None if unsure.
+
+    Raises:
+        _Contradiction: a struct's stated size is not what its fields add up to.
+    """
     # dict, not Mapping: parsed JSON holds dicts, and an ABC check costs 10x.
     if not isinstance(entry, dict) or depth > 64:
         return None
@@ -102,10 +120,16 @@ def _vmdesc_size(entry: Any, depth: int = 0) -> int | None:
         n = f.get("array_len", 1)
         if not isinstance(n, int):
             return None
-        if f.get("type") in ("struct", "vstruct"):
-            inner = _vmdesc_size(f.get("struct"), depth + 1)
-        elif f.get("type") == "tmp" and "fields" in f:
-            inner = _vmdesc_size(f, depth + 1)
+        if f.get("type") in ("struct", "vstruct", "tmp"):
+            nested = f.get("struct") if f.get("type") != "tmp" else f
+            inner = _vmdesc_size(nested, depth + 1)
+            declared = f.get("size")
+            if isinstance(declared, int) and inner is not None and declared != inner:
+                # QEMU writes a struct's size as the bytes it took (vmsd_desc_field_end).
+                raise _Contradiction(
+                    f"its vmdesc says struct {f.get('name')!r} takes {declared} bytes, "
+                    f"the struct's own fields add up to {inner}"
+                )
         else:
             inner = f.get("size")
         if not isinstance(inner, int):

@@ -12,26 +12,41 @@ predicates).  Shapes handled (QEMU-FORMAT.md 1.8):
   one array whose elements keep their own descriptions;
 * ``tmp`` (``VMSTATE_WITH_TMP``): the nested fields sit on the field itself;
 * ``nullptr``; any unknown type is kept as an opaque span of ``size`` bytes.
+
+A known scalar type (``uint32``, ``bool``, ``float64``, ``nullptr``...) must
+carry its own width: QEMU writes the bytes one element took on the wire
+(``vmsd_desc_field_end``), which for these types is always the C type's
+size.  Any other ``size`` (2^32 bytes for a ``uint32``) is refused rather
+than kept as an opaque span of that size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import marshal
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from miglab.errors import DescriptionError, LimitExceeded
 from miglab.limits import LIMITS
-from miglab.vmstate.description import VMStateDescription, VMStateField, field, unique_name
+from miglab.vmstate.description import (
+    INFO_TYPES,
+    VMStateDescription,
+    VMStateField,
+    field,
+    unique_name,
+)
 
-__all__ = ("description_from_vmdesc",)
+__all__ = ("description_from_vmdesc", "require_unicode")
 
 # Device descriptions built so far, shared between loads: streams from the same
 # QEMU and machine carry the same vmdesc entries, and descriptions are
 # immutable.  Bounded; cleared when full.
 _MEMO: dict[tuple[bytes, int, int], VMStateDescription] = {}
 _MEMO_MAX = 4096
+# Kinds whose wire width the type name fixes (miglab.vmstate.description.INFO_TYPES).
+_SCALAR_KINDS = frozenset(("int", "bool", "float", "null"))
 
 
 def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -40,6 +55,47 @@ def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = Non
         raise DescriptionError(
             f"vmdesc {where}: {key!r} must be a non-negative integer, got {value!r}"
         )
+    return value
+
+
+# A JSON escape of a UTF-16 surrogate: json.loads turns a lone one into a str UTF-8 cannot encode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def require_unicode(text: bytes, parsed: Any) -> None:
+    """Refuse a vmdesc (``text``, and ``parsed`` from it) holding a string UTF-8 cannot encode.
+
+    QEMU's JSON writer never writes a lone surrogate; one decodes to a ``str``
+    that every later writer of names (tables, encoders, the fleet) fails on.
+    Only a text with a surrogate escape is walked, so real vmdescs cost one scan.
+
+    Raises:
+        DescriptionError: a key or string value is not valid Unicode.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    todo = [parsed]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                _text(k, "key")
+                todo.append(v)
+        elif isinstance(obj, list):
+            todo.extend(obj)
+        elif isinstance(obj, str):
+            _text(obj, "string")
+
+
+def _text(value: Any, what: str) -> str:
+    """``value`` if it is text that UTF-8 can encode (JSON's ``\\udc80`` escapes decode to
+    lone surrogates, which QEMU never writes and which every writer of names refuses)."""
+    if not isinstance(value, str):
+        raise DescriptionError(f"vmdesc {what} must be a string")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise DescriptionError(f"vmdesc {what} {value!r:.60} is not valid Unicode") from None
     return value
 
 
@@ -98,9 +154,7 @@ def _build(
         raise LimitExceeded(f"vmdesc nested deeper than {LIMITS.max_depth}")
     if not isinstance(entry, Mapping):
         raise DescriptionError(f"vmdesc entry must be an object, got {type(entry).__name__}")
-    name = entry.get("vmsd_name", "")
-    if not isinstance(name, str):
-        raise DescriptionError("vmdesc 'vmsd_name' must be a string")
+    name = _text(entry.get("vmsd_name", ""), "'vmsd_name'")
     raw_fields = entry.get("fields", [])
     raw_subs = entry.get("subsections", [])
     if not isinstance(raw_fields, list) or not isinstance(raw_subs, list):
@@ -135,9 +189,7 @@ def _one(
 ) -> VMStateField:
     if not isinstance(obj, Mapping):
         raise DescriptionError(f"vmdesc {where}: field must be an object")
-    info = obj.get("type")
-    if not isinstance(info, str):
-        raise DescriptionError(f"vmdesc {where}.{name}: 'type' must be a string")
+    info = _text(obj.get("type"), f"{where}.{name}: 'type'")
     size = _int(obj, "size", f"{where}.{name}", 0)
     num = _int(obj, "array_len", f"{where}.{name}") if "array_len" in obj else None
     if num is not None and num > LIMITS.max_array_elements:
@@ -146,6 +198,12 @@ def _one(
         return field(name, info, num=num, struct=_nested(obj, f"{where}.{name}", depth, cache))
     if info == "capability":
         return field(name, info, num=num)
+    kind, natural, _, _ = INFO_TYPES.get(info, ("bytes", 0, False, None))
+    if kind in _SCALAR_KINDS and size != natural:
+        raise DescriptionError(
+            f"vmdesc {where}.{name}: a {info!r} is {natural} byte(s) on the wire, "
+            f"the vmdesc says {size}"
+        )
     return field(name, info, size=size, num=num)
 
 
@@ -159,7 +217,7 @@ def _fields(
         obj = raw[i]
         if not isinstance(obj, Mapping) or not isinstance(obj.get("name"), str):
             raise DescriptionError(f"vmdesc {where}: field {i} has no name")
-        base = obj["name"]
+        base = _text(obj["name"], f"{where}: field {i}'s name")
         run = _index_run(raw, i) if obj.get("index") == 0 else 1
         if run > 1 and all(raw[j].get("type") in ("struct", "vstruct") for j in range(i, i + run)):
             elements = tuple(
