@@ -184,7 +184,7 @@ def qcow2_seeds() -> Iterator[bytes]:
 
 def slirp_seeds() -> Iterator[bytes]:
     """``slirp`` section payloads of real streams: idle networks and a connected guestfwd."""
-    from miglab.devices.base import section_payload
+    from miglab.stream.device_sections import section_payload
 
     for path in [*sorted(DATA.glob("live-*-slirp-tcp.mig"))[:1], DATA / REPRESENTATIVE[2]]:
         data = path.read_bytes()
