@@ -24,8 +24,8 @@ import pytest
 from miglab.compat import convert_stream
 from miglab.errors import AddressError, MigrationFormatError, TruncatedStreamError
 from miglab.live import ProxySummary, parse_address, proxy_once, source_decoding
-from miglab.live.inbound import Window
 from miglab.live import pump as pump_module
+from miglab.live.inbound import Window
 from miglab.live.pump import Pump, PumpResult
 from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.model import Opaque, Section
