@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -64,16 +65,25 @@ from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("Pump", "PumpResult")
 
+
 _T = TypeVar("_T")
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
-#: A page word as it is on the wire.
-_WORD = np.dtype(">u8")
+#: A page word as a native 64-bit integer (so byte-swapped on a little-endian host), and
+#: as it is on the wire.
+_NATIVE_WORD = np.dtype("=u8")
+_WIRE_WORD = np.dtype(">u8")
+_U64 = (1 << 64) - 1
 #: Whole-page records in a row from which they are checked as one run (fewer: one by one).
 _MIN_RUN = 8
 #: First guess of a device record's size (doubled while the record is longer).
 _FIRST_GUESS = 64 << 10
+
+
+def _swap(value: int) -> np.uint64:
+    """``value`` as the native integer that the same 8 bytes, big-endian, read as."""
+    return np.uint64(int.from_bytes(value.to_bytes(8, "big"), sys.byteorder))
 
 
 @dataclass(slots=True)
@@ -134,6 +144,8 @@ class Pump:
         self._blocks: dict[bytes, int] = {}
         self._block = -1
         self._last_page = -1
+        #: _page_run's masks: flags and run flags as the words read natively, address bits.
+        self._run_masks = (np.uint64(0), np.uint64(0), np.uint64(0))
         #: The configuration block sent instead of the source's (None: forwarded as is).
         self._new_config: VMState | None = None
 
@@ -326,6 +338,7 @@ class Pump:
         result = self.result
         run_flags = RAM_PAGE | RAM_CONTINUE
         stride = 8 + page
+        self._run_masks = (_swap(mask), _swap(run_flags), np.uint64(~mask & _U64))
         while True:
             buf, p = w.buf, w.pos
             start, end = p, w.end
@@ -398,24 +411,31 @@ class Pump:
         """Count the whole pages at ``p`` that continue the current block, at most ``n``.
 
         These records (``RAM_PAGE | RAM_CONTINUE``: page word, then the page) are nearly all
-        of a RAM-heavy stream and all the same size, so their page words are checked in one
-        strided view instead of one by one.  Returns where the first other record (or the
-        first of the ``n`` records not checked) starts; the caller goes on from there.
+        of a RAM-heavy stream and all the same size, so their page words are gathered in
+        one strided copy and checked at once instead of one by one.  Returns where the
+        first other record (or the first of the ``n`` records not checked) starts; the
+        caller goes on from there.
         """
-        mask = self.page_size - 1
-        words = np.ndarray((n,), dtype=_WORD, buffer=buf, offset=p, strides=(stride,))
-        same = (words & mask) == (RAM_PAGE | RAM_CONTINUE)
-        k = n if same.all() else int(same.argmin())
-        addresses = (words[:k] & ~np.uint64(mask)).astype(np.int64)
-        del words, same  # no view of buf may outlive the scan: buf is resized later
-        at = addresses | (self._block << 48)
-        # A new pass starts where the page addresses start over (as in the scalar loop).
+        flag_bits, run_flags, address_bits = self._run_masks
+        # The words as native integers: one copy out of buf (no view of it may outlive the
+        # scan, buf is resized later), checked against the flags as they read natively.
+        words = np.ndarray((n,), dtype=_NATIVE_WORD, buffer=buf, offset=p, strides=(stride,))
+        raw = words.copy()
+        del words
+        other = (raw & flag_bits) != run_flags
+        k = int(other.argmax())
+        if not other[k]:
+            k = n
+        at = raw[:k].view(_WIRE_WORD).astype(np.uint64) & address_bits
+        # A new pass starts where the page addresses start over (as in the scalar loop);
+        # the block is the same all through the run.
+        first = self._block << 48 | int(at[0])
         restarts = int(np.count_nonzero(at[1:] <= at[:-1]))
-        if self._last_page < 0 or int(at[0]) <= self._last_page:
+        if self._last_page < 0 or first <= self._last_page:
             restarts += 1
         self.result.passes += restarts
         self.result.pages += k
-        self._last_page = int(at[-1])
+        self._last_page = self._block << 48 | int(at[-1])
         return p + k * stride
 
     def _block_list(self, buf: bytearray, q: int, end: int, total: int) -> int:
