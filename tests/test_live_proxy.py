@@ -92,12 +92,9 @@ def pump_bytes(
     threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
     for t in threads:
         t.start()
-    window = Window(src_in, dst_out)
     try:
-        result = Pump(window, **options).run()  # type: ignore[arg-type]
-        window.flush()
+        result = Pump(Window(src_in, dst_out), **options).run()  # type: ignore[arg-type]
     finally:
-        window.close()
         dst_out.shutdown(socket.SHUT_WR)
         src_in.close()
         for t in threads:

@@ -193,7 +193,6 @@ def _one(
             descriptions=decoding.descriptions if decoding else None,
         )
         pump.run()
-        window.flush()
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)  # the destination sees the end of its stream
         back.join(RETURN_PATH_GRACE)
@@ -205,10 +204,6 @@ def _one(
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-        if window is not None:  # a sendall still waiting fails on the shut socket; then
-            window.close()  # the sender ends, before the socket (and its fd) is closed
-        for sock in (dst, src):
-            if sock is not None:
                 sock.close()
         if back is not None:
             back.join(RETURN_PATH_GRACE)
