@@ -42,7 +42,7 @@ __all__ = ("ProxySummary", "proxy_once", "serve")
 #: Bytes asked for the receive buffer of the source's connection and the send buffer of
 #: the destination's (the kernel doubles them for its bookkeeping): what the proxy adds to
 #: the bytes in flight, so to the downtime, stays about one receive window's worth.
-SOCKET_BUFFER = 512 << 10
+SOCKET_BUFFER = 2 << 20
 #: Seconds the return-path copy may take to finish after the stream was sent.
 RETURN_PATH_GRACE = 5.0
 
