@@ -41,7 +41,9 @@ __all__ = ("ProxySummary", "proxy_once", "serve")
 
 #: Bytes asked for the receive buffer of the source's connection and the send buffer of
 #: the destination's (the kernel doubles them for its bookkeeping): what the proxy adds to
-#: the bytes in flight, so to the downtime, stays about one receive window's worth.
+#: the bytes in flight, so to the downtime, stays a few MiB, not the tens of MiB loopback
+#: autotuning grows to; much less (512 KiB) stalls the proxy, which receives and sends in
+#: turn, and halved its throughput in bench_proxy.
 SOCKET_BUFFER = 2 << 20
 #: Seconds the return-path copy may take to finish after the stream was sent.
 RETURN_PATH_GRACE = 5.0
