@@ -189,7 +189,7 @@ def read_command(r: QEMUFileReader) -> tuple[Command, bytes]:
     return known, r.read_bytes(length, f"the data of {known.name}")
 
 
-def write_command(w: QEMUFileWriter, command: int, data: bytes = b"") -> None:
+def write_command(w: QEMUFileWriter, command: int, data: bytes | memoryview = b"") -> None:
     """A command record: type byte, number, length, data."""
     w.u8(SectionType.COMMAND)
     w.be16(command)
@@ -197,7 +197,7 @@ def write_command(w: QEMUFileWriter, command: int, data: bytes = b"") -> None:
     w.write(data)
 
 
-def write_packaged(w: QEMUFileWriter, blob: bytes) -> None:
+def write_packaged(w: QEMUFileWriter, blob: bytes | memoryview) -> None:
     """A PACKAGED command and the blob of records it carries."""
     write_command(w, Command.PACKAGED, _BE32.pack(len(blob)))
     w.write(blob)
@@ -208,7 +208,7 @@ def write_eof(w: QEMUFileWriter) -> None:
     w.u8(SectionType.EOF)
 
 
-def write_vmdesc(w: QEMUFileWriter, body: bytes) -> None:
+def write_vmdesc(w: QEMUFileWriter, body: bytes | memoryview) -> None:
     """The vmdesc trailer: type byte, length, JSON text."""
     w.u8(SectionType.VMDESCRIPTION)
     w.be32(len(body))

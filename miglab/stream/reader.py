@@ -346,8 +346,9 @@ class _Reader:
             if kind.has_full_header:
                 name, instance_id, version_id = read_full_header(r)
         except TruncatedStreamError as exc:
+            named = _idstr_at(r.view, at, r.end)
             raise TruncatedStreamError(
-                f"in the header of the {kind.value} section at offset {at}: {exc.message}",
+                f"in the header of {kind.value} section {named}at offset {at}: {exc.message}",
                 offset=exc.offset,
             ) from None
         if kind.has_full_header:
@@ -377,8 +378,7 @@ class _Reader:
             if self.partial:  # a live stream: the caller retries with more bytes
                 raise
             raise TruncatedStreamError(
-                f"stream ends inside {kind.value} section {name!r} (id {section_id}, "
-                f"header at offset {at}): {exc.message}",
+                f"in {kind.value} section {name!r} (id {section_id}) at offset {at}: {exc.message}",
                 offset=exc.offset,
                 path=exc.path,
             ) from None
@@ -485,7 +485,7 @@ class _Reader:
     def _opaque_span(self, r: QEMUFileReader, section_id: int) -> memoryview:
         """The bytes up to the section's footer (or, without footers, the next record)."""
         start = r.pos
-        self.sync.payload_end(r, section_id, "the undescribed section")
+        self.sync.payload_end(r, section_id)
         return r.view[start : r.pos]
 
     def _command(self, r: QEMUFileReader, at: int, depth: int) -> CommandRecord:
@@ -505,3 +505,12 @@ class _Reader:
                 )
             r.pos = end
         return CommandRecord(int(known), data, packaged, at, r.pos - at)
+
+
+def _idstr_at(v: memoryview, at: int, end: int) -> str:
+    """``'idstr' `` of the START/FULL header at ``at`` when all of it arrived, else ``""``."""
+    if at + 6 <= end and v[at] in (SectionType.START, SectionType.FULL):
+        q = at + 6 + v[at + 5]
+        if q <= end:
+            return repr(bytes(v[at + 6 : q]).decode("utf-8", "surrogateescape")) + " "
+    return ""

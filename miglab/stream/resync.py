@@ -127,6 +127,35 @@ class Resync:
             return p + 5 <= end and _BE32.unpack_from(v, p + 1)[0] >> 16 in range(1, 12)
         return False
 
+    def cut_short(self, v: memoryview, p: int, end: int, *, after_footer: bool) -> bool:
+        """Whether the input ends inside what may be a record header at ``p``: every byte
+        of it that arrived is what :meth:`plausible` accepts.  Right after a footer any
+        start will do; elsewhere a START/FULL header needs at least its id (one a little
+        above :attr:`top_id` when its idstr length is cut)."""
+        t = v[p]
+        if t in _FULL_HEADER:
+            if p + 5 > end:
+                return after_footer
+            (sid,) = _BE32.unpack_from(v, p + 1)
+            if p + 6 > end:
+                return self.top_id < sid <= self.top_id + 256
+            n = v[p + 5]
+            q = p + 6 + n
+            if sid > self.top_id + 0xFFFF or n == 0 or q + 8 <= end:
+                return False
+            if not all(32 < c < 127 for c in v[p + 6 : min(q, end)]):
+                return False
+            return q + 4 > end or _BE32.unpack_from(v, q)[0] < 0x10000
+        if t in (SectionType.PART, SectionType.END):
+            return p + 5 > end
+        if t == SectionType.COMMAND:  # a be16 command number of 1..11, then be16 length
+            return (
+                p + 5 > end
+                and (p + 2 > end or v[p + 1] == 0)
+                and (p + 3 > end or 1 <= v[p + 2] <= 11)
+            )
+        return False
+
     def at_boundary(self, section_id: int) -> Callable[[QEMUFileReader], bool]:
         """A predicate: does a payload of section ``section_id`` ending at ``r.pos`` end
         at a record boundary (its footer, or without footers the next record)?"""
@@ -155,20 +184,26 @@ class Resync:
             r.pos = p
         return ok
 
-    def payload_end(self, r: QEMUFileReader, section_id: int, what: str) -> None:
+    def payload_end(self, r: QEMUFileReader, section_id: int) -> None:
         """Move ``r.pos`` to the end of an undecoded payload starting there: its footer
-        (or, without footers, the next plausible record or EOF).  ``what`` names the
-        section in errors.
+        (or, without footers, the next plausible record or EOF).
+
+        A stream without a vmdesc may have been cut short: a footer, or a START/FULL
+        header, that the input ends inside the header after (or of) counts, so that the
+        cut is reported in the header it lands in, not in this payload.
 
         Raises:
             TruncatedStreamError: none follows and the stream has no vmdesc (cut short).
             MigrationFormatError: none follows although the stream goes on to a vmdesc.
         """
         start, v, data, end = r.pos, r.view, self.buf, r.end
+        cut = self.vmdesc_at is None and not self.piecewise
         if self.footers is not False:
             needle = bytes([SectionType.FOOTER]) + _BE32.pack(section_id)
             p = data.find(needle, start, end)
             while p >= 0 and p + FOOTER_SIZE < end and not self.plausible(v, p + FOOTER_SIZE, end):
+                if cut and self.cut_short(v, p + FOOTER_SIZE, end, after_footer=True):
+                    break
                 p = data.find(needle, p + 1, end)
             if p >= 0:
                 r.pos = p
@@ -184,7 +219,9 @@ class Resync:
                 p = m.start()
                 if start < eof < p and v[eof] == SectionType.EOF:
                     p = eof
-                elif not self.plausible(v, p, end):
+                elif not self.plausible(v, p, end) and not (
+                    cut and v[p] in _FULL_HEADER and self.cut_short(v, p, end, after_footer=False)
+                ):
                     continue
                 r.pos = p
                 return
@@ -195,12 +232,12 @@ class Resync:
             # No vmdesc at the end and no footer or next record to be found:
             # the input was cut short.
             raise TruncatedStreamError(
-                f"stream ends inside {what}, whose payload starts at offset {start} "
+                f"stream ends inside the undescribed section whose payload starts at offset {start} "
                 "(no footer, next record or EOF follows)",
                 offset=end,
             )
         raise MigrationFormatError(
-            f"cannot find where {what} ends (no footer or next record found); "
+            "cannot find where an undescribed section ends (no footer or next record found); "
             "pass schema= to decode it",
             offset=start,
         )
