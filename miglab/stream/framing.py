@@ -54,7 +54,7 @@ __all__ = (
     "VMDESC_HEADER_SIZE",
     "Vmdesc",
     "find_vmdesc",
-    "full_header_size",
+    "idstr_at",
     "read_command",
     "read_file_header",
     "read_full_header",
@@ -135,6 +135,15 @@ def read_full_header(r: QEMUFileReader) -> tuple[str, int, int]:
     return name, instance_id, version_id
 
 
+def idstr_at(v: memoryview, at: int, end: int) -> str | None:
+    """The idstr of the START/FULL header at ``at`` if all of it is before ``end``
+    (to name a section whose header was cut short)."""
+    if at + 6 > end or v[at] not in _FULL_HEADER:
+        return None
+    q = at + 6 + v[at + 5]
+    return bytes(v[at + 6 : q]).decode("utf-8", "surrogateescape") if q <= end else None
+
+
 def write_section_header(
     w: QEMUFileWriter,
     section_type: int,
@@ -150,11 +159,6 @@ def write_section_header(
         w.counted_string(name.encode("utf-8", "surrogateescape"))
         w.be32(instance_id)
         w.be32(version_id)
-
-
-def full_header_size(name: str) -> int:
-    """Bytes of a START/FULL header for idstr ``name``."""
-    return 1 + 4 + 1 + len(name.encode("utf-8", "surrogateescape")) + 4 + 4
 
 
 def write_footer(w: QEMUFileWriter, section_id: int) -> None:

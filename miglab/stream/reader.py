@@ -13,8 +13,8 @@ framed by :mod:`miglab.stream.framing`, as everywhere else.
 Sections written by hand-made (non-VMState) savevm handlers have a vmdesc
 entry without a description (``vmstate_save_old_style``: only a ``data``
 buffer and its size).  Those with a model in ``LEGACY_SECTIONS`` (libslirp's
-``slirp``) are decoded by it; any other, or one its model cannot read, is an
-``Opaque`` span that says why, never an error.
+``slirp``; :mod:`miglab.stream.descriptions`) are decoded by it; any other, or one
+its model cannot read, is an ``Opaque`` span that says why, never an error.
 
 Files are memory-mapped: page payloads stay views into the mapping.  Every
 length read is checked against what remains, so bad input always ends in a
@@ -27,13 +27,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from miglab.devices.slirp import read_slirp_state
 from miglab.errors import (
-    DescriptionError,
     FileError,
     LimitExceeded,
     MiglabError,
@@ -43,9 +41,11 @@ from miglab.errors import (
 from miglab.limits import LIMITS, budget
 from miglab.stream.configuration import CONFIGURATION
 from miglab.stream.constants import Command, SectionType
+from miglab.stream.descriptions import LEGACY_SECTIONS, index_vmdesc, legacy_state
 from miglab.stream.framing import (
     VMDESC_HEADER_SIZE,
     find_vmdesc,
+    idstr_at,
     read_command,
     read_file_header,
     read_full_header,
@@ -57,7 +57,6 @@ from miglab.stream.resync import Resync
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
 from miglab.vmstate.description import VMStateDescription
-from miglab.vmstate.from_vmdesc import description_from_vmdesc
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
@@ -66,11 +65,6 @@ if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("LEGACY_SECTIONS", "PieceReader", "load", "open_source")
-
-#: idstr -> reader of the payload, for sections saved by legacy handlers.
-LEGACY_SECTIONS: Mapping[str, Callable[[QEMUFileReader, int], VMState]] = {
-    "slirp": read_slirp_state,
-}
 
 _HEADER_KINDS = {
     SectionType.START: SectionKind.START,
@@ -209,9 +203,8 @@ class _Reader:
         self.candidates = descriptions or {}
         #: The view may end before the stream does (a live stream read in pieces).
         self.partial = False
+        # What the vmdesc says of each section (stream.descriptions).
         self.descs: dict[tuple[str, int], VMStateDescription] = {}
-        # Sections the vmdesc lists without a description -> the sizes it gives,
-        # in stream order (two user-mode networks are both ``slirp`` instance 0).
         self.legacy: dict[tuple[str, int], list[int | None]] = {}
         self.starts: dict[int, Section] = {}
         self.ram = RamContext()
@@ -238,7 +231,8 @@ class _Reader:
             page = vmdesc.get("page_size")
             if isinstance(page, int) and page > 0 and page & (page - 1) == 0 and page >= 512:
                 stream.page_size = page
-            self._index_vmdesc(vmdesc)
+            index = index_vmdesc(vmdesc, found.offset + VMDESC_HEADER_SIZE)
+            self.descs, self.legacy = index.descs, index.legacy
         if r.peek_u8() == SectionType.CONFIGURATION:
             r.u8()
             stream.configuration = visit_vmstate(QEMUFileInputVisitor(r), CONFIGURATION)
@@ -252,32 +246,6 @@ class _Reader:
         return stream
 
     # --- vmdesc --------------------------------------------------------------
-    def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
-        try:
-            self._index_devices(vmdesc["devices"])
-        except (DescriptionError, LimitExceeded) as exc:
-            if exc.offset is not None:
-                raise
-            # The JSON has no byte offsets of its own: name where the vmdesc starts.
-            at = self.sync.vmdesc_at
-            at = at + VMDESC_HEADER_SIZE if at is not None else None
-            raise type(exc)(f"in the vmdesc: {exc.message}", offset=at, path=exc.path) from None
-
-    def _index_devices(self, devices: list[Any]) -> None:
-        cache: dict[str, VMStateDescription] = {}
-        for i, dev in enumerate(devices):
-            if not isinstance(dev, dict):
-                raise DescriptionError(f"vmdesc device {i} is not an object")
-            name, inst = dev.get("name"), dev.get("instance_id")
-            if not isinstance(name, str) or not isinstance(inst, int):
-                raise DescriptionError(f"vmdesc device {i} lacks a name or instance_id")
-            if "vmsd_name" not in dev:  # vmstate_save_old_style: a legacy handler's bytes
-                size = dev.get("size")
-                sizes = self.legacy.setdefault((name, inst), [])
-                sizes.append(size if isinstance(size, int) else None)
-                continue
-            self.descs[(name, inst)] = description_from_vmdesc(dev, 0, cache)
-
     def _apply_configuration(self, stream: Stream) -> None:
         cfg = stream.configuration
         assert cfg is not None
@@ -346,7 +314,8 @@ class _Reader:
             if kind.has_full_header:
                 name, instance_id, version_id = read_full_header(r)
         except TruncatedStreamError as exc:
-            named = _idstr_at(r.view, at, r.end)
+            idstr = idstr_at(r.view, at, r.end)
+            named = f"{idstr!r} " if idstr is not None else ""
             raise TruncatedStreamError(
                 f"in the header of {kind.value} section {named}at offset {at}: {exc.message}",
                 offset=exc.offset,
@@ -464,23 +433,7 @@ class _Reader:
             span = r.view[start : r.pos]
         else:
             span = self._opaque_span(r, section_id)
-        decode = LEGACY_SECTIONS.get(name)
-        if decode is None:
-            return Opaque(
-                span,
-                f"section {name!r} is saved by a legacy (non-VMState) savevm handler "
-                "and miglab has no model of its format",
-            )
-        inner = QEMUFileReader(r.view, start, start + len(span))
-        try:
-            state = decode(inner, version_id)
-            if inner.pos != inner.end:
-                raise MigrationFormatError(
-                    f"{inner.end - inner.pos} bytes left after the {name} state", offset=inner.pos
-                )
-        except MiglabError as exc:
-            return Opaque(span, f"legacy section {name!r} kept undecoded: {exc}")
-        return state
+        return legacy_state(r.view, start, span, name, version_id)
 
     def _opaque_span(self, r: QEMUFileReader, section_id: int) -> memoryview:
         """The bytes up to the section's footer (or, without footers, the next record)."""
@@ -505,12 +458,3 @@ class _Reader:
                 )
             r.pos = end
         return CommandRecord(int(known), data, packaged, at, r.pos - at)
-
-
-def _idstr_at(v: memoryview, at: int, end: int) -> str:
-    """``'idstr' `` of the START/FULL header at ``at`` when all of it arrived, else ``""``."""
-    if at + 6 <= end and v[at] in (SectionType.START, SectionType.FULL):
-        q = at + 6 + v[at + 5]
-        if q <= end:
-            return repr(bytes(v[at + 6 : q]).decode("utf-8", "surrogateescape")) + " "
-    return ""
