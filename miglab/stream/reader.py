@@ -309,9 +309,10 @@ class _Reader:
         )
 
     def _section(self, r: QEMUFileReader, kind: SectionKind, at: int) -> Section:
+        full_header = kind.has_full_header
         try:
             section_id = read_section_id(r)
-            if kind.has_full_header:
+            if full_header:
                 name, instance_id, version_id = read_full_header(r)
         except TruncatedStreamError as exc:
             idstr = idstr_at(r.view, at, r.end)
@@ -320,7 +321,7 @@ class _Reader:
                 f"in the header of {kind.value} section {named}at offset {at}: {exc.message}",
                 offset=exc.offset,
             ) from None
-        if kind.has_full_header:
+        if full_header:
             sync = self.sync
             if section_id > sync.top_id:
                 sync.top_id = section_id
