@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Container, Iterator
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.constants import SectionType
@@ -37,7 +37,7 @@ _FULL_HEADER = (SectionType.START, SectionType.FULL)
 # Where a record may start: START/FULL with an id below 2^24, PART/END, a command with a
 # known number (see Resync.plausible); EOF is checked at its one place.
 _RECORD_RE = re.compile(rb"[\x01\x04]\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
-# The same, and footers with an id below 2^24: what verify checks past a failure.
+# START/FULL headers and footers with an id below 2^24: what resync_marks checks.
 _MARK_RE = re.compile(rb"[\x01\x04]\x00|\x7e\x00")
 _EOF_VMDESC = re.compile(rb"\x00\x06\x00[\x00-\xff]{3}\{", re.DOTALL)
 
@@ -46,7 +46,7 @@ class Mark(NamedTuple):
     """A section header or footer found by :func:`resync_marks`."""
 
     offset: int
-    kind: str  # "header" (START/FULL) or "footer"
+    kind: Literal["header", "footer"]  # a START/FULL header, or a footer
     section_id: int
 
 
