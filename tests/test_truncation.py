@@ -38,12 +38,14 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import STREAMS, stream_ids
+from conftest import DATA, STREAMS, stream_ids
 
 import miglab
 from miglab.errors import MiglabError, TruncatedStreamError
 from miglab.stream.model import Opaque, Section
+from miglab.stream.reader import load as load_bare
 from miglab.stream.verify import verify
+from miglab.vmstate.from_vmdesc import description_from_vmdesc
 
 FULL = os.environ.get("MIGLAB_TRUNCATION_QUICK") != "1"
 REPRESENTATIVE = {
@@ -124,9 +126,63 @@ def test_every_cut_is_a_truncation_error(path: Path):
 
 
 def test_cut_inside_vmdesc_is_a_truncation():
-    data = (Path(__file__).parents[1] / "data" / "q72-pc-q35-7.2-default.mig").read_bytes()
+    data = (DATA / "q72-pc-q35-7.2-default.mig").read_bytes()
     boundary = eof_end(data)
     for n in (boundary + 1, boundary + 5, boundary + 6, (boundary + len(data)) // 2, len(data) - 1):
         with pytest.raises(TruncatedStreamError) as info:
             miglab.load(data[:n])
         assert info.value.offset is not None and info.value.offset <= n
+
+
+def _cut_sections(name: str) -> list[Section]:
+    """Three small device sections after RAM: a cut inside them costs a millisecond."""
+    stream = miglab.load(DATA / name)
+    small = [s for s in stream.sections if s.name != "ram" and s.size < 200]
+    return small[:3]
+
+
+@pytest.mark.parametrize(
+    ("name", "described"),
+    [
+        ("q72-pc-q35-7.2-default.mig", False),  # footers; undescribed: opaque spans
+        ("q72-pc-q35-7.2-default.mig", True),  # footers; decoded with its vmdesc's descriptions
+        ("q72-pc-i440fx-2.3-default.mig", False),  # no footers
+        ("q72-pc-i440fx-2.3-default.mig", True),
+        ("q72-pc-i440fx-2.2-default.mig", False),  # no footers, no vmdesc
+    ],
+)
+def test_a_cut_inside_a_section_names_that_section(name: str, described: bool):
+    """Issue 16: the error of a cut names the section the cut lands in, and its offset.
+
+    A prefix has lost the vmdesc at the end; ``described`` gives the reader the
+    descriptions that vmdesc held (as the live proxy does), so the sections are decoded
+    instead of kept opaque.  Without footers, a cut after a 0x00 byte may read as EOF
+    (see :func:`check_prefix`), and a cut right after a section's type byte cannot be
+    told from a byte of the section before: both are left out.
+    """
+    data = (DATA / name).read_bytes()
+    whole = load_bare(data)
+    descriptions = None
+    if described:
+        assert whole.vmdesc is not None
+        descriptions = {}
+        for dev in whole.vmdesc["devices"]:
+            if "vmsd_name" in dev:
+                descriptions.setdefault(dev["name"], []).append(description_from_vmdesc(dev))
+    footers = any(s.footer for s in whole.sections)
+    checked = 0
+    for section in _cut_sections(name):
+        first = section.offset + 1 if footers else section.offset + 2
+        idstr_end = section.offset + 6 + len(section.name.encode())
+        for n in range(first, section.offset + section.size):
+            try:
+                load_bare(data[:n], descriptions=descriptions)
+            except TruncatedStreamError as exc:
+                message = exc.message
+                assert exc.offset is not None and section.offset <= exc.offset <= n, (n, message)
+                assert f"section {section.name!r}" in message or n < idstr_end, (n, message)
+                assert f"at offset {section.offset}:" in message, (n, message)
+                checked += 1
+            else:
+                assert not footers and data[n - 1] == 0, n
+    assert checked >= (150 if footers else 25)

@@ -27,18 +27,29 @@ opaque) and is exactly as lossless.
 
 from __future__ import annotations
 
-import struct
-
 from miglab.errors import LimitExceeded, MigrationFormatError, TruncatedStreamError
 from miglab.limits import LIMITS
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import FILE_MAGIC, Command, SectionType
-from miglab.stream.model import CommandRecord, Opaque, Record, Section, Stream
-from miglab.stream.ram import RamPayload, write_ram
+from miglab.stream.constants import Command, SectionType
+from miglab.stream.framing import (
+    FILE_HEADER_SIZE,
+    FOOTER_SIZE,
+    SECTION_TYPES,
+    read_command,
+    read_full_header,
+    read_section_id,
+    write_command,
+    write_eof,
+    write_file_header,
+    write_packaged,
+    write_section_header,
+    write_vmdesc,
+)
+from miglab.stream.model import Section, Stream
 from miglab.stream.reader import load
+from miglab.stream.writer import write_payload, write_records
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
-from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("MAGIC", "NAME", "VERSION", "decode", "encode", "sniff", "to_legacy")
@@ -46,81 +57,40 @@ __all__ = ("MAGIC", "NAME", "VERSION", "decode", "encode", "sniff", "to_legacy")
 NAME = "sized"
 MAGIC = b"MLSZ"
 VERSION = 1
-_BE32 = struct.Struct(">I")
-_SECTIONS = (SectionType.START, SectionType.PART, SectionType.END, SectionType.FULL)
 
 
 # --- encoding ------------------------------------------------------------------
 
 
 def encode(stream: Stream) -> bytes:
-    """The sized stream for ``stream``."""
+    """The sized stream for ``stream``: the legacy writer's records, payloads sized."""
     w = QEMUFileWriter()
     w.write(MAGIC)
     w.be32(VERSION)
-    w.be32(FILE_MAGIC)
-    w.be32(stream.version)
+    write_file_header(w, stream.version)
     if stream.configuration is not None:
         inner = QEMUFileWriter()
         visit_vmstate(QEMUFileOutputVisitor(inner), CONFIGURATION, stream.configuration)
         w.u8(SectionType.CONFIGURATION)
         _sized(w, inner.getvalue())
-    _records(stream.records, w)
+    write_records(stream.records, w, _sized_payload)
     if stream.eof:
-        w.u8(SectionType.EOF)
+        write_eof(w)
     if stream.vmdesc is not None:
-        body = stream.vmdesc_json()
-        w.u8(SectionType.VMDESCRIPTION)
-        _sized(w, body)
+        write_vmdesc(w, stream.vmdesc_json())  # already "be32 len, JSON"
     w.write(stream.trailer)
     return w.getvalue()
 
 
-def _sized(w: QEMUFileWriter, body: bytes) -> None:
+def _sized(w: QEMUFileWriter, body: bytes | memoryview) -> None:
     w.be32(len(body))
     w.write(body)
 
 
-def _records(records: list[Record], w: QEMUFileWriter) -> None:
-    for rec in records:
-        if isinstance(rec, CommandRecord):
-            w.u8(SectionType.COMMAND)
-            w.be16(rec.command)
-            if rec.packaged is not None:
-                inner = QEMUFileWriter()
-                _records(rec.packaged, inner)
-                w.be16(4)
-                _sized(w, inner.getvalue())
-            else:
-                w.be16(len(rec.data))
-                w.write(rec.data)
-            continue
-        w.u8(rec.kind.type_byte)
-        w.be32(rec.section_id)
-        if rec.kind.has_full_header:
-            w.counted_string(rec.name.encode("utf-8", "surrogateescape"))
-            w.be32(rec.instance_id)
-            w.be32(rec.version_id)
-        _sized(w, _payload(rec))
-        if rec.footer:
-            w.u8(SectionType.FOOTER)
-            w.be32(rec.section_id)
-
-
-def _payload(s: Section) -> bytes:
-    p = s.payload
-    if isinstance(p, Opaque):
-        return bytes(p.data)
+def _sized_payload(w: QEMUFileWriter, s: Section) -> None:
     inner = QEMUFileWriter()
-    if isinstance(p, VMState):
-        visit_vmstate(QEMUFileOutputVisitor(inner), p.desc, p, s.version_id, s.name)
-    elif isinstance(p, RamPayload):
-        write_ram(inner, p)
-    else:
-        raise MigrationFormatError(
-            f"section {s.name!r} has a payload of unknown type {type(p).__name__}"
-        )
-    return inner.getvalue()
+    write_payload(inner, s)
+    _sized(w, inner.getvalue())
 
 
 # --- decoding ------------------------------------------------------------------
@@ -144,16 +114,14 @@ def to_legacy(data: bytes) -> bytes:
     if version != VERSION:
         raise MigrationFormatError(f"sized format version {version}, expected {VERSION}", offset=4)
     w = QEMUFileWriter()
-    w.write(r.read_bytes(8, "QEMU's header"))
+    w.write(r.read_bytes(FILE_HEADER_SIZE, "QEMU's header"))
     if r.peek_u8() == SectionType.CONFIGURATION:
         w.u8(r.u8())
         w.write(_take_sized(r, "the configuration block"))
     _copy_records(r, w, r.end, 0)
     if r.peek_u8() == SectionType.VMDESCRIPTION:
-        w.u8(r.u8())
-        body = _take_sized(r, "the vmdesc")
-        w.be32(len(body))
-        w.write(body)
+        r.u8()
+        write_vmdesc(w, _take_sized(r, "the vmdesc"))
     w.write(r.view[r.pos : r.end])
     return w.getvalue()
 
@@ -171,41 +139,35 @@ def _copy_records(r: QEMUFileReader, w: QEMUFileWriter, end: int, depth: int) ->
             raise LimitExceeded(f"more than {LIMITS.max_sections} records", offset=r.pos)
         at = r.pos
         t = r.u8("a record type")
-        w.u8(t)
         if t == SectionType.EOF:
+            write_eof(w)
             return
-        if t in _SECTIONS:
-            sid = r.be32("a section id")
-            w.be32(sid)
+        if t in SECTION_TYPES:
+            sid = read_section_id(r)
             if t in (SectionType.START, SectionType.FULL):
-                w.counted_string(r.counted_string("a section idstr"))
-                w.write(r.read_bytes(8, "instance and version ids"))
+                write_section_header(w, t, sid, *read_full_header(r))
+            else:
+                write_section_header(w, t, sid)
             w.write(_take_sized(r, "a section payload"))
             if r.pos < end and r.peek_u8() == SectionType.FOOTER:
-                w.write(r.read_bytes(5, "a section footer"))
+                w.write(r.read_bytes(FOOTER_SIZE, "a section footer"))
         elif t == SectionType.COMMAND:
-            cmd = r.be16("a command number")
-            length = r.be16("a command length")
-            w.be16(cmd)
-            if cmd == Command.PACKAGED and length == 4:
-                if depth >= LIMITS.max_packaged_depth:
-                    raise LimitExceeded("PACKAGED commands nested too deeply", offset=at)
-                n = r.be32("the PACKAGED length")
-                r.need(n, "the PACKAGED blob")
-                inner = QEMUFileWriter()
-                stop = r.pos + n
-                _copy_records(r, inner, stop, depth + 1)
-                if r.pos != stop:
-                    raise MigrationFormatError(
-                        "PACKAGED blob does not end with its last record", offset=r.pos
-                    )
-                blob = inner.getvalue()
-                w.be16(4)
-                w.be32(len(blob))
-                w.write(blob)
-            else:
-                w.be16(length)
-                w.write(r.read_bytes(length, "command data"))
+            cmd, data = read_command(r)
+            if cmd is not Command.PACKAGED:
+                write_command(w, cmd, data)
+                continue
+            if depth >= LIMITS.max_packaged_depth:
+                raise LimitExceeded("PACKAGED commands nested too deeply", offset=at)
+            n = int.from_bytes(data, "big")
+            r.need(n, "the PACKAGED blob")
+            inner = QEMUFileWriter()
+            stop = r.pos + n
+            _copy_records(r, inner, stop, depth + 1)
+            if r.pos != stop:
+                raise MigrationFormatError(
+                    "PACKAGED blob does not end with its last record", offset=r.pos
+                )
+            write_packaged(w, inner.getvalue())
         else:
             raise MigrationFormatError(
                 f"unknown record type 0x{t:02x} in a sized stream", offset=at

@@ -7,33 +7,31 @@ Device sections are decoded with the one walker
 the stream's own vmdesc, else from a ``-dump-vmstate`` schema; RAM sections
 are indexed in place (:mod:`miglab.stream.ram`); what neither can decode is
 kept as an :class:`~miglab.stream.model.Opaque` span, found by QEMU's only
-resynchronisation point, the section footer.
+resynchronisation point, the section footer (:mod:`miglab.stream.resync`).  Records are
+framed by :mod:`miglab.stream.framing`, as everywhere else.
 
 Sections written by hand-made (non-VMState) savevm handlers have a vmdesc
 entry without a description (``vmstate_save_old_style``: only a ``data``
 buffer and its size).  Those with a model in ``LEGACY_SECTIONS`` (libslirp's
-``slirp``) are decoded by it; any other, or one its model cannot read, is an
-``Opaque`` span that says why, never an error.
+``slirp``; :mod:`miglab.stream.descriptions`) are decoded by it; any other, or one
+its model cannot read, is an ``Opaque`` span that says why, never an error.
 
 Files are memory-mapped: page payloads stay views into the mapping.  Every
 length read is checked against what remains, so bad input always ends in a
-:class:`~miglab.errors.MigrationFormatError` with the offset.
+:class:`~miglab.errors.MigrationFormatError` with the offset; an error inside a
+section names the section (idstr, id, offset of its header).
 """
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
-import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from miglab.devices.slirp import read_slirp_state
 from miglab.errors import (
-    DescriptionError,
     FileError,
     LimitExceeded,
     MiglabError,
@@ -42,20 +40,23 @@ from miglab.errors import (
 )
 from miglab.limits import LIMITS, budget
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import (
-    COMMAND_LENGTHS,
-    FILE_MAGIC,
-    FILE_VERSION,
-    FILE_VERSION_COMPAT,
-    Command,
-    SectionType,
+from miglab.stream.constants import Command, SectionType
+from miglab.stream.descriptions import LEGACY_SECTIONS, index_vmdesc, legacy_state
+from miglab.stream.framing import (
+    VMDESC_HEADER_SIZE,
+    find_vmdesc,
+    idstr_at,
+    read_command,
+    read_file_header,
+    read_full_header,
+    read_section_id,
 )
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamContext, read_ram
+from miglab.stream.resync import Resync
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor
 from miglab.vmstate.description import VMStateDescription
-from miglab.vmstate.from_vmdesc import description_from_vmdesc, require_unicode
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
@@ -64,11 +65,6 @@ if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("LEGACY_SECTIONS", "PieceReader", "load", "open_source")
-
-#: idstr -> reader of the payload, for sections saved by legacy handlers.
-LEGACY_SECTIONS: Mapping[str, Callable[[QEMUFileReader, int], VMState]] = {
-    "slirp": read_slirp_state,
-}
 
 _HEADER_KINDS = {
     SectionType.START: SectionKind.START,
@@ -162,17 +158,17 @@ class PieceReader:
         descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
     ) -> None:
         self._reader = _Reader(memoryview(b""), schema, descriptions)
-        self._reader.piecewise = True
+        self._reader.sync.piecewise = True
 
     @property
     def footers(self) -> bool | None:
         """Whether sections carry footers (None until one section was read)."""
-        return self._reader.footers
+        return self._reader.sync.footers
 
     def _at(self, data: bytes, start: int, final: bool) -> QEMUFileReader:
         reader = self._reader
         reader.view = memoryview(data)
-        reader.buf = data
+        reader.sync.buf = data
         reader.r = QEMUFileReader(reader.view, start)
         reader.partial = not final
         return reader.r
@@ -207,50 +203,36 @@ class _Reader:
         self.candidates = descriptions or {}
         #: The view may end before the stream does (a live stream read in pieces).
         self.partial = False
-        #: Reading a stream in pieces (PieceReader): no vmdesc is known in advance.
-        self.piecewise = False
+        # What the vmdesc says of each section (stream.descriptions).
         self.descs: dict[tuple[str, int], VMStateDescription] = {}
-        # Sections the vmdesc lists without a description -> the sizes it gives,
-        # in stream order (two user-mode networks are both ``slirp`` instance 0).
         self.legacy: dict[tuple[str, int], list[int | None]] = {}
         self.starts: dict[int, Section] = {}
         self.ram = RamContext()
-        self.footers: bool | None = None
-        self.vmdesc_at: int | None = None
         self.vmdesc_text: bytes | None = None
-        # Highest START/FULL section id so far: QEMU numbers sections one by
-        # one, so a plausible next header's id is at most a little above it.
-        self.top_id = 0
         obj = view.obj
         # Something with find/rfind and the same offsets as ``view``: the
         # mapping or bytes object itself, copied only for odd buffer types.
-        self.buf: Any = (
+        buf: Any = (
             obj
             if isinstance(obj, bytes | bytearray | mmap.mmap) and len(obj) == len(view)
             else bytes(view)
         )
+        self.sync = Resync(buf, self.starts)
 
     def read(self) -> Stream:
         r = self.r
-        magic = r.be32("the file magic")
-        if magic != FILE_MAGIC:
-            raise MigrationFormatError(
-                f"file magic is 0x{magic:08x}, expected 0x{FILE_MAGIC:08x} ('QEVM')", offset=0
-            )
-        version = r.be32("the file version")
-        if version == FILE_VERSION_COMPAT:
-            raise MigrationFormatError("SaveVM v2 format is obsolete (file version 2)", offset=4)
-        if version != FILE_VERSION:
-            raise MigrationFormatError(f"file version is {version}, expected 3", offset=4)
+        version = read_file_header(r)
         stream = Stream(version=version, source_size=len(self.view))
-        vmdesc = self._find_vmdesc()
-        if vmdesc is not None:
-            stream.vmdesc = vmdesc
-            stream.vmdesc_text = self.vmdesc_text
+        found = find_vmdesc(self.view, self.sync.buf)
+        if found is not None:
+            self.sync.vmdesc_at = found.offset
+            stream.vmdesc = vmdesc = found.parsed
+            stream.vmdesc_text = found.text
             page = vmdesc.get("page_size")
             if isinstance(page, int) and page > 0 and page & (page - 1) == 0 and page >= 512:
                 stream.page_size = page
-            self._index_vmdesc(vmdesc)
+            index = index_vmdesc(vmdesc, found.offset + VMDESC_HEADER_SIZE, found.text)
+            self.descs, self.legacy = index.descs, index.legacy
         if r.peek_u8() == SectionType.CONFIGURATION:
             r.u8()
             stream.configuration = visit_vmstate(QEMUFileInputVisitor(r), CONFIGURATION)
@@ -264,68 +246,6 @@ class _Reader:
         return stream
 
     # --- vmdesc --------------------------------------------------------------
-    def _find_vmdesc(self) -> dict[str, Any] | None:
-        """Locate the JSON trailer from the end: ``00 06 be32 len json``.
-
-        JSON text never holds a raw 0x06 byte, so the trailer's marker is the
-        last 0x06 before the JSON; a few candidates are tried in case trailing
-        bytes hold one too.
-        """
-        view = self.view
-        end = len(view)
-        low = max(8, end - LIMITS.max_vmdesc_bytes - 6)
-        hi = end
-        for _ in range(4):
-            p = self.buf.rfind(b"\x06", low, hi)
-            if p < 0:
-                return None
-            hi = p
-            if p + 5 > end or view[p - 1] != 0:
-                continue
-            (n,) = _BE32.unpack_from(view, p + 1)
-            if p + 5 + n > end or n < 2 or view[p + 5] != ord("{"):
-                continue
-            if n > LIMITS.max_vmdesc_bytes:
-                raise LimitExceeded(
-                    f"vmdesc of {n} bytes exceeds the limit of {LIMITS.max_vmdesc_bytes}",
-                    offset=p + 1,
-                )
-            try:
-                parsed = json.loads(bytes(view[p + 5 : p + 5 + n]))
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(parsed, dict) and isinstance(parsed.get("devices"), list):
-                self.vmdesc_at = p
-                self.vmdesc_text = bytes(view[p + 5 : p + 5 + n])
-                return parsed
-        return None
-
-    def _index_vmdesc(self, vmdesc: dict[str, Any]) -> None:
-        try:
-            require_unicode(self.vmdesc_text or b"", vmdesc)
-            self._index_devices(vmdesc["devices"])
-        except (DescriptionError, LimitExceeded) as exc:
-            if exc.offset is not None:
-                raise
-            # The JSON has no byte offsets of its own: name where the vmdesc starts.
-            at = self.vmdesc_at + 5 if self.vmdesc_at is not None else None
-            raise type(exc)(f"in the vmdesc: {exc.message}", offset=at, path=exc.path) from None
-
-    def _index_devices(self, devices: list[Any]) -> None:
-        cache: dict[str, VMStateDescription] = {}
-        for i, dev in enumerate(devices):
-            if not isinstance(dev, dict):
-                raise DescriptionError(f"vmdesc device {i} is not an object")
-            name, inst = dev.get("name"), dev.get("instance_id")
-            if not isinstance(name, str) or not isinstance(inst, int):
-                raise DescriptionError(f"vmdesc device {i} lacks a name or instance_id")
-            if "vmsd_name" not in dev:  # vmstate_save_old_style: a legacy handler's bytes
-                size = dev.get("size")
-                sizes = self.legacy.setdefault((name, inst), [])
-                sizes.append(size if isinstance(size, int) else None)
-                continue
-            self.descs[(name, inst)] = description_from_vmdesc(dev, 0, cache)
-
     def _apply_configuration(self, stream: Stream) -> None:
         cfg = stream.configuration
         assert cfg is not None
@@ -349,7 +269,7 @@ class _Reader:
             r.u8()
             n = r.be32("the vmdesc length")
             r.need(n, "the vmdesc JSON")
-            if stream.vmdesc is None or self.vmdesc_at != at:
+            if stream.vmdesc is None or self.sync.vmdesc_at != at:
                 raise MigrationFormatError("vmdesc trailer is not valid JSON", offset=at)
             r.pos += n
         elif stream.vmdesc is not None:
@@ -389,13 +309,22 @@ class _Reader:
         )
 
     def _section(self, r: QEMUFileReader, kind: SectionKind, at: int) -> Section:
-        section_id = r.be32("a section id")
-        if kind.has_full_header:
-            self.top_id = max(self.top_id, section_id)
-            name_raw = r.counted_string("a section idstr")
-            name = name_raw.decode("utf-8", "surrogateescape")
-            instance_id = r.be32("an instance id")
-            version_id = r.be32("a version id")
+        full_header = kind.has_full_header
+        try:
+            section_id = read_section_id(r)
+            if full_header:
+                name, instance_id, version_id = read_full_header(r)
+        except TruncatedStreamError as exc:
+            idstr = idstr_at(r.view, at, r.end)
+            named = f"{idstr!r} " if idstr is not None else ""
+            raise TruncatedStreamError(
+                f"in the header of {kind.value} section {named}at offset {at}: {exc.message}",
+                offset=exc.offset,
+            ) from None
+        if full_header:
+            sync = self.sync
+            if section_id > sync.top_id:
+                sync.top_id = section_id
         else:
             start = self.starts.get(section_id)
             if start is None:
@@ -404,16 +333,25 @@ class _Reader:
                     offset=at,
                 )
             name, instance_id, version_id = start.name, start.instance_id, start.version_id
-        payload_at = r.pos
-        if name == "ram" and instance_id == 0:
-            if version_id != 4:
-                raise MigrationFormatError(
-                    f"RAM section version {version_id}, expected 4", offset=payload_at - 4
-                )
-            payload: Any = read_ram(r, self.ram)
-        else:
-            payload = self._device_payload(r, kind, name, instance_id, version_id, section_id)
-        footer = self._footer(r, section_id, name)
+        try:
+            payload_at = r.pos
+            if name == "ram" and instance_id == 0:
+                if version_id != 4:
+                    raise MigrationFormatError(
+                        f"RAM section version {version_id}, expected 4", offset=payload_at - 4
+                    )
+                payload: Any = read_ram(r, self.ram)
+            else:
+                payload = self._device_payload(r, kind, name, instance_id, version_id, section_id)
+            footer = self.sync.footer(r, section_id, name)
+        except TruncatedStreamError as exc:
+            if self.partial:  # a live stream: the caller retries with more bytes
+                raise
+            raise TruncatedStreamError(
+                f"in {kind.value} section {name!r} (id {section_id}) at offset {at}: {exc.message}",
+                offset=exc.offset,
+                path=exc.path,
+            ) from None
         section = Section(
             kind, section_id, name, instance_id, version_id, payload, footer, at, r.pos - at
         )
@@ -448,7 +386,7 @@ class _Reader:
             if decoded is not None:
                 return decoded
         if kind is SectionKind.FULL and self.schema is not None:
-            decoded = self.schema.decode(r, name, version_id, self._boundary_ok(section_id))
+            decoded = self.schema.decode(r, name, version_id, self.sync.at_boundary(section_id))
             if decoded is not None:
                 return decoded
         reason = (
@@ -467,7 +405,7 @@ class _Reader:
         section_id: int,
     ) -> VMState | None:
         """The first candidate description whose decode ends at the section's end, or None."""
-        start, ok = r.pos, self._boundary_ok(section_id)
+        start, ok = r.pos, self.sync.at_boundary(section_id)
         for desc in candidates:
             if desc.version_id != version_id:
                 continue
@@ -490,132 +428,22 @@ class _Reader:
         """A legacy handler's section: decoded by its model, else kept opaque."""
         start = r.pos
         sizes = self.legacy.get((name, instance_id))
-        span = self._legacy_span(r, section_id, sizes.pop(0) if sizes else None)
-        decode = LEGACY_SECTIONS.get(name)
-        if decode is None:
-            return Opaque(
-                span,
-                f"section {name!r} is saved by a legacy (non-VMState) savevm handler "
-                "and miglab has no model of its format",
-            )
-        inner = QEMUFileReader(r.view, start, start + len(span))
-        try:
-            state = decode(inner, version_id)
-            if inner.pos != inner.end:
-                raise MigrationFormatError(
-                    f"{inner.end - inner.pos} bytes left after the {name} state", offset=inner.pos
-                )
-        except MiglabError as exc:
-            return Opaque(span, f"legacy section {name!r} kept undecoded: {exc}")
-        return state
-
-    def _legacy_span(self, r: QEMUFileReader, section_id: int, size: int | None) -> memoryview:
-        """The payload of a legacy section: the vmdesc's size where a record boundary
-        (footer, or next record without footers) confirms it, else the footer scan."""
-        start, v = r.pos, r.view
-        if size is not None and start + size < r.end:
-            p = start + size
-            if self.footers is not False and v[p] == SectionType.FOOTER:
-                if p + 5 <= r.end and _BE32.unpack_from(v, p + 1)[0] == section_id:
-                    r.pos = p
-                    return v[start:p]
-            elif self.footers is not True and self._plausible(v, p, r.end):
-                r.pos = p
-                return v[start:p]
-        return self._opaque_span(r, section_id)
-
-    def _boundary_ok(self, section_id: int) -> Any:
-        """A predicate: does a section payload ending here end at a record boundary?"""
-
-        def ok(r: QEMUFileReader) -> bool:
-            p, v = r.pos, r.view
-            if p >= r.end:
-                return False
-            if v[p] == SectionType.FOOTER:
-                return p + 5 <= r.end and _BE32.unpack_from(v, p + 1)[0] == section_id
-            return self.footers is False and self._plausible(v, p, r.end)
-
-        return ok
+        size = sizes.pop(0) if sizes else None
+        # The vmdesc's size where a record boundary confirms it, else the footer scan.
+        if size is not None and self.sync.sized_end(r, section_id, size):
+            span = r.view[start : r.pos]
+        else:
+            span = self._opaque_span(r, section_id)
+        return legacy_state(r.view, start, span, name, version_id)
 
     def _opaque_span(self, r: QEMUFileReader, section_id: int) -> memoryview:
-        """Bytes up to the section's footer (or, without footers, the next record)."""
-        start, v, data = r.pos, r.view, self.buf
-        if self.footers is not False:
-            needle = bytes([SectionType.FOOTER]) + _BE32.pack(section_id)
-            p = data.find(needle, start, r.end)
-            while p >= 0 and p + 5 < r.end and not self._plausible(v, p + 5, r.end):
-                p = data.find(needle, p + 1, r.end)
-            if p >= 0:
-                r.pos = p
-                return v[start:p]
-        if self.footers is not True:
-            # EOF is plausible at one place only, so the scan looks for record types
-            # (not every 0x00 byte) and checks that place when it passes it.
-            eof = (self.vmdesc_at if self.vmdesc_at is not None else r.end) - 1
-            if self.piecewise:  # the first EOF byte the vmdesc's header follows
-                found = _EOF_VMDESC.search(data, start + 1, r.end)
-                eof = found.start() if found is not None else eof
-            for m in _HEADER_RE.finditer(data, start + 1, r.end):
-                p = m.start()
-                if start < eof < p and v[eof] == SectionType.EOF:
-                    p = eof
-                elif not self._plausible(v, p, r.end):
-                    continue
-                r.pos = p
-                return v[start:p]
-            if start < eof < r.end and v[eof] == SectionType.EOF:
-                r.pos = eof
-                return v[start:eof]
-        if self.vmdesc_at is None:
-            # No vmdesc at the end and no footer or next record to be found:
-            # the input was cut short.
-            raise TruncatedStreamError(
-                f"stream ends inside the undescribed section whose payload starts at offset {start} "
-                "(no footer, next record or EOF follows)",
-                offset=r.end,
-            )
-        raise MigrationFormatError(
-            "cannot find where an undescribed section ends (no footer or next record found); "
-            "pass schema= to decode it",
-            offset=start,
-        )
-
-    def _footer(self, r: QEMUFileReader, section_id: int, name: str) -> bool:
-        if r.peek_u8() != SectionType.FOOTER:
-            if self.footers:
-                cls = TruncatedStreamError if r.at_end() else MigrationFormatError
-                raise cls(f"missing section footer for {name!r} (expected 0x7e)", offset=r.pos)
-            self.footers = False
-            return False
-        at = r.pos
-        r.u8()
-        got = r.be32("a footer section id")
-        if got != section_id:
-            raise MigrationFormatError(
-                f"mismatched section id in footer for {name!r}: read {got}, expected {section_id}",
-                offset=at + 1,
-            )
-        self.footers = True
-        return True
+        """The bytes up to the section's footer (or, without footers, the next record)."""
+        start = r.pos
+        self.sync.payload_end(r, section_id)
+        return r.view[start : r.pos]
 
     def _command(self, r: QEMUFileReader, at: int, depth: int) -> CommandRecord:
-        cmd = r.be16("a command number")
-        length = r.be16("a command length")
-        try:
-            known: Command | None = Command(cmd)
-        except ValueError:
-            known = None
-        if known is None or known is Command.INVALID:
-            raise MigrationFormatError(
-                f"MIG_CMD 0x{cmd:x} unknown (len 0x{length:x})", offset=at + 1
-            )
-        expected = COMMAND_LENGTHS.get(known)
-        if expected is not None and length not in expected:
-            raise MigrationFormatError(
-                f"{known.name} received with bad length - expecting {expected[-1]}, got {length}",
-                offset=at + 3,
-            )
-        data = r.read_bytes(length, f"the data of {known.name}")
+        known, data = read_command(r)
         packaged = None
         if known is Command.PACKAGED:
             if depth >= LIMITS.max_packaged_depth:
@@ -630,36 +458,4 @@ class _Reader:
                     "PACKAGED blob does not end with its last record", offset=inner.pos
                 )
             r.pos = end
-        return CommandRecord(cmd, data, packaged, at, r.pos - at)
-
-    def _plausible(self, v: memoryview, p: int, end: int) -> bool:
-        """Whether a record (or EOF) plausibly starts at ``p`` (resynchronisation)."""
-        t = v[p]
-        if t == SectionType.EOF:
-            if self.piecewise:  # the vmdesc (or the end) follows; its place is not known yet
-                return p + 1 == end or v[p + 1] == SectionType.VMDESCRIPTION
-            return p + 1 == (self.vmdesc_at if self.vmdesc_at is not None else end)
-        if t in (SectionType.START, SectionType.FULL):
-            if p + 6 > end:
-                return False
-            (sid,) = _BE32.unpack_from(v, p + 1)
-            n = v[p + 5]
-            q = p + 6 + n
-            if sid > self.top_id + 0xFFFF or n == 0 or q + 8 > end:
-                return False
-            idstr = bytes(v[p + 6 : q])
-            if not all(32 < c < 127 for c in idstr):
-                return False
-            inst, ver = struct.unpack_from(">II", v, q)
-            return inst < 0x10000 and ver < 0x10000  # i6300esb_wdt is version 10000
-        if t in (SectionType.PART, SectionType.END):
-            return p + 5 <= end and _BE32.unpack_from(v, p + 1)[0] in self.starts
-        if t == SectionType.COMMAND:
-            return p + 5 <= end and _BE32.unpack_from(v, p + 1)[0] >> 16 in range(1, 12)
-        return False
-
-
-# Where a record may start: START/FULL with an id below 2^24, PART/END, a command
-# with a known number (see _plausible); EOF is checked at its one place.
-_EOF_VMDESC = re.compile(rb"\x00\x06\x00[\x00-\xff]{3}\{", re.DOTALL)
-_HEADER_RE = re.compile(rb"[\x01\x04]\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
+        return CommandRecord(int(known), data, packaged, at, r.pos - at)

@@ -40,7 +40,16 @@ import numpy as np
 
 from miglab.errors import MiglabError
 from miglab.files import atomic_output
-from miglab.stream.constants import FILE_MAGIC, FILE_VERSION, RamFlag, SectionType
+from miglab.stream.configuration import configuration_state
+from miglab.stream.constants import RamFlag, SectionType
+from miglab.stream.framing import (
+    write_configuration,
+    write_eof,
+    write_file_header,
+    write_footer,
+    write_section_header,
+    write_vmdesc,
+)
 from miglab.stream.model import Stream
 from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
@@ -178,29 +187,21 @@ def _write(
         raise MiglabError(f"RAM size {ram_bytes} must be a positive multiple of {page_size}")
     kinds = page_kinds(ram_bytes // page_size, mix or {"random": 1.0}, seed)
     w = QEMUFileWriter(fh)
-    w.be32(FILE_MAGIC)
-    w.be32(FILE_VERSION)
+    write_file_header(w)
     if machine is not None:
-        name = machine.encode()
-        w.u8(SectionType.CONFIGURATION)
-        w.be32(len(name))
-        w.write(name)
+        write_configuration(w, configuration_state(machine))
     _ram(w, kinds, seed, page_size, ram_bytes, passes)
     entries = []
     for i, dev in enumerate(devices):
         idstr, instance, state = dev if isinstance(dev, tuple) else (dev.desc.name, 0, dev)
         section_id = _RAM_SECTION_ID + 1 + i
-        _section_header(w, SectionType.FULL, section_id, idstr, instance, state.version_id)
+        write_section_header(w, SectionType.FULL, section_id, idstr, instance, state.version_id)
         visit_vmstate(QEMUFileOutputVisitor(w), state.desc, state, state.version_id, idstr)
-        _footer(w, section_id)
+        write_footer(w, section_id)
         entries.append({"name": idstr, "instance_id": instance, **_vmdesc_struct(state)})
-    w.u8(SectionType.EOF)
-    body = json.dumps(
-        {"page_size": page_size, "devices": entries}, separators=(", ", ": ")
-    ).encode()
-    w.u8(SectionType.VMDESCRIPTION)
-    w.be32(len(body))
-    w.write(body)
+    write_eof(w)
+    body = json.dumps({"page_size": page_size, "devices": entries}, separators=(", ", ": "))
+    write_vmdesc(w, body.encode())
     w.flush()
 
 
@@ -210,31 +211,16 @@ def _vmdesc_struct(state: VMState) -> dict:
     return vmdesc_struct(state)
 
 
-def _section_header(
-    w: QEMUFileWriter, kind: SectionType, section_id: int, idstr: str, instance: int, version: int
-) -> None:
-    w.u8(kind)
-    w.be32(section_id)
-    w.counted_string(idstr.encode())
-    w.be32(instance)
-    w.be32(version)
-
-
-def _footer(w: QEMUFileWriter, section_id: int) -> None:
-    w.u8(SectionType.FOOTER)
-    w.be32(section_id)
-
-
 def _ram(
     w: QEMUFileWriter, kinds: np.ndarray, seed: int, page_size: int, ram_bytes: int, passes: int
 ) -> None:
     # START: the block list (QEMU-FORMAT.md 2.2), then EOS.
-    _section_header(w, SectionType.START, _RAM_SECTION_ID, "ram", 0, 4)
+    write_section_header(w, SectionType.START, _RAM_SECTION_ID, "ram", 0, 4)
     w.be64(ram_bytes | RamFlag.MEM_SIZE)
     w.counted_string(RAM_BLOCK.encode())
     w.be64(ram_bytes)
     w.be64(RamFlag.EOS)
-    _footer(w, _RAM_SECTION_ID)
+    write_footer(w, _RAM_SECTION_ID)
     everything = np.arange(len(kinds), dtype=np.int64)
     for n in range(passes):
         if n == 0:
@@ -242,10 +228,9 @@ def _ram(
         else:
             pages = np.flatnonzero(np.random.default_rng([seed, 3, n]).random(len(kinds)) < DIRTY)
         _ram_pass(w, pages, kinds, seed, page_size)
-    w.u8(SectionType.END)
-    w.be32(_RAM_SECTION_ID)
+    write_section_header(w, SectionType.END, _RAM_SECTION_ID)
     w.be64(RamFlag.EOS)
-    _footer(w, _RAM_SECTION_ID)
+    write_footer(w, _RAM_SECTION_ID)
 
 
 def _ram_pass(
@@ -257,8 +242,7 @@ def _ram_pass(
     zero, page, cont = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.CONTINUE)
     chunk_of, rand, named = -1, b"", False
     for first in range(0, len(pages), CHUNK_PAGES):
-        w.u8(SectionType.PART)
-        w.be32(_RAM_SECTION_ID)
+        write_section_header(w, SectionType.PART, _RAM_SECTION_ID)
         for index in pages[first : first + CHUNK_PAGES].tolist():
             kind = int(kinds[index])
             offset = index * page_size
@@ -279,4 +263,4 @@ def _ram_pass(
             else:
                 w.write(repeated)
         w.be64(RamFlag.EOS)
-        _footer(w, _RAM_SECTION_ID)
+        write_footer(w, _RAM_SECTION_ID)

@@ -37,6 +37,7 @@ from miglab.stream.findings import Finding, errors
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
+from miglab.stream.resync import resync_marks
 from miglab.stream.verify_ram import check_ram
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
@@ -49,7 +50,6 @@ __all__ = ("Finding", "errors", "verify")
 _BE32 = struct.Struct(">I")
 # A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
 _HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00..([\x01-\xff])", re.DOTALL)
-_FOOTER_RE = re.compile(rb"\x7e\x00\x00..", re.DOTALL)
 
 
 def verify(
@@ -303,23 +303,8 @@ def _resync(view: memoryview, after: int) -> Iterator[Finding]:
         else bytes(view)
     )
     end = len(data)
-    marks: list[tuple[int, str, int]] = []  # (offset, "header"|"footer", section id)
-    for m in _HEADER_RE.finditer(data, after):
-        p = m.start()
-        n = data[p + 5]
-        q = p + 6 + n
-        if q + 8 > end or not all(32 < c < 127 for c in data[p + 6 : q]):
-            continue
-        inst, ver = struct.unpack_from(">II", data, q)
-        if inst < 0x10000 and ver < 0x10000:
-            marks.append((p, "header", _BE32.unpack_from(data, p + 1)[0]))
-    for m in _FOOTER_RE.finditer(data, after):
-        p = m.start()
-        if p + 5 < end and data[p + 5] in (0, 1, 2, 3, 4, 8):
-            marks.append((p, "footer", _BE32.unpack_from(data, p + 1)[0]))
-    marks.sort()
     current: tuple[int, int] | None = None
-    for p, kind, sid in marks:
+    for p, kind, sid in resync_marks(data, after):
         if kind == "header":
             current = (p, sid)
         elif current is not None:

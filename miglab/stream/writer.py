@@ -1,39 +1,86 @@
 """Write the object tree back as a legacy QEMU stream.
 
-The mirror of :mod:`miglab.stream.reader`: device states go through the one
-walker with a :class:`~miglab.visitors.QEMUFileOutputVisitor`, RAM records
-are written from their index, opaque spans verbatim.  For a tree that was
-loaded and not edited the result is the input, byte for byte.
+The mirror of :mod:`miglab.stream.reader`: records are framed by
+:mod:`miglab.stream.framing`, device states go through the one walker with a
+:class:`~miglab.visitors.QEMUFileOutputVisitor`, RAM records are written from
+their index, opaque spans verbatim.  For a tree that was loaded and not edited
+the result is the input, byte for byte.
+
+The writer sits below :mod:`miglab.stream.model` (whose ``Stream.to_bytes`` it
+serves): it needs only the records (:mod:`miglab.stream.records`) and the parts
+of a stream named by :class:`WritableStream`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from miglab.errors import MigrationFormatError
 from miglab.files import atomic_output
-from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import FILE_MAGIC, SectionType
-from miglab.stream.model import CommandRecord, Opaque, Record, Section, Stream
+from miglab.stream.framing import (
+    write_command,
+    write_configuration,
+    write_eof,
+    write_file_header,
+    write_footer,
+    write_packaged,
+    write_section_header,
+    write_vmdesc,
+)
 from miglab.stream.ram import RamPayload, write_ram
+from miglab.stream.records import Opaque, Record, Section
 from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
-__all__ = ("save", "stream_to_bytes", "write_stream")
+__all__ = (
+    "PayloadWriter",
+    "WritableStream",
+    "save",
+    "stream_to_bytes",
+    "write_payload",
+    "write_records",
+    "write_stream",
+    "write_to",
+)
 
 
-def stream_to_bytes(stream: Stream) -> bytes:
+class WritableStream(Protocol):
+    """What the writer reads of a stream; a :class:`~miglab.stream.model.Stream` has it."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def configuration(self) -> VMState | None: ...
+    @property
+    def records(self) -> list[Record]: ...
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def vmdesc(self) -> dict[str, Any] | None: ...
+    @property
+    def trailer(self) -> bytes: ...
+    @property
+    def source_size(self) -> int: ...
+    def vmdesc_json(self) -> bytes: ...
+
+
+#: Writes a section's payload (QEMU's own writes it as it is; ``sized`` adds a length).
+PayloadWriter = Callable[[QEMUFileWriter, Section], None]
+
+
+def stream_to_bytes(stream: WritableStream) -> bytes:
     """The legacy stream as bytes."""
     w = QEMUFileWriter()
     write_stream(stream, w)
     return w.getvalue()
 
 
-def save(stream: Stream, path: str | os.PathLike[str]) -> Path:
+def save(stream: WritableStream, path: str | os.PathLike[str]) -> Path:
     """Write the legacy stream to ``path`` (streamed, not built in memory), atomically
     (:func:`miglab.files.atomic_output`)."""
     out = Path(path)
@@ -42,47 +89,50 @@ def save(stream: Stream, path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def write_to(stream: Stream, fh: BinaryIO) -> None:
+def write_to(stream: WritableStream, fh: BinaryIO) -> None:
     """Write the legacy stream to an open binary file."""
     w = QEMUFileWriter(fh)
     write_stream(stream, w)
     w.flush()
 
 
-def write_stream(stream: Stream, w: QEMUFileWriter) -> None:
+def write_stream(stream: WritableStream, w: QEMUFileWriter) -> None:
     """Write header, configuration, records, EOF, vmdesc and trailer to ``w``."""
-    w.be32(FILE_MAGIC)
-    w.be32(stream.version)
+    write_file_header(w, stream.version)
     if stream.configuration is not None:
-        w.u8(SectionType.CONFIGURATION)
-        visit_vmstate(QEMUFileOutputVisitor(w), CONFIGURATION, stream.configuration)
+        write_configuration(w, stream.configuration)
     write_records(stream.records, w)
     if stream.eof:
-        w.u8(SectionType.EOF)
+        write_eof(w)
     if stream.vmdesc is not None:
-        body = stream.vmdesc_json()
-        w.u8(SectionType.VMDESCRIPTION)
-        w.be32(len(body))
-        w.write(body)
+        write_vmdesc(w, stream.vmdesc_json())
     w.write(stream.trailer)
 
 
-def write_records(records: list[Record], w: QEMUFileWriter) -> None:
-    """Write section and command records in order."""
+def write_records(
+    records: Iterable[Record], w: QEMUFileWriter, payload: PayloadWriter | None = None
+) -> None:
+    """Write section and command records in order, each payload with ``payload``
+    (default :func:`write_payload`), also inside PACKAGED blobs."""
+    put = write_payload if payload is None else payload
     for rec in records:
         if isinstance(rec, Section):
-            _write_section(rec, w)
+            write_section_header(
+                w, rec.kind.type_byte, rec.section_id, rec.name, rec.instance_id, rec.version_id
+            )
+            put(w, rec)
+            if rec.footer:
+                write_footer(w, rec.section_id)
+        elif rec.packaged is not None:
+            inner = QEMUFileWriter()
+            write_records(rec.packaged, inner, put)
+            write_packaged(w, inner.getvalue())
         else:
-            _write_command(rec, w)
+            write_command(w, rec.command, rec.data)
 
 
-def _write_section(s: Section, w: QEMUFileWriter) -> None:
-    w.u8(s.kind.type_byte)
-    w.be32(s.section_id)
-    if s.kind.has_full_header:
-        w.counted_string(s.name.encode("utf-8", "surrogateescape"))
-        w.be32(s.instance_id)
-        w.be32(s.version_id)
+def write_payload(w: QEMUFileWriter, s: Section) -> None:
+    """A section's payload as QEMU writes it: device state, RAM records or opaque bytes."""
     p = s.payload
     if isinstance(p, VMState):
         visit_vmstate(QEMUFileOutputVisitor(w), p.desc, p, s.version_id, s.name)
@@ -94,21 +144,3 @@ def _write_section(s: Section, w: QEMUFileWriter) -> None:
         raise MigrationFormatError(
             f"section {s.name!r} has a payload of unknown type {type(p).__name__}"
         )
-    if s.footer:
-        w.u8(SectionType.FOOTER)
-        w.be32(s.section_id)
-
-
-def _write_command(c: CommandRecord, w: QEMUFileWriter) -> None:
-    w.u8(SectionType.COMMAND)
-    w.be16(c.command)
-    if c.packaged is not None:
-        inner = QEMUFileWriter()
-        write_records(c.packaged, inner)
-        blob = inner.getvalue()
-        w.be16(4)
-        w.be32(len(blob))
-        w.write(blob)
-        return
-    w.be16(len(c.data))
-    w.write(c.data)
