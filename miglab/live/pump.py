@@ -37,10 +37,8 @@ from miglab.compat.qemu import Conversion
 from miglab.compat.report import ChangeReport
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.live.inbound import Window
-from miglab.stream.configuration import CONFIGURATION, machine_of
+from miglab.stream.configuration import machine_of
 from miglab.stream.constants import (
-    FILE_MAGIC,
-    FILE_VERSION,
     RAM_COMPRESS_PAGE,
     RAM_CONTINUE,
     RAM_EOS,
@@ -52,15 +50,23 @@ from miglab.stream.constants import (
     RAM_ZERO,
     SectionType,
 )
+from miglab.stream.framing import (
+    FILE_HEADER_SIZE,
+    FOOTER_SIZE,
+    VMDESC_HEADER_SIZE,
+    read_file_header,
+    read_full_header,
+    read_section_id,
+    write_configuration,
+    write_vmdesc,
+)
 from miglab.stream.model import Opaque, Section, SectionKind, Stream
 from miglab.stream.reader import PieceReader
 from miglab.stream.writer import write_records
-from miglab.visitors.qemufile import QEMUFileWriter
-from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_schema import SchemaIndex
 from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("Pump", "PumpResult")
 
@@ -158,15 +164,9 @@ class Pump:
             OSError: a socket failed.
         """
         w = self.w
-        w.need(8, "the file header")
-        magic, version = struct.unpack(">II", w.peek(8))
-        if magic != FILE_MAGIC:
-            raise MigrationFormatError(
-                f"file magic is 0x{magic:08x}, expected 0x{FILE_MAGIC:08x} ('QEVM')", offset=0
-            )
-        if version != FILE_VERSION:
-            raise MigrationFormatError(f"file version is {version}, expected 3", offset=4)
-        w.forward(8)
+        w.need(FILE_HEADER_SIZE, "the file header")
+        read_file_header(QEMUFileReader(w.peek(FILE_HEADER_SIZE)))
+        w.forward(FILE_HEADER_SIZE)
         w.need(1, "the first record")
         if w.peek(1)[0] == SectionType.CONFIGURATION:
             self._configuration()
@@ -204,11 +204,11 @@ class Pump:
         if new is config:
             self.w.forward(end)
         else:
+            assert new is not None  # a configuration converts to one
             self._new_config = new
             self.w.consume(end)
             out = QEMUFileWriter()
-            out.u8(SectionType.CONFIGURATION)
-            visit_vmstate(QEMUFileOutputVisitor(out), CONFIGURATION, new)
+            write_configuration(out, new)
             self.w.send(out.getvalue())
 
     def _read(self, parse: Callable[[bytes, bool], tuple[_T, int]]) -> tuple[_T, int]:
@@ -246,7 +246,7 @@ class Pump:
         t = w.peek(1)[0]
         if t in (SectionType.PART, SectionType.END):
             w.need(5, "a section header")
-            is_ram = _BE32.unpack_from(w.peek(5), 1)[0] == self._ram_id
+            is_ram = read_section_id(QEMUFileReader(w.peek(5), 1)) == self._ram_id
         else:
             is_ram = False
         if is_ram:
@@ -258,9 +258,11 @@ class Pump:
             w.need(6, "a section header")
             n = w.peek(6)[5]
             w.need(6 + n + 8, "a section header")
-            head = w.peek(6 + n + 8)
-            if head[6 : 6 + n] == b"ram" and _BE32.unpack_from(head, 6 + n)[0] == 0:
-                self._ram_id = _BE32.unpack_from(head, 1)[0]
+            head = QEMUFileReader(w.peek(6 + n + 8), 1)
+            section_id = read_section_id(head)
+            name, instance_id, _ = read_full_header(head)
+            if name == "ram" and instance_id == 0:
+                self._ram_id = section_id
                 self.reader.opened(
                     Section(SectionKind.START, self._ram_id, "ram", 0, 4, Opaque(b"", "RAM"))
                 )
@@ -295,8 +297,8 @@ class Pump:
             return
         w.need(1, "a section footer")
         if w.peek(1)[0] == SectionType.FOOTER:
-            w.need(5, "a section footer")
-            w.forward(5)
+            w.need(FOOTER_SIZE, "a section footer")
+            w.forward(FOOTER_SIZE)
 
     def _trailer(self) -> None:
         """The vmdesc after EOF, rewritten where sections changed; then the rest verbatim."""
@@ -304,25 +306,27 @@ class Pump:
         if w.available == 0 and not w.receive():
             return
         if w.peek(1)[0] == SectionType.VMDESCRIPTION:
-            w.need(5, "the vmdesc header")
-            (n,) = _BE32.unpack_from(w.peek(5), 1)
-            w.need(5 + n, "the vmdesc JSON")
+            head = VMDESC_HEADER_SIZE
+            w.need(head, "the vmdesc header")
+            (n,) = _BE32.unpack_from(w.peek(head), 1)
+            w.need(head + n, "the vmdesc JSON")
             assert self.conversion is not None
             touched = self.conversion.touched
             if not touched and self._new_config is None:
-                w.forward(5 + n)
+                w.forward(head + n)
             else:
-                raw = w.take(5 + n)
+                raw = w.take(head + n)
                 try:
-                    vmdesc = json.loads(raw[5:])
+                    vmdesc = json.loads(raw[head:])
                 except ValueError:
                     raise MigrationFormatError(
-                        "vmdesc trailer is not valid JSON", offset=w.offset - n - 5
+                        "vmdesc trailer is not valid JSON", offset=w.offset - n - head
                     ) from None
                 holder = Stream(vmdesc=vmdesc, configuration=self._new_config)
                 self.conversion.refresh_vmdesc(holder)
-                body = holder.vmdesc_json()
-                w.send(bytes([SectionType.VMDESCRIPTION]) + _BE32.pack(len(body)) + body)
+                out = QEMUFileWriter()
+                write_vmdesc(out, holder.vmdesc_json())
+                w.send(out.getvalue())
         while True:
             w.forward(w.available)
             if not w.receive():
