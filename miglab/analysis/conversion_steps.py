@@ -99,7 +99,13 @@ def _units(src: Stream, out: Stream, changes: list[Change]) -> list[_Unit]:
     """Pair source and converted records (the conversion keeps order, drops some)."""
     units: list[_Unit] = []
     if src.configuration is not out.configuration:
-        mine = [c for c in changes if c.device == "configuration"]
+        # The configuration block, and the vmdesc's entry for it (rewritten with the new name).
+        mine = [
+            c
+            for c in changes
+            if c.device == "configuration"
+            or (c.device == "vmdesc" and c.path.startswith("configuration/"))
+        ]
         title = f"machine type {src.machine} -> {out.machine}"
         units.append(_Unit(title, None, None, mine))
     commands: list[_Unit] = []
