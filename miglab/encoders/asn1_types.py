@@ -16,6 +16,7 @@ table (:data:`DESCRIPTION_TYPES`, module ``MiglabDescriptions``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 __all__ = (
@@ -120,7 +121,8 @@ class Module:
         self.text = "\n".join(lines) + "\n"
 
     def parsed(self) -> dict[str, Any]:
-        """The module as ``asn1tools.parse_string(self.text)`` gives it."""
+        """The module as ``asn1tools.parse_string(self.text)`` gives it: a fresh copy each
+        time, as asn1tools' compiler writes into the types it is given (automatic tags)."""
         return {
             self.name: {
                 "extensibility-implied": False,
@@ -128,7 +130,7 @@ class Module:
                 "object-classes": {},
                 "object-sets": {},
                 "tags": "AUTOMATIC",
-                "types": self.types,
+                "types": copy.deepcopy(self.types),
                 "values": {},
             }
         }
