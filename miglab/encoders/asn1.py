@@ -46,20 +46,24 @@ from miglab.encoders.asn1_module import (
     with_indexes,
 )
 from miglab.encoders.asn1_ram import block_values, blocks_of, ram_of, ram_value
-from miglab.encoders.asn1_types import Module
+from miglab.encoders.asn1_types import Module, name_value
+from miglab.encoders.asn1_visitors import (
+    Asn1InputVisitor,
+    Asn1OutputVisitor,
+    read_state,
+    state_value,
+)
 from miglab.encoders.desc_table import read_descs, table_for
-from miglab.encoders.plain_items import read_bool, read_bytes, read_int, read_text, wire_text
+from miglab.encoders.plain_items import read_bool, read_bytes, read_int, read_text
 from miglab.encoders.tree import guarded
-from miglab.errors import EncodingError, LimitExceeded, MigrationFormatError, VisitorError
+from miglab.errors import EncodingError, LimitExceeded
 from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamContext, RamPayload
 from miglab.stream.vmdesc import vmdesc_entry, vmdesc_struct
-from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
-from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
     "MAGIC",
@@ -109,116 +113,6 @@ def _compiled(module: Module, codec: str) -> Any:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[module.text, codec] = compiled
     return compiled
-
-
-# --- device states: object visitors with identifiers for names --------------------
-
-
-class Asn1OutputVisitor(ObjectOutputVisitor):
-    """The object tree of a state as the module's typed value.
-
-    Members are named by :func:`identifier`; floats are their 8 IEEE bytes;
-    an array of structs with one description per element is a ``SEQUENCE``
-    of ``e0``, ``e1``, ... (each its own type).
-    """
-
-    takes_runs = False  # every member is renamed on its way in
-    describes = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._field: VMStateField | None = None
-
-    def describe_field(self, field: Any) -> None:
-        self._field = field
-
-    def _put(self, name: str | None, value: Any) -> None:
-        if name is not None:
-            name = identifier(name)
-        elif self._stack and type(self._stack[-1]) is dict:
-            name = f"e{self._index[-1]}"  # an element of a per-element-typed array
-        super()._put(name, value)
-
-    def start_list(self, name: str | None, length: int | None) -> int:
-        f = self._field
-        if name is None or f is None or f.elements is None or length is None:
-            return super().start_list(name, length)
-        node: dict[str, Any] = {}
-        self._put(name, node)
-        self._stack.append(node)
-        self._push(name)
-        self._index.append(0)
-        return length
-
-    def type_float64(self, name: str | None, value: float | None) -> float:
-        if not isinstance(value, float | int) or isinstance(value, bool):
-            raise self.error(f"expected a float, got {value!r}", self.member(name))
-        self._put(name, _F64.pack(value))
-        return float(value)
-
-
-class Asn1InputVisitor(ObjectInputVisitor):
-    """Reads a state back from the module's typed value, strictly (see the output visitor)."""
-
-    takes_runs = False
-    describes = True
-
-    def __init__(self, tree: Any) -> None:
-        super().__init__(tree)
-        self._field: VMStateField | None = None
-
-    def describe_field(self, field: Any) -> None:
-        self._field = field
-
-    def _get(self, name: str | None) -> Any:
-        if name is not None:
-            return super()._get(identifier(name))
-        return super()._get(name)
-
-    def optional(self, name: str, present: bool) -> bool:
-        return super().optional(identifier(name), present)
-
-    def start_list(self, name: str | None, length: int | None) -> int:
-        f = self._field
-        if name is None or f is None or f.elements is None:
-            return super().start_list(name, length)
-        node = self._get(name)
-        keys = [f"e{i}" for i in range(len(f.elements))]
-        if not isinstance(node, dict) or sorted(node) != sorted(keys):
-            raise self.error(f"expected members {', '.join(keys)}", self.member(name))
-        items = [node[k] for k in keys]
-        self._stack.append(items)
-        self._seen.append(None)
-        self._push(name)
-        self._index.append(0)
-        return len(items)
-
-    def type_float64(self, name: str | None, value: float | None) -> float:
-        got = super()._get(identifier(name) if name is not None else None)
-        if not isinstance(got, bytes) or len(got) != 8:
-            raise self.error("expected the 8 bytes of a double", self.member(name))
-        return float(_F64.unpack(got)[0])
-
-
-def _state_value(st: VMState, ref: int, path: str) -> tuple[str, Any]:
-    v = Asn1OutputVisitor()
-    try:
-        visit_vmstate(v, st.desc, st, st.version_id)
-    except VisitorError as exc:
-        raise EncodingError(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
-    return (f"t{ref}", v.complete())
-
-
-def _read_state(desc: VMStateDescription, version: int, raw: Any, path: str) -> VMState:
-    try:
-        return visit_vmstate(Asn1InputVisitor(raw), desc, None, version)
-    except (VisitorError, MigrationFormatError) as exc:
-        raise EncodingError(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
-
-
-def _name(s: str) -> tuple[str, Any]:
-    x = wire_text(s)
-    return ("raw", x) if isinstance(x, bytes) else ("text", x)
 
 
 # --- the vmdesc: regenerated when the states imply it exactly ----------------------
@@ -309,7 +203,7 @@ def _record_values(records: list[Record], refs: dict[int, int]) -> list[tuple[st
         p = rec.payload
         payload: tuple[str, Any]
         if isinstance(p, VMState):
-            state = _state_value(p, refs[id(p.desc)], rec.name)
+            state = state_value(p, refs[id(p.desc)], rec.name)
             payload = ("device", {"version": p.version_id, "state": state})
         elif isinstance(p, RamPayload):
             payload = ("ram", ram_value(p))
@@ -323,7 +217,7 @@ def _record_values(records: list[Record], refs: dict[int, int]) -> list[tuple[st
                 {
                     "kind": rec.kind.value,
                     "section-id": rec.section_id,
-                    "name": _name(rec.name),
+                    "name": name_value(rec.name),
                     "instance-id": rec.instance_id,
                     "version-id": rec.version_id,
                     "footer": rec.footer,
@@ -349,7 +243,7 @@ def _stream_value(stream: Stream, t: _Table) -> dict[str, Any]:
     if c is not None:
         v["configuration"] = {
             "version": c.version_id,
-            "state": _state_value(c, refs[id(c.desc)], "configuration"),
+            "state": state_value(c, refs[id(c.desc)], "configuration"),
         }
     if stream.vmdesc is not None:
         v["vmdesc"] = _vmdesc_value(stream, t.faithful)
@@ -369,7 +263,7 @@ class _Reader:
         if not 0 <= ref < len(self.table):
             raise EncodingError(f"{what} has no description", path=what)
         version = read_int(v["version"], f"{what} version", 0, 0xFFFFFFFF)
-        return _read_state(self.table[ref], version, raw, what)
+        return read_state(self.table[ref], version, raw, what)
 
     def records(self, items: list[Any], depth: int = 0) -> list[Record]:
         if depth > LIMITS.max_packaged_depth:

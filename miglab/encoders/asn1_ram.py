@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from miglab.encoders.plain_items import read_bool, read_bytes, read_int, read_text, wire_text
+from miglab.encoders.asn1_types import name_value
+from miglab.encoders.plain_items import read_bool, read_bytes, read_int, read_text
 from miglab.errors import EncodingError
 from miglab.limits import charge_elements
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
@@ -35,11 +36,7 @@ def block_values(blocks: list[RamBlock]) -> list[dict[str, Any]]:
     """The ``Block`` values of a block list."""
     out = []
     for b in blocks:
-        name = wire_text(b.name)
-        v: dict[str, Any] = {
-            "name": ("raw", name) if isinstance(name, bytes) else ("text", name),
-            "used-length": b.used_length,
-        }
+        v: dict[str, Any] = {"name": name_value(b.name), "used-length": b.used_length}
         if b.addr is not None:
             v["addr"] = b.addr
         out.append(v)

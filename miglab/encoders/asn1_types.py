@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from miglab.encoders.plain_items import wire_text
+
 __all__ = (
     "DESCRIPTION_TYPES",
     "RECORD_TYPES",
@@ -28,6 +30,7 @@ __all__ = (
     "enum",
     "integer",
     "member",
+    "name_value",
     "ref",
     "seq",
     "seq_of",
@@ -76,6 +79,12 @@ def seq_of(element: Spec, size: int | None = None) -> Spec:
 def enum(*names: str) -> Spec:
     """``ENUMERATED { names }``, numbered from 0."""
     return {"type": "ENUMERATED", "values": [(n, i) for i, n in enumerate(names)]}
+
+
+def name_value(s: str) -> tuple[str, str | bytes]:
+    """The ``Name`` value of a QEMU idstr: its text, or its raw bytes when not UTF-8."""
+    x = wire_text(s)
+    return ("raw", x) if isinstance(x, bytes) else ("text", x)
 
 
 def type_text(spec: Spec) -> str:
