@@ -1,6 +1,6 @@
 """ASN.1 sizes and speeds on every stream in data/: legacy bytes, PER and BER bytes, ratios.
 
-    python benchmarks/bench_asn1_size.py [--repeat 3] [--only GLOB] [--formats asn1-per,asn1-ber]
+    python benchmarks/bench_asn1_size.py [--repeat 3] [--only GLOB,...] [--formats asn1-per,asn1-ber]
 
 For each ``data/*.mig`` stream: QEMU's own (legacy) size, the ``asn1-per`` and
 ``asn1-ber`` sizes and their ratio to legacy, the median encode and decode
@@ -40,11 +40,11 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--only", default="*.mig")
+    p.add_argument("--only", default="*.mig", help="comma-separated globs in data/")
     p.add_argument("--formats", default="asn1-per,asn1-ber")
     args = p.parse_args()
     formats = args.formats.split(",")
-    paths = sorted(DATA.glob(args.only))
+    paths = sorted({p for glob in args.only.split(",") for p in DATA.glob(glob)})
     head = f"{'stream':44} {'legacy':>9}"
     for f in formats:
         head += f" {f:>9} {'ratio':>6} {'enc s':>6} {'dec s':>6} exact"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 from miglab.encoders.asn1_types import (
@@ -68,6 +69,7 @@ _INFOS = tuple(INFO_TYPES)
 _INFO_INDEX = {name: i for i, name in enumerate(_INFOS)}
 
 
+@lru_cache(maxsize=1 << 16)
 def identifier(name: str) -> str:
     """The ASN.1 identifier of a member name: ``m`` then the name, other bytes as ``-hh``.
 
