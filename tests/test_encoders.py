@@ -39,19 +39,21 @@ ASN1_STREAMS = [
 
 
 def decode(fmt: str, data: bytes, stream: miglab.Stream) -> miglab.Stream:
-    """Decode ``data``; asn1-per is given the module of ``stream``, the stream it encodes."""
+    """Decode ``data``; asn1-per is given the module of ``stream`` (which it checks)."""
     kwargs = {"schema": asn1.schema_text(stream)} if fmt == "asn1-per" else {}
     return encoders.decode(data, fmt, **kwargs)
 
 
-def roundtrip(path: Path, formats: tuple[str, ...]) -> None:
+def roundtrip(path: Path, formats: tuple[str, ...]) -> dict[str, bytes]:
     """legacy -> format -> legacy is the input, and detect() names the format."""
     raw = path.read_bytes()
     stream = miglab.load(raw)
+    out = {}
     for fmt in formats:
-        data = encoders.encode(stream, fmt)
+        data = out[fmt] = encoders.encode(stream, fmt)
         assert encoders.detect(data) == fmt
         assert decode(fmt, data, stream).to_bytes() == raw, fmt
+    return out
 
 
 def test_names() -> None:
@@ -75,16 +77,12 @@ def test_roundtrip_cheap_formats(path: Path) -> None:
 
 @pytest.mark.parametrize("path", ASN1_STREAMS, ids=stream_ids(ASN1_STREAMS))
 def test_roundtrip_asn1(path: Path) -> None:
-    roundtrip(path, ASN1)
-
-
-def test_asn1_value_mapping_every_stream() -> None:
-    """asn1tools is too slow to run on every stream here; the part of the ASN.1
-    formats that depends on the tree (plain tree <-> ASN.1 values) runs on all."""
-    for path in STREAMS:
-        raw = path.read_bytes()
-        tree = to_plain(miglab.load(raw))
-        assert from_plain(asn1._from_asn1(asn1._to_asn1(tree))).to_bytes() == raw, path.name
+    """...and both ASN.1 encodings are smaller than QEMU's stream, also the streams
+    with little device state (the pc-2.x ones; q72-pc-i440fx-2.2 has no vmdesc)."""
+    encoded = roundtrip(path, ASN1)
+    size = path.stat().st_size
+    assert len(encoded["asn1-per"]) < 0.95 * size
+    assert len(encoded["asn1-ber"]) < size
 
 
 @pytest.fixture(scope="module")
@@ -150,19 +148,8 @@ def test_value_that_does_not_fit_is_an_encoding_error(net: miglab.Stream) -> Non
         to_plain(tree)
 
 
-def test_per_needs_its_schema(net: miglab.Stream) -> None:
-    data = encoders.encode(net, "asn1-per")
-    text = asn1.schema_text(net)
-    with pytest.raises(EncodingError, match=f"needs ASN.1 schema {asn1.schema_id(text).hex()}"):
-        encoders.decode(data)
-    other = text + "-- another module\n"
-    with pytest.raises(EncodingError, match=r"encoded with ASN\.1 schema"):
-        encoders.decode(data, schema=other)
-    assert encoders.decode(data, schema=text).to_bytes() == net.to_bytes()
-
-
 def test_self_describing_formats_decode_alone(net: miglab.Stream) -> None:
-    for fmt in ("json", "cbor", "msgpack", "asn1-ber"):
+    for fmt in ("json", "cbor", "msgpack", "asn1-ber", "asn1-per"):
         assert encoders.get(fmt).self_describing
         assert encoders.decode(encoders.encode(net, fmt)).to_bytes() == net.to_bytes()
 
@@ -255,21 +242,3 @@ def test_object_input_is_strict_about_unknown_members(net: miglab.Stream) -> Non
     with pytest.raises(EncodingError, match="nobody reads: extra") as info:
         from_plain(tree)
     assert info.value.path == "0000:00:02.0/e1000.parent_obj"
-
-
-def test_asn1_module_is_typed_by_the_descriptions(net: miglab.Stream) -> None:
-    """One SEQUENCE per description, its components the fields with their ranges."""
-    text = asn1.schema_text(net)
-    e1000 = net.device("e1000").payload
-    head = f"-- e1000 version {e1000.version_id}\n"
-    assert head in text
-    body = text[text.index(head) :].split("}\n", 1)[0]
-    assert f"{asn1.identifier('mac_reg[0]')} SEQUENCE (SIZE(32)) OF INTEGER (0..4294967295)" in body
-    assert f"{asn1.identifier('rxbuf_min_shift')} INTEGER (0..4294967295)" in body
-
-
-def test_per_is_smaller_than_legacy(net: miglab.Stream) -> None:
-    """With every integer's range known, aligned PER compacts QEMU's own stream."""
-    assert len(encoders.encode(net, "asn1-per")) < len(net.to_bytes())
-    dev = device_state(net)
-    assert len(encoders.encode(dev, "asn1-per")) < 0.9 * len(dev.to_bytes())

@@ -73,7 +73,8 @@ def test_garbage(fmt: str, junk: bytes) -> None:
         ("json", b'{"miglab":' + b"[" * 100000),  # deep nesting
         ("cbor", b"\xd9\xd9\xf7" + b"\x81" * 100000),
         ("msgpack", b"\x81\xa6miglab" + b"\x91" * 100000),
-        ("asn1-ber", _ENCODED["asn1-ber"][:13] + b"\xff\xff\xff\xff"),  # a 4 GiB module
+        ("asn1-ber", _ENCODED["asn1-ber"][:13] + b"\xff\xff\xff\xff"),  # a 4 GiB table
+        ("asn1-per", _ENCODED["asn1-per"][:13] + b"\xff\xff\xff\xff"),
         ("asn1-ber", _ENCODED["asn1-ber"][:-40] + b"\xa5\x84\xff\xff\xff\xff"),
         ("sized", b"MLSZ\x00\x00\x00\x01QEVM\x00\x00\x00\x03\x04\x00\x00\x00\x01"),
         ("json", b'{"miglab":2,"descs":[[1,2,3,[[{"$b":"!!"}]],[]]]}'),

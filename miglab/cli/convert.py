@@ -4,10 +4,10 @@ The input format is detected from its first bytes (:func:`miglab.encoders.detect
 ``--to legacy`` writes QEMU's own stream.  Input in a container (compressed,
 libvirt save image, qcow2 snapshot, mapped-ram file: :mod:`miglab.containers`)
 is unwrapped first, so ``--to legacy`` turns a mapped-ram file into a
-sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  ``asn1-per`` input needs the
-ASN.1 module it was written with (generated from the stream's descriptions):
-``--schema`` names a file holding it (default: ``IN.asn``, which ``--to
-asn1-per`` writes beside its output, :func:`miglab.encoders.asn1.schema_text`).
+sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  A schema-bound
+format (:attr:`miglab.encoders.Format.needs_schema`; none is now: ``asn1-per``
+regenerates its module from the descriptions it carries) would read its module
+from ``--schema`` (default: ``IN.asn``) and get it written beside its output.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ name           what                                                   decodes wi
 ``json``       the plain tree (:mod:`.tree`) as JSON, bytes base64    nothing
 ``cbor``       the plain tree as CBOR                                 nothing
 ``msgpack``    the plain tree as MessagePack                          nothing
-``asn1-ber``   the plain tree as ASN.1 BER (module ships with us)     nothing
-``asn1-per``   the plain tree as ASN.1 aligned PER                    ``schema=``
+``asn1-ber``   typed ASN.1 (:mod:`.asn1`) as BER                      nothing
+``asn1-per``   typed ASN.1 as aligned PER (smaller than legacy)       nothing
 =============  =====================================================  ===============
 
 Example::
@@ -103,7 +103,7 @@ _FORMATS: dict[str, Format] = {
         Format("cbor", "cbor_format"),
         Format("msgpack", "msgpack_format"),
         Format("asn1-ber", "asn1_ber"),
-        Format("asn1-per", "asn1_per", self_describing=False, needs_schema=True),
+        Format("asn1-per", "asn1_per"),
     )
 }
 
