@@ -26,8 +26,16 @@ Printed per guest size, medians of ``--repeat`` runs of each:
   on a loaded machine each stage's throughput is bounded by the CPU time it gets;
 * the load average (1 min) before each size's runs.
 
-Usage: ``python benchmarks/bench_proxy.py [--qemu 10.0] [--sizes 1,4] [--repeat 3]
-[--fresh-destination]``
+With ``--to-qemu`` (say ``--qemu 10.0 --to-qemu 7.2``) the proxied runs cross releases: the
+10.0 guest on pc-q35-10.0 goes through the proxy, converted, to QEMU 7.2 on pc-q35-7.2, and
+the direct runs are 7.2 to 7.2, so "added ms" is the downtime a conversion adds (the
+device sections are converted after the source stopped).
+
+Usage (``--help`` for every option)::
+
+    python benchmarks/bench_proxy.py --sizes 1,4 --repeat 3     # issue 11 section 6: 1 and 4 GiB
+    python benchmarks/bench_proxy.py --sizes 1 --repeat 5       # 1 GiB only
+    python benchmarks/bench_proxy.py --qemu 10.0 --to-qemu 7.2 --sizes 1   # across releases
 """
 
 from __future__ import annotations
@@ -81,14 +89,17 @@ def _vm(qemu: str, machine: str, gib: int, memory: str, *extra: str) -> list[str
 
 
 def migrate_once(
-    qemu: str, ram: Path, dst_ram: Path | None, gib: int, *, proxy: bool
+    qemu: str, ram: Path, dst_ram: Path | None, gib: int, *, proxy: bool, to_qemu: str = ""
 ) -> dict[str, float]:
     """One live migration; the source's figures, the CPU it cost, the proxy's peak RSS.
 
     ``dst_ram``: the destination's RAM file (shared, preallocated); None: fresh anonymous RAM.
+    ``to_qemu``: the destination's build (default ``qemu``), on its newest q35 machine; the
+    proxy converts for it.
     """
-    machine = MACHINES[qemu]
-    binary = find_qemu(qemu)
+    to_qemu = to_qemu or qemu
+    machine, to_machine = MACHINES[qemu], MACHINES[to_qemu]
+    binary, to_binary = find_qemu(qemu), find_qemu(to_qemu)
     dport = _free_port()
     src_argv = _vm(qemu, machine, gib, f"memory-backend-file,mem-path={ram},share=off")
     dst_memory = (
@@ -96,8 +107,8 @@ def migrate_once(
         if dst_ram is None
         else f"memory-backend-file,mem-path={dst_ram},share=on,prealloc=on"
     )
-    dst_argv = _vm(qemu, machine, gib, dst_memory, "-incoming", f"tcp:127.0.0.1:{dport}")
-    with Guest(src_argv, binary.env) as src, Guest(dst_argv, binary.env) as dst:
+    dst_argv = _vm(to_qemu, to_machine, gib, dst_memory, "-incoming", f"tcp:127.0.0.1:{dport}")
+    with Guest(src_argv, binary.env) as src, Guest(dst_argv, to_binary.env) as dst:
         proc: subprocess.Popen[str] | None = None
         proxy_start = 0.0
         target = dport
@@ -106,7 +117,8 @@ def migrate_once(
             proc = subprocess.Popen(
                 [sys.executable, "-m", "miglab", "proxy", "--once",
                  "--listen", f"tcp:127.0.0.1:{target}", "--connect", f"tcp:127.0.0.1:{dport}",
-                 "--src-qemu", qemu, "--to-qemu", qemu, "--machine", machine],
+                 "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", to_machine,
+                 *(["--allow-guest-visible"] if to_qemu != qemu else [])],
                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
             )  # fmt: skip
             assert proc.stdout is not None
@@ -169,20 +181,35 @@ def migrate_once(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    usage = __doc__[__doc__.index("Usage") :]
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=usage,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--qemu", default="10.0", choices=sorted(MACHINES))
     parser.add_argument("--sizes", default="1,4", help="guest RAM sizes in GiB")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--to-qemu", default="", choices=["", *sorted(MACHINES)],
+        help="across releases: proxied runs migrate --qemu's guest through the proxy to this "
+        "build (converted), direct runs migrate this build's guest to itself",
+    )  # fmt: skip
     parser.add_argument(
         "--fresh-destination", action="store_true",
         help="destination RAM: fresh anonymous memory, first touched by the migration",
     )  # fmt: skip
     args = parser.parse_args()
     where = "fresh anonymous" if args.fresh_destination else "populated /dev/shm file"
-    print(
-        f"QEMU {args.qemu}, {MACHINES[args.qemu]}, loopback TCP, destination RAM: {where}, "
-        f"medians of {args.repeat}"
-    )
+    to_qemu = args.to_qemu or args.qemu
+    if to_qemu == args.qemu:
+        what = f"QEMU {args.qemu}, {MACHINES[args.qemu]}"
+    else:
+        what = (
+            f"proxy: QEMU {args.qemu} {MACHINES[args.qemu]} -> converted -> QEMU {to_qemu} "
+            f"{MACHINES[to_qemu]}; direct: QEMU {to_qemu} -> QEMU {to_qemu}"
+        )
+    print(f"{what}, loopback TCP, destination RAM: {where}, medians of {args.repeat}")
     print(
         f"{'GiB':>4} {'load':>5} {'direct MB/s':>12} {'proxy MB/s':>11} {'ratio':>6} "
         f"{'direct dt ms':>13} {'proxy dt ms':>12} {'added ms':>9} {'proxy RSS MiB':>14} "
@@ -197,12 +224,15 @@ def main() -> int:
             _fill(ram, gib)
             dst_ram = None if args.fresh_destination else Path(shm) / f"dst-{gib}G"
             if dst_ram is not None:  # warm-up: the first run populates the shared file
-                migrate_once(args.qemu, ram, dst_ram, gib, proxy=False)
+                migrate_once(to_qemu, ram, dst_ram, gib, proxy=False)
             load = os.getloadavg()[0]
             runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
             for _ in range(args.repeat):
                 for proxy in (False, True):  # alternated, so load drifts hit both alike
-                    runs[proxy].append(migrate_once(args.qemu, ram, dst_ram, gib, proxy=proxy))
+                    source = args.qemu if proxy else to_qemu
+                    runs[proxy].append(
+                        migrate_once(source, ram, dst_ram, gib, proxy=proxy, to_qemu=to_qemu)
+                    )
                     time.sleep(0.5)
             med = {p: {k: statistics.median(r[k] for r in runs[p]) for k in runs[p][0]}
                    for p in runs}  # fmt: skip

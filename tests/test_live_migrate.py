@@ -27,12 +27,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from miglab.capabilities import names_of
-from miglab.live.migrate import MigrationReport, migrate
+from miglab.live.migrate import MigrateError, MigrationReport, migrate
 from miglab.qemu import (
     DEVICE_SETS,
     DeviceSet,
@@ -102,16 +103,28 @@ def without_e1000() -> DeviceSet:
     return DeviceSet("live-no-e1000", (*options[: at - 1], *options[at + 1 :]), 1)
 
 
-def enabled_on(vm: VM) -> set[str]:
-    """The capabilities QEMU itself reports enabled, asked over a fresh QMP connection."""
+def without_vectors() -> DeviceSet:
+    """The ``live`` set without its ``-global virtio-net-pci.vectors=4``: virtio-net gets the
+    machine type's default vector count (3 on pc-q35-5.2, 4 on newer machines)."""
+    options = list(DEVICE_SETS["live"].options)
+    at = options.index("virtio-net-pci.vectors=4")
+    return DeviceSet("live-default-vectors", (*options[: at - 1], *options[at + 1 :]), 2)
+
+
+def ask(vm: VM, command: str) -> Any:
+    """``command``'s reply from QEMU itself, over a fresh QMP connection."""
     with private_event_loop():
         monitor = QEMUMonitorProtocol(vm.qmp.removeprefix("unix:"))
         monitor.connect()
         try:
-            reply = monitor.cmd_raw("query-migrate-capabilities")["return"]
+            return monitor.cmd_raw(command)["return"]
         finally:
             monitor.close()
-    return {entry["capability"] for entry in reply if entry["state"]}
+
+
+def enabled_on(vm: VM) -> set[str]:
+    """The capabilities QEMU itself reports enabled, asked over a fresh QMP connection."""
+    return {e["capability"] for e in ask(vm, "query-migrate-capabilities") if e["state"]}
 
 
 def assert_moved(report: MigrationReport, src: VM, dst: VM) -> None:
@@ -255,6 +268,27 @@ def test_compat_transforms_bit_decides() -> None:
             assert report.proxied and report.transforms and report.changes
             assert_started_with(report.options, dst)
             assert_moved(report, src, dst)
+
+
+def test_a_destination_without_the_options_the_conversion_needs_is_refused() -> None:
+    """The conversion keeps virtio-net's 4 MSI-X vectors for pc-q35-5.2 (whose default is
+    3) and needs ``-global virtio-net-pci.vectors=4`` on the destination: one started
+    without it is refused before anything is set on either QEMU.  (The check needs no
+    booted guest: the source is only started.)"""
+    _need("10.0", "5.2")
+    with VM("10.0", q35("10.0"), "live") as src, destination("5.2", without_vectors()) as dst:
+        src.wait_qmp(60)
+        before = enabled_on(src), enabled_on(dst)
+        with pytest.raises(MigrateError) as err:
+            migrate(src.qmp, dst.qmp, bandwidth=FAST, allow_guest_visible=True)
+        message = str(err.value)
+        assert "started without an option the conversion needs" in message
+        assert "-global virtio-net-pci.vectors=4 (/machine/peripheral-anon/" in message
+        assert "has 4 MSI-X vectors, the destination's 3, pc-q35-5.2's default" in message
+        assert (enabled_on(src), enabled_on(dst)) == before
+        assert ask(src, "query-status")["status"] == "running"
+        assert ask(dst, "query-status")["status"] == "inmigrate"
+        assert ask(src, "query-migrate") == {}  # no migration was started
 
 
 @pytest.mark.parametrize(("src_v", "dst_v"), CROSS, ids=[f"{a}-{b}" for a, b in CROSS])

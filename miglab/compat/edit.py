@@ -6,6 +6,15 @@ drop or add a subsection, add or remove a whole device — each of which changes
 its description and records a :class:`~miglab.compat.report.Change`.  So a transform written
 with it cannot forget to report.  Paths are ``/``-separated field names, descending through
 struct fields (``parent_obj[0]/config[1]``); field names themselves may contain dots.
+
+A registered step (:class:`~miglab.compat.registry.Transform`) runs on an edit made with
+``copy_on_write=True``: the states it is given stay the caller's, and each state an operation
+changes is copied first -- only that one, and the structs on the path down to it, each a
+shallow copy (its ``fields`` and ``subsections`` dicts; values are replaced, never changed in
+place, and descriptions are frozen).  So a step costs what it changes, not the size of the
+device tree, and the result shares what did not change with its input (as a converted
+stream shares its unchanged sections with the source).  A step that fails half-way leaves
+its input as it was.
 """
 
 from __future__ import annotations
@@ -24,13 +33,23 @@ __all__ = ("Edit",)
 class Edit:
     """Device states being transformed, and the changes made to them so far.
 
+    Args:
+        states: the device states to edit (the list itself becomes :attr:`states`).
+        copy_on_write: leave the given states as they are; an operation changes a copy of
+            each state it touches, put in their place in :attr:`states` (False: the states
+            are changed in place).
+
     Attributes:
-        states: the device states (copies; the transform's input is never touched).
+        states: the device states as edited so far.  Read them through :meth:`state` and
+            :meth:`get`, change them only through the operations below: with
+            ``copy_on_write`` a state not yet changed is still the caller's.
     """
 
-    def __init__(self, states: list[VMState]) -> None:
+    def __init__(self, states: list[VMState], *, copy_on_write: bool = False) -> None:
         self.states = states
         self._changes: list[Change] = []
+        #: With copy_on_write: the copies made so far, by id (they may change in place).
+        self._mine: dict[int, VMState] | None = {} if copy_on_write else None
 
     @property
     def report(self) -> ChangeReport:
@@ -125,6 +144,7 @@ class Edit:
         before = parent.fields[name]
         if before == value:
             return
+        parent, _ = self._leaf(device, path, write=True)
         if f.kind == "bytes" and f.size_field is None and len(value) != f.size:
             self._parent(device, path)  # a resize is a layout edit
             _replace_field(parent, name, dataclasses.replace(f, size=len(value)), value)
@@ -149,9 +169,11 @@ class Edit:
     ) -> None:
         """Drop a subsection the destination does not know (of the struct field at path
         ``within``, ``/``-separated, or of the device itself)."""
-        state = self.state(device)
+        state = self._writable_state(device)
         for part in filter(None, within.split("/")):
-            state = state.fields[part]
+            state = self._child(state, part, f"{device}/{within}", write=True)
+        if name not in state.subsections:
+            raise CompatError("no such subsection", path=f"{device}/{within}/@{name}")
         sub = state.subsections.pop(name)
         subs = tuple(d for d in state.desc.subsections if d.name != name)
         state.desc = dataclasses.replace(state.desc, subsections=subs)
@@ -176,25 +198,50 @@ class Edit:
 
     # --- internals ---------------------------------------------------------------
     def _parent(self, device: str, path: str) -> tuple[VMState, str]:
-        """The top-level state holding ``path`` (layout edits stay at the top level)."""
+        """The top-level state holding ``path``, to change (layout edits stay at the top level)."""
         if "/" in path:
             raise CompatError(
                 "layout edits of nested structs are not supported", path=f"{device}/{path}"
             )
-        return self.state(device), path
+        return self._writable_state(device), path
 
-    def _leaf(self, device: str, path: str) -> tuple[VMState, str]:
-        """The (possibly nested) state holding ``path``, for value edits."""
-        state = self.state(device)
+    def _leaf(self, device: str, path: str, *, write: bool = False) -> tuple[VMState, str]:
+        """The (possibly nested) state holding ``path``, for value edits (``write``: to
+        change, so copied down the path with ``copy_on_write``)."""
+        state = self._writable_state(device) if write else self.state(device)
         *outer, name = path.split("/")
         for part in outer:
-            child = state.fields.get(part)
-            if not isinstance(child, VMState):
-                raise CompatError("not a struct field", path=f"{device}/{path}")
-            state = child
+            state = self._child(state, part, f"{device}/{path}", write=write)
         if name not in state.fields:
             raise CompatError("no such field", path=f"{device}/{path}")
         return state, name
+
+    def _child(self, state: VMState, part: str, where: str, *, write: bool) -> VMState:
+        """The struct field ``part`` of ``state`` (made a copy of its own there when
+        ``write``; ``state`` must then be writable already)."""
+        child = state.fields.get(part)
+        if not isinstance(child, VMState):
+            raise CompatError("not a struct field", path=where)
+        if write:
+            child = state.fields[part] = self._writable(child)
+        return child
+
+    def _writable_state(self, device: str) -> VMState:
+        """The state of ``device``, to change: with ``copy_on_write``, a copy of its own
+        in its place in :attr:`states`."""
+        state = self.state(device)
+        mine = self._writable(state)
+        if mine is not state:
+            self.states[next(i for i, s in enumerate(self.states) if s is state)] = mine
+        return mine
+
+    def _writable(self, state: VMState) -> VMState:
+        """``state`` itself if this edit may change it, else a shallow copy it may change."""
+        if self._mine is None or id(state) in self._mine:
+            return state
+        mine = VMState(state.desc, state.version_id, dict(state.fields), dict(state.subsections))
+        self._mine[id(mine)] = mine
+        return mine
 
     def _record(
         self,

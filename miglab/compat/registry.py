@@ -21,7 +21,6 @@ builds the one miglab ships).
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -66,8 +65,13 @@ class Transform:
     description: str = ""
 
     def __call__(self, states: Sequence[VMState]) -> tuple[list[VMState], ChangeReport]:
-        """Apply to copies of ``states``; returns the new states and what changed."""
-        edit = Edit(copy.deepcopy(list(states)))
+        """Apply to ``states``, which stay as they are; returns the new states and what changed.
+
+        The step's edit copies on write (:class:`~miglab.compat.edit.Edit`): only the device
+        states it changes are copied, each along the path of the change, so a step that
+        changes nothing costs nothing and the new states share the unchanged parts.
+        """
+        edit = Edit(list(states), copy_on_write=True)
         self.fn(edit)
         return edit.states, edit.report
 

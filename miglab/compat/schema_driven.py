@@ -29,7 +29,6 @@ which.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
@@ -129,9 +128,9 @@ class SchemaDriven:
             errors: list[CompatError] = []
             best: tuple[VMState, list[Change]] | None = None
             for vmsd in candidates:  # several classes may share a vmsd name (serial)
-                trial, mine = copy.deepcopy(state), list[Change]()
+                mine = list[Change]()
                 try:
-                    _conform(trial, vmsd, name, "", section, mine)
+                    trial = _conform(state, vmsd, name, "", section, mine)
                 except CompatError as exc:
                     errors.append(exc)
                     continue
@@ -147,8 +146,13 @@ class SchemaDriven:
 
 def _conform(
     state: VMState, vmsd: SchemaVmsd, device: str, prefix: str, section: str, out: list[Change]
-) -> None:
-    """Edit ``state`` (a copy) in place to follow ``vmsd``; append the changes to ``out``."""
+) -> VMState:
+    """``state`` made to follow ``vmsd``; append the changes to ``out``.
+
+    ``state`` is left as it is: the result is a shallow copy of it (and of each subsection
+    on the way down), whose ``fields`` and ``subsections`` dicts are changed; field values
+    are only ever replaced, so they are shared, not copied.
+    """
     where = f"{section}/{prefix}".rstrip("/")
     if not vmsd.minimum_version_id <= state.version_id <= vmsd.version_id:
         raise CompatError(
@@ -157,12 +161,15 @@ def _conform(
             f"... {vmsd.version_id}",
             path=where,
         )
+    state = VMState(state.desc, state.version_id, dict(state.fields), dict(state.subsections))
     _conform_fields(state, vmsd, device, prefix, where, out)
     known = {s.name: s for s in vmsd.subsections}
     for name in list(state.subsections):
         sub = known.get(name)
         if sub is not None:
-            _conform(state.subsections[name], sub, device, f"{prefix}@{name}/", section, out)
+            state.subsections[name] = _conform(
+                state.subsections[name], sub, device, f"{prefix}@{name}/", section, out
+            )
             continue
         before = state.subsections.pop(name)
         state.desc = dataclasses.replace(
@@ -171,6 +178,7 @@ def _conform(
         out.append(
             _change("removed", device, f"{prefix}@{name}", before, None, "subsection", vmsd.name)
         )
+    return state
 
 
 def _conform_fields(

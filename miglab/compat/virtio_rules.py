@@ -50,7 +50,7 @@ from miglab.devices.virtio import (
 from miglab.errors import CompatError
 from miglab.vmstate.state import VMState
 
-__all__ = ("knowledge", "register_virtio_transforms", "vector_option")
+__all__ = ("knowledge", "register_virtio_transforms", "vector_option", "vectors_option")
 
 _MSIX_ENABLE = 0x8000  # PCI_MSIX_FLAGS_ENABLE in the capability's message control
 _MSIX_MASKBIT = 1  # PCI_MSIX_ENTRY_CTRL_MASKBIT: how QEMU resets every table entry
@@ -98,6 +98,17 @@ def vector_option(state: VMState, dst_generation: str, to_qemu: str) -> tuple[st
     if know is None or name is None:
         return None
     have = msix_vectors_of(decode_virtio(bytes(state.fields[name]), state.desc.name).desc)
+    return vectors_option(state.desc.name, have, dst_generation, to_qemu)
+
+
+def vectors_option(
+    device: str, have: int, dst_generation: str, to_qemu: str
+) -> tuple[str, str] | None:
+    """:func:`vector_option` for a device of vmsd name ``device`` with ``have`` MSI-X vectors
+    (what ``miglab migrate`` reads from the running source before the stream exists)."""
+    know = knowledge()["devices"].get(device)
+    if know is None:
+        return None
     want = know["vectors"].get(dst_generation.removeprefix(MACHINE_PREFIX))
     if want is None or have == want or to_qemu not in know["vectors_property"]:
         return None

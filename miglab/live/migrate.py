@@ -11,11 +11,17 @@ path when the two are different releases:
    live path supports (:data:`~miglab.capabilities.LIVE_SUPPORTS`, minus what the caller turns
    off): the intersection is **applied** on both QEMUs with ``migrate-set-capabilities``
    (everything else listed is turned off) and each is queried again to prove it;
-3. start the destination's incoming side on a private socket;
-4. when the releases differ (``proxy="auto"``), run :func:`miglab.live.proxy.proxy_once`
+3. when the proxy will convert the stream, check the destination options the conversion
+   asks for (``-global virtio-net-pci.vectors=N``: the source's device keeps its MSI-X
+   vector count where the destination's machine type gives it another) against the
+   running destination: each device they concern is read with ``qom-get`` on both QEMUs,
+   and a destination started without them is refused before step 2 sets anything on
+   either QEMU (it would load a device other than the guest's, or not at all);
+4. start the destination's incoming side on a private socket;
+5. when the releases differ (``proxy="auto"``), run :func:`miglab.live.proxy.proxy_once`
    between them; ``compat-transforms`` is the proxy's own bit: without it the proxy forwards
    the stream unchanged (as from a source of the destination's release);
-5. migrate, wait, resume the destination (``cont``) and report: total time and downtime (QEMU's
+6. migrate, wait, resume the destination (``cont``) and report: total time and downtime (QEMU's
    own figures), how long the guest took to run again on the destination, bytes, RAM passes,
    the proxy's changes -- or, when it failed, QEMU's own error text from both ends and the run
    state the source is left in (QEMU resumes a source whose migration failed).
@@ -53,7 +59,10 @@ from miglab.capabilities import (
     transforms_enabled,
 )
 from miglab.capabilities_endpoints import QemuEndpoint
+from miglab.compat.qemu import machine_generation
 from miglab.compat.report import ChangeReport
+from miglab.compat.virtio_rules import knowledge as virtio_knowledge
+from miglab.compat.virtio_rules import vectors_option
 from miglab.errors import LiveError
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
@@ -280,8 +289,10 @@ def migrate(
         timeout: seconds for the whole migration.
 
     Raises:
-        MigrateError: an endpoint is unreachable, or the destination is not waiting for an
-            incoming migration.  A migration that fails is a report, not an exception.
+        MigrateError: an endpoint is unreachable, the destination is not waiting for an
+            incoming migration, or it was started without an option the proxy's conversion
+            needs (the message names the option and the device).  A migration that fails
+            is a report, not an exception.
         CapabilityError: a capability could not be applied or proven.
     """
     try:
@@ -338,10 +349,12 @@ class _Migration:
                 f"the destination at {dst_info.address} is not waiting for a migration "
                 f"(it is {self.dst.run_state()}; start it with -incoming defer)"
             )
-        agreed = negotiate(self.src_endpoint, self.dst_endpoint, via=LocalEndpoint(self.offered))
         differ = src_info.release != dst_info.release
         proxied = via is not None or proxy == "always" or (proxy == "auto" and differ)
         transforms = transforms_enabled(self.offered)
+        if proxied and transforms:
+            self._check_options(src_info, dst_info)
+        agreed = negotiate(self.src_endpoint, self.dst_endpoint, via=LocalEndpoint(self.offered))
         if bandwidth is not None:
             self.src.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth})
         listen = incoming or f"unix:{self.tmp / 'incoming.sock'}"
@@ -414,6 +427,43 @@ class _Migration:
             summary,
         )
 
+    def _check_options(self, src_info: QemuSide, dst_info: QemuSide) -> None:
+        """Refuse a destination started without the options the conversion will ask for.
+
+        The conversion asks for ``-global DEV.vectors=N`` where a virtio device keeps the
+        source's MSI-X vector count on a destination machine type that gives it another
+        (:func:`~miglab.compat.virtio_rules.vectors_option`, here from the running source's
+        ``vectors``); the destination's device at the same QOM path must have ``N``.  A
+        device the destination lacks is left to QEMU, which refuses its section itself.
+        """
+        a, b = machine_generation(src_info.machine), machine_generation(dst_info.machine)
+        if a is None or b is None or a == b:
+            return  # the same generation asks for nothing; an unknown one the proxy refuses
+        devices = {k["pci_device"]: name for name, k in virtio_knowledge()["devices"].items()}
+        theirs = _devices(self.dst)
+        missing = []
+        for path, kind in _devices(self.src).items():
+            device = devices.get(kind)
+            if device is None or theirs.get(path) != kind:
+                continue
+            have = int(self.src.cmd("qom-get", {"path": path, "property": "vectors"}))
+            option = vectors_option(device, have, b, dst_info.release)
+            if option is None:
+                continue
+            got = int(self.dst.cmd("qom-get", {"path": path, "property": "vectors"}))
+            if got != have:
+                missing.append(
+                    f"{' '.join(option)} ({path}: the source's {kind} has {have} MSI-X "
+                    f"vectors, the destination's {got}, {dst_info.machine}'s default)"
+                )
+        if missing:
+            raise MigrateError(
+                f"the destination at {dst_info.address} was started without "
+                f"{'an option' if len(missing) == 1 else 'options'} the conversion needs: "
+                f"{'; '.join(missing)}; the guest's device would not be the one it knows. "
+                "Start the destination with them; nothing was changed on either QEMU"
+            )
+
     def _wait(self, monitor: _Monitor, deadline: float) -> tuple[str, str, dict[str, Any], float]:
         """Poll ``query-migrate`` to an end state: ``(status, error, info, when)``."""
         while True:
@@ -435,6 +485,17 @@ class _Migration:
         if status != "completed" and not error:
             error = "QEMU exited (its stderr says why)"
         return status, (f"destination: {error}" if error and status != "completed" else "")
+
+
+def _devices(monitor: _Monitor) -> dict[str, str]:
+    """QOM path -> type of each device of the command line (``-device``, with or without id)."""
+    out: dict[str, str] = {}
+    for container in ("/machine/peripheral", "/machine/peripheral-anon"):
+        for entry in monitor.cmd("qom-list", {"path": container}):
+            kind = str(entry.get("type", ""))
+            if kind.startswith("child<") and kind.endswith(">"):
+                out[f"{container}/{entry['name']}"] = kind[len("child<") : -1]
+    return out
 
 
 def _final(info: QemuSide, endpoint: QemuEndpoint, monitor: _Monitor) -> QemuSide:
