@@ -38,10 +38,11 @@ from pathlib import Path
 
 import miglab
 from miglab.errors import MiglabError
+from miglab.findings import errors
 from miglab.stream.model import CommandRecord
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import LEGACY_SECTIONS
-from miglab.stream.verify import errors, verify
+from miglab.stream.verify import verify
 from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate

@@ -129,7 +129,8 @@ def _one(data: memoryview, *, whole: bool, bare: bool, timeout: int) -> str:
     """What one input came to: error | caught | miss | loaded | traceback | hang."""
     import miglab
     from miglab.errors import MiglabError
-    from miglab.stream.verify import errors, verify
+    from miglab.findings import errors
+    from miglab.stream.verify import verify
 
     signal.alarm(timeout)
     try:

@@ -38,6 +38,7 @@ from miglab.errors import (
 if TYPE_CHECKING:
     from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
     from miglab.containers import load, save
+    from miglab.findings import Finding
     from miglab.limits import LIMITS, Limits
     from miglab.stream import Opaque, Section, SectionKind, Stream
     from miglab.vmstate import VMState
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 # pandas only when one is asked for.
 _LAZY = {
     "Filters": "miglab.vmstate.filters",
+    "Finding": "miglab.findings",
     "LIMITS": "miglab.limits",
     "Limits": "miglab.limits",
     "Opaque": "miglab.stream",
@@ -71,6 +73,7 @@ __all__ = (
     "DescriptionError",
     "EncodingError",
     "Filters",
+    "Finding",
     "LimitExceeded",
     "Limits",
     "MiglabError",

@@ -203,7 +203,7 @@ def test_check_names_the_breaking_field(real_fleet: Path) -> None:
     stream = miglab.load(DATA / "q100-pc-q35-10.0-net.mig")
     verdict = layout_verdict(stream.vmdesc, load_schema(DATA / "schema-7.2-pc-q35-7.2.json"))
     assert verdict.verdict == "breaks"
-    assert any(f.field == "core.timadj" and "e1000e" in f.device for f in verdict.errors)
+    assert any(f.path == "core.timadj" and "e1000e" in f.device for f in verdict.errors)
 
 
 def test_check_on_one_machine_and_unknown_machine(real_fleet: Path) -> None:

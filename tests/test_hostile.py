@@ -298,8 +298,9 @@ OLD = (DATA / "q72-pc-i440fx-2.2-default.mig").read_bytes()  # no footers, no vm
 
 
 def test_a_corrupted_header_does_not_merge_sections_silently():
+    from miglab.findings import errors
     from miglab.stream.model import Section
-    from miglab.stream.verify import errors, verify
+    from miglab.stream.verify import verify
 
     hpet = next(r for r in miglab.load(OLD).records if isinstance(r, Section) and r.name == "hpet")
     bad = bytearray(OLD)
@@ -310,7 +311,8 @@ def test_a_corrupted_header_does_not_merge_sections_silently():
 
 
 def test_a_guessed_end_is_an_error():
-    from miglab.stream.verify import errors, verify
+    from miglab.findings import errors
+    from miglab.stream.verify import verify
 
     cut = OLD[: OLD.rindex(b"\x00", 0, len(OLD) - 20) + 1]  # after a 0x00 in the last section
     miglab.load(cut)  # loads: the 0x00 reads as EOF
@@ -318,8 +320,9 @@ def test_a_guessed_end_is_an_error():
 
 
 def test_an_early_eof_keeps_the_stream_byte_exact():
+    from miglab.findings import errors
     from miglab.stream.model import Section
-    from miglab.stream.verify import errors, verify
+    from miglab.stream.verify import verify
 
     first = next(r for r in miglab.load(BASE).records if isinstance(r, Section) and r.name != "ram")
     bad = bytearray(BASE)
@@ -331,7 +334,8 @@ def test_an_early_eof_keeps_the_stream_byte_exact():
 
 def test_a_machine_change_refreshes_the_vmdesc_configuration():
     from miglab.compat.qemu import convert_stream
-    from miglab.stream.verify import errors, verify
+    from miglab.findings import errors
+    from miglab.stream.verify import verify
 
     stream = miglab.load(DATA / "q100-pc-q35-10.0-default.mig")
     assert stream.vmdesc is not None and "configuration" in stream.vmdesc
@@ -368,7 +372,8 @@ def test_output_is_budgeted_by_the_input_size(tmp_path: Path):
 def test_a_vmdesc_struct_size_that_disagrees_with_its_fields_is_an_error():
     """A flip of a digit in a struct's vmdesc ``size`` (276 -> 236) was not noticed:
     the size was recomputed from the struct's fields and the stated one ignored."""
-    from miglab.stream.verify import errors, verify
+    from miglab.findings import errors
+    from miglab.stream.verify import verify
 
     stream = miglab.load(BASE)
     assert not errors(verify(BASE))

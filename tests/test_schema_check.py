@@ -12,17 +12,14 @@ from conftest import DATA
 
 from miglab.cli import main
 from miglab.compat.schema_check import (
-    ERROR,
-    INFO,
-    KINDS,
-    WARNING,
-    Finding,
+    CODES,
     check_schemas,
     compatibility,
     load_schema,
     machine_devices,
 )
 from miglab.errors import CompatError, DescriptionError, MiglabError
+from miglab.findings import ERROR, INFO, WARNING, Finding
 from miglab.limits import LIMITS
 
 Q35_72 = DATA / "schema-7.2-pc-q35-7.2.json"
@@ -39,7 +36,7 @@ def real() -> list[Finding]:
 
 
 def one(findings: list[Finding], device: str, field: str | None, kind: str) -> Finding:
-    hits = [f for f in findings if (f.device, f.field, f.kind) == (device, field, kind)]
+    hits = [f for f in findings if (f.device, f.path, f.code) == (device, field, kind)]
     assert len(hits) == 1, (device, field, kind, hits)
     return hits[0]
 
@@ -66,47 +63,48 @@ def test_known_benign_hpet_rename_is_info(real: list[Finding]) -> None:
     # 7.2 saves hpet "num_timers", 10.0 "num_timers_save" (same u8 at the same place).
     finding = one(real, "hpet", "num_timers", "field-renamed")
     assert finding.severity == INFO
-    assert "num_timers_save" in finding.detail
+    assert "num_timers_save" in finding.message
 
 
 def test_nested_esp_version_change(real: list[Finding]) -> None:
     # The esp struct inside am53c974 is vmsd "esp" version 6 in 7.2, 7 in 10.0.
     finding = one(real, "am53c974", "esp", "version")
-    assert "6 in SRC, 7 in DST" in finding.detail
+    assert "6 in SRC, 7 in DST" in finding.message
     assert one(real, "am53c974", "esp.drq_state", "field-added").severity == ERROR
     unknown = one(real, "am53c974", "esp.ti_cmd", "field-renamed")
-    assert (unknown.severity, "mig_ti_cmd" in unknown.detail) == (ERROR, True)
+    assert (unknown.severity, "mig_ti_cmd" in unknown.message) == (ERROR, True)
 
 
 def test_fields_retired_into_padding(real: list[Finding]) -> None:
     # sb16 irq, dma, hdma, port, ver (5 x 4 bytes) became VMSTATE_UNUSED(20) in 10.0.
     finding = one(real, "sb16", "irq", "field-renamed")
     assert finding.severity == INFO
-    assert "20 bytes" in finding.detail
-    assert not [f for f in real if f.device == "sb16" and f.field in ("dma", "ver")]
+    assert "20 bytes" in finding.message
+    assert not [f for f in real if f.device == "sb16" and f.path in ("dma", "ver")]
 
 
 def test_devices_missing_or_found_by_vmsd(real: list[Finding]) -> None:
     assert one(real, "sysbus-ahci", None, "device-missing").severity == ERROR
     # pci-piix3 is gone in 10.0, but class PIIX3 saves the same vmsd "PIIX3" unchanged.
-    assert "'PIIX3'" in one(real, "pci-piix3", None, "device-renamed").detail
+    assert "'PIIX3'" in one(real, "pci-piix3", None, "device-renamed").message
     assert one(real, "vmschkmachine", None, "machine").severity == WARNING
 
 
 def test_every_finding_is_well_formed(real: list[Finding]) -> None:
     assert real
     for f in real:
-        assert f.kind in KINDS
+        assert f.code in CODES
         assert f.severity in (ERROR, WARNING, INFO)
-        assert set(f.to_dict()) == {"device", "field", "kind", "detail", "severity"}
+        assert set(f.to_dict()) == {"severity", "code", "message", "offset", "device", "path"}
 
 
 def test_real_cli_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-schemas", str(Q35_72), str(Q35_100), "--json"]) == 1
     out = capsys.readouterr()
     rows = json.loads(out.out)
-    assert all(list(row) == ["device", "field", "kind", "detail", "severity"] for row in rows)
-    assert {"device": "sysbus-ahci", "field": None, "kind": "device-missing"}.items() <= next(
+    keys = ["severity", "code", "message", "offset", "device", "path"]
+    assert all(list(row) == keys for row in rows)
+    assert {"device": "sysbus-ahci", "path": None, "code": "device-missing"}.items() <= next(
         r for r in rows if r["device"] == "sysbus-ahci"
     ).items()
     assert "BACKWARD (DST loads SRC streams): broken" in out.err
@@ -121,7 +119,7 @@ def test_identical_schemas_have_no_findings(capsys: pytest.CaptureFixture[str]) 
 def test_same_binary_other_machine_only_warns() -> None:
     # One 7.2 binary dumps the same device classes for every machine type.
     findings = check_schemas(PC_22, PC_72)
-    assert [(f.kind, f.severity) for f in findings] == [("machine", WARNING)]
+    assert [(f.code, f.severity) for f in findings] == [("machine", WARNING)]
     assert main(["check-schemas", str(PC_22), str(PC_72)]) == 0
 
 
@@ -164,7 +162,7 @@ def test_check_for_a_machine_keeps_only_its_devices() -> None:
 
 def test_machine_type_one_side_lacks_is_the_one_finding() -> None:
     lacking = Finding(
-        "vmschkmachine", None, "machine", "DST's build has no machine type 'pc-q35-10.0'", ERROR
+        ERROR, "machine", "DST's build has no machine type 'pc-q35-10.0'", device="vmschkmachine"
     )
     assert check_schemas(Q35_100, Q35_72, machine="pc-q35-10.0") == [lacking]
     with pytest.raises(CompatError, match=r"QEMU 7.2 .* has no machine type 'pc-q35-10.0'"):
@@ -190,7 +188,7 @@ def test_renamed_field(tmp_path: Path) -> None:
     hpet_fields(dst)[1]["field"] = "interrupt_status"  # was "isr"
     finding = one(check_schemas(hpet_schema(), dst), "hpet", "isr", "field-renamed")
     assert finding.severity == ERROR
-    assert "interrupt_status" in finding.detail
+    assert "interrupt_status" in finding.message
 
 
 def test_resized_field_and_later_mismatch_both_found() -> None:
@@ -209,7 +207,7 @@ def test_reordered_fields() -> None:
     fields = hpet_fields(dst)
     fields[0], fields[1] = fields[1], fields[0]
     findings = check_schemas(hpet_schema(), dst)
-    assert [(f.kind, f.severity) for f in findings] == [("field-reordered", ERROR)]
+    assert [(f.code, f.severity) for f in findings] == [("field-reordered", ERROR)]
 
 
 def test_removed_subsection_breaks_only_one_direction(
@@ -234,7 +232,7 @@ def test_bumped_version() -> None:
     src = hpet_schema()
     src["hpet"]["version_id"] = src["hpet"]["Description"]["version_id"] = 3
     newer = one(check_schemas(src, hpet_schema()), "hpet", None, "version")
-    assert (newer.severity, "stream version 3 > DST version_id 2" in newer.detail) == (ERROR, True)
+    assert (newer.severity, "stream version 3 > DST version_id 2" in newer.message) == (ERROR, True)
     older = one(check_schemas(hpet_schema(), src), "hpet", None, "version")
     assert older.severity == INFO
 

@@ -12,10 +12,11 @@ from conftest import DATA
 
 import miglab
 from miglab.cli import main
+from miglab.findings import errors
 from miglab.stream.constants import RamFlag
 from miglab.stream.model import Section, SectionKind
 from miglab.stream.ram import RamPayload
-from miglab.stream.verify import errors, verify
+from miglab.stream.verify import verify
 
 BASE = DATA / "q72-pc-q35-7.2-default.mig"
 

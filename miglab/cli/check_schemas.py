@@ -14,7 +14,9 @@ the findings that matter, and the exit status follows only those:
 * ``--devices-of STREAM``: the device classes whose vmsd has a section in that stream.
 
 Findings are printed errors first, then warnings, then info, each group sorted by
-device.
+device.  ``--json`` prints them as a list of the objects ``verify --json`` prints too
+(:meth:`miglab.findings.Finding.to_dict`), a ``--direction full`` finding's message
+prefixed with its direction.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from miglab.findings import SEVERITIES, Finding, errors
+
 if TYPE_CHECKING:
-    from miglab.compat.schema_check import Compatibility, Finding, Schema
+    from miglab.compat.schema_check import Compatibility, Schema
 
 __all__ = ("register", "run")
 
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the findings of the chosen direction(s) and the summary; 1 if migration breaks."""
     import json
 
-    from miglab.compat.schema_check import breaks, compatibility, load_schema
+    from miglab.compat.schema_check import compatibility, load_schema
 
     src, dst = load_schema(args.src), load_schema(args.dst)
     report = compatibility(src, dst)
@@ -80,23 +84,21 @@ def run(args: argparse.Namespace) -> int:
         chosen = [(label, tuple(f for f in group if f.device in keep)) for label, group in chosen]
     findings = sorted(
         ((label, f) for label, group in chosen for f in group),
-        key=lambda lf: (_RANK.get(lf[1].severity, len(_RANK)), lf[1].device, lf[1].field or ""),
+        key=lambda lf: (SEVERITIES.index(lf[1].severity), lf[1].device or "", lf[1].path or ""),
     )
     if args.json:
-        rows = [{**f.to_dict(), "detail": label + f.detail} for label, f in findings]
+        rows = [{**f.to_dict(), "message": label + f.message} for label, f in findings]
         print(json.dumps(rows, indent=1))
         print(_summary(args, report, groups, chosen), file=sys.stderr)
     else:
         for label, f in findings:
             if f.severity != "info" or args.all:
-                where = f"{f.device}.{f.field}" if f.field else f.device
-                print(f"{f.severity:7} {f.kind:18} {where}: {label}{f.detail}")
+                print(f"{f.severity:7} {f.code:18} {f.where}: {label}{f.message}")
         print(_summary(args, report, groups, chosen))
-    return 1 if any(breaks(group) for _, group in chosen) else 0
+    return 1 if any(errors(group) for _, group in chosen) else 0
 
 
-_RANK = {"error": 0, "warning": 1, "info": 2}
-_Groups = list[tuple[str, tuple["Finding", ...]]]
+_Groups = list[tuple[str, tuple[Finding, ...]]]
 
 
 def _groups(direction: str, report: Compatibility) -> _Groups:
@@ -116,17 +118,17 @@ def _summary(
         return report.summary()
     shown = sum(len(group) for _, group in chosen)
     total = sum(len(group) for _, group in groups)
-    errors = sum(f.severity == "error" for _, group in chosen for f in group)
-    verdict = "broken" if errors else "ok"
+    n = sum(len(errors(group)) for _, group in chosen)
+    verdict = "broken" if n else "ok"
     whose = [f"machine type {args.machine}"] if args.machine else []
     whose += [f"the devices of {', '.join(args.devices_of)}"] if args.devices_of else []
     line = (
         f"{args.direction.upper()} for {' and '.join(whose)}: {verdict}, "
-        f"{errors} error(s); {shown} of the schemas' {total} finding(s) concern these devices"
+        f"{n} error(s); {shown} of the schemas' {total} finding(s) concern these devices"
     )
     if args.machine:
         kept = {f.device for _, group in chosen for f in group}
-        gone = sorted({f.device for _, group in groups for f in group} - kept)
+        gone = sorted({f.device for _, group in groups for f in group if f.device} - kept)
         if gone:
             some = ", ".join(gone[:6]) + (", ..." if len(gone) > 6 else "")
             line += f"; left out {len(gone)} device class(es) {args.machine} cannot have ({some})"

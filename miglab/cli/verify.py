@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the findings; 1 if any is an error."""
     import json
-    from dataclasses import asdict
 
-    from miglab.stream.verify import errors, verify
+    from miglab.findings import errors
+    from miglab.stream.verify import verify
 
     findings = verify(args.file, schema=schema_index(args))
     bad = errors(findings)
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         # Nothing of a stream was read: bad input, not a finding about a stream.
         raise MigrationFormatError(f"not a migration stream: {first.message}", offset=first.offset)
     if args.json:
-        print(json.dumps({"ok": not bad, "findings": [asdict(f) for f in findings]}))
+        print(json.dumps({"ok": not bad, "findings": [f.to_dict() for f in findings]}))
     else:
         for f in findings:
             print(f)

@@ -25,7 +25,7 @@ from miglab.compat.qemu_knowledge import (
 )
 from miglab.compat.registry import Plan, Registry, Transform
 from miglab.compat.report import Change, ChangeReport
-from miglab.compat.schema_check import Compatibility, Finding, check_schemas, compatibility
+from miglab.compat.schema_check import Compatibility, check_schemas, compatibility
 
 __all__ = (
     "MACHINE_GENERATIONS",
@@ -34,7 +34,6 @@ __all__ = (
     "ChangeReport",
     "Compatibility",
     "Edit",
-    "Finding",
     "Plan",
     "Registry",
     "Transform",

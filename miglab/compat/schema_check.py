@@ -2,7 +2,9 @@
 
 QEMU's ``scripts/vmstate-static-checker.py`` stops comparing a vmsd at its first field
 mismatch.  This module compares everything and explains each difference as a
-:class:`~miglab.compat.findings.Finding`; the schemas it compares are the model of
+:class:`~miglab.findings.Finding` (the record ``verify`` reports in too) with a code from
+:data:`CODES`, the SRC device class and the member path; :class:`Compatibility` reads the
+findings of both directions.  The schemas it compares are the model of
 :mod:`miglab.vmstate.schema`.  It models what actually crosses the wire (QEMU-FORMAT.md 1.6, 4):
 
 * a device's sections are loaded by the destination's vmsd at the *stream's* version, which
@@ -28,17 +30,12 @@ Example:
 
 from __future__ import annotations
 
-from miglab.compat.findings import (
-    ERROR,
-    INFO,
-    KINDS,
-    WARNING,
-    Compatibility,
-    Finding,
-    breaks,
-)
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from miglab.compat.machine_devices import MachineDevices, has_machine_type, machine_devices
 from miglab.compat.vmsd_compare import Renames, VmsdComparison, known_renames
+from miglab.findings import ERROR, INFO, WARNING, Finding, errors
 from miglab.vmstate.schema import (
     Schema,
     SchemaField,
@@ -47,25 +44,81 @@ from miglab.vmstate.schema import (
     load_schema,
 )
 
-# The model and the findings are part of this check's API, so they are importable from here too.
+# The schema model is part of this check's API, so it is importable from here too.
 __all__ = (
-    "ERROR",
-    "INFO",
-    "KINDS",
-    "WARNING",
+    "CODES",
     "Compatibility",
-    "Finding",
     "MachineDevices",
     "Schema",
     "SchemaField",
     "SchemaSource",
     "SchemaVmsd",
-    "breaks",
     "check_schemas",
     "compatibility",
     "load_schema",
     "machine_devices",
 )
+
+#: The code of every finding this check makes, with what it means.  Severities: an ERROR
+#: breaks migration in the checked direction, a WARNING may (it depends on run-time state the
+#: schema does not hold), INFO is a harmless difference worth knowing.
+CODES: Mapping[str, str] = {
+    "machine": "the schemas were dumped for different machine types",
+    "device-missing": "a device class of SRC has no counterpart in DST",
+    "device-renamed": "a device class is known under another name in DST",
+    "version": "the destination cannot load the stream's version (or the version changed)",
+    "minimum-version": "the stream's version is below the destination's minimum_version_id",
+    "field-renamed": "a field at the same place has another name",
+    "field-reordered": "a field moved relative to the others",
+    "field-resized": "a field's size, element count or struct-ness changed",
+    "field-versioned": "a field is gated by a different version_id",
+    "field-conditional": "a field is conditional (field_exists) on one side only",
+    "field-added": "DST has a field SRC lacks",
+    "field-removed": "SRC has a field DST lacks",
+    "subsection-missing": "SRC has a subsection DST does not know",
+    "subsection-added": "DST has a subsection SRC lacks",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Compatibility:
+    """Both directions between two schemas.
+
+    Attributes:
+        backward: findings for SRC's streams loaded by DST.
+        forward: findings for DST's streams loaded by SRC.
+    """
+
+    backward: tuple[Finding, ...]
+    forward: tuple[Finding, ...]
+
+    @property
+    def backward_ok(self) -> bool:
+        """DST loads every stream SRC writes (as far as the schemas tell)."""
+        return not errors(self.backward)
+
+    @property
+    def forward_ok(self) -> bool:
+        """SRC loads every stream DST writes."""
+        return not errors(self.forward)
+
+    @property
+    def full_ok(self) -> bool:
+        """Both directions hold."""
+        return self.backward_ok and self.forward_ok
+
+    def summary(self) -> str:
+        """One line naming which of BACKWARD, FORWARD and FULL hold."""
+
+        def word(ok: bool, findings: tuple[Finding, ...]) -> str:
+            n = len(errors(findings))
+            return "holds" if ok else f"broken, {n} error{'s' * (n != 1)}"
+
+        return (
+            f"BACKWARD (DST loads SRC streams): {word(self.backward_ok, self.backward)}; "
+            f"FORWARD (SRC loads DST streams): {word(self.forward_ok, self.forward)}; "
+            f"FULL: {'holds' if self.full_ok else 'broken'}"
+        )
 
 
 def check_schemas(
@@ -90,7 +143,7 @@ def check_schemas(
         for side, schema in (("SRC", source), ("DST", destination)):
             if not has_machine_type(schema, machine):
                 detail = f"{side}'s build has no machine type {machine!r}"
-                return [Finding("vmschkmachine", None, "machine", detail, ERROR)]
+                return [Finding(ERROR, "machine", detail, device="vmschkmachine")]
         can = machine_devices(source, machine)
         source = Schema(source.machine, {k: v for k, v in source.devices.items() if k in can})
     renames = known_renames()
@@ -98,11 +151,10 @@ def check_schemas(
     if source.machine != destination.machine:
         findings.append(
             Finding(
-                "vmschkmachine",
-                None,
+                WARNING,
                 "machine",
                 f"SRC machine {source.machine!r}, DST machine {destination.machine!r}",
-                WARNING,
+                device="vmschkmachine",
             )
         )
     for device, vmsd in source.devices.items():
@@ -131,7 +183,8 @@ def _check_device(
     if device in renames.devices:
         new, why = renames.devices[device]
         if new in destination.devices:
-            found = Finding(device, None, "device-renamed", f"known as {new!r} in DST: {why}", INFO)
+            detail = f"known as {new!r} in DST: {why}"
+            found = Finding(INFO, "device-renamed", detail, device=device)
             return [
                 found,
                 *VmsdComparison(device, renames).section(vmsd, destination.devices[new], None),
@@ -142,12 +195,13 @@ def _check_device(
         findings = list(
             VmsdComparison(device, renames).section(vmsd, destination.devices[candidate], None)
         )
-        if not breaks(findings):
+        if not errors(findings):
             detail = f"class gone from DST; class {candidate!r} saves the same vmsd {vmsd.name!r}"
-            return [Finding(device, None, "device-renamed", detail, INFO), *findings]
+            return [Finding(INFO, "device-renamed", detail, device=device), *findings]
     also = (
         f"; DST classes with vmsd {vmsd.name!r} differ: {', '.join(candidates)}"
         if candidates
         else ""
     )
-    return [Finding(device, None, "device-missing", f"no class {device!r} in DST{also}", ERROR)]
+    detail = f"no class {device!r} in DST{also}"
+    return [Finding(ERROR, "device-missing", detail, device=device)]

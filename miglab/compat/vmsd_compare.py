@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from miglab.compat.findings import ERROR, INFO, WARNING, Finding
+from miglab.findings import ERROR, INFO, WARNING, Finding, Severity
 from miglab.vmstate.schema import SchemaField, SchemaVmsd
 
 __all__ = ("Renames", "VmsdComparison", "known_renames")
@@ -66,8 +66,8 @@ class VmsdComparison:
         self.device = device
         self.renames = renames
 
-    def _f(self, path: str | None, kind: str, detail: str, severity: str) -> Finding:
-        return Finding(self.device, path, kind, detail, severity)
+    def _f(self, path: str | None, code: str, detail: str, severity: Severity) -> Finding:
+        return Finding(severity, code, detail, device=self.device, path=path)
 
     def section(self, src: SchemaVmsd, dst: SchemaVmsd, path: str | None) -> Iterator[Finding]:
         """A top-level vmsd or subsection: its version travels in the stream."""
@@ -212,7 +212,7 @@ class VmsdComparison:
                 names = ", ".join(repr(fields[o].name) for o in run)
                 if side == "DST":
                     detail = f"{names} retired into {pad_fields[p].size} bytes of unused padding"
-                    severity = INFO if total == pad_fields[p].size else WARNING
+                    severity: Severity = INFO if total == pad_fields[p].size else WARNING
                     if severity == WARNING:
                         detail += f"; SRC gives no 'num', so {total} vs {pad_fields[p].size} bytes is unverified"
                     path = prefix + fields[run[0]].name
@@ -251,7 +251,7 @@ class VmsdComparison:
         """Compare one aligned pair of fields."""
         path = prefix + f.name
         written, read = f.version_id <= v_write, g.version_id <= v_read
-        wire = ERROR if written or read else INFO
+        wire: Severity = ERROR if written or read else INFO
         if f.name != g.name and self.renames.fields.get((vmsd.name, f.name), ("",))[0] == g.name:
             why = self.renames.fields[vmsd.name, f.name][1]
             yield self._f(

@@ -35,16 +35,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from miglab.compat.schema_check import (
-    ERROR,
-    WARNING,
-    Finding,
-    Schema,
-    SchemaField,
-    SchemaVmsd,
-    check_schemas,
-)
+from miglab.compat.schema_check import Schema, SchemaField, SchemaVmsd, check_schemas
 from miglab.errors import MiglabError
+from miglab.findings import ERROR, WARNING, Finding, errors
 
 __all__ = ("VERDICTS", "Verdict", "find_schema", "layout_verdict")
 
@@ -76,8 +69,7 @@ class Verdict:
         if not self.errors:
             return ""
         f = self.errors[0]
-        where = f"{f.device}.{f.field}" if f.field else f.device
-        return f"{where}: {f.kind}: {f.detail}"
+        return f"{f.where}: {f.code}: {f.message}"
 
 
 def find_schema(folder: str | os.PathLike[str], release: str, machine: str) -> Path:
@@ -238,17 +230,15 @@ def _check_device(vmsd: SchemaVmsd, dst: Schema, candidates: list[str]) -> tuple
             )
         ) + tuple(
             Finding(
-                vmsd.name,
-                p,
+                WARNING,
                 "field-added",
                 "DST reads it, the stream does not carry it (fine for an array of 0 elements)",
-                WARNING,
+                device=vmsd.name,
+                path=p,
             )
             for p in absent
         )
-        if best is None or sum(f.severity == ERROR for f in found) < sum(
-            f.severity == ERROR for f in best
-        ):
+        if best is None or len(errors(found)) < len(errors(best)):
             best = found
     assert best is not None
     return best
@@ -276,7 +266,7 @@ def layout_verdict(
         cache["classes"] = classes
         cache["devices"] = {}
     classes, memo = cache["classes"], cache["devices"]
-    errors: list[Finding] = []
+    breaking: list[Finding] = []
     warnings: list[Finding] = []
     for dev in data.get("devices", []):
         idstr = str(dev.get("name", ""))
@@ -289,13 +279,13 @@ def layout_verdict(
                     f"DST's -dump-vmstate has no vmsd {vmsd.name!r} (dumps list only some "
                     "device classes): unchecked"
                 )
-                found = (Finding(vmsd.name, None, "device-missing", detail, WARNING),)
+                found = (Finding(WARNING, "device-missing", detail, device=vmsd.name),)
             else:
                 found = _check_device(vmsd, dst, classes[vmsd.name])
             memo[key] = found
         for f in found:
             if f.severity == ERROR:
-                errors.append(replace(f, device=idstr))
+                breaking.append(replace(f, device=idstr))
             elif f.severity == WARNING:
                 warnings.append(replace(f, device=idstr))
-    return Verdict("breaks" if errors else "ok", tuple(errors), tuple(warnings))
+    return Verdict("breaks" if breaking else "ok", tuple(breaking), tuple(warnings))

@@ -11,9 +11,10 @@ not load, the failure is the first finding and the rest of the bytes are
 scanned for section headers and footers (QEMU's own resynchronisation
 points) to check what follows.
 
-Every finding names the byte offset where it was seen.  Errors make
-``miglab verify`` exit 1; warnings (an undecoded section) are shown but do
-not.  An end of stream that had to be guessed (no footers, no vmdesc, an
+Every finding (a :class:`~miglab.findings.Finding`, the record
+``check-schemas`` reports in too) names the byte offset where it was seen,
+when there is one.  Errors make ``miglab verify`` exit 1; warnings (an
+undecoded section) are shown but do not.  An end of stream that had to be guessed (no footers, no vmdesc, an
 undescribed last section) is an error: a cut after any 0x00 byte there
 looks the same.
 
@@ -32,8 +33,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from miglab.errors import MiglabError
+from miglab.findings import ERROR, WARNING, Finding
 from miglab.stream.constants import Command, SectionType
-from miglab.stream.findings import Finding, errors
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
@@ -45,7 +46,7 @@ from miglab.vmstate.state import VMState
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
 
-__all__ = ("Finding", "errors", "verify")
+__all__ = ("verify",)
 
 _BE32 = struct.Struct(">I")
 # A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
@@ -77,7 +78,7 @@ def verify(
     try:
         stream = load(view, schema=cast(Any, index))  # an index passes through SchemaIndex.load
     except MiglabError as exc:
-        found = [Finding("error", "load", exc.message, exc.offset)]
+        found = [Finding(ERROR, "load", exc.message, offset=exc.offset)]
         found += _resync(view, exc.offset or 0)
     else:
         found = list(_check(stream, view))
@@ -85,7 +86,7 @@ def verify(
         if machine and stream.machine and machine != stream.machine:
             found.append(
                 Finding(
-                    "error",
+                    ERROR,
                     "schema-machine",
                     f"schema is for machine {machine!r}, the stream's configuration says "
                     f"{stream.machine!r}",
@@ -102,11 +103,11 @@ def _check(stream: Stream, view: memoryview) -> Iterator[Finding]:
     if stream.trailer:
         at = len(view) - len(stream.trailer)
         yield Finding(
-            "error",
+            ERROR,
             "trailing-bytes",
             f"{len(stream.trailer)} bytes after the end of the stream"
             + (" and its vmdesc" if stream.vmdesc is not None else ""),
-            at,
+            offset=at,
         )
 
 
@@ -119,10 +120,10 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
     if len(footers) > 1:
         first = next(s for s in stream.sections if not s.footer)
         yield Finding(
-            "error",
+            ERROR,
             "footer-missing",
             f"section {first.name!r} (id {first.section_id}) has no footer although others do",
-            first.offset,
+            offset=first.offset,
         )
     yield from _check_commands(stream)
     for rec in stream.records:
@@ -133,22 +134,22 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             other = ids.get(s.section_id)
             if other is not None:
                 yield Finding(
-                    "error",
+                    ERROR,
                     "duplicate-section-id",
                     f"section id {s.section_id} is used by {other.name!r} at {other.offset} "
                     f"and again by {s.name!r}",
-                    s.offset,
+                    offset=s.offset,
                 )
             ids[s.section_id] = s
             key = (s.name, s.instance_id)
             twin = devices.get(key)
             if twin is not None and twin.kind is s.kind:
                 yield Finding(
-                    "error",
+                    ERROR,
                     "duplicate-section",
                     f"{s.kind.value} section {s.name!r} instance {s.instance_id} appears twice "
                     f"(first at {twin.offset})",
-                    s.offset,
+                    offset=s.offset,
                 )
             devices[key] = s
             if s.kind is SectionKind.START:
@@ -156,10 +157,10 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
         else:
             if s.section_id in ended:
                 yield Finding(
-                    "error",
+                    ERROR,
                     "after-end",
                     f"{s.kind.value} section for id {s.section_id} ({s.name!r}) after its END",
-                    s.offset,
+                    offset=s.offset,
                 )
             if s.kind is SectionKind.END:
                 open_ids.pop(s.section_id, None)
@@ -168,30 +169,30 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             yield from _check_versions(s, s.payload)
         if s.name == "ram" and not isinstance(s.payload, RamPayload):
             yield Finding(
-                "error",
+                ERROR,
                 "ram-not-ram",
                 f"section 'ram' instance {s.instance_id} version {s.version_id} is not the RAM "
                 "section (instance 0, version 4)",
-                s.offset,
+                offset=s.offset,
             )
         if isinstance(s.payload, Opaque):
             yield Finding(
-                "warning",
+                WARNING,
                 "undecoded",
                 f"{s.kind.value} section {s.name!r}: {len(s.payload)} bytes not checked "
                 f"({s.payload.reason})",
-                s.offset,
+                offset=s.offset,
             )
     for s in open_ids.values():
         yield Finding(
-            "error",
+            ERROR,
             "no-end",
             f"iterative section {s.name!r} (id {s.section_id}) never gets its END section",
-            s.offset,
+            offset=s.offset,
         )
     if stream.vmdesc is None and stream.configuration is not None:
         yield Finding(
-            "warning",
+            WARNING,
             "no-vmdesc",
             "the stream has a configuration block but no vmdesc trailer: QEMU writes one unless "
             "the machine suppresses it, so the stream may have been cut after its EOF",
@@ -203,11 +204,11 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             # A cut after any 0x00 byte of the last section reads the same: an error,
             # since nothing shows the stream is complete.
             yield Finding(
-                "error",
+                ERROR,
                 "end-guessed",
                 "no footers and no vmdesc: where the last undescribed section ends (and so "
                 "whether the stream is complete) is a guess",
-                last.offset,
+                offset=last.offset,
             )
 
 
@@ -236,12 +237,12 @@ def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding
             name = bytes(data[p + 6 : q])
             if all(32 < c < 127 for c in name):
                 yield Finding(
-                    "error",
+                    ERROR,
                     "hidden-section",
                     f"undescribed section {s.name!r} holds what looks like the header of section "
                     f"id {sid} {name.decode()!r}, an id no section has: a corrupted header may "
                     "have merged it into this one",
-                    start + p,
+                    offset=start + p,
                 )
 
 
@@ -261,18 +262,21 @@ def _check_commands(stream: Stream) -> Iterator[Finding]:
         cmd = rec.command
         if cmd in _SETUP_ONLY and seen_section:
             yield Finding(
-                "error", "command-order", f"{rec.name} after the first section", rec.offset
+                ERROR, "command-order", f"{rec.name} after the first section", offset=rec.offset
             )
         if cmd in _RECOVERY_ONLY and fresh:
             yield Finding(
-                "error",
+                ERROR,
                 "command-out-of-place",
                 f"{rec.name} belongs to postcopy recovery, not to a migration with START sections",
-                rec.offset,
+                offset=rec.offset,
             )
         if cmd in (Command.POSTCOPY_LISTEN, Command.POSTCOPY_RUN) and not advised:
             yield Finding(
-                "error", "command-order", f"{rec.name} without POSTCOPY_ADVISE before", rec.offset
+                ERROR,
+                "command-order",
+                f"{rec.name} without POSTCOPY_ADVISE before",
+                offset=rec.offset,
             )
         advised = advised or cmd == Command.POSTCOPY_ADVISE
 
@@ -282,11 +286,11 @@ def _check_versions(s: Section, state: VMState, depth: int = 0) -> Iterator[Find
     for name, sub in state.subsections.items():
         if sub.version_id != sub.desc.version_id:
             yield Finding(
-                "error",
+                ERROR,
                 "subsection-version",
                 f"section {s.name!r}: subsection {name!r} has version {sub.version_id}, "
                 f"its description says {sub.desc.version_id}",
-                s.offset,
+                offset=s.offset,
             )
         if depth < 64:
             yield from _check_versions(s, sub, depth + 1)
@@ -310,12 +314,12 @@ def _resync(view: memoryview, after: int) -> Iterator[Finding]:
         elif current is not None:
             if sid != current[1]:
                 yield Finding(
-                    "error",
+                    ERROR,
                     "footer-id",
                     f"footer names section id {sid}, the section header at {current[0]} "
                     f"has id {current[1]} (found by resynchronising)",
-                    p + 1,
+                    offset=p + 1,
                 )
             current = None
     if data.rfind(bytes([SectionType.EOF, SectionType.VMDESCRIPTION])) < 0 and end:
-        yield Finding("warning", "no-vmdesc", "no vmdesc trailer found", None)
+        yield Finding(WARNING, "no-vmdesc", "no vmdesc trailer found")

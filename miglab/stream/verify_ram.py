@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from miglab.findings import ERROR, Finding
 from miglab.stream.constants import RAM_PAGE_KINDS
-from miglab.stream.findings import Finding
 from miglab.stream.model import SectionKind, Stream
 from miglab.stream.ram import RamPayload
 
@@ -28,11 +28,11 @@ def check_ram(stream: Stream) -> Iterator[Finding]:
     names: dict[str, int] = {}
     for b in ctx.blocks:
         if b.name in names:
-            yield Finding("error", "ram-block-duplicate", f"RAM block {b.name!r} listed twice")
+            yield Finding(ERROR, "ram-block-duplicate", f"RAM block {b.name!r} listed twice")
         names[b.name] = 1
         if b.used_length % page:
             yield Finding(
-                "error",
+                ERROR,
                 "ram-block-length",
                 f"RAM block {b.name!r} is {b.used_length} bytes, not a multiple of the "
                 f"{page}-byte page",
@@ -70,11 +70,11 @@ def check_ram(stream: Stream) -> Iterator[Finding]:
         for bi, (count, off, at) in sorted(beyond.items()):
             b = ctx.blocks[bi]
             yield Finding(
-                "error",
+                ERROR,
                 "page-beyond-block",
                 f"{count} page(s) of RAM block {b.name!r} lie beyond its {b.used_length} bytes "
                 f"(first at block offset 0x{off:x})",
-                at - 8,
+                offset=at - 8,
             )
     if stream.eof and any(s.kind is SectionKind.END for s in chunks) and not ctx.ignore_shared:
         for b, marks in zip(ctx.blocks, sent, strict=True):
@@ -82,7 +82,7 @@ def check_ram(stream: Stream) -> Iterator[Finding]:
             if missing:
                 first = marks.find(0)
                 yield Finding(
-                    "error",
+                    ERROR,
                     "page-never-sent",
                     f"{missing} page(s) of RAM block {b.name!r} are never sent "
                     f"(first at block offset 0x{first * page:x}); precopy sends every page",

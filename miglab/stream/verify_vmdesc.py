@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from miglab.stream.findings import Finding
+from miglab.findings import ERROR, Finding
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.vmdesc import vmdesc_struct
 from miglab.vmstate.state import VMState
@@ -33,7 +33,7 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
         s = full.get(key)
         if s is None:
             yield Finding(
-                "error",
+                ERROR,
                 "vmdesc-no-section",
                 f"vmdesc lists device {key[0]!r} instance {key[1]} but the stream has no such section",
             )
@@ -42,23 +42,23 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
             try:
                 want = _vmdesc_size(dev)
             except _Contradiction as exc:
-                yield Finding("error", "vmdesc-size", f"section {s.name!r}: {exc}", s.offset)
+                yield Finding(ERROR, "vmdesc-size", f"section {s.name!r}: {exc}", offset=s.offset)
                 continue
             got = _payload_size(s)
             if want is not None and want != got:
                 yield Finding(
-                    "error",
+                    ERROR,
                     "vmdesc-size",
                     f"section {s.name!r} has {got} payload bytes, its vmdesc sizes add up to {want}",
-                    s.offset,
+                    offset=s.offset,
                 )
     for key, s in full.items():
         if key not in listed:
             yield Finding(
-                "error",
+                ERROR,
                 "section-not-in-vmdesc",
                 f"section {key[0]!r} instance {key[1]} is not in the vmdesc",
-                s.offset,
+                offset=s.offset,
             )
     cfg = stream.configuration
     entry = vmdesc.get("configuration")
@@ -71,12 +71,12 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
         in_block = _vmdesc_size(vmdesc_struct(cfg))
         if why is not None or in_vmdesc != in_block:
             yield Finding(
-                "error",
+                ERROR,
                 "vmdesc-configuration",
                 why
                 or f"the vmdesc's configuration entry adds up to {in_vmdesc} bytes, the "
                 f"configuration block (machine {stream.machine!r}) to {in_block}: stale after an edit?",
-                9,  # the configuration block follows magic, version and its 0x07 byte
+                offset=9,  # the configuration block follows magic, version and its 0x07 byte
             )
     bits = cfg.subsections.get("configuration/target-page-bits") if cfg is not None else None
     page = vmdesc.get("page_size")
@@ -84,7 +84,7 @@ def check_vmdesc(stream: Stream) -> Iterator[Finding]:
         cfg_page = 1 << min(int(bits.fields["target_page_bits"]), 62)
         if cfg_page != page:
             yield Finding(
-                "error",
+                ERROR,
                 "page-size",
                 f"configuration says {cfg_page}-byte target pages, the vmdesc says {page}",
             )
