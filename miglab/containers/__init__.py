@@ -30,14 +30,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 from miglab.errors import LimitExceeded
-from miglab.files import atomic_output
 from miglab.limits import LIMITS
-from miglab.stream.filtering import filter_stream
+from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
-from miglab.stream.writer import write_to as write_bare
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
@@ -55,16 +52,20 @@ def detect(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> s
 
 
 def _sniff(view: memoryview) -> str | None:
+    # A file that begins as QEMU's own stream is bare or mapped-ram (no other container
+    # starts with QEVM); the other containers' modules load only for a file that does not,
+    # so reading a bare stream costs none of their imports.
+    if int.from_bytes(view[:4], "big") == FILE_MAGIC:
+        from miglab.containers.mapped_ram_format import sniff
+
+        return "mapped-ram" if sniff(view) else None
+    from miglab.containers import compressed, libvirt, qcow2
+
     if libvirt.sniff(view):
         return "libvirt"
     if qcow2.sniff(view):
         return "qcow2"
-    codec = compressed.sniff(view)
-    if codec is not None:
-        return codec
-    if mapped_ram.sniff(view):
-        return "mapped-ram"
-    return None
+    return compressed.sniff(view)
 
 
 def load(
@@ -98,6 +99,9 @@ def load(
                 f"containers nested more than {LIMITS.max_container_depth} deep", offset=0
             )
         kind = _sniff(inner)
+        if kind is None:
+            return load_bare(inner, schema=schema)
+        from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 
         def deeper(v: memoryview) -> Stream:
             return load_view(v, depth + 1)
@@ -108,12 +112,12 @@ def load(
             return qcow2.load(inner, deeper, snapshot=snapshot, source=path if depth == 0 else None)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
-        if kind is not None:
-            return compressed.load(inner, kind, deeper)
-        return load_bare(inner, schema=schema)
+        return compressed.load(inner, kind, deeper)
 
     stream = load_view(view)
     if filters:
+        from miglab.stream.filtering import filter_stream
+
         stream = filter_stream(stream, filters, marshal=False)
     return stream
 
@@ -137,6 +141,8 @@ def save(
     if save_as is not None:  # containers that write a whole file of their own (qcow2)
         save_as(stream, out, **options)
         return out
+    from miglab.files import atomic_output
+
     with atomic_output(out, input_bytes=stream.source_size or None) as fh:
         write_to(stream, fh, chosen)
     return out
@@ -146,6 +152,8 @@ def write_to(stream: Stream, out: IO[bytes], container: Any = _KEEP) -> None:
     """Write ``stream`` in ``container`` (default: its own) to a seekable binary file."""
     chosen = stream.container if container is _KEEP else container
     if chosen is None:
+        from miglab.stream.writer import write_to as write_bare
+
         write_bare(stream, cast(BinaryIO, out))
     else:
         chosen.write_to(stream, out)
