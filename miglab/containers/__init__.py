@@ -38,6 +38,7 @@ from miglab.stream.reader import open_source
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.stream.progress import Progress
     from miglab.vmstate.filters import Filters
     from miglab.vmstate.from_schema import SchemaIndex
 
@@ -74,6 +75,7 @@ def load(
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
     snapshot: str | None = None,
     filters: Filters | None = None,
+    progress: Progress | None = None,
 ) -> Stream:
     """Read a stream in any container into the object tree.
 
@@ -85,6 +87,8 @@ def load(
         filters: unmarshal filters run on every device state read
             (:mod:`miglab.vmstate.filters`); the vmdesc entries of the states they
             change are rebuilt.
+        progress: told how far the reader is through the (unwrapped) stream
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MigrationFormatError: the container or the stream inside is invalid;
@@ -100,7 +104,7 @@ def load(
             )
         kind = _sniff(inner)
         if kind is None:
-            return load_bare(inner, schema=schema)
+            return load_bare(inner, schema=schema, progress=progress)
         from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 
         def deeper(v: memoryview) -> Stream:
@@ -123,7 +127,12 @@ def load(
 
 
 def save(
-    stream: Stream, path: str | os.PathLike[str], *, container: Any = _KEEP, **options: Any
+    stream: Stream,
+    path: str | os.PathLike[str],
+    *,
+    container: Any = _KEEP,
+    progress: Progress | None = None,
+    **options: Any,
 ) -> Path:
     """Write ``stream`` to ``path`` in its container (or ``container``), atomically.
 
@@ -132,6 +141,8 @@ def save(
         path: the output file; it is replaced only once the new file is complete.
         container: a container record to write instead of ``stream.container``
             (None: the bare legacy stream).
+        progress: told how far the writer is through the stream, for a bare
+            stream (:mod:`miglab.stream.progress`).
         options: passed to the container's writer (``in_place=True`` for a
             qcow2 snapshot written back into its own image).
     """
@@ -144,17 +155,20 @@ def save(
     from miglab.files import atomic_output
 
     with atomic_output(out, input_bytes=stream.source_size or None) as fh:
-        write_to(stream, fh, chosen)
+        write_to(stream, fh, chosen, progress=progress)
     return out
 
 
-def write_to(stream: Stream, out: IO[bytes], container: Any = _KEEP) -> None:
-    """Write ``stream`` in ``container`` (default: its own) to a seekable binary file."""
+def write_to(
+    stream: Stream, out: IO[bytes], container: Any = _KEEP, *, progress: Progress | None = None
+) -> None:
+    """Write ``stream`` in ``container`` (default: its own) to a seekable binary file;
+    ``progress`` is told how far a bare stream's writer is (:mod:`miglab.stream.progress`)."""
     chosen = stream.container if container is _KEEP else container
     if chosen is None:
         from miglab.stream.writer import write_to as write_bare
 
-        write_bare(stream, cast(BinaryIO, out))
+        write_bare(stream, cast(BinaryIO, out), progress=progress)
     else:
         chosen.write_to(stream, out)
 
