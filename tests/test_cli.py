@@ -360,6 +360,9 @@ def test_survives_reports_its_steps_only_when_asked(
         {"a": [1, True, None, 1.5, "x", [], {}, {"k": [2, 3]}, (1, 2)]},
         {"b": {1: 2}, "c": "\u00e9\ud800", "d": [[1, 2], ["a", "\n"]], "e": float("nan")},
         [[], {}, 0, -(2**70), "", [None]],
+        # int lists take orjson's path: the 64-bit edges, beyond them, bools and floats
+        {"i": [0, -1, 2**63 - 1, -(2**63), 2**64 - 1], "j": [1, 2**64], "k": [[3, True]]},
+        {"f": [1, 1.5], "g": [7, "8,9"], "h": [[1, [2, 3]], [4, None]], "e": [5] * 1000},
     ],
 )
 def test_dumps_equals_the_standard_library(value: object) -> None:
