@@ -55,8 +55,11 @@ def detect(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> s
 def _sniff(view: memoryview) -> str | None:
     # A file that begins as QEMU's own stream is bare or mapped-ram (no other container
     # starts with QEVM); the other containers' modules load only for a file that does not,
-    # so reading a bare stream costs none of their imports.
+    # and mapped-ram's only for one that names the capability where its sniff looks, so
+    # reading a bare stream costs none of their imports.
     if int.from_bytes(view[:4], "big") == FILE_MAGIC:
+        if b"mapped-ram" not in bytes(view[:512]):
+            return None
         from miglab.containers.mapped_ram_format import sniff
 
         return "mapped-ram" if sniff(view) else None
