@@ -185,6 +185,15 @@ def test_verify_exits_2_on_what_is_no_stream_and_1_on_a_cut_stream(
     assert "1 error(s)" in capsys.readouterr().out
 
 
+def test_an_unreadable_file_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.mig"
+    assert main(["inspect", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"miglab: error: {missing}: cannot read: No such file or directory\n"
+
+
 def test_check_schemas_keeps_the_devices_of_a_stream_errors_first(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from miglab import __version__
-from miglab.errors import MiglabError
+from miglab.errors import FileError, MiglabError
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except MiglabError as exc:
-        print(f"miglab: error: {_where(args)}{exc}", file=sys.stderr)
+        print(f"miglab: error: {_where(args, exc)}{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"miglab: error: {exc}", file=sys.stderr)
@@ -205,12 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _where(args: argparse.Namespace) -> str:
-    """``FILE: `` for a command that reads one input file, so the message names it."""
+def _where(args: argparse.Namespace, exc: MiglabError) -> str:
+    """``FILE: `` for a command that reads one input file, so the message names it
+    (once: a :class:`~miglab.errors.FileError` about that file names it already)."""
     for name in ("file", "stream"):
         value = getattr(args, name, None)
         if isinstance(value, str):
-            return f"{value}: "
+            return "" if isinstance(exc, FileError) and exc.path == value else f"{value}: "
     return ""
 
 
