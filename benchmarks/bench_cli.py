@@ -22,7 +22,13 @@ the measurement (``--peer PATH`` or ``MIGLAB_PEER=PATH``); its default mode
 (``-d state``, the whole decoded state as JSON) is what it offers for both
 inspect and dump.
 
-Usage: ``python benchmarks/bench_cli.py [--repeat 9] [--work DIR] [--peer PATH] [--synthetic]``
+With ``--before TREE`` (another miglab source tree, e.g. ``git archive main
+miglab`` unpacked) every command also runs from that tree, alternating with
+this one, and its wall, peak and CPU seconds print beside: on a loaded
+machine compare the CPU columns.
+
+Usage: ``python benchmarks/bench_cli.py [--repeat 9] [--work DIR] [--peer PATH] [--synthetic]
+[--before TREE]``
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ One rule for the exit status, in every command:
 A reader that closes the pipe early (``miglab dump FILE | head``) ends the
 command quietly with status 0: the reader got what it asked for.
 
+Every long command takes ``--progress`` / ``--no-progress`` and follows one
+rule for them (:mod:`miglab.cli._progress`): progress on stderr when it is a
+terminal or when asked, stdout the same either way.
+
 Start-up is part of the interface: ``miglab --version`` and every subcommand
 pay only for what they use.  ``miglab COMMAND`` imports only that command's
 module (``--help`` and an unknown command import them all, to list them),
