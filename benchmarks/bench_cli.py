@@ -22,7 +22,13 @@ the measurement (``--peer PATH`` or ``MIGLAB_PEER=PATH``); its default mode
 (``-d state``, the whole decoded state as JSON) is what it offers for both
 inspect and dump.
 
-Usage: ``python benchmarks/bench_cli.py [--repeat 9] [--work DIR] [--peer PATH] [--synthetic]``
+With ``--before TREE`` (another miglab source tree, e.g. ``git archive main
+miglab`` unpacked) every command also runs from that tree, alternating with
+this one, and its wall, peak and CPU seconds print beside: on a loaded
+machine compare the CPU columns.
+
+Usage: ``python benchmarks/bench_cli.py [--repeat 9] [--work DIR] [--peer PATH] [--synthetic]
+[--before TREE]``
 """
 
 from __future__ import annotations
@@ -51,33 +57,31 @@ EXTRA_NICS = ["e1000,mac=52:54:00:12:34:05", "e1000,mac=52:54:00:12:34:06"]
 EXTRA_NICS += ["e1000e,mac=52:54:00:12:34:07,romfile="]
 
 
-def run_once(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int]:
-    """Seconds from spawn to exit, peak RSS in MB, exit status of one process."""
-    wall, peak, status, _ = run_timed(argv, cwd, code)
-    return wall, peak, status
-
-
 def run_timed(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, float, int, float]:
-    """:func:`run_once` and the CPU seconds (user + system) the process used.
+    """Seconds from spawn to exit, peak RSS in MB, exit status and CPU seconds of one process.
 
-    The peak and the CPU time come from GNU time (``/usr/bin/time``), a small
-    parent: the rusage of a child spawned by this process would count this
-    process's pages (a vfork child shares them until it execs).  On a loaded
-    machine the CPU time says what the work costs when the wall clock does not.
+    The peak comes from GNU time (``/usr/bin/time``), a small parent: the
+    rusage of a child spawned by this process would count this process's
+    pages (a vfork child shares them until it execs).  The CPU seconds (user
+    + system) are the rusage of that parent, which holds its child's, to the
+    microsecond (GNU time prints centiseconds).  On a loaded machine the CPU
+    time says what the work costs when the wall clock does not.
     """
     env = {**os.environ, "PYTHONPATH": str(code)}
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t = time.perf_counter()
-        done = subprocess.run(
-            [TIME, "-f", "%M %U %S", "-o", rss.name, *argv],
+        proc = subprocess.Popen(
+            [TIME, "-f", "%M", "-o", rss.name, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
         )
+        _, status, usage = os.wait4(proc.pid, 0)
         dt = time.perf_counter() - t
-        peak_kib, user, system = rss.read().split()[-3:]
-    return dt, int(peak_kib) * 1024 / 1e6, done.returncode, float(user) + float(system)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = rss.read().split()[-1]
+    return dt, int(peak_kib) * 1024 / 1e6, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def cpu_median(runs: list[tuple[float, float, int, float]]) -> float:
@@ -172,7 +176,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     print("(cpu: user + system seconds; on a loaded machine it shows the work, the wall the load)")
     print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s} {'cpu':>7s}", end="")
     print(f"   {'peer':>8s} {'peak':>8s} {'cpu':>7s}", end="")
-    print(f"   {'before':>8s} {'peak':>8s}" if args.before else "")
+    print(f"   {'before':>8s} {'peak':>8s} {'cpu':>7s}" if args.before else "")
     r: dict[str, tuple[float, float, int]] = {}
     for name, argv, peer_argv in cases:
         mine, theirs, before = [], [], []
@@ -181,7 +185,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             if peer_argv:
                 theirs.append(run_timed(peer_argv, work))
             if args.before and name != "floor":
-                before.append(run_once(argv, work, args.before))
+                before.append(run_timed(argv, work, args.before))
         r[name] = medians(mine)
         t, rss, status = r[name]
         words = name.split()
@@ -192,10 +196,11 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             line += f"   {pt:7.3f}s {prss:6.1f}MB {cpu_median(theirs):6.3f}s"
             line += f" (exit {pstatus})" if pstatus else ""
         elif before:
-            line += " " * 29
+            line += " " * 30
         if before:
             bt, brss, bstatus = medians(before)
-            line += f"   {bt:7.3f}s {brss:6.1f}MB" + (f" (exit {bstatus})" if bstatus else "")
+            line += f"   {bt:7.3f}s {brss:6.1f}MB {cpu_median(before):6.3f}s"
+            line += f" (exit {bstatus})" if bstatus else ""
         print(line + (f"  (exit {status})" if status else "") + f"  load {os.getloadavg()[0]:.1f}")
     floor = r["floor"][0]
     print("goals:")

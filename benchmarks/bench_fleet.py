@@ -40,8 +40,7 @@ HEAVY = ["-net", "-storage", "-usb", "-virtio", "-pcie", "-misc", "-audio"]
 _RUN = """
 import json, sys
 from miglab.fleet.indexing import index
-r = index([sys.argv[1]], sys.argv[2], scheduler="processes", workers=int(sys.argv[3]),
-          progress=False)
+r = index([sys.argv[1]], sys.argv[2], scheduler="processes", workers=int(sys.argv[3]))
 print(json.dumps({"n": r.indexed, "errors": r.errors, "wall": r.seconds,
                   "cpu": r.cpu_seconds, "rss": r.peak_rss}))
 """

@@ -185,6 +185,15 @@ def test_verify_exits_2_on_what_is_no_stream_and_1_on_a_cut_stream(
     assert "1 error(s)" in capsys.readouterr().out
 
 
+def test_an_unreadable_file_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.mig"
+    assert main(["inspect", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"miglab: error: {missing}: cannot read: No such file or directory\n"
+
+
 def test_check_schemas_keeps_the_devices_of_a_stream_errors_first(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -250,6 +259,80 @@ def test_progress_shows_on_a_terminal_or_when_asked(monkeypatch: pytest.MonkeyPa
         parser.parse_args(["--progress", "--no-progress"])
 
 
+# Every command that reads a stream in proportion to its size, with the phases it reports.
+_LONG = {
+    "inspect": ["reading"],
+    "dump": ["reading"],
+    "verify": ["reading", "checking"],
+    "convert": ["reading", "writing"],
+    "compat": ["reading", "writing"],
+    "extract": ["reading", "writing"],
+    "diff A": ["reading"],
+    "export-elf": ["reading"],
+}
+
+
+def _long_argv(what: str, out: Path) -> list[str]:
+    command = what.split()[0]
+    tail = {
+        "convert": ["-o", str(out), "--to", "legacy"],
+        "compat": ["-o", str(out), "--to-qemu", "10.0", "--machine", "pc-i440fx-10.0"],
+        "extract": ["-o", str(out)],
+        "diff": [str(NET)],
+        "export-elf": ["-o", str(out)],
+    }.get(command, [])
+    return [command, str(NET), *tail] + ["--allow-guest-visible"] * (command == "compat")
+
+
+@pytest.mark.parametrize("what", list(_LONG))
+def test_long_commands_report_progress_only_when_asked_and_print_the_same(
+    what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _long_argv(what, tmp_path / "out")
+    runs = {}
+    # No flag is silent too where stderr is no terminal (here), the rule for every command.
+    for flag in ([], ["--progress"], ["--no-progress"])[what not in ("inspect", "verify") :]:
+        status = main([*argv, *flag])
+        runs[tuple(flag)] = (status, *capsys.readouterr())
+    shown, silenced = runs[("--progress",)], runs[("--no-progress",)]
+    quiet = runs.get((), silenced)
+    assert quiet[0] in (0, 1) and shown[:2] == silenced[:2] == quiet[:2]  # status, stdout
+    assert quiet[2] == silenced[2] == ""
+    lines = shown[2].splitlines()
+    size = NET.stat().st_size
+    for phase in _LONG[what]:  # each phase ends at the whole stream, in its own lines
+        mine = [line for line in lines if line.startswith(f"{what}: {phase} ")]
+        assert mine and f" {size / 1e3:.0f} kB of {size / 1e3:.0f} kB (100%)" in mine[-1]
+    assert [line.split(":")[0] for line in lines] == [what] * len(lines) or what == "diff A"
+
+
+def test_a_byte_line_redraws_at_most_four_times_a_second_and_not_for_a_quick_phase(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from miglab.cli import _progress
+
+    now = [100.0]
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    tty = argparse.Namespace(progress=None)
+    with _progress.byte_progress(tty, "verify") as report:
+        assert report is not None
+        for i in range(40):  # 0.4 s: under the delay, nothing drawn
+            report("reading", i, 40)
+            now[0] += 0.01
+        report("reading", 40, 40)
+    assert sys.stderr.getvalue() == ""
+    with _progress.byte_progress(tty, "verify") as report:
+        assert report is not None
+        for i in range(3001):  # 3 s of reports every millisecond
+            report("checking", i * 1000, 3_000_000)
+            now[0] += 0.001
+    draws = sys.stderr.getvalue().split("\r")[1:]
+    assert 3 <= len(draws) <= 4 * 3 and draws[-1].endswith("\n")
+    assert draws[-1].startswith("verify: checking 3.0 MB of 3.0 MB (100%), 1.0 MB/s [0:03]")
+
+
 @pytest.mark.qemu
 def test_survives_reports_its_steps_only_when_asked(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -286,6 +369,9 @@ def test_survives_reports_its_steps_only_when_asked(
         {"a": [1, True, None, 1.5, "x", [], {}, {"k": [2, 3]}, (1, 2)]},
         {"b": {1: 2}, "c": "\u00e9\ud800", "d": [[1, 2], ["a", "\n"]], "e": float("nan")},
         [[], {}, 0, -(2**70), "", [None]],
+        # int lists take orjson's path: the 64-bit edges, beyond them, bools and floats
+        {"i": [0, -1, 2**63 - 1, -(2**63), 2**64 - 1], "j": [1, 2**64], "k": [[3, True]]},
+        {"f": [1, 1.5], "g": [7, "8,9"], "h": [[1, [2, 3]], [4, None]], "e": [5] * 1000},
     ],
 )
 def test_dumps_equals_the_standard_library(value: object) -> None:

@@ -35,7 +35,7 @@ def pages_in_stream(stream: miglab.Stream) -> dict[str, bytearray]:
 
 
 def test_extract_equals_the_pages_qemu_sent(tmp_path: Path):
-    result = extract(RAN, tmp_path / "out", progress=False)
+    result = extract(RAN, tmp_path / "out")
     stream = miglab.load(RAN)
     expected = pages_in_stream(stream)
     assert set(result.files.values()) == set(expected)
@@ -91,10 +91,10 @@ def test_hostile_block_names_stay_inside(tmp_path: Path):
     (tmp_path / "out").mkdir()
     os.symlink("/tmp", tmp_path / "out" / "ram")  # a planted symlink is not followed
     with pytest.raises(MiglabError, match="cannot write into"):
-        extract(data, tmp_path / "out", progress=False)
+        extract(data, tmp_path / "out")
     os.unlink(tmp_path / "out" / "ram")
     before = set(tmp_path.rglob("*"))
-    result = extract(data, tmp_path / "out", progress=False)
+    result = extract(data, tmp_path / "out")
     created = set(tmp_path.rglob("*")) - before
     assert all(p.resolve().is_relative_to((tmp_path / "out").resolve()) for p in created)
     assert len(set(result.files)) == len(again.ram.blocks)
@@ -113,7 +113,7 @@ def test_planted_links_are_replaced_not_written_through(tmp_path: Path):
     os.symlink(victims / "state", out / "state.json")
     os.symlink(victims / "blocks", out / "blocks.json")
     os.link(victims / "ram", out / "ram" / "pc.ram.bin")
-    result = extract(RAN, out, progress=False)
+    result = extract(RAN, out)
     for name in ("state", "blocks", "ram"):
         assert (victims / name).read_bytes() == b"precious " + name.encode()
     for name in ("state.json", "blocks.json", "ram/pc.ram.bin"):
@@ -129,7 +129,7 @@ def test_extract_into_a_symlinked_directory_is_refused(tmp_path: Path):
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / "out")
     with pytest.raises(MiglabError, match="cannot write into"):
-        extract(RAN, tmp_path / "out", progress=False)
+        extract(RAN, tmp_path / "out")
     assert not list((tmp_path / "elsewhere").iterdir())
 
 

@@ -41,7 +41,7 @@ def real_fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (streams / "empty.mig").write_bytes(b"")
     (streams / "notes.txt").write_text("not a stream\n")
     write_synthetic(streams / "odd-machine.mig", ram_bytes=1 << 16, machine="../../x y")
-    index([streams], root / "dataset", scheduler="synchronous", progress=False)
+    index([streams], root / "dataset", scheduler="synchronous")
     return root
 
 
@@ -125,13 +125,13 @@ def test_rerun_skips_unchanged_and_replaces_a_changed_file(tmp_path: Path) -> No
     for p in picks:
         shutil.copy(p, streams / p.name)
     out = tmp_path / "d"
-    first = index([streams], out, scheduler="synchronous", progress=False)
+    first = index([streams], out, scheduler="synchronous")
     assert (first.indexed, first.skipped) == (3, 0)
-    again = index([streams], out, scheduler="synchronous", progress=False)
+    again = index([streams], out, scheduler="synchronous")
     assert (again.indexed, again.skipped, again.removed) == (0, 3, 0)
     changed = streams / picks[0].name
     changed.write_bytes(changed.read_bytes()[:1000])  # now truncated
-    third = index([streams], out, scheduler="synchronous", progress=False)
+    third = index([streams], out, scheduler="synchronous")
     assert third.indexed >= 1 and third.removed >= 1
     streams_t = _table(out, "streams")
     assert sorted(streams_t["file"]) == sorted(str(streams / p.name) for p in picks)
@@ -140,7 +140,7 @@ def test_rerun_skips_unchanged_and_replaces_a_changed_file(tmp_path: Path) -> No
     assert str(changed) not in set(_table(out, "fields")["file"])
     gone = streams / picks[1].name
     gone.unlink()
-    fourth = index([streams], out, scheduler="synchronous", progress=False)
+    fourth = index([streams], out, scheduler="synchronous")
     assert fourth.removed >= 1
     left = _table(out, "streams")["file"]
     assert str(gone) not in left and len(left) == len(set(left)) == 2
@@ -163,9 +163,7 @@ def test_local_cluster_writes_the_same_dataset(tmp_path: Path, real_fleet: Path)
         memory_limit="1GiB",
         dashboard_address=None,
     ) as cluster:
-        report = index(
-            [streams], tmp_path / "d", scheduler=cluster.scheduler_address, progress=False
-        )
+        report = index([streams], tmp_path / "d", scheduler=cluster.scheduler_address)
     assert (report.indexed, report.errors) == (3, 1)
     fleet = miglab.fleet.open(tmp_path / "d")
     got = fleet.fields.groupby("file").size().compute()
@@ -234,7 +232,7 @@ def test_synthetic_fleet_indexes_with_its_corruptions_as_errors(tmp_path: Path) 
     rows = make_fleet(tmp_path / "s", 30, data_dir=DATA, seed=5, corrupt=0.2, ram_mib=(16, 64))
     bad = [r for r in rows if r["corrupt"]]
     assert {r["corrupt"] for r in bad} == set(CORRUPTIONS)
-    report = index([tmp_path / "s"], tmp_path / "d", scheduler="threads", workers=2, progress=False)
+    report = index([tmp_path / "s"], tmp_path / "d", scheduler="threads", workers=2)
     assert (report.indexed, report.errors) == (30, len(bad))
     streams = miglab.fleet.open(tmp_path / "d").streams.compute().set_index("file")
     for r in rows:

@@ -364,7 +364,7 @@ def test_output_is_budgeted_by_the_input_size(tmp_path: Path):
     stream = miglab.load(hostile)
     assert stream.page_size == page and len(hostile) < 1000
     with pytest.raises(LimitExceeded, match="more output than") as info:
-        extract(stream, tmp_path / "out", progress=False)  # wrote 256 MiB before
+        extract(stream, tmp_path / "out")  # wrote 256 MiB before
     assert info.value.path == str(tmp_path / "out" / "ram" / "pc.ram.bin")
     assert [p.name for p in (tmp_path / "out").rglob("*")] == ["ram"]
 

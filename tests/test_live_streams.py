@@ -135,7 +135,7 @@ def test_ram_frame_counts_final_pages(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DIRTIER, ids=IDS)
 def test_extract_writes_the_final_content(path: Path, tmp_path: Path) -> None:
-    result = extract(path, tmp_path / "out", progress=False)
+    result = extract(path, tmp_path / "out")
     mem = _oracle(path)
     name = next(f for f, b in result.files.items() if b == "pc.ram")
     ram = (tmp_path / "out" / name).read_bytes()

@@ -62,7 +62,7 @@ def _export_elf(src: Path, out: Path) -> None:
 
 
 def _extract(src: Path, out: Path) -> None:
-    extract(src, out.parent, progress=False)
+    extract(src, out.parent)
 
 
 #: name -> (writer, the output's name in the work directory)

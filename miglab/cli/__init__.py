@@ -18,12 +18,16 @@ One rule for the exit status, in every command:
 A reader that closes the pipe early (``miglab dump FILE | head``) ends the
 command quietly with status 0: the reader got what it asked for.
 
+Every long command takes ``--progress`` / ``--no-progress`` and follows one
+rule for them (:mod:`miglab.cli._progress`): progress on stderr when it is a
+terminal or when asked, stdout the same either way.
+
 Start-up is part of the interface: ``miglab --version`` and every subcommand
 pay only for what they use.  ``miglab COMMAND`` imports only that command's
 module (``--help`` and an unknown command import them all, to list them),
 and those modules import nothing heavy at the top: each ``run`` imports
 the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
-out of a command that does not use them; ``tests/test_cli_startup.py``
+out of a command that does not use them; ``tests/test_cli.py``
 keeps it so).
 """
 
@@ -37,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from miglab import __version__
-from miglab.errors import MiglabError
+from miglab.errors import FileError, MiglabError
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex
@@ -90,8 +94,47 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, given the terminal's width without :mod:`shutil`.
+
+    argparse makes a formatter for every option it adds and asks
+    ``shutil.get_terminal_size`` for the width; importing shutil (and the
+    compression modules it imports) would cost every command a few
+    milliseconds for help it seldom prints.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, stdout's, 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser laid out by :class:`_Formatter` (its subcommands' too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> tuple[argparse.ArgumentParser, Any]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
@@ -156,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except MiglabError as exc:
-        print(f"miglab: error: {_where(args)}{exc}", file=sys.stderr)
+        print(f"miglab: error: {_where(args, exc)}{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"miglab: error: {exc}", file=sys.stderr)
@@ -166,12 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _where(args: argparse.Namespace) -> str:
-    """``FILE: `` for a command that reads one input file, so the message names it."""
+def _where(args: argparse.Namespace, exc: MiglabError) -> str:
+    """``FILE: `` for a command that reads one input file, so the message names it
+    (once: a :class:`~miglab.errors.FileError` about that file names it already)."""
     for name in ("file", "stream"):
         value = getattr(args, name, None)
         if isinstance(value, str):
-            return f"{value}: "
+            return "" if isinstance(exc, FileError) and exc.path == value else f"{value}: "
     return ""
 
 

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import LazyChoices
+from miglab.cli._progress import add_progress_arguments, byte_progress
 from miglab.errors import CompatError
 
 __all__ = ("register", "run")
@@ -46,6 +47,7 @@ def register(sub: Any) -> None:
         "no rule covers from the two schemas)",
     )
     p.add_argument("--dst-schema", help="-dump-vmstate of the destination QEMU and machine")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from miglab.containers.libvirt import LibvirtSave
     from miglab.containers.mapped_ram import MappedRam
 
-    stream = load(args.file)
+    with byte_progress(args, "compat") as progress:
+        stream = load(args.file, progress=progress)
     out, report = convert_stream(
         stream,
         to_qemu=args.to_qemu,
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         old = out.container.set_machine(args.machine)
         if old != args.machine:
             print(f"libvirt domain XML: machine {old} -> {args.machine}")
-    save(out, args.output)
+    with byte_progress(args, "compat") as progress:
+        save(out, args.output, progress=progress)
     print(report)
     print(
         f"{len(report)} change(s), {len(report.guest_visible)} guest-visible; wrote {args.output}"

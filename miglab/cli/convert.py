@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from miglab.cli import LazyChoices
+from miglab.cli._progress import add_progress_arguments, byte_progress
 
 __all__ = ("register", "run")
 
@@ -34,6 +35,7 @@ def register(sub: Any) -> None:
         help="the output format: %(choices)s",
     )
     p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: IN.asn)")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -51,12 +53,16 @@ def run(args: argparse.Namespace) -> int:
     if encoders.get(name).needs_schema:
         module = Path(args.schema or f"{args.input}.asn")
         kwargs["schema"] = module.read_text() if args.schema or module.exists() else None
-    stream = encoders.decode(data, name, **kwargs)
+    with byte_progress(args, "convert") as progress:
+        if name == "legacy":
+            kwargs["progress"] = progress
+        stream = encoders.decode(data, name, **kwargs)
     if args.to == "legacy":
         # QEMU's stream is written as it is encoded: a 16 GiB guest never sits in memory.
         from miglab.stream.writer import save
 
-        size = save(stream, args.output).stat().st_size
+        with byte_progress(args, "convert") as progress:
+            size = save(stream, args.output, progress=progress).stat().st_size
     else:
         size = _encode_to(stream, args)
     print(f"{args.input} ({name}, {len(data)} bytes) -> {args.output} ({args.to}, {size} bytes)")
@@ -68,10 +74,12 @@ def _from_container(args: argparse.Namespace, data: memoryview, container: str) 
     from miglab import containers
     from miglab.containers.mapped_ram import MappedRam
 
-    stream = containers.load(data)
+    with byte_progress(args, "convert") as progress:
+        stream = containers.load(data, progress=progress)
     if args.to in ("legacy", "mapped-ram"):
         chosen = MappedRam() if args.to == "mapped-ram" else None
-        out = containers.save(stream, args.output, container=chosen)
+        with byte_progress(args, "convert") as progress:
+            out = containers.save(stream, args.output, container=chosen, progress=progress)
         size = out.stat().st_size
     else:
         size = _encode_to(stream, args)

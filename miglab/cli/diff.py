@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.cli._progress import add_progress_arguments, byte_progress
 
 __all__ = ("register", "run")
 
@@ -30,6 +31,7 @@ def register(sub: Any) -> None:
         "--schema-b", metavar="DUMP", help="a -dump-vmstate JSON for B when it differs from A's"
     )
     p.add_argument("--json", action="store_true", help="print the differences as one JSON object")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -45,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     index = schema_index(args)
     index_b = SchemaIndex.load(args.schema_b) if args.schema_b else index
     streams = []
-    for path, schema in ((args.a, index), (args.b, index_b)):
+    for what, path, schema in (("A", args.a, index), ("B", args.b, index_b)):
         try:
-            streams.append(load(path, schema=schema))
+            with byte_progress(args, f"diff {what}") as progress:
+                streams.append(load(path, schema=schema, progress=progress))
         except MiglabError as exc:
             raise MiglabError(f"{path}: {exc}") from exc  # which of the two, then where
     diff = diff_streams(*streams)

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.cli._progress import add_progress_arguments, byte_progress
 
 __all__ = ("register",)
 
@@ -21,6 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="a migration stream")
     add_schema_options(p)
     p.add_argument("--hex", action="store_true", help="show every buffer as hex, strings too")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from miglab.containers import load
     from miglab.stream.jsonview import dumps, stream_to_jsonable
 
-    stream = load(args.file, schema=schema_index(args))
+    with byte_progress(args, "dump") as progress:
+        stream = load(args.file, schema=schema_index(args), progress=progress)
     sys.stdout.write(
         dumps(stream_to_jsonable(stream, text=not args.hex)) + "\n"
     )  # one write, not one per token

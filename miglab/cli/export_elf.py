@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from miglab.cli._progress import add_progress_arguments, byte_progress
+
 __all__ = ("register", "run")
 
 
@@ -19,6 +21,7 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="a migration stream")
     p.add_argument("-o", "--output", required=True, help="the core file to write")
     p.add_argument("--snapshot", help="for a qcow2 image: the snapshot (id or name) to read")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -27,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from miglab.analysis.elf_core import export_elf, physical_ranges
     from miglab.containers import load
 
-    stream = load(args.file, snapshot=args.snapshot)
+    with byte_progress(args, "export-elf") as progress:
+        stream = load(args.file, snapshot=args.snapshot, progress=progress)
     size = export_elf(stream, args.output)
     assert stream.machine is not None  # export_elf refuses a stream without one
     ram = next(b.used_length for b in stream.ram.blocks if b.name == "pc.ram")

@@ -1,4 +1,4 @@
-"""``miglab extract FILE -o DIR [--schema DUMP [--schema-hints DUMP]] [--snapshot NAME] [--no-progress]``.
+"""``miglab extract FILE -o DIR [--schema DUMP [--schema-hints DUMP]] [--snapshot NAME] [--progress]``.
 
 Writes RAM as sparse files and the state as JSON, from a stream in any
 container (compressed, libvirt save image, qcow2 snapshot, mapped-ram file).
@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.cli._progress import add_progress_arguments, byte_progress
 
 __all__ = ("register", "run")
 
@@ -21,7 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output directory (created)")
     add_schema_options(p)
     p.add_argument("--snapshot", help="for a qcow2 image: the snapshot (id or name) to read")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -30,12 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from miglab.containers import load
     from miglab.stream.extract import extract
 
-    stream = load(args.file, schema=schema_index(args), snapshot=args.snapshot)
-    result = extract(
-        stream,
-        args.output,
-        progress=False if args.no_progress else None,
-    )
+    with byte_progress(args, "extract") as progress:
+        stream = load(
+            args.file, schema=schema_index(args), snapshot=args.snapshot, progress=progress
+        )
+        result = extract(stream, args.output, progress=progress)
     for name, block in result.files.items():
         print(f"{name}\t{block}")
     print(

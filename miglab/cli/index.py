@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from miglab.cli._progress import add_progress_arguments, byte_progress
+
 __all__ = ("register", "run")
 
 
@@ -34,7 +36,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local workers")
     p.add_argument("--release", default=None, help="QEMU release of files no manifest.json names")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
     """Index and print one summary line."""
     from miglab.fleet.indexing import index
 
-    report = index(
-        args.paths,
-        args.output,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        release=args.release,
-        progress=not args.no_progress,
-    )
+    with byte_progress(args, "index") as progress:
+        report = index(
+            args.paths,
+            args.output,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            release=args.release,
+            progress=progress,
+        )
     print(
         f"{args.output}: {report.indexed} indexed ({report.errors} unreadable), "
         f"{report.skipped} unchanged, {report.removed} replaced, "

@@ -1,4 +1,4 @@
-"""``miglab inspect FILE [--schema DUMP [--schema-hints DUMP]] [--snapshot NAME] [--json]``.
+"""``miglab inspect FILE [--schema DUMP [--schema-hints DUMP]] [--snapshot NAME] [--json] [--progress]``.
 
 Prints the container the stream came in (``bare``, ``gzip``, ``libvirt-xz``,
 ``mapped-ram``, ``qcow2-snapshot``...), the machine and a table of records.
@@ -21,13 +21,14 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.cli._progress import add_progress_arguments, byte_progress
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
 
 __all__ = ("record_rows", "register", "undecoded_notes")
 
-# The columns of miglab.analysis.frames.SECTION_COLUMNS (tests/test_cli_startup.py
+# The columns of miglab.analysis.frames.SECTION_COLUMNS (tests/test_cli.py
 # checks that they stay the same).
 COLUMNS = ("kind", "section_id", "name", "instance_id", "version_id", "offset", "size", "decoded")
 
@@ -39,6 +40,7 @@ def register(sub: Any) -> None:
     add_schema_options(p)
     p.add_argument("--snapshot", help="for a qcow2 image: the snapshot (id or name) to read")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from miglab.containers import container_name, load
 
     index = schema_index(args)
-    stream = load(args.file, schema=index, snapshot=args.snapshot)
+    with byte_progress(args, "inspect") as progress:
+        stream = load(args.file, schema=index, snapshot=args.snapshot, progress=progress)
     container = container_name(stream)
     rows = record_rows(stream)
     notes = undecoded_notes(stream, schema_given=index is not None)

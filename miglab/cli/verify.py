@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
+from miglab.cli._progress import add_progress_arguments, byte_progress
 from miglab.errors import MigrationFormatError
 
 __all__ = ("register", "run")
@@ -22,6 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="a migration stream")
     add_schema_options(p)
     p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from miglab.findings import errors
     from miglab.stream.verify import verify
 
-    findings = verify(args.file, schema=schema_index(args))
+    with byte_progress(args, "verify") as progress:
+        findings = verify(args.file, schema=schema_index(args), progress=progress)
     bad = errors(findings)
     first = bad[0] if bad else None
     if first is not None and first.code == "load" and first.offset is not None and first.offset < 8:

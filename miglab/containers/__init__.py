@@ -30,17 +30,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 from miglab.errors import LimitExceeded
-from miglab.files import atomic_output
 from miglab.limits import LIMITS
-from miglab.stream.filtering import filter_stream
+from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
-from miglab.stream.writer import write_to as write_bare
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.stream.progress import Progress
     from miglab.vmstate.filters import Filters
     from miglab.vmstate.from_schema import SchemaIndex
 
@@ -55,16 +53,23 @@ def detect(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> s
 
 
 def _sniff(view: memoryview) -> str | None:
+    # A file that begins as QEMU's own stream is bare or mapped-ram (no other container
+    # starts with QEVM); the other containers' modules load only for a file that does not,
+    # and mapped-ram's only for one that names the capability where its sniff looks, so
+    # reading a bare stream costs none of their imports.
+    if int.from_bytes(view[:4], "big") == FILE_MAGIC:
+        if b"mapped-ram" not in bytes(view[:512]):
+            return None
+        from miglab.containers.mapped_ram_format import sniff
+
+        return "mapped-ram" if sniff(view) else None
+    from miglab.containers import compressed, libvirt, qcow2
+
     if libvirt.sniff(view):
         return "libvirt"
     if qcow2.sniff(view):
         return "qcow2"
-    codec = compressed.sniff(view)
-    if codec is not None:
-        return codec
-    if mapped_ram.sniff(view):
-        return "mapped-ram"
-    return None
+    return compressed.sniff(view)
 
 
 def load(
@@ -73,6 +78,7 @@ def load(
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
     snapshot: str | None = None,
     filters: Filters | None = None,
+    progress: Progress | None = None,
 ) -> Stream:
     """Read a stream in any container into the object tree.
 
@@ -84,6 +90,8 @@ def load(
         filters: unmarshal filters run on every device state read
             (:mod:`miglab.vmstate.filters`); the vmdesc entries of the states they
             change are rebuilt.
+        progress: told how far the reader is through the (unwrapped) stream
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MigrationFormatError: the container or the stream inside is invalid;
@@ -98,6 +106,9 @@ def load(
                 f"containers nested more than {LIMITS.max_container_depth} deep", offset=0
             )
         kind = _sniff(inner)
+        if kind is None:
+            return load_bare(inner, schema=schema, progress=progress)
+        from miglab.containers import compressed, libvirt, mapped_ram, qcow2
 
         def deeper(v: memoryview) -> Stream:
             return load_view(v, depth + 1)
@@ -108,18 +119,23 @@ def load(
             return qcow2.load(inner, deeper, snapshot=snapshot, source=path if depth == 0 else None)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
-        if kind is not None:
-            return compressed.load(inner, kind, deeper)
-        return load_bare(inner, schema=schema)
+        return compressed.load(inner, kind, deeper)
 
     stream = load_view(view)
     if filters:
+        from miglab.stream.filtering import filter_stream
+
         stream = filter_stream(stream, filters, marshal=False)
     return stream
 
 
 def save(
-    stream: Stream, path: str | os.PathLike[str], *, container: Any = _KEEP, **options: Any
+    stream: Stream,
+    path: str | os.PathLike[str],
+    *,
+    container: Any = _KEEP,
+    progress: Progress | None = None,
+    **options: Any,
 ) -> Path:
     """Write ``stream`` to ``path`` in its container (or ``container``), atomically.
 
@@ -128,6 +144,8 @@ def save(
         path: the output file; it is replaced only once the new file is complete.
         container: a container record to write instead of ``stream.container``
             (None: the bare legacy stream).
+        progress: told how far the writer is through the stream, for a bare
+            stream (:mod:`miglab.stream.progress`).
         options: passed to the container's writer (``in_place=True`` for a
             qcow2 snapshot written back into its own image).
     """
@@ -137,16 +155,23 @@ def save(
     if save_as is not None:  # containers that write a whole file of their own (qcow2)
         save_as(stream, out, **options)
         return out
+    from miglab.files import atomic_output
+
     with atomic_output(out, input_bytes=stream.source_size or None) as fh:
-        write_to(stream, fh, chosen)
+        write_to(stream, fh, chosen, progress=progress)
     return out
 
 
-def write_to(stream: Stream, out: IO[bytes], container: Any = _KEEP) -> None:
-    """Write ``stream`` in ``container`` (default: its own) to a seekable binary file."""
+def write_to(
+    stream: Stream, out: IO[bytes], container: Any = _KEEP, *, progress: Progress | None = None
+) -> None:
+    """Write ``stream`` in ``container`` (default: its own) to a seekable binary file;
+    ``progress`` is told how far a bare stream's writer is (:mod:`miglab.stream.progress`)."""
     chosen = stream.container if container is _KEEP else container
     if chosen is None:
-        write_bare(stream, cast(BinaryIO, out))
+        from miglab.stream.writer import write_to as write_bare
+
+        write_bare(stream, cast(BinaryIO, out), progress=progress)
     else:
         chosen.write_to(stream, out)
 

@@ -21,13 +21,37 @@ values (``needed`` predicates, ``*_equal``/``le`` checks) are in
 
 from __future__ import annotations
 
-from miglab.devices.base import Device, visit_subsection
-from miglab.devices.e1000 import E1000
-from miglab.devices.fw_cfg import FwCfg
-from miglab.devices.i8254 import I8254, PITChannel
-from miglab.devices.pci import PCIDevice
-from miglab.devices.rtc import MC146818RTC
-from miglab.devices.serial import Fifo8, ISASerial, PCISerial, SerialState
+import importlib
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from miglab.devices.base import Device, visit_subsection
+    from miglab.devices.e1000 import E1000
+    from miglab.devices.fw_cfg import FwCfg
+    from miglab.devices.i8254 import I8254, PITChannel
+    from miglab.devices.pci import PCIDevice
+    from miglab.devices.rtc import MC146818RTC
+    from miglab.devices.serial import Fifo8, ISASerial, PCISerial, SerialState
+
+    DEVICES: dict[str, type[Device]]
+
+# The models load on first use: reading a stream imports one of them (the slirp
+# reader, miglab.devices.slirp), not all of them.
+_LAZY = {
+    "Device": "miglab.devices.base",
+    "visit_subsection": "miglab.devices.base",
+    "E1000": "miglab.devices.e1000",
+    "FwCfg": "miglab.devices.fw_cfg",
+    "I8254": "miglab.devices.i8254",
+    "PITChannel": "miglab.devices.i8254",
+    "PCIDevice": "miglab.devices.pci",
+    "MC146818RTC": "miglab.devices.rtc",
+    "Fifo8": "miglab.devices.serial",
+    "ISASerial": "miglab.devices.serial",
+    "PCISerial": "miglab.devices.serial",
+    "SerialState": "miglab.devices.serial",
+}
 
 __all__ = (
     "DEVICES",
@@ -46,14 +70,33 @@ __all__ = (
     "visit_subsection",
 )
 
-DEVICES: dict[str, type[Device]] = {
-    cls.VMSD_NAME: cls for cls in (E1000, FwCfg, I8254, ISASerial, MC146818RTC, PCISerial)
-}
+
+@cache
+def _devices() -> dict[str, type[Device]]:
+    """VMSD name -> model, for every model (``DEVICES``)."""
+    from miglab.devices.e1000 import E1000
+    from miglab.devices.fw_cfg import FwCfg
+    from miglab.devices.i8254 import I8254
+    from miglab.devices.rtc import MC146818RTC
+    from miglab.devices.serial import ISASerial, PCISerial
+
+    return {cls.VMSD_NAME: cls for cls in (E1000, FwCfg, I8254, ISASerial, MC146818RTC, PCISerial)}
 
 
 def model_for(idstr: str) -> type[Device] | None:
     """The model for a section idstr (``0000:00:02.0/e1000`` -> E1000), or None."""
-    return DEVICES.get(idstr.rsplit("/", 1)[-1])
+    return _devices().get(idstr.rsplit("/", 1)[-1])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEVICES":
+        return _devices()
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> tuple[str, ...]:

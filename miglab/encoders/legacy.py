@@ -7,9 +7,14 @@ unedited tree.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.model import Stream
 from miglab.stream.reader import load
+
+if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
 
 __all__ = ("MAGIC", "NAME", "decode", "encode", "sniff")
 
@@ -22,9 +27,10 @@ def encode(stream: Stream) -> bytes:
     return stream.to_bytes()
 
 
-def decode(data: bytes) -> Stream:
-    """Read QEMU's stream (raises MigrationFormatError on bad input)."""
-    return load(data)
+def decode(data: bytes, *, progress: Progress | None = None) -> Stream:
+    """Read QEMU's stream (raises MigrationFormatError on bad input); ``progress`` as for
+    :func:`miglab.stream.reader.load`."""
+    return load(data, progress=progress)
 
 
 def sniff(data: bytes) -> bool:

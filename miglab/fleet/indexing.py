@@ -29,12 +29,15 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MiglabError
 from miglab.fleet.rows import FileRows, FileStat, file_rows
 from miglab.fleet.schema import PARTITIONS, SCHEMAS, TABLES, hive
 from miglab.vmstate.layout import paused_gc
+
+if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
 
 __all__ = ("BATCH_FILES", "IndexReport", "discover", "index", "index_batch")
 
@@ -162,8 +165,8 @@ def index_batch(
     """Index one batch of files into ``dataset`` (the task each worker runs).
 
     Returns:
-        ``{"files": n, "errors": e, "cpu_ns": CPU time, "rss": peak bytes}`` for the
-        progress bar and the report.
+        ``{"files": n, "bytes": their size, "errors": e, "cpu_ns": CPU time, "rss": peak
+        bytes}`` for the progress and the report.
     """
     cpu = time.thread_time_ns()
     # A stream's tree has no cycles and is freed by reference counting once its rows are
@@ -178,6 +181,7 @@ def index_batch(
     errors = sum(bool(r.stream["error"]) for r in rows)
     return {
         "files": len(rows),
+        "bytes": sum(f.size for f in files),
         "errors": errors,
         "cpu_ns": time.thread_time_ns() - cpu,
         "rss": _rss(),
@@ -238,7 +242,7 @@ def index(
     scheduler: str = "processes",
     workers: int | None = None,
     release: str | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> IndexReport:
     """Index stream files (or folders of them) into the fleet dataset ``dataset``.
 
@@ -249,7 +253,8 @@ def index(
             scheduler address.
         workers: worker processes/threads of a local scheduler (default: CPU count).
         release: the QEMU release of files no ``manifest.json`` names.
-        progress: show a tqdm bar (files done, rate, errors).
+        progress: told ``("indexing", bytes, total)`` as batches of files are done
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MiglabError: a path does not exist, or the scheduler is unknown.
@@ -326,11 +331,10 @@ def _run(
     scheduler: str,
     workers: int | None,
     release: str | None,
-    progress: bool,
+    progress: Progress | None,
 ) -> dict[str, int]:
     """Run the batches on the chosen scheduler; returns errors, CPU time and peak RSS."""
     import dask
-    from tqdm.auto import tqdm
 
     local = scheduler in LOCAL_SCHEDULERS
     if not local and "://" not in scheduler and ":" not in scheduler:
@@ -345,37 +349,35 @@ def _run(
         dask.delayed(index_batch, pure=False)(b, dataset, f"{run}{i:05d}", release)
         for i, b in enumerate(batches)
     ]
-    totals = {"errors": 0, "cpu_ns": 0, "rss": 0}
-    bar = tqdm(total=len(work), unit="file", desc="indexing", disable=not progress)
+    totals = {"errors": 0, "cpu_ns": 0, "rss": 0, "bytes": 0}
+    size = sum(f.size for f in work)
 
     def done(summary: dict[str, int]) -> None:
         totals["errors"] += summary["errors"]
         totals["cpu_ns"] += summary["cpu_ns"]
         totals["rss"] = max(totals["rss"], summary["rss"])
-        bar.update(summary["files"])
-        bar.set_postfix(errors=totals["errors"], refresh=False)
+        totals["bytes"] += summary["bytes"]
+        if progress is not None:
+            progress("indexing", totals["bytes"], size)
 
-    try:
-        if local:
-            with _Progress(done):
-                kwargs: dict[str, Any] = {"scheduler": scheduler}
-                if scheduler != "synchronous":
-                    kwargs["num_workers"] = n
-                config: dict[str, Any] = {}
-                if scheduler == "processes":
-                    kwargs["chunksize"] = 1  # Dask sends 6 tasks at a time by default
-                    if _start_fork_server():
-                        config["multiprocessing.context"] = "forkserver"
-                with dask.config.set(config):
-                    dask.compute(*tasks, **kwargs)
-        else:
-            from distributed import Client, as_completed
+    if local:
+        with _Progress(done):
+            kwargs: dict[str, Any] = {"scheduler": scheduler}
+            if scheduler != "synchronous":
+                kwargs["num_workers"] = n
+            config: dict[str, Any] = {}
+            if scheduler == "processes":
+                kwargs["chunksize"] = 1  # Dask sends 6 tasks at a time by default
+                if _start_fork_server():
+                    config["multiprocessing.context"] = "forkserver"
+            with dask.config.set(config):
+                dask.compute(*tasks, **kwargs)
+    else:
+        from distributed import Client, as_completed
 
-            with Client(scheduler) as client:
-                for future in as_completed(client.compute(tasks)):
-                    done(future.result())
-    finally:
-        bar.close()
+        with Client(scheduler) as client:
+            for future in as_completed(client.compute(tasks)):
+                done(future.result())
     return totals
 
 

@@ -7,13 +7,40 @@ final content of each RAM page of a live (multi-pass, XBZRLE) stream.
 
 from __future__ import annotations
 
-from miglab.stream.configuration import CONFIGURATION, configuration_state, machine_of
-from miglab.stream.constants import Command, RamFlag, SectionType
-from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
-from miglab.stream.pages import RamPages
-from miglab.stream.ram import RamBlock, RamContext, RamPayload
-from miglab.stream.reader import load
-from miglab.stream.writer import save, stream_to_bytes, write_to
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from miglab.stream.configuration import CONFIGURATION, configuration_state, machine_of
+    from miglab.stream.constants import Command, RamFlag, SectionType
+    from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
+    from miglab.stream.pages import RamPages
+    from miglab.stream.ram import RamBlock, RamContext, RamPayload
+    from miglab.stream.reader import load
+    from miglab.stream.writer import save, stream_to_bytes, write_to
+
+_LAZY = {
+    "CONFIGURATION": "miglab.stream.configuration",
+    "configuration_state": "miglab.stream.configuration",
+    "machine_of": "miglab.stream.configuration",
+    "Command": "miglab.stream.constants",
+    "RamFlag": "miglab.stream.constants",
+    "SectionType": "miglab.stream.constants",
+    "CommandRecord": "miglab.stream.model",
+    "Opaque": "miglab.stream.model",
+    "Record": "miglab.stream.model",
+    "Section": "miglab.stream.model",
+    "SectionKind": "miglab.stream.model",
+    "Stream": "miglab.stream.model",
+    "RamPages": "miglab.stream.pages",
+    "RamBlock": "miglab.stream.ram",
+    "RamContext": "miglab.stream.ram",
+    "RamPayload": "miglab.stream.ram",
+    "load": "miglab.stream.reader",
+    "save": "miglab.stream.writer",
+    "stream_to_bytes": "miglab.stream.writer",
+    "write_to": "miglab.stream.writer",
+}
 
 __all__ = (
     "CONFIGURATION",
@@ -37,3 +64,12 @@ __all__ = (
     "stream_to_bytes",
     "write_to",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from miglab.devices.slirp import read_slirp_state
 from miglab.errors import DescriptionError, LimitExceeded, MiglabError, MigrationFormatError
 from miglab.stream.records import Opaque
 from miglab.visitors.qemufile import QEMUFileReader
@@ -25,9 +24,17 @@ from miglab.vmstate.state import VMState
 
 __all__ = ("LEGACY_SECTIONS", "VmdescIndex", "index_vmdesc", "legacy_state")
 
+
+def _read_slirp(r: QEMUFileReader, version_id: int) -> VMState:
+    # libslirp's model loads only for a stream that has its section.
+    from miglab.devices.slirp import read_slirp_state
+
+    return read_slirp_state(r, version_id)
+
+
 #: idstr -> reader of the payload, for sections saved by legacy handlers.
 LEGACY_SECTIONS: Mapping[str, Callable[[QEMUFileReader, int], VMState]] = {
-    "slirp": read_slirp_state,
+    "slirp": _read_slirp,
 }
 
 

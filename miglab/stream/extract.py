@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from miglab.stream.reader import load
 from miglab.stream.xbzrle import xbzrle_decode as xbzrle_apply
 
 if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("ExtractResult", "extract", "safe_names", "xbzrle_apply")
@@ -94,7 +94,7 @@ def extract(
     directory: str | os.PathLike[str],
     *,
     schema: str | os.PathLike[str] | SchemaIndex | None = None,
-    progress: bool | None = None,
+    progress: Progress | None = None,
 ) -> ExtractResult:
     """Write the stream's RAM blocks and decoded state under ``directory``.
 
@@ -103,7 +103,8 @@ def extract(
             container: :func:`miglab.load`).
         directory: created if missing; nothing is written outside it.
         schema: a ``-dump-vmstate`` JSON for streams without vmdesc.
-        progress: show a tqdm bar (default: when stderr is a terminal).
+        progress: told how far reading the stream and then writing its pages are
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MigrationFormatError: the stream does not load.
@@ -111,7 +112,9 @@ def extract(
             (:class:`miglab.limits.OutputBudget`); nothing is left in ``directory``.
         FileError: a file cannot be written (a full disk, a symlinked directory).
     """
-    stream = source if isinstance(source, Stream) else load(source, schema=schema)
+    stream = (
+        source if isinstance(source, Stream) else load(source, schema=schema, progress=progress)
+    )
     out = Path(directory)
     result = ExtractResult(out)
     blocks = stream.ram.blocks
@@ -124,7 +127,9 @@ def extract(
             f.truncate(b.used_length)  # a hole: nothing written, nothing charged
             files.append(f)
             result.files[name] = b.name
-        _write_pages(stream.sections, blocks, files, stream.page_size, result, progress)
+        _write_pages(
+            stream.sections, blocks, files, stream.page_size, result, progress, stream.source_size
+        )
         listing = {
             name: {"block": b.name, "used_length": b.used_length, "addr": b.addr}
             for name, b in zip(names, blocks, strict=True)
@@ -144,61 +149,51 @@ def _write_pages(
     files: list[OutputFile],
     page: int,
     result: ExtractResult,
-    progress: bool | None,
+    progress: Progress | None,
+    total: int,
 ) -> None:
     ram = [s for s in sections if isinstance(s.payload, RamPayload)]
-    total = sum(s.size for s in ram)
-    show = sys.stderr.isatty() if progress is None else progress
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc="extract",
-        disable=not show or total < 1 << 24,
-    )
     # One bit a page, not one per record: memory stays flat in the guest's size.
     written = [bytearray(b.used_length // page // 8 + 1) for b in blocks]
     mask = page - 1
-    try:
-        for s in ram:
-            p = s.payload
-            for bi, word, at, data in p.page_records():
-                off, fl = word & ~mask, word & mask
-                if bi < 0 or off + page > blocks[bi].used_length:
-                    result.skipped.append(f"page at 0x{off:x} lies outside block {bi}")
+    for s in ram:
+        p = s.payload
+        for bi, word, at, data in p.page_records():
+            off, fl = word & ~mask, word & mask
+            if bi < 0 or off + page > blocks[bi].used_length:
+                result.skipped.append(f"page at 0x{off:x} lies outside block {bi}")
+                continue
+            out, n = files[bi], off // page
+            seen, bit = written[bi], 1 << (n & 7)
+            kind = fl & ~RamFlag.CONTINUE
+            if kind == RamFlag.ZERO:
+                result.zero_pages += 1
+                fill = data[0]
+                if fill or seen[n >> 3] & bit:
+                    out.charge(page)  # before building the page
+                    os.pwrite(out.fileno(), bytes([fill]) * page, off)
+                    seen[n >> 3] = seen[n >> 3] | bit if fill else seen[n >> 3] & ~bit
+                continue
+            if kind == RamFlag.PAGE:
+                out.pwrite(data, off)
+            elif kind == RamFlag.XBZRLE:
+                out.charge(page)  # before reading the page
+                cur = bytearray(os.pread(out.fileno(), page, off))
+                xbzrle_apply(cur, data[3:], at + 3)
+                os.pwrite(out.fileno(), cur, off)
+            elif kind == RamFlag.COMPRESS_PAGE:
+                out.charge(page)  # before inflating the page
+                inflate = zlib.decompressobj()
+                try:
+                    raw = inflate.decompress(bytes(data[4:]), page)
+                except zlib.error as exc:
+                    result.skipped.append(f"compressed page at 0x{off:x}: {exc}")
                     continue
-                out, n = files[bi], off // page
-                seen, bit = written[bi], 1 << (n & 7)
-                kind = fl & ~RamFlag.CONTINUE
-                if kind == RamFlag.ZERO:
-                    result.zero_pages += 1
-                    fill = data[0]
-                    if fill or seen[n >> 3] & bit:
-                        out.charge(page)  # before building the page
-                        os.pwrite(out.fileno(), bytes([fill]) * page, off)
-                        seen[n >> 3] = seen[n >> 3] | bit if fill else seen[n >> 3] & ~bit
-                    continue
-                if kind == RamFlag.PAGE:
-                    out.pwrite(data, off)
-                elif kind == RamFlag.XBZRLE:
-                    out.charge(page)  # before reading the page
-                    cur = bytearray(os.pread(out.fileno(), page, off))
-                    xbzrle_apply(cur, data[3:], at + 3)
-                    os.pwrite(out.fileno(), cur, off)
-                elif kind == RamFlag.COMPRESS_PAGE:
-                    out.charge(page)  # before inflating the page
-                    inflate = zlib.decompressobj()
-                    try:
-                        raw = inflate.decompress(bytes(data[4:]), page)
-                    except zlib.error as exc:
-                        result.skipped.append(f"compressed page at 0x{off:x}: {exc}")
-                        continue
-                    os.pwrite(out.fileno(), raw.ljust(page, b"\0"), off)
-                seen[n >> 3] |= bit
-                result.data_pages += 1
-            p.release()
-            bar.update(s.size)
-    finally:
-        bar.close()
+                os.pwrite(out.fileno(), raw.ljust(page, b"\0"), off)
+            seen[n >> 3] |= bit
+            result.data_pages += 1
+        p.release()
+        if progress is not None:
+            progress("writing", s.offset + s.size, total)
+    if progress is not None:
+        progress("writing", total, total)

@@ -11,12 +11,14 @@ lossless JSON encoding is in :mod:`miglab.encoders`.
 for byte, several times faster: the standard library indents in pure
 Python, one call per list element, and a device-heavy stream has 70,000 of
 them (register files, MAC tables).  Lists of plain ints or strings are
-joined in one C-level call instead.
+joined in one C-level call instead; an int list of few distinct values (a
+32,768-entry MAC table holds a dozen) converts each value to text once.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -115,6 +117,14 @@ def dumps(value: Any) -> str:
     return "".join(out)
 
 
+def _int_texts(v: list[int]) -> Iterator[str]:
+    """``map(str, v)``, with each value converted once where few values repeat a lot."""
+    values = set(v)
+    if len(values) * 8 > len(v):
+        return map(str, v)
+    return map({x: str(x) for x in values}.__getitem__, v)
+
+
 def _write(v: Any, nl: str, out: list[str]) -> None:
     """Append the text of ``v`` at the indentation ``nl`` (a newline and its spaces)."""
     t = type(v)
@@ -138,7 +148,7 @@ def _write(v: Any, nl: str, out: list[str]) -> None:
         inner = nl + " "
         types = set(map(type, v))
         if types == {int}:
-            out.append("[" + inner + ("," + inner).join(map(str, v)) + nl + "]")
+            out.append("[" + inner + ("," + inner).join(_int_texts(v)) + nl + "]")
         elif types == {str}:
             out.append("[" + inner + ("," + inner).join(map(encode_basestring_ascii, v)) + nl + "]")
         else:

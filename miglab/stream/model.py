@@ -21,7 +21,6 @@ from miglab.stream.configuration import machine_of
 from miglab.stream.constants import FILE_VERSION
 from miglab.stream.ram import RamContext
 from miglab.stream.records import CommandRecord, Opaque, Record, Section, SectionKind
-from miglab.stream.writer import stream_to_bytes
 from miglab.vmstate.state import VMState
 
 __all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
@@ -102,4 +101,6 @@ class Stream:
     # --- writing -------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The legacy QEMU stream for this tree (byte-exact for an unedited load)."""
+        from miglab.stream.writer import stream_to_bytes  # the reader needs no writer
+
         return stream_to_bytes(self)

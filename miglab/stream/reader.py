@@ -62,6 +62,7 @@ from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
 if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("LEGACY_SECTIONS", "PieceReader", "load", "open_source")
@@ -98,6 +99,7 @@ def load(
     *,
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
     descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
+    progress: Progress | None = None,
 ) -> Stream:
     """Read a migration stream into a :class:`~miglab.stream.model.Stream`.
 
@@ -112,6 +114,8 @@ def load(
             the same QEMU build (:mod:`miglab.live.decoding`); tried before the
             schema for sections the stream's own vmdesc does not describe, and
             one is taken only where its decode ends at the section's end.
+        progress: told ``("reading", offset, size)`` after each record
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MigrationFormatError: the bytes are not a valid stream; ``offset``
@@ -125,6 +129,7 @@ def load(
 
         schema_index = SchemaIndex.load(schema)
     reader = _Reader(view, schema_index, descriptions)
+    reader.progress = progress
     try:
         # the tree holds no cycles; collections cost half of decode time
         with budget(len(view)), paused_gc():
@@ -209,6 +214,7 @@ class _Reader:
         self.starts: dict[int, Section] = {}
         self.ram = RamContext()
         self.vmdesc_text: bytes | None = None
+        self.progress: Progress | None = None
         obj = view.obj
         # Something with find/rfind and the same offsets as ``view``: the
         # mapping or bytes object itself, copied only for odd buffer types.
@@ -282,10 +288,13 @@ class _Reader:
     # --- records -------------------------------------------------------------
     def _records(self, r: QEMUFileReader, end: int, depth: int) -> tuple[list[Record], bool]:
         records: list[Record] = []
+        progress = self.progress if depth == 0 else None
         while r.pos < end:
             if len(records) >= LIMITS.max_sections:
                 raise LimitExceeded(f"more than {LIMITS.max_sections} records", offset=r.pos)
             rec = self.record(r, depth)
+            if progress is not None:
+                progress("reading", r.pos if rec is not None else r.end, r.end)
             if rec is None:
                 return records, True
             records.append(rec)

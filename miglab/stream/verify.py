@@ -44,6 +44,7 @@ from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
 
 if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("verify",)
@@ -57,6 +58,7 @@ def verify(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
+    progress: Progress | None = None,
 ) -> list[Finding]:
     """Every inconsistency found in a stream, in offset order.
 
@@ -64,6 +66,8 @@ def verify(
         source: a file path or the stream's bytes.
         schema: a ``-dump-vmstate`` JSON (path or parsed), for streams
             without vmdesc, and to compare the machine type.
+        progress: told how far reading and then checking RAM are
+            (:mod:`miglab.stream.progress`).
 
     Raises:
         MiglabError: the file cannot be read, or ``schema`` is unusable;
@@ -76,12 +80,15 @@ def verify(
 
         index = SchemaIndex.load(schema)
     try:
-        stream = load(view, schema=cast(Any, index))  # an index passes through SchemaIndex.load
+        # an index passes through SchemaIndex.load
+        stream = load(view, schema=cast(Any, index), progress=progress)
     except MiglabError as exc:
         found = [Finding(ERROR, "load", exc.message, offset=exc.offset)]
         found += _resync(view, exc.offset or 0)
     else:
-        found = list(_check(stream, view))
+        found = list(_check(stream, view, progress))
+        if progress is not None:
+            progress("checking", len(view), len(view))
         machine = getattr(index, "machine", None)
         if machine and stream.machine and machine != stream.machine:
             found.append(
@@ -96,9 +103,9 @@ def verify(
 
 
 # --- a stream that loads -------------------------------------------------------
-def _check(stream: Stream, view: memoryview) -> Iterator[Finding]:
+def _check(stream: Stream, view: memoryview, progress: Progress | None) -> Iterator[Finding]:
     yield from _check_sections(stream)
-    yield from check_ram(stream)
+    yield from check_ram(stream, progress)
     yield from check_vmdesc(stream)
     if stream.trailer:
         at = len(view) - len(stream.trailer)

@@ -12,17 +12,22 @@ allocated by the declared size.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from miglab.findings import ERROR, Finding
 from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.model import SectionKind, Stream
 from miglab.stream.ram import RamPayload
 
+if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
+
 __all__ = ("check_ram",)
 
 
-def check_ram(stream: Stream) -> Iterator[Finding]:
-    """Findings about the RAM blocks and the pages the stream sends of them."""
+def check_ram(stream: Stream, progress: Progress | None = None) -> Iterator[Finding]:
+    """Findings about the RAM blocks and the pages the stream sends of them;
+    ``progress`` is told ``("checking", offset, size)`` a chunk at a time."""
     ctx = stream.ram
     page = stream.page_size
     names: dict[str, int] = {}
@@ -51,6 +56,8 @@ def check_ram(stream: Stream) -> Iterator[Finding]:
     nblocks = len(ctx.blocks)
     shift = page.bit_length() - 1
     for s in chunks:
+        if progress is not None:
+            progress("checking", s.offset + s.size, stream.source_size)
         p = s.payload
         assert isinstance(p, RamPayload)
         if _mark_sent(p, sent, npages, shift):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from miglab.errors import MigrationFormatError
 from miglab.files import atomic_output
@@ -36,6 +36,9 @@ from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+
+if TYPE_CHECKING:
+    from miglab.stream.progress import Progress
 
 __all__ = (
     "PayloadWriter",
@@ -80,28 +83,44 @@ def stream_to_bytes(stream: WritableStream) -> bytes:
     return w.getvalue()
 
 
-def save(stream: WritableStream, path: str | os.PathLike[str]) -> Path:
+def save(
+    stream: WritableStream, path: str | os.PathLike[str], *, progress: Progress | None = None
+) -> Path:
     """Write the legacy stream to ``path`` (streamed, not built in memory), atomically
-    (:func:`miglab.files.atomic_output`)."""
+    (:func:`miglab.files.atomic_output`); ``progress`` as for :func:`write_stream`."""
     out = Path(path)
     with atomic_output(out, input_bytes=stream.source_size or None) as fh:
-        write_to(stream, fh)
+        write_to(stream, fh, progress=progress)
     return out
 
 
-def write_to(stream: WritableStream, fh: BinaryIO) -> None:
-    """Write the legacy stream to an open binary file."""
+def write_to(stream: WritableStream, fh: BinaryIO, *, progress: Progress | None = None) -> None:
+    """Write the legacy stream to an open binary file; ``progress`` as for :func:`write_stream`."""
     w = QEMUFileWriter(fh)
-    write_stream(stream, w)
+    write_stream(stream, w, progress=progress)
     w.flush()
 
 
-def write_stream(stream: WritableStream, w: QEMUFileWriter) -> None:
-    """Write header, configuration, records, EOF, vmdesc and trailer to ``w``."""
+def write_stream(
+    stream: WritableStream, w: QEMUFileWriter, *, progress: Progress | None = None
+) -> None:
+    """Write header, configuration, records, EOF, vmdesc and trailer to ``w``.
+
+    ``progress`` is told ``("writing", end, source size)`` after each record read from
+    the input, ``end`` being where that record ended there (:mod:`miglab.stream.progress`).
+    """
     write_file_header(w, stream.version)
     if stream.configuration is not None:
         write_configuration(w, stream.configuration)
-    write_records(stream.records, w)
+    if progress is None:
+        write_records(stream.records, w)
+    else:
+        total = stream.source_size
+        for rec in stream.records:  # a record at a time, to say how far
+            write_records((rec,), w)
+            if rec.offset >= 0:  # a record built in memory has no place in the input
+                progress("writing", min(rec.offset + rec.size, total), total)
+        progress("writing", total, total)
     if stream.eof:
         write_eof(w)
     if stream.vmdesc is not None:

@@ -21,52 +21,100 @@ The legacy ``qemu_put_be*`` / ``qemu_get_be*`` API on a QEMUFile is kept in
 
 from __future__ import annotations
 
-from miglab.visitors.base import (
-    Visitor,
-    visit_check_struct,
-    visit_end_list,
-    visit_end_struct,
-    visit_next_list,
-    visit_optional,
-    visit_start_list,
-    visit_start_struct,
-    visit_start_subsection,
-    visit_type_bool,
-    visit_type_buffer,
-    visit_type_float64,
-    visit_type_i8,
-    visit_type_i16,
-    visit_type_i32,
-    visit_type_i64,
-    visit_type_int_array,
-    visit_type_str,
-    visit_type_u8,
-    visit_type_u16,
-    visit_type_u32,
-    visit_type_u64,
-)
-from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
-from miglab.visitors.qemufile import (
-    QEMUFileReader,
-    QEMUFileWriter,
-    qemu_get_be8,
-    qemu_get_be16,
-    qemu_get_be32,
-    qemu_get_be64,
-    qemu_get_buffer,
-    qemu_get_counted_string,
-    qemu_put_be8,
-    qemu_put_be16,
-    qemu_put_be32,
-    qemu_put_be64,
-    qemu_put_buffer,
-    qemu_put_counted_string,
-)
-from miglab.visitors.qemufile_visitor import (
-    QEMUFileInputVisitor,
-    QEMUFileOutputVisitor,
-    visitor_for,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from miglab.visitors.base import (
+        Visitor,
+        visit_check_struct,
+        visit_end_list,
+        visit_end_struct,
+        visit_next_list,
+        visit_optional,
+        visit_start_list,
+        visit_start_struct,
+        visit_start_subsection,
+        visit_type_bool,
+        visit_type_buffer,
+        visit_type_float64,
+        visit_type_i8,
+        visit_type_i16,
+        visit_type_i32,
+        visit_type_i64,
+        visit_type_int_array,
+        visit_type_str,
+        visit_type_u8,
+        visit_type_u16,
+        visit_type_u32,
+        visit_type_u64,
+    )
+    from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
+    from miglab.visitors.qemufile import (
+        QEMUFileReader,
+        QEMUFileWriter,
+        qemu_get_be8,
+        qemu_get_be16,
+        qemu_get_be32,
+        qemu_get_be64,
+        qemu_get_buffer,
+        qemu_get_counted_string,
+        qemu_put_be8,
+        qemu_put_be16,
+        qemu_put_be32,
+        qemu_put_be64,
+        qemu_put_buffer,
+        qemu_put_counted_string,
+    )
+    from miglab.visitors.qemufile_visitor import (
+        QEMUFileInputVisitor,
+        QEMUFileOutputVisitor,
+        visitor_for,
+    )
+
+_LAZY = {
+    "Visitor": "miglab.visitors.base",
+    "visit_check_struct": "miglab.visitors.base",
+    "visit_end_list": "miglab.visitors.base",
+    "visit_end_struct": "miglab.visitors.base",
+    "visit_next_list": "miglab.visitors.base",
+    "visit_optional": "miglab.visitors.base",
+    "visit_start_list": "miglab.visitors.base",
+    "visit_start_struct": "miglab.visitors.base",
+    "visit_start_subsection": "miglab.visitors.base",
+    "visit_type_bool": "miglab.visitors.base",
+    "visit_type_buffer": "miglab.visitors.base",
+    "visit_type_float64": "miglab.visitors.base",
+    "visit_type_i8": "miglab.visitors.base",
+    "visit_type_i16": "miglab.visitors.base",
+    "visit_type_i32": "miglab.visitors.base",
+    "visit_type_i64": "miglab.visitors.base",
+    "visit_type_int_array": "miglab.visitors.base",
+    "visit_type_str": "miglab.visitors.base",
+    "visit_type_u8": "miglab.visitors.base",
+    "visit_type_u16": "miglab.visitors.base",
+    "visit_type_u32": "miglab.visitors.base",
+    "visit_type_u64": "miglab.visitors.base",
+    "ObjectInputVisitor": "miglab.visitors.object_visitor",
+    "ObjectOutputVisitor": "miglab.visitors.object_visitor",
+    "QEMUFileReader": "miglab.visitors.qemufile",
+    "QEMUFileWriter": "miglab.visitors.qemufile",
+    "qemu_get_be8": "miglab.visitors.qemufile",
+    "qemu_get_be16": "miglab.visitors.qemufile",
+    "qemu_get_be32": "miglab.visitors.qemufile",
+    "qemu_get_be64": "miglab.visitors.qemufile",
+    "qemu_get_buffer": "miglab.visitors.qemufile",
+    "qemu_get_counted_string": "miglab.visitors.qemufile",
+    "qemu_put_be8": "miglab.visitors.qemufile",
+    "qemu_put_be16": "miglab.visitors.qemufile",
+    "qemu_put_be32": "miglab.visitors.qemufile",
+    "qemu_put_be64": "miglab.visitors.qemufile",
+    "qemu_put_buffer": "miglab.visitors.qemufile",
+    "qemu_put_counted_string": "miglab.visitors.qemufile",
+    "QEMUFileInputVisitor": "miglab.visitors.qemufile_visitor",
+    "QEMUFileOutputVisitor": "miglab.visitors.qemufile_visitor",
+    "visitor_for": "miglab.visitors.qemufile_visitor",
+}
 
 __all__ = (
     "ObjectInputVisitor",
@@ -111,6 +159,15 @@ __all__ = (
     "visit_type_u64",
     "visitor_for",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> tuple[str, ...]:

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from miglab.vmstate.description import (
-    INFO_TYPES,
-    VMStateDescription,
-    VMStateField,
-    describe,
-    field,
-)
-from miglab.vmstate.filters import Filters
-from miglab.vmstate.from_vmdesc import description_from_vmdesc
-from miglab.vmstate.sizing import SizingVisitor, iter_leaves, wire_size
-from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from miglab.vmstate.description import (
+        INFO_TYPES,
+        VMStateDescription,
+        VMStateField,
+        describe,
+        field,
+    )
+    from miglab.vmstate.filters import Filters
+    from miglab.vmstate.from_vmdesc import description_from_vmdesc
+    from miglab.vmstate.sizing import SizingVisitor, iter_leaves, wire_size
+    from miglab.vmstate.state import VMState
+    from miglab.vmstate.walk import visit_vmstate
+
+_LAZY = {
+    "INFO_TYPES": "miglab.vmstate.description",
+    "VMStateDescription": "miglab.vmstate.description",
+    "VMStateField": "miglab.vmstate.description",
+    "describe": "miglab.vmstate.description",
+    "field": "miglab.vmstate.description",
+    "Filters": "miglab.vmstate.filters",
+    "description_from_vmdesc": "miglab.vmstate.from_vmdesc",
+    "SizingVisitor": "miglab.vmstate.sizing",
+    "iter_leaves": "miglab.vmstate.sizing",
+    "wire_size": "miglab.vmstate.sizing",
+    "VMState": "miglab.vmstate.state",
+    "visit_vmstate": "miglab.vmstate.walk",
+}
 
 __all__ = (
     "INFO_TYPES",
@@ -29,3 +48,12 @@ __all__ = (
     "visit_vmstate",
     "wire_size",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
