@@ -26,7 +26,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from miglab.visitors.base import FieldRun, Visitor
+from miglab.errors import LimitExceeded
+from miglab.limits import LIMITS, charge_elements
+from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, FieldRun, StructPlan, Visitor
 from miglab.visitors.run_types import checked_ints, checked_run, checked_runs
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
@@ -37,24 +39,121 @@ _NOTHING = object()
 def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
     """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
 
-    A run of scalars is checked by its exact types and one ``struct.pack``
-    (the range check QEMU's wire imposes); one with arrays or buffers by one
-    msgspec call (:mod:`miglab.visitors.run_types`), which copies the lists
-    too, so trees share nothing.
+    A run without arrays is checked by its exact types, its buffers'
+    lengths and one ``struct.pack`` (the range check QEMU's wire imposes);
+    one with arrays by one msgspec call (:mod:`miglab.visitors.run_types`),
+    which copies the lists too, so trees share nothing.  What the first
+    refuses (a float field given an integer) the second may still take.
     """
-    if not run.plain or run.sized:
-        return checked_run(run, node)
-    try:
-        vals: tuple[Any, ...] = run.take(node)
-    except KeyError:
+    if not run.lists:
+        try:
+            vals: tuple[Any, ...] = run.take(node)
+        except KeyError:
+            return None
+        if tuple(map(type, vals)) == run.types and all(len(vals[i]) == n for i, n in run.sized):
+            try:
+                run.struct.pack(*vals)
+            except struct.error:
+                return None
+            return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
+    return checked_run(run, node)
+
+
+def _plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
+    """The plain tree of ``state`` (a state at ``plan.version``) following
+    ``plan``, or None where the walk must decide (it raises or converts)."""
+    fields = state.fields
+    out: dict[str, Any] = {}
+    for kind, what, inner, count in plan.steps:
+        if kind == PLAN_RUN:
+            got = _run_dict(what, fields)
+            if got is None:
+                return None
+            out.update(got)
+            continue
+        value = fields.get(what)
+        if kind == PLAN_STRUCT:
+            if type(value) is not type(state) or value.version_id != inner.version:
+                return None
+            one = _plain_of(inner, value)
+            if one is None:
+                return None
+            out[what] = one
+            continue
+        if type(value) is not list or len(value) != count:
+            return None
+        for item in value:
+            if type(item) is not type(state) or item.version_id != inner.version:
+                return None
+        many = (
+            checked_runs(inner.run, [item.fields for item in value])
+            if inner.run is not None
+            else [_plain_of(inner, item) for item in value]
+        )
+        if many is None or None in many:
+            return None
+        out[what] = many
+    if plan.subsections:
+        subs = state.subsections
+        for name, inner in plan.subsections:
+            sub = subs.get(name)
+            if sub is None:
+                continue
+            if type(sub) is not type(state) or sub.version_id != inner.version:
+                return None
+            one = _plain_of(inner, sub)
+            if one is None:
+                return None
+            out[name] = one
+    return out
+
+
+def _state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
+    """The state a plain tree node holds following ``plan`` (its arrays' elements
+    added to ``charged[0]``), or None where the walk must decide (it raises)."""
+    if type(node) is not dict:
         return None
-    if tuple(map(type, vals)) != run.types:
-        return None
-    try:
-        run.struct.pack(*vals)
-    except struct.error:
-        return None
-    return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
+    values: dict[str, Any] = {}
+    for kind, what, inner, count in plan.steps:
+        if kind == PLAN_RUN:
+            got = _run_dict(what, node)
+            if got is None:
+                return None
+            values.update(got)
+            continue
+        value = node.get(what)
+        if kind == PLAN_STRUCT:
+            one = _state_of(inner, value, charged)
+            if one is None:
+                return None
+            values[what] = one
+            continue
+        if type(value) is not list or len(value) != count:
+            return None
+        charged[0] += count
+        if inner.run is not None:
+            dicts = checked_runs(inner.run, value)
+            if dicts is None or (dicts and set(map(len, value)) != {inner.members}):
+                return None  # or an item with members nobody reads
+            make = inner.make
+            values[what] = [make(d, {}) for d in dicts]
+            continue
+        many = [_state_of(inner, item, charged) for item in value]
+        if None in many:
+            return None
+        values[what] = many
+    subsections: dict[str, Any] = {}
+    members = plan.members
+    for name, inner in plan.subsections:
+        if name in node:
+            one = _state_of(inner, node[name], charged)
+            if one is None:
+                return None
+            subsections[name] = one
+            members += 1
+    if len(node) != members:
+        return None  # members nobody reads
+    return plan.make(values, subsections)
 
 
 class ObjectOutputVisitor(Visitor):
@@ -62,6 +161,7 @@ class ObjectOutputVisitor(Visitor):
 
     is_input = False
     takes_runs = True
+    takes_plans = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -134,6 +234,15 @@ class ObjectOutputVisitor(Visitor):
             return False
         self._put(name, out)
         return True
+
+    def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
+        if state is None or len(self._path) + plan.depth >= LIMITS.max_depth:
+            return None
+        out = _plain_of(plan, state)
+        if out is None:
+            return None
+        self._put(name, out)
+        return state
 
     def visit_struct_runs(
         self,
@@ -211,6 +320,7 @@ class ObjectInputVisitor(Visitor):
 
     is_input = True
     takes_runs = True
+    takes_plans = True
 
     def __init__(self, tree: Any) -> None:
         super().__init__()
@@ -296,6 +406,32 @@ class ObjectInputVisitor(Visitor):
                 seen.add(name)  # type: ignore[arg-type]
         values.update(out)
         return True
+
+    def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
+        if len(self._path) + plan.depth >= LIMITS.max_depth:
+            return None
+        top = self._stack[-1] if self._stack else None
+        if top is None:
+            node = self._tree
+        elif type(top) is list:
+            i = self._index[-1]
+            node = top[i] if i < len(top) else None
+        else:
+            node = top.get(name)
+        charged = [0]
+        out = _state_of(plan, node, charged)
+        if out is None:
+            return None
+        if charged[0]:
+            try:
+                charge_elements(charged[0])
+            except LimitExceeded:
+                return None  # the walk charges again and names the array
+        if type(top) is dict:
+            seen = self._seen[-1]
+            if seen is not None:
+                seen.add(name)  # type: ignore[arg-type]
+        return out
 
     def visit_struct_runs(
         self,
