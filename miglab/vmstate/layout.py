@@ -43,10 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from miglab.limits import LIMITS
-
+from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS
 from miglab.visitors.base import RUN_BOOL as BOOL
 from miglab.visitors.base import RUN_LIST as LIST
-from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS
 from miglab.visitors.base import RUN_SCALAR as SCALAR
 from miglab.vmstate.description import VMStateDescription, VMStateField
 from miglab.vmstate.state import VMState

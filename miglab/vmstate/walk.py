@@ -85,7 +85,7 @@ def _visit_struct(
         if plan is not None:
             got = v.visit_plan(name, plan, state)
             if got is not None:
-                return got  # type: ignore[no-any-return]
+                return got
     fast = v.takes_runs
     if fast:
         flat = flat_run(desc, version)
