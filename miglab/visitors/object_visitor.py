@@ -18,142 +18,24 @@ names included.  Both visitors take compiled runs of fixed-size fields
 same range check QEMU's wire imposes) and copied at once; a run with arrays
 or buffers, an array of structs that are one run, and an integer array are
 checked and copied by one msgspec call (:mod:`miglab.visitors.run_types`);
-anything unusual goes to the per-member path, which names the member.
+a struct that compiles whole (``takes_plans``) is copied as one tree of dicts
+(:mod:`miglab.visitors.object_plans`); anything unusual goes to the
+per-member path, which names the member.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from miglab.errors import LimitExceeded
 from miglab.limits import LIMITS, charge_elements
-from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, FieldRun, StructPlan, Visitor
-from miglab.visitors.run_types import checked_ints, checked_run, checked_runs
+from miglab.visitors.base import FieldRun, StructPlan, Visitor
+from miglab.visitors.object_plans import plain_of, run_dict, state_of
+from miglab.visitors.run_types import checked_ints, checked_runs
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 
 _NOTHING = object()
-
-
-def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
-    """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
-
-    A run without arrays is checked by its exact types, its buffers'
-    lengths and one ``struct.pack`` (the range check QEMU's wire imposes);
-    one with arrays by one msgspec call (:mod:`miglab.visitors.run_types`),
-    which copies the lists too, so trees share nothing.  What the first
-    refuses (a float field given an integer) the second may still take.
-    """
-    if not run.lists:
-        try:
-            vals: tuple[Any, ...] = run.take(node)
-        except KeyError:
-            return None
-        if tuple(map(type, vals)) == run.types and all(len(vals[i]) == n for i, n in run.sized):
-            try:
-                run.struct.pack(*vals)
-            except struct.error:
-                return None
-            return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
-    return checked_run(run, node)
-
-
-def _plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
-    """The plain tree of ``state`` (a state at ``plan.version``) following
-    ``plan``, or None where the walk must decide (it raises or converts)."""
-    fields = state.fields
-    out: dict[str, Any] = {}
-    for kind, what, inner, count in plan.steps:
-        if kind == PLAN_RUN:
-            got = _run_dict(what, fields)
-            if got is None:
-                return None
-            out.update(got)
-            continue
-        value = fields.get(what)
-        if kind == PLAN_STRUCT:
-            if type(value) is not type(state) or value.version_id != inner.version:
-                return None
-            one = _plain_of(inner, value)
-            if one is None:
-                return None
-            out[what] = one
-            continue
-        if type(value) is not list or len(value) != count:
-            return None
-        for item in value:
-            if type(item) is not type(state) or item.version_id != inner.version:
-                return None
-        many = (
-            checked_runs(inner.run, [item.fields for item in value])
-            if inner.run is not None
-            else [_plain_of(inner, item) for item in value]
-        )
-        if many is None or None in many:
-            return None
-        out[what] = many
-    if plan.subsections:
-        subs = state.subsections
-        for name, inner in plan.subsections:
-            sub = subs.get(name)
-            if sub is None:
-                continue
-            if type(sub) is not type(state) or sub.version_id != inner.version:
-                return None
-            one = _plain_of(inner, sub)
-            if one is None:
-                return None
-            out[name] = one
-    return out
-
-
-def _state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
-    """The state a plain tree node holds following ``plan`` (its arrays' elements
-    added to ``charged[0]``), or None where the walk must decide (it raises)."""
-    if type(node) is not dict:
-        return None
-    values: dict[str, Any] = {}
-    for kind, what, inner, count in plan.steps:
-        if kind == PLAN_RUN:
-            got = _run_dict(what, node)
-            if got is None:
-                return None
-            values.update(got)
-            continue
-        value = node.get(what)
-        if kind == PLAN_STRUCT:
-            one = _state_of(inner, value, charged)
-            if one is None:
-                return None
-            values[what] = one
-            continue
-        if type(value) is not list or len(value) != count:
-            return None
-        charged[0] += count
-        if inner.run is not None:
-            dicts = checked_runs(inner.run, value)
-            if dicts is None or (dicts and set(map(len, value)) != {inner.members}):
-                return None  # or an item with members nobody reads
-            make = inner.make
-            values[what] = [make(d, {}) for d in dicts]
-            continue
-        many = [_state_of(inner, item, charged) for item in value]
-        if None in many:
-            return None
-        values[what] = many
-    subsections: dict[str, Any] = {}
-    members = plan.members
-    for name, inner in plan.subsections:
-        if name in node:
-            one = _state_of(inner, node[name], charged)
-            if one is None:
-                return None
-            subsections[name] = one
-            members += 1
-    if len(node) != members:
-        return None  # members nobody reads
-    return plan.make(values, subsections)
 
 
 class ObjectOutputVisitor(Visitor):
@@ -212,7 +94,7 @@ class ObjectOutputVisitor(Visitor):
     def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
         if src is None or not self._stack or type(self._stack[-1]) is not dict:
             return False
-        out = _run_dict(run, src)
+        out = run_dict(run, src)
         if out is None:
             return False
         self._stack[-1].update(out)
@@ -229,7 +111,7 @@ class ObjectOutputVisitor(Visitor):
     ) -> bool:
         if src is None:
             return False
-        out = _run_dict(run, src)
+        out = run_dict(run, src)
         if out is None:
             return False
         self._put(name, out)
@@ -238,7 +120,7 @@ class ObjectOutputVisitor(Visitor):
     def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
         if state is None or len(self._path) + plan.depth >= LIMITS.max_depth:
             return None
-        out = _plain_of(plan, state)
+        out = plain_of(plan, state)
         if out is None:
             return None
         self._put(name, out)
@@ -370,7 +252,7 @@ class ObjectInputVisitor(Visitor):
         top = self._stack[-1] if self._stack else None
         if type(top) is not dict:
             return False
-        out = _run_dict(run, top)
+        out = run_dict(run, top)
         if out is None:
             return False
         values.update(out)
@@ -397,7 +279,7 @@ class ObjectInputVisitor(Visitor):
             node = top.get(name)
         if type(node) is not dict or len(node) != len(run.names):
             return False  # missing, not an object, or with members nobody reads
-        out = _run_dict(run, node)
+        out = run_dict(run, node)
         if out is None:
             return False
         if type(top) is dict:
@@ -419,7 +301,7 @@ class ObjectInputVisitor(Visitor):
         else:
             node = top.get(name)
         charged = [0]
-        out = _state_of(plan, node, charged)
+        out = state_of(plan, node, charged)
         if out is None:
             return None
         if charged[0]:
