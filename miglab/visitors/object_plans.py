@@ -125,9 +125,12 @@ def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
             make = inner.make
             values[what] = [make(d, {}) for d in dicts]
             continue
-        many = [state_of(inner, item, charged) for item in value]
-        if None in many:
-            return None
+        many = []
+        for item in value:
+            one = state_of(inner, item, charged)
+            if one is None:
+                return None
+            many.append(one)
         values[what] = many
     subsections: dict[str, Any] = {}
     members = plan.members
