@@ -148,6 +148,21 @@ def test_value_that_does_not_fit_is_an_encoding_error(net: miglab.Stream) -> Non
         to_plain(tree)
 
 
+def test_cbor_is_dag_cbor_and_any_cbor_reads(net: miglab.Stream) -> None:
+    """miglab writes the deterministic subset (DAG-CBOR: keys length-first), and
+    reads CBOR in another writer's key order through cbor2 all the same."""
+    import cbrrr
+
+    data = encoders.encode(net, "cbor")
+    plain = cbrrr.decode_dag_cbor(data[3:])  # refuses anything but canonical DAG-CBOR
+    keys = list(plain)
+    assert keys == sorted(keys, key=lambda k: (len(k.encode()), k.encode()))
+    shuffled = b"\xd9\xd9\xf7" + cbor2.dumps(dict(reversed(plain.items())))
+    with pytest.raises(ValueError, match="canonical"):
+        cbrrr.decode_dag_cbor(shuffled[3:])
+    assert encoders.decode(shuffled, "cbor").to_bytes() == net.to_bytes()
+
+
 def test_self_describing_formats_decode_alone(net: miglab.Stream) -> None:
     for fmt in ("json", "cbor", "msgpack", "asn1-ber", "asn1-per"):
         assert encoders.get(fmt).self_describing

@@ -30,7 +30,7 @@ from miglab.visitors import (
 )
 from miglab.vmstate import VMState, VMStateDescription, describe, field, visit_vmstate
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
-from miglab.vmstate.layout import Run, flat_run, layout, paused_gc
+from miglab.vmstate.layout import Run, flat_run, layout, paused_gc, struct_plan
 
 
 class PerFieldInput(QEMUFileInputVisitor):
@@ -306,20 +306,137 @@ class PerMemberObjectInput(ObjectInputVisitor):
     takes_runs = False
 
 
-@pytest.mark.parametrize("name", ["q72-pc-i440fx-7.2-net.mig", "q72-pc-q35-7.2-usb.mig"])
-def test_object_visitors_runs_equal_the_per_member_walk(name: str) -> None:
+class RunsObjectOutput(ObjectOutputVisitor):
+    """Builds the same tree run by run (runs, no whole-struct plans)."""
+
+    takes_plans = False
+
+
+class RunsObjectInput(ObjectInputVisitor):
+    """Reads the same tree run by run (runs, no whole-struct plans)."""
+
+    takes_plans = False
+
+
+OUTPUTS = (ObjectOutputVisitor, RunsObjectOutput, PerMemberObjectOutput)
+INPUTS = (ObjectInputVisitor, RunsObjectInput, PerMemberObjectInput)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["q72-pc-i440fx-7.2-net.mig", "q72-pc-q35-7.2-usb.mig", "q100-pc-i440fx-10.0-default.mig"],
+)
+def test_object_visitors_plans_and_runs_equal_the_per_member_walk(name: str) -> None:
+    """Whole-struct plans, runs and the per-member walk: the same trees (keys in
+    the same order) and the same states back, on real streams."""
     s = miglab.load(DATA / name)
     states = [r.payload for r in s.records if isinstance(r, Section)]
+    planned = 0
     for state in (p for p in states if isinstance(p, VMState)):
         desc, version = state.desc, state.version_id
-        fast, slow = ObjectOutputVisitor(), PerMemberObjectOutput()
-        visit_vmstate(fast, desc, state)
-        visit_vmstate(slow, desc, state)
-        tree = fast.complete()
-        assert tree == slow.complete()
-        back = visit_vmstate(ObjectInputVisitor(tree), desc, None, version)
-        assert back == visit_vmstate(PerMemberObjectInput(tree), desc, None, version)
-        assert back == state
+        planned += struct_plan(desc, version) is not None
+        trees = []
+        for cls in OUTPUTS:
+            out = cls()
+            visit_vmstate(out, desc, state)
+            trees.append(out.complete())
+        assert trees[0] == trees[1] == trees[2]
+        assert repr(trees[0]) == repr(trees[2])  # members in the walk's order
+        backs = [visit_vmstate(cls(trees[0]), desc, None, version) for cls in INPUTS]
+        assert backs[0] == backs[1] == backs[2] == state
+    assert planned > len(states) // 2  # most devices compile whole
+
+
+SUB = describe("planned/sub", [field("s", "uint32")])
+PLANNED = describe(
+    "planned",
+    [
+        field("a", "uint8"),
+        field("inner", "struct", struct=INNER),
+        field("inners", "struct", struct=INNER, num=2),
+        field("regs", "uint32", num=2),
+        field("last", "int16"),
+    ],
+    subsections=[SUB],
+)
+
+
+def _planned() -> VMState:
+    inner = [VMState(INNER, 1, {"lo": i, "on": bool(i)}) for i in range(3)]
+    fields = {"a": 1, "inner": inner[0], "inners": inner[1:], "regs": [5, 6], "last": -1}
+    return VMState(PLANNED, 1, fields, {"planned/sub": VMState(SUB, 1, {"s": 7})})
+
+
+def _errors(visitors: tuple[type, ...], run: object) -> list[object]:
+    out = []
+    for cls in visitors:
+        try:
+            got = run(cls)  # type: ignore[operator]
+        except MiglabError as exc:
+            got = (type(exc), exc.message, exc.path)
+        out.append(got)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("a",), 256),
+        (("a",), True),
+        (("regs",), [1, True]),
+        (("regs",), [1]),
+        (("inner", "lo"), 1 << 16),
+        (("inner", "on"), 1),
+        (("inner", "more"), 0),
+        (("inners",), [{"lo": 1, "on": True}]),
+        (("inners",), [{"lo": 1, "on": True}, {"lo": 1}]),
+        (("inners",), [{"lo": 1, "on": True}, [1, True]]),
+        (("planned/sub",), {"s": 1, "t": 2}),
+        (("planned/sub",), None),
+        (("planned/sub", "s"), -1),
+        (("extra",), 0),
+    ],
+)
+def test_planned_struct_fails_as_the_per_member_walk_does(where: tuple, value: object) -> None:
+    """A struct that compiles whole (nested structs, arrays of structs, a
+    subsection): a bad tree fails with the per-member walk's error."""
+    assert struct_plan(PLANNED, 1) is not None
+    out = ObjectOutputVisitor()
+    visit_vmstate(out, PLANNED, _planned())
+    tree = out.complete()
+    assert visit_vmstate(ObjectInputVisitor(tree), PLANNED, None, 1) == _planned()
+    node = tree
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    errors = _errors(INPUTS, lambda cls: visit_vmstate(cls(tree), PLANNED, None, 1))
+    assert errors[0] == errors[1] == errors[2]
+    assert type(errors[0]) is tuple and errors[0][2] is not None  # an error naming the member
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("a", 256),
+        ("regs", [1, 1 << 32]),
+        ("inner", {"lo": 1, "on": True}),  # not a state
+        ("inner", VMState(INNER, 1, {"lo": 1 << 16, "on": True})),
+        ("inner", VMState(INNER, 2, {"lo": 1, "on": True})),  # another version: walked
+        ("inners", [VMState(INNER, 1, {"lo": 1, "on": 2})] * 2),
+        ("inners", [VMState(INNER, 1, {"lo": 1, "on": True})]),
+        ("last", 1.5),
+    ],
+)
+def test_planned_state_writes_as_the_per_member_walk_does(member: str, value: object) -> None:
+    def write(cls: type) -> object:
+        state = _planned()
+        state.fields[member] = value
+        out = cls()
+        visit_vmstate(out, PLANNED, state)
+        return out.complete()
+
+    errors = _errors(OUTPUTS, write)
+    assert errors[0] == errors[1] == errors[2]
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,13 @@ visitor's class:
   fields at once (:meth:`Visitor.visit_run`, runs compiled by
   :mod:`miglab.vmstate.layout`) -- the fast path of the wire visitors, the
   sizing visitor and the plain-tree visitors;
+* ``takes_plans``: the visitor carries a whole struct at once, nested
+  structs, fixed arrays of structs and subsections included
+  (:meth:`Visitor.visit_plan`, plans compiled by :mod:`miglab.vmstate.layout`
+  for descriptions made only of runs and such structs) -- the fast path of
+  the plain-tree visitors, which copy a tree of dicts without the walk's
+  per-struct bookkeeping.  A plan is made of runs: a visitor (or subclass)
+  that turns ``takes_runs`` off gets no plans either;
 * ``describes``: the visitor wants to know the description field it is about
   to visit (:meth:`Visitor.describe_field`), and the description and version
   of each struct (:meth:`Visitor.describe_struct`), as QEMU's vmdesc writer
@@ -61,6 +68,7 @@ from miglab.errors import VisitorError
 
 __all__ = (
     "FieldRun",
+    "StructPlan",
     "Visitor",
     "visit_check_struct",
     "visit_end_list",
@@ -94,6 +102,10 @@ def int_range(size: int, signed: bool) -> tuple[int, int]:
 
 # How one field's items come out of a run's unpacked tuple (``FieldRun.slots``).
 RUN_SCALAR, RUN_BOOL, RUN_LIST = range(3)
+
+# What one step of a struct plan is (``StructPlan.steps``): a run of fixed-size
+# fields, a nested struct, a fixed-length array of structs.
+PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS = range(3)
 
 
 class FieldRun(Protocol):
@@ -133,6 +145,36 @@ class FieldRun(Protocol):
     def lists(self) -> tuple[int, ...]: ...
 
 
+class StructPlan(Protocol):
+    """What a visitor sees of a compiled struct (:class:`miglab.vmstate.layout.Plan`).
+
+    A description at one version whose fields are all runs, nested structs
+    and fixed-length arrays of structs (each compiled the same way), and whose
+    subsections compile too.  ``steps`` are ``(PLAN_RUN, run, None, 0)``,
+    ``(PLAN_STRUCT, name, plan, 0)`` or ``(PLAN_STRUCTS, name, plan, count)``
+    in wire order; ``subsections`` ``(name, plan)`` in the description's order;
+    ``members`` the number of field members (a struct node without its
+    subsections); ``depth`` how many member-path levels the plan spans below
+    itself; ``run`` the one run that is the whole struct, if it is one;
+    ``make(fields, subsections)`` the state the walker would build.
+    """
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def steps(self) -> tuple[tuple[int, Any, Any, int], ...]: ...
+    @property
+    def subsections(self) -> tuple[tuple[str, Any], ...]: ...
+    @property
+    def members(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def run(self) -> FieldRun | None: ...
+    @property
+    def make(self) -> Any: ...
+
+
 class Visitor(ABC):
     """Base of every visitor: keeps the member path and checks values.
 
@@ -143,6 +185,8 @@ class Visitor(ABC):
     is_input: bool = False
     #: Capability: :meth:`visit_run` carries compiled runs of fixed-size fields.
     takes_runs: bool = False
+    #: Capability: :meth:`visit_plan` carries a whole compiled struct.
+    takes_plans: bool = False
     #: Capability: :meth:`describe_field` is told each field before it is visited.
     describes: bool = False
 
@@ -255,6 +299,17 @@ class Visitor(ABC):
         Output visitors take each element's values from ``srcs``.  Return
         each element's values visited, or None, having done nothing, to have
         the walker visit the list element by element.
+        """
+        return None
+
+    def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
+        """Visit struct member ``name`` whole, following ``plan`` (``takes_plans``).
+
+        Output visitors take the values from ``state`` (a state at
+        ``plan.version``).  Return the state visited (output: ``state``;
+        input: the state read, built with ``plan.make``), or None, having done
+        nothing, to have the walker visit the struct step by step (that path
+        raises the precise error).
         """
         return None
 

@@ -18,43 +18,24 @@ names included.  Both visitors take compiled runs of fixed-size fields
 same range check QEMU's wire imposes) and copied at once; a run with arrays
 or buffers, an array of structs that are one run, and an integer array are
 checked and copied by one msgspec call (:mod:`miglab.visitors.run_types`);
-anything unusual goes to the per-member path, which names the member.
+a struct that compiles whole (``takes_plans``) is copied as one tree of dicts
+(:mod:`miglab.visitors.object_plans`); anything unusual goes to the
+per-member path, which names the member.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-from miglab.visitors.base import FieldRun, Visitor
-from miglab.visitors.run_types import checked_ints, checked_run, checked_runs
+from miglab.errors import LimitExceeded
+from miglab.limits import LIMITS, charge_elements
+from miglab.visitors.base import FieldRun, StructPlan, Visitor
+from miglab.visitors.object_plans import plain_of, run_dict, state_of
+from miglab.visitors.run_types import checked_ints, checked_runs
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 
 _NOTHING = object()
-
-
-def _run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
-    """A fresh dict of the run's members of ``node`` if each has its type and fits, else None.
-
-    A run of scalars is checked by its exact types and one ``struct.pack``
-    (the range check QEMU's wire imposes); one with arrays or buffers by one
-    msgspec call (:mod:`miglab.visitors.run_types`), which copies the lists
-    too, so trees share nothing.
-    """
-    if not run.plain or run.sized:
-        return checked_run(run, node)
-    try:
-        vals: tuple[Any, ...] = run.take(node)
-    except KeyError:
-        return None
-    if tuple(map(type, vals)) != run.types:
-        return None
-    try:
-        run.struct.pack(*vals)
-    except struct.error:
-        return None
-    return dict(zip(run.names, vals))  # noqa: B905 (take gave one value per name)
 
 
 class ObjectOutputVisitor(Visitor):
@@ -62,6 +43,7 @@ class ObjectOutputVisitor(Visitor):
 
     is_input = False
     takes_runs = True
+    takes_plans = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,7 +94,7 @@ class ObjectOutputVisitor(Visitor):
     def visit_run(self, run: FieldRun, src: dict[str, Any] | None, values: dict[str, Any]) -> bool:
         if src is None or not self._stack or type(self._stack[-1]) is not dict:
             return False
-        out = _run_dict(run, src)
+        out = run_dict(run, src)
         if out is None:
             return False
         self._stack[-1].update(out)
@@ -129,11 +111,20 @@ class ObjectOutputVisitor(Visitor):
     ) -> bool:
         if src is None:
             return False
-        out = _run_dict(run, src)
+        out = run_dict(run, src)
         if out is None:
             return False
         self._put(name, out)
         return True
+
+    def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
+        if state is None or len(self._path) + plan.depth >= LIMITS.max_depth:
+            return None
+        out = plain_of(plan, state)
+        if out is None:
+            return None
+        self._put(name, out)
+        return state
 
     def visit_struct_runs(
         self,
@@ -211,6 +202,7 @@ class ObjectInputVisitor(Visitor):
 
     is_input = True
     takes_runs = True
+    takes_plans = True
 
     def __init__(self, tree: Any) -> None:
         super().__init__()
@@ -260,7 +252,7 @@ class ObjectInputVisitor(Visitor):
         top = self._stack[-1] if self._stack else None
         if type(top) is not dict:
             return False
-        out = _run_dict(run, top)
+        out = run_dict(run, top)
         if out is None:
             return False
         values.update(out)
@@ -287,7 +279,7 @@ class ObjectInputVisitor(Visitor):
             node = top.get(name)
         if type(node) is not dict or len(node) != len(run.names):
             return False  # missing, not an object, or with members nobody reads
-        out = _run_dict(run, node)
+        out = run_dict(run, node)
         if out is None:
             return False
         if type(top) is dict:
@@ -296,6 +288,32 @@ class ObjectInputVisitor(Visitor):
                 seen.add(name)  # type: ignore[arg-type]
         values.update(out)
         return True
+
+    def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
+        if len(self._path) + plan.depth >= LIMITS.max_depth:
+            return None
+        top = self._stack[-1] if self._stack else None
+        if top is None:
+            node = self._tree
+        elif type(top) is list:
+            i = self._index[-1]
+            node = top[i] if i < len(top) else None
+        else:
+            node = top.get(name)
+        charged = [0]
+        out = state_of(plan, node, charged)
+        if out is None:
+            return None
+        if charged[0]:
+            try:
+                charge_elements(charged[0])
+            except LimitExceeded:
+                return None  # the walk charges again and names the array
+        if type(top) is dict:
+            seen = self._seen[-1]
+            if seen is not None:
+                seen.add(name)  # type: ignore[arg-type]
+        return out
 
     def visit_struct_runs(
         self,

@@ -21,10 +21,19 @@ visit would; when it would not — a short read, a bool byte above 1, a value
 of an unexpected type or out of range — it returns False, having done
 nothing, and the walker visits the run's fields one by one, which raises the
 precise error (member path and offset).
+
+:func:`struct_plan` compiles a whole description the same way when it is made
+only of runs, nested structs and fixed-length arrays of structs, with
+subsections that compile too: a :class:`Plan`, handed whole to a visitor that
+declares ``takes_plans`` (the plain-tree visitors copy a tree of dicts in one
+step instead of the walk's per-struct bookkeeping), with the same rule: the
+visitor returns None, having done nothing, and the walker takes the struct
+step by step.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import operator
 import struct
@@ -33,12 +42,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from miglab.limits import LIMITS
+from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS
 from miglab.visitors.base import RUN_BOOL as BOOL
 from miglab.visitors.base import RUN_LIST as LIST
 from miglab.visitors.base import RUN_SCALAR as SCALAR
 from miglab.vmstate.description import VMStateDescription, VMStateField
+from miglab.vmstate.state import VMState
 
-__all__ = ("Run", "Step", "flat_run", "layout", "paused_gc")
+__all__ = ("Plan", "Run", "Step", "flat_run", "layout", "paused_gc", "struct_plan")
 
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
@@ -207,6 +219,110 @@ def _layout(desc: VMStateDescription, version: int) -> tuple[tuple[Step, ...], R
         _LAYOUTS.clear()
     _LAYOUTS[(id(desc), version)] = (desc, out, flat)
     return out, flat
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Plan:
+    """A whole description at one version, compiled (see :class:`~miglab.visitors.base.StructPlan`).
+
+    Attributes:
+        desc: the description.
+        version: the version the plan is for (nested plans: their description's).
+        steps: ``(PLAN_RUN, run, None, 0)``, ``(PLAN_STRUCT, name, plan, 0)``,
+            ``(PLAN_STRUCTS, name, plan, count)``, in wire order.
+        subsections: ``(name, plan)`` of every subsection, in order.
+        members: field members of a struct node (runs' names and nested ones).
+        depth: member-path levels below this struct (an array adds two).
+        run: the one run that is the whole struct (no subsections), or None.
+        make: ``make(fields, subsections)``, the state the walker builds.
+    """
+
+    desc: VMStateDescription
+    version: int
+    steps: tuple[tuple[int, Any, Any, int], ...]
+    subsections: tuple[tuple[str, Plan], ...]
+    members: int
+    depth: int
+    run: Run | None
+    make: Callable[[dict[str, Any], dict[str, VMState]], VMState]
+
+
+_PLANS: dict[tuple[int, int], tuple[VMStateDescription, Plan | None]] = {}
+
+
+def struct_plan(desc: VMStateDescription, version: int) -> Plan | None:
+    """The plan of ``desc`` at ``version``, or None when some field does not
+    compile (an ``exists`` predicate, a counted array, a string, ...).
+
+    Compiled once per description object and version, like :func:`layout`;
+    nesting deeper than ``LIMITS.max_depth`` does not compile (the walker
+    reports it).
+    """
+    hit = _PLANS.get((id(desc), version))
+    if hit is not None and hit[0] is desc:
+        return hit[1]
+    return _plan(desc, version, 0)
+
+
+def _plan(desc: VMStateDescription, version: int, depth: int) -> Plan | None:
+    hit = _PLANS.get((id(desc), version))
+    if hit is not None and hit[0] is desc:
+        return hit[1]
+    out = _compile_plan(desc, version, depth) if depth <= LIMITS.max_depth else None
+    if len(_PLANS) >= _MAX_LAYOUTS:
+        _PLANS.clear()
+    _PLANS[(id(desc), version)] = (desc, out)
+    return out
+
+
+def _compile_plan(desc: VMStateDescription, version: int, depth: int) -> Plan | None:
+    steps: list[tuple[int, Any, Any, int]] = []
+    members = 0
+    below = 0
+    for step in layout(desc, version):
+        if type(step) is Run:
+            steps.append((PLAN_RUN, step, None, 0))
+            members += len(step.names)
+            continue
+        f = step
+        assert isinstance(f, VMStateField)
+        if f.kind != "struct" or f.exists is not None or f.num_field is not None:
+            return None
+        struct_ = f.struct
+        count = f.num
+        if f.elements is not None:  # per-element descriptions (vmdesc): compiled when one
+            if len({id(e) for e in f.elements}) > 1:
+                return None
+            struct_, count = f.elements[0] if f.elements else f.struct, len(f.elements)
+        if struct_ is None:
+            return None
+        inner = _plan(struct_, struct_.version_id, depth + 1)
+        if inner is None:
+            return None
+        if count is None:
+            steps.append((PLAN_STRUCT, f.name, inner, 0))
+            below = max(below, 1 + inner.depth)
+        else:
+            steps.append((PLAN_STRUCTS, f.name, inner, count))
+            below = max(below, 2 + inner.depth)
+        members += 1
+    subsections = []
+    for sd in desc.subsections:
+        inner = _plan(sd, sd.version_id, depth + 1)
+        if inner is None:
+            return None
+        subsections.append((sd.name, inner))
+        below = max(below, 1 + inner.depth)
+    return Plan(
+        desc=desc,
+        version=version,
+        steps=tuple(steps),
+        subsections=tuple(subsections),
+        members=members,
+        depth=below,
+        run=flat_run(desc, version),
+        make=functools.partial(VMState, desc, version),
+    )
 
 
 @contextmanager

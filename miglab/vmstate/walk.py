@@ -14,7 +14,8 @@ tables.
 The walker names no visitor class.  What a visitor can do beyond the
 contract it declares as a capability (:mod:`miglab.visitors.base`):
 ``takes_runs`` hands it compiled runs of fixed-size fields
-(:mod:`miglab.vmstate.layout`), ``describes`` tells it each field and each
+(:mod:`miglab.vmstate.layout`), ``takes_plans`` whole compiled structs,
+``describes`` tells it each field and each
 struct's description and version first.
 Before a struct ends the visitor has its last word
 (:meth:`~miglab.visitors.base.Visitor.check_struct`).
@@ -29,7 +30,7 @@ from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS, charge_elements
 from miglab.visitors.base import Visitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
-from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc
+from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc, struct_plan
 from miglab.vmstate.state import VMState
 
 __all__ = ("NULLPTR_MARKER", "visit_vmstate")
@@ -79,6 +80,12 @@ def _visit_struct(
         raise LimitExceeded(f"structs nested deeper than {LIMITS.max_depth}", path=v.path(name))
     if v.describes:
         v.describe_struct(desc, version)
+    if v.takes_plans and v.takes_runs:  # a plan is runs: not for a visitor that refuses them
+        plan = struct_plan(desc, version)
+        if plan is not None:
+            got = v.visit_plan(name, plan, state)
+            if got is not None:
+                return got
     fast = v.takes_runs
     if fast:
         flat = flat_run(desc, version)
