@@ -4,16 +4,14 @@ The input format is detected from its first bytes (:func:`miglab.encoders.detect
 ``--to legacy`` writes QEMU's own stream.  Input in a container (compressed,
 libvirt save image, qcow2 snapshot, mapped-ram file: :mod:`miglab.containers`)
 is unwrapped first, so ``--to legacy`` turns a mapped-ram file into a
-sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  A schema-bound
-format (:attr:`miglab.encoders.Format.needs_schema`; none is now: ``asn1-per``
-regenerates its module from the descriptions it carries) would read its module
-from ``--schema`` (default: ``IN.asn``) and get it written beside its output.
+sequential stream; ``--to mapped-ram`` writes a mapped-ram file.  Every format
+decodes from its own bytes (``asn1-per`` regenerates its ASN.1 module from the
+descriptions it carries), so no side file is read or written.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from miglab.cli import LazyChoices
@@ -34,7 +32,6 @@ def register(sub: Any) -> None:
         metavar="FORMAT",
         help="the output format: %(choices)s",
     )
-    p.add_argument("--schema", help="ASN.1 module file for asn1-per input (default: IN.asn)")
     add_progress_arguments(p)
     p.set_defaults(func=run)
 
@@ -50,9 +47,6 @@ def run(args: argparse.Namespace) -> int:
         return _from_container(args, data, container)
     name = encoders.detect(data)
     kwargs: dict[str, Any] = {}
-    if encoders.get(name).needs_schema:
-        module = Path(args.schema or f"{args.input}.asn")
-        kwargs["schema"] = module.read_text() if args.schema or module.exists() else None
     with byte_progress(args, "convert") as progress:
         if name == "legacy":
             kwargs["progress"] = progress
@@ -91,17 +85,12 @@ def _from_container(args: argparse.Namespace, data: memoryview, container: str) 
 
 
 def _encode_to(stream: Any, args: argparse.Namespace) -> int:
-    """Write ``stream`` encoded as ``--to``; a schema-bound encoding gets its module beside it
-    (``OUT.asn``).  Returns the size written."""
+    """Write ``stream`` encoded as ``--to``; returns the size written."""
     from miglab import encoders
-    from miglab.encoders.asn1 import schema_text
     from miglab.files import atomic_output
 
     budget = stream.source_size or None
     out = encoders.encode(stream, args.to)
     with atomic_output(args.output, input_bytes=budget) as fh:
         fh.write(out)
-    if encoders.get(args.to).needs_schema:
-        with atomic_output(f"{args.output}.asn", input_bytes=budget) as fh:
-            fh.write(schema_text(stream).encode())
     return len(out)

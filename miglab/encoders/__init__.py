@@ -58,14 +58,12 @@ class Format:
         binary: whether the bytes are binary (not text).
         self_describing: whether decoding needs nothing beyond the bytes
             (``legacy``/``sized`` count: they carry QEMU's vmdesc).
-        needs_schema: whether ``decode`` needs ``schema=``.
     """
 
     name: str
     module_name: str
     binary: bool = True
     self_describing: bool = True
-    needs_schema: bool = False
 
     @property
     def module(self) -> ModuleType:

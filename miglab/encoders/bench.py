@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from miglab.encoders import get, names
-from miglab.encoders.asn1 import schema_text
 from miglab.errors import EncodingError
 from miglab.stream.model import Section, Stream
 from miglab.stream.ram import RamContext
@@ -109,10 +108,9 @@ def measure(
         for part, tree in (("device", device_state(stream)), ("stream", stream)):
             legacy = tree.to_bytes()
             encoded = {}
-            kwargs = {f.name: {"schema": schema_text(tree)} if f.needs_schema else {} for f in fmts}
             for f in fmts:
                 data = f.encode(tree)
-                if f.decode(data, **kwargs[f.name]).to_bytes() != legacy:
+                if f.decode(data).to_bytes() != legacy:
                     raise EncodingError(f"{f.name} does not round-trip {label} ({part})")
                 encoded[f.name] = data
             times: dict[str, tuple[list[float], list[float]]] = {f.name: ([], []) for f in fmts}
@@ -120,7 +118,7 @@ def measure(
                 for f in fmts:
                     enc, dec = times[f.name]
                     enc.append(_elapsed(f.encode, tree))
-                    dec.append(_elapsed(f.decode, encoded[f.name], **kwargs[f.name]))
+                    dec.append(_elapsed(f.decode, encoded[f.name]))
             for f in fmts:
                 e = statistics.median(times[f.name][0])
                 d = statistics.median(times[f.name][1])
