@@ -1,6 +1,6 @@
 """The package's layers import downward only, and no modules import each other in a circle.
 
-DESIGN.md fixes the order: errors/limits/files/knowledge → visitors → vmstate → devices →
+DESIGN.md fixes the order: errors/limits/files/wire/knowledge → visitors → vmstate → devices →
 stream → containers → encoders | compat → live → analysis | widgets | fleet →
 cli.  Every ``import miglab...`` in every module counts, also one hidden inside
 a function.  The few upward imports the code still has are listed in
@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "miglab"
 
 # Lowest first; a module may import its own layer and the ones below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("miglab.errors", "miglab.limits", "miglab.files", "miglab.knowledge"),
+    ("miglab.errors", "miglab.limits", "miglab.files", "miglab.wire", "miglab.knowledge"),
     ("miglab.visitors",),
     ("miglab.vmstate",),
     ("miglab.devices",),

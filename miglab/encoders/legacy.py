@@ -7,9 +7,9 @@ unedited tree.
 
 from __future__ import annotations
 
-from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.model import Stream
 from miglab.stream.reader import load
+from miglab.wire import FILE_MAGIC
 
 __all__ = ("MAGIC", "NAME", "decode", "encode", "sniff")
 

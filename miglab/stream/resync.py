@@ -24,9 +24,9 @@ from collections.abc import Callable, Container, Iterator
 from typing import Any, Literal, NamedTuple
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import SectionType
 from miglab.stream.framing import FOOTER_SIZE
 from miglab.visitors.qemufile import QEMUFileReader
+from miglab.wire import SectionType
 
 __all__ = ("Mark", "Resync", "resync_marks")
 

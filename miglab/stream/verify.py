@@ -32,7 +32,6 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from miglab.errors import MiglabError
-from miglab.stream.constants import Command, SectionType
 from miglab.stream.findings import Finding, errors
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
@@ -41,6 +40,7 @@ from miglab.stream.resync import resync_marks
 from miglab.stream.verify_ram import check_ram
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
+from miglab.wire import Command, SectionType
 
 if TYPE_CHECKING:
     from miglab.vmstate.from_schema import SchemaIndex

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.findings import Finding
 from miglab.stream.model import SectionKind, Stream
 from miglab.stream.ram import RamPayload
+from miglab.wire import RAM_PAGE_KINDS
 
 __all__ = ("check_ram",)
 

@@ -1,4 +1,12 @@
-"""QEMU migration stream constants (migration/savevm.c, migration/ram.c), as data."""
+"""QEMU migration stream constants (migration/savevm.c, migration/ram.c), in one place.
+
+The numbers QEMU puts on the wire -- the file magic and version, the record type bytes
+(``QEMU_VM_*``), the in-band commands (``MIG_CMD_*``) and the RAM page flags
+(``RAM_SAVE_FLAG_*``) -- are declared here and nowhere else.  The module sits in the
+lowest layer, beside :mod:`miglab.errors`, so that the visitors (a subsection's
+``QEMU_VM_SUBSECTION`` byte), the device models and the stream framing
+(:mod:`miglab.stream.framing`) all read the same declaration.
+"""
 
 from __future__ import annotations
 
