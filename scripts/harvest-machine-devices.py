@@ -44,9 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from miglab.qemu import QEMU_VERSIONS, QemuBinary, find_qemu  # noqa: E402
 from miglab.knowledge import decode_knowledge  # noqa: E402
 from miglab.knowledge.hardware import MachineHarvest  # noqa: E402
+from miglab.qemu import QEMU_VERSIONS, QemuBinary, find_qemu  # noqa: E402
 
 OUT = ROOT / "miglab" / "knowledge" / "machine-devices.json"
 #: Accelerator configurations a board is started under; ``default`` ones are what

@@ -39,15 +39,15 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Base of the knowledge records: immutable, keyword-built, no unknown members."""
 
 
-def decode_knowledge(name: str, data: bytes | str, type: type[T]) -> T:
-    """``data``, the text of knowledge file ``name``, as a ``type`` record.
+def decode_knowledge(name: str, data: bytes | str, record: type[T]) -> T:
+    """``data``, the text of knowledge file ``name``, as a ``record``.
 
     Raises:
         KnowledgeError: ``data`` is no JSON, or a member is missing, unknown, of the wrong
             type or inconsistent; the error names ``name`` and the member's JSON path.
     """
     try:
-        return msgspec.json.decode(data, type=type)
+        return msgspec.json.decode(data, type=record)
     except msgspec.ValidationError as e:
         text = str(e)
         m = _WHERE.search(text)
@@ -55,7 +55,7 @@ def decode_knowledge(name: str, data: bytes | str, type: type[T]) -> T:
             raise KnowledgeError(text, file=name, path="$") from None
         what = text[: m.start()] + (" (in a key)" if m.group(1) else "")
         try:
-            path = _with_keys(json.loads(data), m.group(2), type, text)
+            path = _with_keys(json.loads(data), m.group(2), record, text)
         except ValueError:  # invalid JSON further on: msgspec stopped before it
             path = m.group(2)
         raise KnowledgeError(what, file=name, path=path) from None
@@ -63,10 +63,11 @@ def decode_knowledge(name: str, data: bytes | str, type: type[T]) -> T:
         raise KnowledgeError(f"not JSON: {e}", file=name, path="$") from None
 
 
-def _with_keys(raw: Any, path: str, type: type, text: str) -> str:  # noqa: A002
+def _with_keys(raw: Any, path: str, record: type, text: str) -> str:
     """msgspec's ``path`` with each ``[...]`` replaced by the key it stands for, as far as
     the keys can be found (``$.qemu['10.0'].max_command``)."""
-    out, steps, node = "$", [], raw
+    out, node = "$", raw
+    steps: list[str | int] = []
     for m in _STEP.finditer(path, 1):
         member, index, unknown = m.groups()
         if member is not None and isinstance(node, dict) and member in node:
@@ -74,7 +75,7 @@ def _with_keys(raw: Any, path: str, type: type, text: str) -> str:  # noqa: A002
         elif index is not None and isinstance(node, list) and int(index) < len(node):
             step = int(index)
         elif unknown is not None and isinstance(node, dict):
-            found = _failing_key(raw, steps, node, type, text)
+            found = _failing_key(raw, steps, node, record, text)
             if found is None:
                 return out + path[m.start() :]
             step = found
@@ -87,14 +88,14 @@ def _with_keys(raw: Any, path: str, type: type, text: str) -> str:  # noqa: A002
 
 
 def _failing_key(
-    raw: Any, steps: list[str | int], node: dict[str, Any], type: type, text: str  # noqa: A002
+    raw: Any, steps: list[str | int], node: dict[str, Any], record: type, text: str
 ) -> str | None:
     """The key of ``node`` (at ``steps`` in ``raw``) whose entry fails with ``text``."""
     keys = list(node)
     for i in range(len(keys)):
         doc = _replaced(raw, steps, {k: node[k] for k in keys[: i + 1]})
         try:
-            msgspec.json.decode(msgspec.json.encode(doc), type=type)
+            msgspec.json.decode(msgspec.json.encode(doc), type=record)
         except msgspec.ValidationError as e:
             if str(e) == text:
                 return keys[i]
@@ -116,11 +117,11 @@ def _render(step: str | int, member: bool) -> str:
     return f".{step}" if member or _NAME.fullmatch(step) else f"[{step!r}]"
 
 
-def load_knowledge(name: str, type: type[T]) -> T:
-    """The shipped ``miglab/knowledge/<name>`` as a ``type`` record (not cached: see the
+def load_knowledge(name: str, record: type[T]) -> T:
+    """The shipped ``miglab/knowledge/<name>`` as a ``record`` (not cached: see the
     accessors of :mod:`miglab.knowledge`)."""
     data = resources.files("miglab.knowledge").joinpath(name).read_bytes()
-    return decode_knowledge(name, data, type)
+    return decode_knowledge(name, data, record)
 
 
 def check(condition: bool, message: str, *args: Any) -> None:
