@@ -10,6 +10,7 @@ lowest layer, beside :mod:`miglab.errors`, so that the visitors (a subsection's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, IntFlag
 
 __all__ = (
@@ -30,6 +31,7 @@ __all__ = (
     "Command",
     "RamFlag",
     "SectionType",
+    "byte_class",
 )
 
 FILE_MAGIC = 0x5145564D  # "QEVM"
@@ -113,3 +115,9 @@ RAM_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
 RAM_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
 #: The kinds of record that carry one page (the rest are block lists and markers).
 RAM_PAGE_KINDS = RAM_ZERO | RAM_PAGE | RAM_COMPRESS_PAGE | RAM_XBZRLE
+
+
+def byte_class(values: Iterable[int]) -> bytes:
+    """A ``re`` character class of these byte values (``rb"[\\x01\\x04]"``), so that the
+    scanners looking for a record start spell its type bytes from this module."""
+    return b"[" + b"".join(b"\\x%02x" % v for v in sorted(set(values))) + b"]"
