@@ -29,7 +29,7 @@ ACCESSORS: dict[str, Callable[[], object]] = {
     "compat-schema-safe.json": knowledge.schema_safe,
     "compat-virtio.json": knowledge.compat_virtio,
     "e1000-registers.json": knowledge.e1000_registers,
-    "machine-devices.json": knowledge.machine_devices,
+    "machine-devices.json": knowledge.machine_harvest,
     "pci-config.json": knowledge.pci_config,
     "schema-renames.json": knowledge.schema_renames,
 }

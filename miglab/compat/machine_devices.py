@@ -44,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from miglab.errors import CompatError
-from miglab.knowledge import machine_devices as harvest
+from miglab.knowledge import machine_harvest
 from miglab.knowledge.hardware import BuildHarvest
 from miglab.vmstate.schema import SchemaSource, load_schema
 
@@ -113,13 +113,13 @@ def has_machine_type(schema: SchemaSource, machine: str) -> bool:
     build = _build_of(frozenset(load_schema(schema).devices))
     if build is None:
         return True
-    data = harvest().builds[build]
+    data = machine_harvest().builds[build]
     return data.aliases.get(machine, machine) in data.boards
 
 
 def _build_of(classes: frozenset[str]) -> str | None:
     """The harvested build whose ``-dump-vmstate`` has exactly these classes."""
-    builds = harvest().builds
+    builds = machine_harvest().builds
     return next((v for v, b in builds.items() if frozenset(b.schema_classes) == classes), None)
 
 
@@ -133,7 +133,7 @@ def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
     """
     classes = frozenset(load_schema(schema).devices)
     family = machine_family(machine)
-    builds = harvest().builds
+    builds = machine_harvest().builds
     build = _build_of(classes)
     if build is not None:
         board, pluggable = _build_devices(build, builds[build], machine, family, strict=True)
@@ -157,7 +157,7 @@ def _build_devices(
     A build without that machine type contributes its whole family's boards when not
     ``strict`` (another build's schema asks about it), and is an error when ``strict``.
     """
-    configs = [c for c, spec in harvest().configs.items() if spec.default]
+    configs = [c for c, spec in machine_harvest().configs.items() if spec.default]
     name = data.aliases.get(machine, machine)
     if name in data.boards:
         machines = [name]

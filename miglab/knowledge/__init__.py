@@ -34,7 +34,7 @@ __all__ = (
     "compat_virtio",
     "decode_knowledge",
     "e1000_registers",
-    "machine_devices",
+    "machine_harvest",
     "pci_config",
     "schema_renames",
     "schema_safe",
@@ -96,6 +96,6 @@ def pci_config() -> PciConfig:
 
 
 @cache
-def machine_devices() -> MachineHarvest:
+def machine_harvest() -> MachineHarvest:
     """``machine-devices.json``: the device classes pc/q35 machines of each build can have."""
     return load_knowledge("machine-devices.json", MachineHarvest)
