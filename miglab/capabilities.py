@@ -24,13 +24,12 @@ live in :mod:`miglab.capabilities_endpoints`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from miglab.errors import CapabilityError
+from miglab.knowledge import capabilities as capability_file
 
 __all__ = (
     "CAPABILITIES",
@@ -59,11 +58,10 @@ QEMU_BLOCK = MIGLAB_BLOCK << 32
 
 
 def _load_table() -> tuple[Mapping[str, int], tuple[str, ...], tuple[str, ...]]:
-    data = json.loads(resources.files("miglab").joinpath("knowledge/capabilities.json").read_text())
-    rows = sorted(data["capabilities"], key=lambda row: row["bit"])
-    table = {row["name"]: int(row["bit"]) for row in rows}
-    live = tuple(row["name"] for row in data["live"]["supports"])
-    return MappingProxyType(table), tuple(data["encoder_preference"]), live
+    data = capability_file()
+    table = {row.name: row.bit for row in sorted(data.capabilities, key=lambda row: row.bit)}
+    live = tuple(row.name for row in data.live.supports)
+    return MappingProxyType(table), data.encoder_preference, live
 
 
 #: Capability name -> bit position, in bit order (from ``knowledge/capabilities.json``).

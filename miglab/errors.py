@@ -19,6 +19,7 @@ are natural so callers can catch what they already know (``ValueError``,
     ├── LiveError                             a live migration through miglab failed
     │   └── AddressError (ValueError)         a socket address text is not tcp:/unix:
     ├── NotFoundError (KeyError)              a named device, member or block is not there
+    ├── KnowledgeError (ValueError)           a file of miglab/knowledge/ is malformed
     ├── FileError (OSError)                   a file or directory cannot be read or written
     └── LimitExceeded (MigrationFormatError)  input exceeds a configured safety limit
 """
@@ -33,6 +34,7 @@ __all__ = (
     "DescriptionLimitExceeded",
     "EncodingError",
     "FileError",
+    "KnowledgeError",
     "LimitExceeded",
     "LiveError",
     "MiglabError",
@@ -120,6 +122,21 @@ class NotFoundError(MiglabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self._render()
+
+
+class KnowledgeError(MiglabError, ValueError):
+    """A file of ``miglab/knowledge/`` is malformed (say, after a hand edit).
+
+    ``file`` names it (``compat-qemu.json``) and ``path`` is the JSON path of the member
+    that is missing, unknown, of the wrong type or inconsistent (``$.qemu.10.0.machines``).
+    """
+
+    def __init__(self, message: str, *, file: str, path: str):
+        self.file = file
+        super().__init__(message, path=path)
+
+    def _render(self) -> str:
+        return f"miglab/knowledge/{self.file} at {self.path}: {self.message}"
 
 
 class FileError(MiglabError, OSError):

@@ -44,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from miglab.knowledge import decode_knowledge  # noqa: E402
+from miglab.knowledge.hardware import MachineHarvest  # noqa: E402
 from miglab.qemu import QEMU_VERSIONS, QemuBinary, find_qemu  # noqa: E402
 
 OUT = ROOT / "miglab" / "knowledge" / "machine-devices.json"
@@ -468,7 +470,9 @@ def main() -> int:
     for build in builds.values():
         for plug in build["pluggable"].values():
             _classify(plug)
-    out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    decode_knowledge(out.name, text, MachineHarvest)  # what miglab will read, checked first
+    out.write_text(text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -52,6 +52,7 @@ from typing import Any
 
 from miglab.qemu import QemuBinary, find_qemu
 from miglab.qemu._process import Guest, quit_qemu, run_bounded, wait_migration
+from miglab.wire import FILE_MAGIC, FILE_VERSION, RAM_EOS, RAM_MEM_SIZE, SectionType
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MANIFEST = DATA / "manifest.json"
@@ -60,9 +61,10 @@ TABLE_BEGIN, TABLE_END = "<!-- streams:begin -->", "<!-- streams:end -->"
 LIVE_BEGIN, LIVE_END = "<!-- live:begin -->", "<!-- live:end -->"
 
 # Stream bytes this script checks (QEMU-FORMAT.md 1.1-1.4, 1.8, 2.2).
-HEADER = b"QEVM\x00\x00\x00\x03"
-VM_CONFIGURATION, VM_SECTION_START, VM_SECTION_FOOTER = 0x07, 0x01, 0x7E
-RAM_MEM_SIZE, RAM_EOS, PAGE_MASK = 0x04, 0x10, 0xFFF
+HEADER = FILE_MAGIC.to_bytes(4, "big") + FILE_VERSION.to_bytes(4, "big")
+VM_CONFIGURATION, VM_SECTION_START = SectionType.CONFIGURATION, SectionType.START
+VM_SECTION_FOOTER = SectionType.FOOTER
+PAGE_MASK = 0xFFF
 
 
 def _be(data: bytes, pos: int, size: int) -> int:

@@ -13,9 +13,9 @@ from conftest import DATA
 import miglab
 from miglab.cli import main
 from miglab.errors import MiglabError, MigrationFormatError
-from miglab.stream.constants import RamFlag
 from miglab.stream.extract import extract, safe_names, xbzrle_apply
 from miglab.stream.ram import RamBlock, RamPayload
+from miglab.wire import RamFlag
 
 RAN = DATA / "q72-pc-q35-7.2-default-ran.mig"
 

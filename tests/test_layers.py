@@ -1,6 +1,6 @@
 """The package's layers import downward only, and no modules import each other in a circle.
 
-DESIGN.md fixes the order: errors/findings/limits/files → visitors → vmstate → devices →
+DESIGN.md fixes the order: errors/findings/limits/files/wire/knowledge → visitors → vmstate → devices →
 stream → containers → encoders | compat → live → analysis | widgets | fleet →
 cli.  Every ``import miglab...`` in every module counts, also one hidden inside
 a function.  The few upward imports the code still has are listed in
@@ -17,8 +17,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "miglab"
 
 # Lowest first; a module may import its own layer and the ones below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # What every layer may use: the error tree, the findings checks report, the safety limits.
-    ("miglab.errors", "miglab.findings", "miglab.limits", "miglab.files"),
+    # What every layer may use: the error tree, the findings checks report, the safety limits,
+    # the wire constants and the knowledge files.
+    (
+        "miglab.errors",
+        "miglab.findings",
+        "miglab.limits",
+        "miglab.files",
+        "miglab.wire",
+        "miglab.knowledge",
+    ),
     ("miglab.visitors",),
     ("miglab.vmstate",),
     ("miglab.devices",),

@@ -27,9 +27,9 @@ from miglab.live import ProxySummary, parse_address, proxy_once, source_decoding
 from miglab.live import pump as pump_module
 from miglab.live.inbound import Window
 from miglab.live.pump import Pump, PumpResult
-from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.model import Opaque, Section
 from miglab.stream.reader import load
+from miglab.wire import RAM_PAGE_KINDS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

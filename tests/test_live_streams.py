@@ -18,11 +18,11 @@ from conftest import DATA, LIVE, recipe
 
 import miglab
 from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import RamFlag
 from miglab.stream.extract import extract
 from miglab.stream.model import Opaque
 from miglab.stream.pages import RamPages
 from miglab.stream.ram import RamPayload
+from miglab.wire import RamFlag
 
 PAGE = 4096
 # pmemsave reads guest-physical memory: 0xA0000-0xFFFFF shows VGA and ROM windows, not pc.ram.

@@ -19,10 +19,10 @@ import miglab
 import miglab.stream.ram as ram
 import miglab.stream.ram_records as ram_records
 from miglab.errors import MiglabError
-from miglab.stream.constants import RamFlag
 from miglab.stream.ram import RamPayload
 from miglab.stream.synthetic import synthetic_stream
 from miglab.stream.verify import verify
+from miglab.wire import RamFlag
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -13,10 +13,10 @@ from conftest import DATA
 import miglab
 from miglab.cli import main
 from miglab.findings import errors
-from miglab.stream.constants import RamFlag
 from miglab.stream.model import Section, SectionKind
 from miglab.stream.ram import RamPayload
 from miglab.stream.verify import verify
+from miglab.wire import RamFlag
 
 BASE = DATA / "q72-pc-q35-7.2-default.mig"
 

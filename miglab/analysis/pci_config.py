@@ -12,11 +12,11 @@ values of one register differ in.  The layouts and names are data, in
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any
+
+from miglab.knowledge import pci_config
+from miglab.knowledge.hardware import PciCapability, PciRegisterRow
 
 __all__ = ("Register", "bit_changes", "register_map")
 
@@ -44,21 +44,13 @@ class Register:
     bits: str | None = None
 
 
-@cache
-def _knowledge() -> dict[str, Any]:
-    text = resources.files("miglab.knowledge").joinpath("pci-config.json").read_text()
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
 def _registers(
-    rows: list[list[Any]], base: int, prefix: str, tables: dict[str, Any]
+    rows: Sequence[PciRegisterRow], base: int, prefix: str, tables: Mapping[str, object]
 ) -> list[Register]:
     out = []
     for row in rows:
-        name, offset, size = row[0], row[1], row[2]
-        table = row[3] if len(row) > 3 else (name if name in tables else None)
-        out.append(Register(prefix + name, base + offset, size, table))
+        table = row.bits if row.bits is not None else (row.name if row.name in tables else None)
+        out.append(Register(prefix + row.name, base + row.offset, row.size, table))
     return out
 
 
@@ -69,20 +61,19 @@ def register_map(config: bytes) -> list[Register]:
     its header only (``CAP VNDR@0x40``); a loop or an out-of-range pointer in
     a list ends that list.
     """
-    k = _knowledge()
-    tables = k["bits"]
-    header = k["header"]
-    kind = "type1" if len(config) > 0x0E and config[0x0E] & 0x7F == 1 else "type0"
-    regs = _registers(header["common"], 0, "", tables) + _registers(header[kind], 0, "", tables)
+    k = pci_config()
+    tables = k.bits
+    own = k.header.type1 if len(config) > 0x0E and config[0x0E] & 0x7F == 1 else k.header.type0
+    regs = _registers(k.header.common, 0, "", tables) + _registers(own, 0, "", tables)
     if len(config) > _CAP_LIST and config[6] & _STATUS_CAP_LIST:
         ptr, seen = config[_CAP_LIST] & ~3, set()
         while 0x40 <= ptr < min(len(config), _EXT_START) - 1 and ptr not in seen:
             seen.add(ptr)
-            cap = k["capabilities"].get(str(config[ptr]), {"name": f"0x{config[ptr]:02x}"})
-            prefix = f"{cap['name']}@0x{ptr:02x} "
+            cap = k.capabilities.get(config[ptr], PciCapability(name=f"0x{config[ptr]:02x}"))
+            prefix = f"{cap.name}@0x{ptr:02x} "
             regs.append(Register(f"{prefix}CAP header (id, next)", ptr, 2))
             # A short (version 1) capability ends early: no register runs past 0xff.
-            listed = _registers(cap.get("registers", []), ptr, prefix, tables)
+            listed = _registers(cap.registers, ptr, prefix, tables)
             regs += [r for r in listed if r.offset + r.size <= _EXT_START]
             ptr = config[ptr + 1] & ~3
     ptr, seen = _EXT_START, set()
@@ -92,10 +83,10 @@ def register_map(config: bytes) -> list[Register]:
         if head == 0:
             break
         cap_id, nxt = head & 0xFFFF, head >> 20
-        cap = k["extended_capabilities"].get(str(cap_id), {"name": f"0x{cap_id:04x}"})
-        prefix = f"{cap['name']}@0x{ptr:03x} "
+        cap = k.extended_capabilities.get(cap_id, PciCapability(name=f"0x{cap_id:04x}"))
+        prefix = f"{cap.name}@0x{ptr:03x} "
         regs.append(Register(f"{prefix}EXT_CAP header (id, version, next)", ptr, 4))
-        regs += _registers(cap.get("registers", []), ptr, prefix, tables)
+        regs += _registers(cap.registers, ptr, prefix, tables)
         ptr = nxt & ~3
     return sorted(regs, key=lambda r: r.offset)
 
@@ -103,7 +94,7 @@ def register_map(config: bytes) -> list[Register]:
 def _fields(table: str) -> list[tuple[int, int, str]]:
     """(low bit, high bit, name) of a bit table."""
     out = []
-    for key, name in _knowledge()["bits"][table].items():
+    for key, name in pci_config().bits[table].items():
         lo, _, hi = key.partition("-")
         out.append((int(lo), int(hi or lo), name))
     return sorted(out)

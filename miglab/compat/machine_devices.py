@@ -39,15 +39,13 @@ kvm,xen-version=...``, QEMU >= 8.0, adds ``xen-overlay``, ``xen-evtchn``, ``xen-
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any
 
 from miglab.errors import CompatError
+from miglab.knowledge import machine_harvest
+from miglab.knowledge.hardware import BuildHarvest
 from miglab.vmstate.schema import SchemaSource, load_schema
 
 __all__ = ("MachineDevices", "has_machine_type", "machine_devices", "machine_family")
@@ -115,14 +113,14 @@ def has_machine_type(schema: SchemaSource, machine: str) -> bool:
     build = _build_of(frozenset(load_schema(schema).devices))
     if build is None:
         return True
-    data = _knowledge()["builds"][build]
-    return data["aliases"].get(machine, machine) in data["boards"]
+    data = machine_harvest().builds[build]
+    return data.aliases.get(machine, machine) in data.boards
 
 
 def _build_of(classes: frozenset[str]) -> str | None:
     """The harvested build whose ``-dump-vmstate`` has exactly these classes."""
-    builds = _knowledge()["builds"]
-    return next((v for v, b in builds.items() if frozenset(b["schema_classes"]) == classes), None)
+    builds = machine_harvest().builds
+    return next((v for v, b in builds.items() if frozenset(b.schema_classes) == classes), None)
 
 
 def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
@@ -135,7 +133,7 @@ def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
     """
     classes = frozenset(load_schema(schema).devices)
     family = machine_family(machine)
-    builds = _knowledge()["builds"]
+    builds = machine_harvest().builds
     build = _build_of(classes)
     if build is not None:
         board, pluggable = _build_devices(build, builds[build], machine, family, strict=True)
@@ -147,21 +145,21 @@ def machine_devices(schema: SchemaSource, machine: str) -> MachineDevices:
         b, p = _build_devices(version, data, machine, family, strict=False)
         on_board |= b
         plugged |= p
-        known |= set(data["schema_classes"])
+        known |= set(data.schema_classes)
     return MachineDevices(machine, None, frozenset(on_board), frozenset(plugged), frozenset(known))
 
 
 def _build_devices(
-    version: str, data: Mapping[str, Any], machine: str, family: str, *, strict: bool
+    version: str, data: BuildHarvest, machine: str, family: str, *, strict: bool
 ) -> tuple[frozenset[str], frozenset[str]]:
     """(board, pluggable) of ``machine`` in one build's harvest.
 
     A build without that machine type contributes its whole family's boards when not
     ``strict`` (another build's schema asks about it), and is an error when ``strict``.
     """
-    configs = [c for c, spec in _knowledge()["configs"].items() if spec["default"]]
-    name = data["aliases"].get(machine, machine)
-    if name in data["boards"]:
+    configs = [c for c, spec in machine_harvest().configs.items() if spec.default]
+    name = data.aliases.get(machine, machine)
+    if name in data.boards:
         machines = [name]
     elif strict:
         raise CompatError(
@@ -169,21 +167,14 @@ def _build_devices(
             path=machine,
         )
     else:
-        machines = [m for m in data["boards"] if machine_family(m) == family]
+        machines = [m for m in data.boards if machine_family(m) == family]
     board = {
         cls
         for m in machines
-        for config, index in data["boards"][m].items()
+        for config, index in data.boards[m].items()
         if config in configs
-        for cls in data["board_sets"][index]
+        for cls in data.board_sets[index]
     }
-    plug = data["pluggable"][family]
-    pluggable = frozenset(plug["devices"]) | frozenset(plug["children"])
-    return frozenset(board), pluggable | frozenset(plug["unreachable"])
-
-
-@cache
-def _knowledge() -> dict[str, Any]:
-    text = resources.files("miglab").joinpath("knowledge/machine-devices.json").read_text()
-    data: dict[str, Any] = json.loads(text)
-    return data
+    plug = data.pluggable[family]
+    pluggable = frozenset(plug.devices) | frozenset(plug.children)
+    return frozenset(board), pluggable | frozenset(plug.unreachable)

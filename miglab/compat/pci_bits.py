@@ -12,40 +12,38 @@ every change is guest-visible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
 from miglab.compat.edit import Edit
-from miglab.compat.qemu_knowledge import knowledge
 from miglab.compat.registry import MACHINE_PREFIX
+from miglab.knowledge import compat_qemu
+from miglab.knowledge.compat import PciBitRule
 from miglab.stream.model import Section, Stream
 from miglab.vmstate.state import VMState
 
 __all__ = ("occupied_ports", "pci_bits_fn", "slot_bits_fn", "slot_devices")
 
 
-_BitRule = dict[str, Any]
-
-
 def pci_bits_fn(dst: str) -> Any:
     """The ``pci`` rules: bits a machine generation's devices set, whatever the guest did."""
-    rules = knowledge()["pci"]["rules"]
+    rules = compat_qemu().pci.rules
 
     def run(edit: Edit) -> None:
-        _set_bits(edit, rules, dst, lambda rule, config, cap: dst in rule["set_in"])
+        _set_bits(edit, rules, dst, lambda rule, config, cap: dst in rule.set_in)
 
     return run
 
 
 def slot_bits_fn(dst: str, occupied: bool) -> Any:
     """The ``pci`` ``slot_rules`` for a port with (``occupied``) or without a device behind."""
-    rules = knowledge()["pci"]["slot_rules"]["rules"]
+    rules = compat_qemu().pci.slot_rules.rules
 
-    def want(rule: _BitRule, config: bytes, cap: int) -> bool:
-        at, mask = rule.get("needs", (0, 0))
+    def want(rule: PciBitRule, config: bytes, cap: int) -> bool:
+        at, mask = rule.needs or (0, 0)
         needs = not mask or bool(config[cap + at] & mask)
-        return occupied and needs and dst in rule["set_in"]
+        return occupied and needs and dst in rule.set_in
 
     def run(edit: Edit) -> None:
         _set_bits(edit, rules, dst, want)
@@ -54,7 +52,10 @@ def slot_bits_fn(dst: str, occupied: bool) -> Any:
 
 
 def _set_bits(
-    edit: Edit, rules: list[_BitRule], dst: str, want: Callable[[_BitRule, bytes, int], bool]
+    edit: Edit,
+    rules: Sequence[PciBitRule],
+    dst: str,
+    want: Callable[[PciBitRule, bytes, int], bool],
 ) -> None:
     """Set (``want``) or clear each rule's bits in every PCI config space of the states."""
     for state in list(edit.states):
@@ -62,16 +63,16 @@ def _set_bits(
             new = bytearray(config)
             why = []
             for rule in rules:
-                if "devices" in rule and state.desc.name not in rule["devices"]:
+                if rule.devices is not None and state.desc.name not in rule.devices:
                     continue
-                cap = _find_capability(config, rule["capability"], rule.get("extended", False))
-                if cap is None or cap + rule["offset"] >= len(new):
+                cap = _find_capability(config, rule.capability, rule.extended)
+                if cap is None or cap + rule.offset >= len(new):
                     continue
-                at, mask = cap + rule["offset"], rule["mask"]
+                at, mask = cap + rule.offset, rule.mask
                 old = new[at]
                 new[at] = (old | mask) if want(rule, config, cap) else (old & ~mask)
                 if new[at] != old:
-                    why.append(f"{rule['what']} at 0x{at:x} ({rule['source']})")
+                    why.append(f"{rule.what} at 0x{at:x} ({rule.source})")
             if why:
                 edit.set(
                     state.desc.name,
@@ -87,8 +88,8 @@ def _set_bits(
 @cache
 def slot_devices() -> frozenset[str]:
     """The device types (PCIe ports) whose slot-status bits ``pci.slot_rules`` covers."""
-    rules = knowledge()["pci"]["slot_rules"]["rules"]
-    return frozenset(d for rule in rules for d in rule["devices"])
+    rules = compat_qemu().pci.slot_rules.rules
+    return frozenset(d for rule in rules for d in rule.devices or ())
 
 
 def occupied_ports(stream: Stream) -> set[str]:

@@ -37,7 +37,6 @@ from miglab.compat.qemu_knowledge import (
     MACHINE_GENERATIONS,
     QEMU_VERSIONS,
     check_machine,
-    knowledge,
     machine_generation,
     parse_machine,
     qemu_of_machine,
@@ -47,6 +46,7 @@ from miglab.compat.report import Change, ChangeReport, vmdesc_entry_changes
 from miglab.compat.schema_driven import SchemaDriven
 from miglab.compat.virtio_rules import vector_option
 from miglab.errors import CompatError
+from miglab.knowledge import compat_qemu
 from miglab.stream.configuration import CONFIGURATION, machine_of
 from miglab.stream.model import CommandRecord, Record, Section, Stream
 from miglab.stream.vmdesc import refresh_vmdesc
@@ -61,7 +61,6 @@ __all__ = (
     "QEMU_VERSIONS",
     "Conversion",
     "convert_stream",
-    "knowledge",
     "machine_generation",
     "qemu_of_machine",
 )
@@ -200,10 +199,7 @@ class Conversion:
             if kept is None:
                 return None
             rec = kept
-        if (
-            isinstance(rec, CommandRecord)
-            and rec.command > knowledge()["qemu"][to_qemu]["max_command"]
-        ):
+        if isinstance(rec, CommandRecord) and rec.command > compat_qemu().qemu[to_qemu].max_command:
             self.changes.append(
                 Change(
                     "removed",
@@ -341,8 +337,8 @@ def _section_rules(
     rec: Section, src: str, dst: str, counts: dict[str, int], changes: list[Change]
 ) -> Section | None:
     """Whole-section rules: drop a section ``dst`` does not know (None), renumber instances."""
-    for rule in knowledge()["sections"]["rules"]:
-        if rec.name == rule["idstr"] and dst not in rule["qemu"]:
+    for rule in compat_qemu().sections.rules:
+        if rec.name == rule.idstr and dst not in rule.qemu:
             payload = rec.payload
             if not isinstance(payload, VMState) or payload.fields or payload.subsections:
                 raise CompatError(
@@ -351,10 +347,10 @@ def _section_rules(
                 )
             changes.append(
                 Change("removed", rec.name, "", payload, None, "safe",
-                       f"QEMU {dst} has no such section; it is empty ({rule['source']})")
+                       f"QEMU {dst} has no such section; it is empty ({rule.source})")
             )  # fmt: skip
             return None
-    numbered = {q: rec.name in knowledge()["qemu"][q]["numbered_instances"] for q in (src, dst)}
+    numbered = {q: rec.name in compat_qemu().qemu[q].numbered_instances for q in (src, dst)}
     if numbered[src] == numbered[dst]:
         return rec
     nth = counts.get(rec.name, 0)
@@ -365,7 +361,7 @@ def _section_rules(
     changes.append(
         Change("changed", rec.name, "instance_id", rec.instance_id, want, "safe",
                f"QEMU {dst} numbers {rec.name!r} sections {'0, 1, ...' if numbered[dst] else 'all 0'}"
-               f" ({knowledge()['numbered_instances_source']})", section=rec.name)
+               f" ({compat_qemu().numbered_instances_source})", section=rec.name)
     )  # fmt: skip
     return dataclasses.replace(rec, instance_id=want)
 

@@ -5,43 +5,32 @@ will read a stream, and the machine generation whose hw_compat properties shape 
 state.  This module reads the knowledge file and answers the questions both need: which
 builds miglab knows (:data:`QEMU_VERSIONS`, in release order), which machine types a build
 has, which build a machine type is the newest of, and which generation a machine type falls
-in.  Only versioned ``pc-i440fx-X.Y`` / ``pc-q35-X.Y`` names count: aliases such as ``q35``
+in (the file itself is parsed by :func:`miglab.knowledge.compat_qemu`).  Only versioned ``pc-i440fx-X.Y`` / ``pc-q35-X.Y`` names count: aliases such as ``q35``
 name different machines in different builds.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from functools import cache
-from importlib import resources
-from typing import Any
 
 from miglab.compat.registry import MACHINE_PREFIX
 from miglab.errors import CompatError
+from miglab.knowledge import compat_qemu
 
 __all__ = (
     "MACHINE_GENERATIONS",
     "QEMU_VERSIONS",
     "check_machine",
-    "knowledge",
     "machine_generation",
     "parse_machine",
     "qemu_of_machine",
 )
 
 
-@cache
-def knowledge() -> dict[str, Any]:
-    """The parsed ``compat-qemu.json``."""
-    text = resources.files("miglab.knowledge").joinpath("compat-qemu.json").read_text()
-    return json.loads(text)
-
-
-QEMU_VERSIONS: tuple[str, ...] = tuple(knowledge()["qemu"])
+QEMU_VERSIONS: tuple[str, ...] = tuple(compat_qemu().qemu)
 #: Machine generations, oldest first (``machine:7.2``, ``machine:10.0``).
 MACHINE_GENERATIONS: tuple[str, ...] = tuple(
-    g for g in knowledge()["machine_generations"] if g.startswith(MACHINE_PREFIX)
+    g for g in compat_qemu().generations() if g.startswith(MACHINE_PREFIX)
 )
 
 _MACHINE = re.compile(r"(pc-(?:i440fx|q35))-(\d+\.\d+)")
@@ -69,7 +58,7 @@ def parse_machine(machine: str) -> tuple[str, tuple[int, int]]:
 
 def _has_machine(qemu: str, machine: str) -> bool:
     family, version = parse_machine(machine)
-    span = knowledge()["qemu"][qemu]["machines"].get(family)
+    span = compat_qemu().qemu[qemu].machines.get(family)
     return span is not None and _version(span[0]) <= version <= _version(span[1])
 
 
@@ -81,7 +70,7 @@ def check_machine(qemu: str, machine: str, role: str) -> None:
             family; the path is ``role``.
     """
     if not _has_machine(qemu, machine):
-        spans = knowledge()["qemu"][qemu]["machines"]
+        spans = compat_qemu().qemu[qemu].machines
         known = ", ".join(f"{f}-{lo} ... {f}-{hi}" for f, (lo, hi) in spans.items())
         raise CompatError(f"QEMU {qemu} has no machine type {machine!r} ({known})", path=role)
 
@@ -97,8 +86,9 @@ def qemu_of_machine(machine: str) -> str:
     """
     m = _MACHINE.fullmatch(machine)
     if m is not None:
-        for qemu, know in knowledge()["qemu"].items():
-            if know["machines"].get(m.group(1), [None, None])[1] == m.group(2):
+        for qemu, know in compat_qemu().qemu.items():
+            span = know.machines.get(m.group(1))
+            if span is not None and span[1] == m.group(2):
                 return qemu
     raise CompatError(
         f"cannot tell the QEMU version of machine {machine!r}: it is the newest machine of "
@@ -116,7 +106,7 @@ def machine_generation(machine: str | None) -> str | None:
         return None
     _, version = parse_machine(machine)
     for g in MACHINE_GENERATIONS:
-        lo, hi = knowledge()["machine_generations"][g]
+        lo, hi = compat_qemu().generations()[g]
         if _version(lo) <= version <= _version(hi):
             return g
     return None

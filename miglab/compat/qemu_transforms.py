@@ -12,18 +12,25 @@ and generation chains, in a registry the caller passes
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from miglab.compat.edit import Edit
 from miglab.compat.pci_bits import pci_bits_fn
-from miglab.compat.qemu_knowledge import MACHINE_GENERATIONS, QEMU_VERSIONS, knowledge
+from miglab.compat.qemu_knowledge import MACHINE_GENERATIONS, QEMU_VERSIONS
 from miglab.compat.registry import ANY_DEVICE, Registry, Transform
-from miglab.errors import CompatError
+from miglab.knowledge import compat_qemu
+from miglab.knowledge.compat import (
+    AddField,
+    FieldEdit,
+    RemoveField,
+    RemoveSubsection,
+    RenameField,
+)
 
 __all__ = ("register_qemu_transforms",)
 
 
-def _edit_fn(device: str, edits: list[dict[str, Any]]) -> Any:
+def _edit_fn(device: str, edits: Sequence[FieldEdit]) -> Callable[[Edit], None]:
     def run(edit: Edit) -> None:
         if not any(s.desc.name == device for s in edit.states):
             return
@@ -33,48 +40,41 @@ def _edit_fn(device: str, edits: list[dict[str, Any]]) -> Any:
     return run
 
 
-def _apply_edit(edit: Edit, device: str, e: dict[str, Any]) -> None:
-    op, path, reason = e["op"], e.get("path", ""), e.get("reason", "")
-    if op == "rename":
-        edit.rename(device, path, e["to"], info=e.get("info"), num=e.get("num"), reason=reason)
-    elif op == "remove":
-        value = edit.get(device, path)
-        visible = "safe_if" in e and value != e["safe_if"]
+def _apply_edit(edit: Edit, device: str, e: FieldEdit) -> None:
+    reason = e.reason
+    if isinstance(e, RenameField):
+        edit.rename(device, e.path, e.to, info=e.info, num=e.num, reason=reason)
+    elif isinstance(e, RemoveField):
+        value = edit.get(device, e.path)
+        visible = e.safe_if is not None and value != e.safe_if
         edit.remove(
-            device, path, classification="guest-visible" if visible else "safe", reason=reason
+            device, e.path, classification="guest-visible" if visible else "safe", reason=reason
         )
-    elif op == "add":
-        value = bytes(e["size"]) if e.get("value") == "zeros" else e["value"]
-        edit.add(
-            device, path, e["info"], value, after=e.get("after"), size=e.get("size"), reason=reason
-        )
-    elif op == "remove_subsection":
-        within = e.get("within", "")
+    elif isinstance(e, AddField):
+        value = bytes(e.size or 0) if e.value == "zeros" else e.value
+        edit.add(device, e.path, e.info, value, after=e.after, size=e.size, reason=reason)
+    elif isinstance(e, RemoveSubsection):
         state = edit.state(device)
-        for part in filter(None, within.split("/")):
+        for part in filter(None, e.within.split("/")):
             state = state.fields[part]
-        if e["name"] in state.subsections:
+        if e.name in state.subsections:
             edit.remove_subsection(
-                device, e["name"], within=within, classification=e["classification"], reason=reason
+                device, e.name, within=e.within, classification=e.classification, reason=reason
             )
-    elif op == "resize":
-        old = bytes(edit.get(device, path))
-        size = e["size"]
-        new = old[:size].ljust(size, b"\0")
-        lost = any(old[size:])
-        edit.set(
-            device, path, new, classification="guest-visible" if lost else "safe", reason=reason
-        )
     else:
-        raise CompatError(f"unknown edit op {op!r} in compat-qemu.json", path=f"{device}/{path}")
+        old = bytes(edit.get(device, e.path))
+        new = old[: e.size].ljust(e.size, b"\0")
+        lost = any(old[e.size :])
+        edit.set(
+            device, e.path, new, classification="guest-visible" if lost else "safe", reason=reason
+        )
 
 
 def register_qemu_transforms(registry: Registry) -> None:
     """Register the knowledge file's device edits and the PCI rule (between every two machine
     generations) in ``registry``."""
-    for t in knowledge()["transforms"]:
-        fn = _edit_fn(t["device"], t["edits"])
-        registry.add(Transform(t["device"], t["src"], t["dst"], fn, t.get("description", "")))
+    for t in compat_qemu().transforms:
+        registry.add(Transform(t.device, t.src, t.dst, _edit_fn(t.device, t.edits), t.description))
     for a, b in itertools.pairwise(MACHINE_GENERATIONS):
         for src, dst in ((a, b), (b, a)):
             registry.add(

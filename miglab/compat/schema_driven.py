@@ -30,15 +30,14 @@ which.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from miglab.compat.report import Change, ChangeReport, Classification
 from miglab.errors import CompatError
+from miglab.knowledge import schema_safe
 from miglab.vmstate.description import VMStateField, field
 from miglab.vmstate.schema import Schema, SchemaField, SchemaSource, SchemaVmsd, load_schema
 from miglab.vmstate.state import VMState
@@ -49,18 +48,15 @@ _SUFFIX = re.compile(r"(#\d+|\[[^\]]*\])$")
 _INTS = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}
 
 
-@cache
 def safe_changes() -> dict[str, str]:
     """``compat-schema-safe.json``: ``vmsd/@subsection`` or ``vmsd/field`` -> why it is safe."""
-    text = resources.files("miglab.knowledge").joinpath("compat-schema-safe.json").read_text()
-    return dict(json.loads(text)["safe"])
+    return schema_safe().safe
 
 
 @cache
 def _unlisted() -> frozenset[str]:
     """vmsd names some build loads although its ``-dump-vmstate`` omits them."""
-    text = resources.files("miglab.knowledge").joinpath("compat-schema-safe.json").read_text()
-    return frozenset(json.loads(text)["unlisted"])
+    return frozenset(schema_safe().unlisted)
 
 
 def _base(name: str) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 
 from miglab.compat.edit import Edit
 from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, Registry, Transform
-from miglab.compat.virtio_rules import knowledge
 from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
+from miglab.knowledge import compat_virtio
+from miglab.knowledge.compat import VirtioFeatureRule
 
 __all__ = ("register_feature_transforms",)
 
@@ -27,19 +28,19 @@ _FEATURES_64 = "virtio/64bit_features"
 def register_feature_transforms(registry: Registry) -> None:
     """A step from each rule's ``offered_from`` generation to its ``absent_in`` one, for
     every device (the planner walks the generations in between)."""
-    for rule in knowledge()["features"]["rules"]:
+    for rule in compat_virtio().features.rules:
         registry.add(
             Transform(
                 ANY_DEVICE,
-                MACHINE_PREFIX + rule["offered_from"],
-                MACHINE_PREFIX + rule["absent_in"],
+                MACHINE_PREFIX + rule.offered_from,
+                MACHINE_PREFIX + rule.absent_in,
                 _clear_fn(rule),
-                f"virtio feature {rule['name']} not offered on {rule['absent_in']} machines",
+                f"virtio feature {rule.name} not offered on {rule.absent_in} machines",
             )
         )
 
 
-def _clear_fn(rule: dict[str, Any]) -> Any:
+def _clear_fn(rule: VirtioFeatureRule) -> Any:
     def run(edit: Edit) -> None:
         for state in list(edit.states):
             field = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
@@ -47,17 +48,17 @@ def _clear_fn(rule: dict[str, Any]) -> Any:
                 continue
             inner = decode_virtio(bytes(state.fields[field]), state.desc.name)
             sub = inner.subsections.get(_FEATURES_64)
-            if sub is None or not (sub.fields["guest_features"] >> rule["bit"]) & 1:
+            if sub is None or not (sub.fields["guest_features"] >> rule.bit) & 1:
                 continue
-            sub.fields["guest_features"] &= ~(1 << rule["bit"])
+            sub.fields["guest_features"] &= ~(1 << rule.bit)
             edit.set(
                 state.desc.name,
                 field,
                 encode_virtio(inner),
                 classification="guest-visible",
-                reason=f"guest_features: {rule['name']} (bit {rule['bit']}) cleared; the guest "
-                f"acked it, QEMU {rule['absent_in']} machines do not offer it "
-                f"({rule['source']}); {rule['what']}",
+                reason=f"guest_features: {rule.name} (bit {rule.bit}) cleared; the guest "
+                f"acked it, QEMU {rule.absent_in} machines do not offer it "
+                f"({rule.source}); {rule.what}",
             )
 
     return run

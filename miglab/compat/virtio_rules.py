@@ -26,11 +26,7 @@ its classification; the field's classification is the worst of them.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
-from functools import cache
-from importlib import resources
-from typing import Any
 
 from miglab.compat.edit import Edit
 from miglab.compat.registry import MACHINE_PREFIX, Registry, Transform
@@ -48,27 +44,22 @@ from miglab.devices.virtio import (
     virtio_description,
 )
 from miglab.errors import CompatError
+from miglab.knowledge import compat_virtio
+from miglab.knowledge.compat import VirtioDevice
 from miglab.vmstate.state import VMState
 
-__all__ = ("knowledge", "register_virtio_transforms", "vector_option", "vectors_option")
+__all__ = ("register_virtio_transforms", "vector_option", "vectors_option")
 
 _MSIX_ENABLE = 0x8000  # PCI_MSIX_FLAGS_ENABLE in the capability's message control
 _MSIX_MASKBIT = 1  # PCI_MSIX_ENTRY_CTRL_MASKBIT: how QEMU resets every table entry
 _PCI_BASE_ADDRESS_0 = 0x10
 
 
-@cache
-def knowledge() -> dict[str, Any]:
-    """The parsed ``compat-virtio.json``."""
-    text = resources.files("miglab.knowledge").joinpath("compat-virtio.json").read_text()
-    return json.loads(text)
-
-
 def register_virtio_transforms(registry: Registry) -> None:
     """Register a step each way between neighbouring machine generations where a device's
     vector count changes (the planner walks the generations in between)."""
-    for device, know in knowledge()["devices"].items():
-        vectors = know["vectors"]
+    for device, know in compat_virtio().devices.items():
+        vectors = know.vectors
         for a, b in itertools.pairwise(vectors):
             if vectors[a] == vectors[b]:
                 continue
@@ -79,7 +70,7 @@ def register_virtio_transforms(registry: Registry) -> None:
                         MACHINE_PREFIX + src,
                         MACHINE_PREFIX + dst,
                         _step(device, dst),
-                        f"MSI-X vectors and PCI capability layout of {know['pci_device']}",
+                        f"MSI-X vectors and PCI capability layout of {know.pci_device}",
                     )
                 )
 
@@ -93,7 +84,7 @@ def vector_option(state: VMState, dst_generation: str, to_qemu: str) -> tuple[st
     changes.  None when the counts agree, the device is not a known virtio device, or the
     destination cannot be told (then the device state must be converted, see the steps).
     """
-    know = knowledge()["devices"].get(state.desc.name)
+    know = compat_virtio().devices.get(state.desc.name)
     name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
     if know is None or name is None:
         return None
@@ -106,13 +97,13 @@ def vectors_option(
 ) -> tuple[str, str] | None:
     """:func:`vector_option` for a device of vmsd name ``device`` with ``have`` MSI-X vectors
     (what ``miglab migrate`` reads from the running source before the stream exists)."""
-    know = knowledge()["devices"].get(device)
+    know = compat_virtio().devices.get(device)
     if know is None:
         return None
-    want = know["vectors"].get(dst_generation.removeprefix(MACHINE_PREFIX))
-    if want is None or have == want or to_qemu not in know["vectors_property"]:
+    want = know.vectors.get(dst_generation.removeprefix(MACHINE_PREFIX))
+    if want is None or have == want or to_qemu not in know.vectors_property:
         return None
-    return ("-global", f"{know['pci_device']}.vectors={have}")
+    return ("-global", f"{know.pci_device}.vectors={have}")
 
 
 def _step(device: str, dst: str) -> Callable[[Edit], None]:
@@ -131,19 +122,17 @@ def _convert(edit: Edit, device: str, dst: str) -> None:
     name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
     if name is None or not isinstance(state.fields[name], bytes | bytearray | memoryview):
         return
-    know = knowledge()["devices"][device]
+    know = compat_virtio().devices[device]
     inner = decode_virtio(bytes(state.fields[name]), device)
-    have, want = msix_vectors_of(inner.desc), know["vectors"][dst]
+    have, want = msix_vectors_of(inner.desc), know.vectors[dst]
     if have == want:
         return
     if have and not want:
         _check_msix_unused(inner, device, dst, know)
-    layouts = {
-        lay["msix_vectors"]: bytes.fromhex(lay["config"]) for lay in know["layouts"].values()
-    }
+    layouts = {lay.msix_vectors: bytes.fromhex(lay.config) for lay in know.layouts.values()}
     if have not in layouts or want not in layouts:
         raise CompatError(
-            f"{know['pci_device']} has {want} MSI-X vectors on {dst} machine types, {have} "
+            f"{know.pci_device} has {want} MSI-X vectors on {dst} machine types, {have} "
             "here, and miglab knows no PCI layout to convert between the two (a destination "
             f"build whose device takes 'vectors' keeps {have} instead: vector_option)",
             path=f"{device}/{name}",
@@ -170,7 +159,7 @@ def _convert(edit: Edit, device: str, dst: str) -> None:
 
 
 def _layout(
-    sub: Edit, inner: VMState, src: bytes, dst: bytes, know: dict[str, Any], qemu: str
+    sub: Edit, inner: VMState, src: bytes, dst: bytes, know: VirtioDevice, qemu: str
 ) -> None:
     """Take the destination's bytes wherever the two builds' layouts differ."""
     config = inner.fields["pci_dev"].fields["config"]
@@ -180,7 +169,7 @@ def _layout(
         new[i] = dst[i]
     had = capabilities(bytes(config)).get(PCI_CAP_ID_MSIX)
     if had is not None and PCI_CAP_ID_MSIX not in capabilities(dst):
-        bar = _PCI_BASE_ADDRESS_0 + 4 * know["msix_bar"]
+        bar = _PCI_BASE_ADDRESS_0 + 4 * know.msix_bar
         new[bar : bar + 4] = bytes(4)  # the BAR that held only the MSI-X table and PBA
     where = ", ".join(f"0x{i:02x}" for i in moved)
     sub.set(
@@ -188,19 +177,19 @@ def _layout(
         "pci_dev/config",
         bytes(new),
         classification="guest-visible",
-        reason=f"PCI capability layout of {know['pci_device']} on {qemu} machine types (bytes {where}: "
+        reason=f"PCI capability layout of {know.pci_device} on {qemu} machine types (bytes {where}: "
         f"capability pointer and MSI-X capability); the guest may have read the list",
     )
 
 
-def _check_msix_unused(inner: VMState, device: str, qemu: str, know: dict[str, Any]) -> None:
+def _check_msix_unused(inner: VMState, device: str, qemu: str, know: VirtioDevice) -> None:
     """Refuse to take MSI-X away from a guest whose driver enabled it."""
     config = bytes(inner.fields["pci_dev"].fields["config"])
     at = capabilities(config)[PCI_CAP_ID_MSIX]
     if int.from_bytes(config[at + 2 : at + 4], "little") & _MSIX_ENABLE:
-        takes = ", ".join(know["vectors_property"])
+        takes = ", ".join(know.vectors_property)
         raise CompatError(
-            f"the guest enabled MSI-X, which {know['pci_device']} does not have on {qemu} "
+            f"the guest enabled MSI-X, which {know.pci_device} does not have on {qemu} "
             f"machine types, and no destination property can give it back (only QEMU {takes} "
             "take its 'vectors'); its driver would wait for interrupts that never come",
             path=f"{device}/virtio/pci_dev/config",

@@ -16,14 +16,14 @@ Steps are keyed on QEMU builds (what a build's code names the subsection), not m
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from miglab.compat.edit import Edit
 from miglab.compat.registry import Registry, Transform
 from miglab.compat.report import Classification
-from miglab.compat.virtio_rules import knowledge
 from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
 from miglab.errors import CompatError
+from miglab.knowledge import compat_virtio
+from miglab.knowledge.compat import SubsectionRule
 from miglab.vmstate.state import VMState
 
 __all__ = ("register_subsection_transforms",)
@@ -31,46 +31,46 @@ __all__ = ("register_subsection_transforms",)
 
 def register_subsection_transforms(registry: Registry) -> None:
     """A step each way between each rule's ``old_build`` and ``new_build``."""
-    for rule in knowledge()["subsections"]["rules"]:
-        old, new = rule["old_build"], rule["new_build"]
+    for rule in compat_virtio().subsections.rules:
+        old, new = rule.old_build, rule.new_build
         registry.add(
             Transform(
-                rule["device"], old, new, _step(rule, rename=True),
-                f"{rule['old_name']} is {rule['new_name']} from QEMU {new} on",
+                rule.device, old, new, _step(rule, rename=True),
+                f"{rule.old_name} is {rule.new_name} from QEMU {new} on",
             )
         )  # fmt: skip
         registry.add(
             Transform(
-                rule["device"], new, old, _step(rule, rename=rule["old_build_loads"]),
-                f"{rule['new_name']} " + (
-                    f"is {rule['old_name']} on QEMU {old}" if rule["old_build_loads"]
+                rule.device, new, old, _step(rule, rename=rule.old_build_loads),
+                f"{rule.new_name} " + (
+                    f"is {rule.old_name} on QEMU {old}" if rule.old_build_loads
                     else f"cannot be loaded by QEMU {old}: dropped"
                 ),
             )
         )  # fmt: skip
 
 
-def _step(rule: dict[str, Any], *, rename: bool) -> Callable[[Edit], None]:
+def _step(rule: SubsectionRule, *, rename: bool) -> Callable[[Edit], None]:
     def run(edit: Edit) -> None:
-        if any(s.desc.name == rule["device"] for s in edit.states):
-            _convert(edit, edit.state(rule["device"]), rule, rename=rename)
+        if any(s.desc.name == rule.device for s in edit.states):
+            _convert(edit, edit.state(rule.device), rule, rename=rename)
 
     return run
 
 
-def _convert(edit: Edit, state: VMState, rule: dict[str, Any], *, rename: bool) -> None:
+def _convert(edit: Edit, state: VMState, rule: SubsectionRule, *, rename: bool) -> None:
     name = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
     if name is None or not isinstance(state.fields[name], bytes | bytearray):
         return
     inner = decode_virtio(bytes(state.fields[name]), state.desc.name)
     part = inner.fields.get("device")
-    if not isinstance(part, VMState) or part.desc.name != rule["part"]:
+    if not isinstance(part, VMState) or part.desc.name != rule.part:
         return
-    present = [n for n in (rule["old_name"], rule["new_name"]) if n in part.subsections]
+    present = [n for n in (rule.old_name, rule.new_name) if n in part.subsections]
     if not present:
         return
     have = present[0]
-    want = rule["new_name"] if rename and have == rule["old_name"] else rule["old_name"]
+    want = rule.new_name if rename and have == rule.old_name else rule.old_name
     sub = part.subsections.pop(have)
     where = f"{state.desc.name}/{name}/device/{have}"
     if rename:
@@ -82,16 +82,16 @@ def _convert(edit: Edit, state: VMState, rule: dict[str, Any], *, rename: bool) 
             raise CompatError(f"{part.desc.name} has no subsection {want}", path=where)
         part.subsections[want] = VMState(desc, sub.version_id, sub.fields, sub.subsections)
         classification: Classification = "safe"
-        reason = f"subsection {have} renamed {want} (same fields and bytes; {rule['source']})"
+        reason = f"subsection {have} renamed {want} (same fields and bytes; {rule.source})"
     else:
-        value = sub.fields[rule["field"]]
-        classification = "safe" if value == rule["default"] else "guest-visible"
+        value = sub.fields[rule.field]
+        classification = "safe" if value == rule.default else "guest-visible"
         reason = (
-            f"subsection {have} ({rule['field']}={value}) dropped: QEMU {rule['old_build']} "
-            f"cannot load it under any name ({rule['source']})"
+            f"subsection {have} ({rule.field}={value}) dropped: QEMU {rule.old_build} "
+            f"cannot load it under any name ({rule.source})"
         )
         if classification != "safe":
-            reason += f"; {rule['field']} is {rule['default']} there: {rule['what']}"
+            reason += f"; {rule.field} is {rule.default} there: {rule.what}"
     edit.set(
         state.desc.name,
         name,

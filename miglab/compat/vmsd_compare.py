@@ -12,13 +12,12 @@ by :func:`known_renames`).
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from miglab.findings import ERROR, INFO, WARNING, Finding, Severity
+from miglab.knowledge import schema_renames
 from miglab.vmstate.schema import SchemaField, SchemaVmsd
 
 __all__ = ("Renames", "VmsdComparison", "known_renames")
@@ -34,16 +33,15 @@ class Renames:
 
 @cache
 def known_renames() -> Renames:
-    text = resources.files("miglab").joinpath("knowledge/schema-renames.json").read_text()
-    data = json.loads(text)
+    data = schema_renames()
     fields: dict[tuple[str, str], tuple[str, str]] = {}
-    for r in data["fields"]:
-        fields[r["vmsd"], r["from"]] = (r["to"], r["why"])
-        fields[r["vmsd"], r["to"]] = (r["from"], r["why"])
+    for r in data.fields:
+        fields[r.vmsd, r.old] = (r.new, r.why)
+        fields[r.vmsd, r.new] = (r.old, r.why)
     devices: dict[str, tuple[str, str]] = {}
-    for r in data["devices"]:
-        devices[r["from"]] = (r["to"], r["why"])
-        devices[r["to"]] = (r["from"], r["why"])
+    for d in data.devices:
+        devices[d.old] = (d.new, d.why)
+        devices[d.new] = (d.old, d.why)
     return Renames(fields, devices)
 
 

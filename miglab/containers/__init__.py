@@ -32,9 +32,9 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from miglab.errors import LimitExceeded
 from miglab.limits import LIMITS
-from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
+from miglab.wire import FILE_MAGIC
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream

@@ -27,8 +27,8 @@ import struct
 from dataclasses import dataclass
 
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import RamFlag, SectionType
 from miglab.vmstate.state import VMState
+from miglab.wire import FILE_MAGIC, RamFlag, SectionType
 
 __all__ = (
     "ALIGNMENT",
@@ -56,7 +56,7 @@ def sniff(view: memoryview) -> bool:
     """Whether ``view`` is a stream whose configuration enables mapped-ram."""
     head = bytes(view[:512])
     return (
-        head[:4] == b"QEVM"
+        head[:4] == FILE_MAGIC.to_bytes(4, "big")
         and len(head) > 8
         and head[8] == SectionType.CONFIGURATION
         and b"\x0amapped-ram" in head

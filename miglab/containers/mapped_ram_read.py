@@ -20,7 +20,11 @@ from miglab.containers.mapped_ram_format import (
 )
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import (
+from miglab.stream.ram import RamPayload
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutputVisitor
+from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import (
     FILE_MAGIC,
     FILE_VERSION,
     RAM_CONTINUE,
@@ -28,10 +32,6 @@ from miglab.stream.constants import (
     RAM_PAGE,
     SectionType,
 )
-from miglab.stream.ram import RamPayload
-from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
-from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutputVisitor
-from miglab.vmstate.walk import visit_vmstate
 
 __all__ = ("Layout", "file_offset")
 

@@ -22,10 +22,10 @@ from miglab.containers.mapped_ram_format import (
 )
 from miglab.errors import MigrationFormatError
 from miglab.files import pwrite, pwritev
-from miglab.stream.constants import RAM_CONTINUE, RAM_MEM_SIZE, RAM_PAGE, RAM_ZERO
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.writer import stream_to_bytes
+from miglab.wire import RAM_CONTINUE, RAM_MEM_SIZE, RAM_PAGE, RAM_ZERO
 
 __all__ = ("write",)
 

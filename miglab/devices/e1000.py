@@ -9,14 +9,13 @@ offsets are data: ``miglab/knowledge/e1000-registers.json``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from typing import Any, ClassVar
 
 from miglab.devices.base import Device, visit_subsection
 from miglab.devices.pci import PCIDevice
+from miglab.knowledge import e1000_registers
 from miglab.visitors.base import (
     Visitor,
     visit_end_struct,
@@ -32,11 +31,8 @@ from miglab.visitors.base import (
 
 __all__ = ("E1000", "REGISTERS", "EecdState", "TxProps", "TxState")
 
-_KNOWLEDGE: dict[str, Any] = json.loads(
-    files("miglab").joinpath("knowledge/e1000-registers.json").read_text()
-)
-REGISTERS: dict[str, int] = {k: off >> 2 for k, off in _KNOWLEDGE["registers"].items()}
-MAC_REG_COUNT: int = _KNOWLEDGE["mac_reg_count"]
+REGISTERS: dict[str, int] = {k: off >> 2 for k, off in e1000_registers().registers.items()}
+MAC_REG_COUNT: int = e1000_registers().mac_reg_count
 
 # The registers vmstate_e1000 sends one by one, in wire order.
 _SAVED = (

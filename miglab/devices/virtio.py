@@ -39,6 +39,7 @@ from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutpu
 from miglab.vmstate.description import VMStateDescription, VMStateField, describe, field
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import SectionType
 
 __all__ = (
     "BALLOON_PAGE_POISON",
@@ -72,7 +73,6 @@ _PCI_STATUS = 0x06
 _PCI_STATUS_CAP_LIST = 0x10
 _PCI_CAPABILITY_LIST = 0x34
 _PCI_HEADER = 4 + PCI_CONFIG_SIZE  # version_id + config: where the capability list can be read
-_QEMU_VM_SUBSECTION = 0x05
 
 
 # --- the common part -------------------------------------------------------------------
@@ -345,7 +345,7 @@ def _opaque_span(data: bytes, at: int) -> int:
     start, i.e. the first position from which they read to the end exactly."""
     for p in range(at, len(data) + 1):
         if p < len(data) and not (
-            data[p] == _QEMU_VM_SUBSECTION and data[p + 2 : p + 9] == b"virtio/"
+            data[p] == SectionType.SUBSECTION and data[p + 2 : p + 9] == b"virtio/"
         ):
             continue
         try:

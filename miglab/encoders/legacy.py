@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from miglab.stream.constants import FILE_MAGIC
 from miglab.stream.model import Stream
 from miglab.stream.reader import load
+from miglab.wire import FILE_MAGIC
 
 if TYPE_CHECKING:
     from miglab.stream.progress import Progress

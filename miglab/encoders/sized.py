@@ -30,7 +30,6 @@ from __future__ import annotations
 from miglab.errors import LimitExceeded, MigrationFormatError, TruncatedStreamError
 from miglab.limits import LIMITS
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import Command, SectionType
 from miglab.stream.framing import (
     FILE_HEADER_SIZE,
     FOOTER_SIZE,
@@ -51,6 +50,7 @@ from miglab.stream.writer import write_payload, write_records
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import Command, SectionType
 
 __all__ = ("MAGIC", "NAME", "VERSION", "decode", "encode", "sniff", "to_legacy")
 

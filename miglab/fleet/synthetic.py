@@ -30,10 +30,10 @@ import numpy as np
 
 from miglab.analysis.frames import fields_frame
 from miglab.files import atomic_output
-from miglab.stream.constants import RamFlag, SectionType
 from miglab.stream.model import Section, SectionKind
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load
+from miglab.wire import RamFlag, SectionType
 
 __all__ = ("CORRUPTIONS", "Base", "bases", "make_fleet")
 

@@ -61,9 +61,9 @@ from miglab.capabilities import (
 from miglab.capabilities_endpoints import QemuEndpoint
 from miglab.compat.qemu import machine_generation
 from miglab.compat.report import ChangeReport
-from miglab.compat.virtio_rules import knowledge as virtio_knowledge
 from miglab.compat.virtio_rules import vectors_option
 from miglab.errors import LiveError
+from miglab.knowledge import compat_virtio
 from miglab.live.address import Address, parse_address
 from miglab.live.proxy import ProxySummary, proxy_once
 from miglab.qemu._process import END_STATES, QMP_LOST, private_event_loop
@@ -439,7 +439,7 @@ class _Migration:
         a, b = machine_generation(src_info.machine), machine_generation(dst_info.machine)
         if a is None or b is None or a == b:
             return  # the same generation asks for nothing; an unknown one the proxy refuses
-        devices = {k["pci_device"]: name for name, k in virtio_knowledge()["devices"].items()}
+        devices = {k.pci_device: name for name, k in compat_virtio().devices.items()}
         theirs = _devices(self.dst)
         missing = []
         for path, kind in _devices(self.src).items():

@@ -38,18 +38,6 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.live.inbound import Window
 from miglab.stream.configuration import machine_of
-from miglab.stream.constants import (
-    RAM_COMPRESS_PAGE,
-    RAM_CONTINUE,
-    RAM_EOS,
-    RAM_MEM_SIZE,
-    RAM_MULTIFD_FLUSH,
-    RAM_PAGE,
-    RAM_PAGE_KINDS,
-    RAM_XBZRLE,
-    RAM_ZERO,
-    SectionType,
-)
 from miglab.stream.framing import (
     FILE_HEADER_SIZE,
     FOOTER_SIZE,
@@ -67,6 +55,18 @@ from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_schema import SchemaIndex
 from miglab.vmstate.state import VMState
+from miglab.wire import (
+    RAM_COMPRESS_PAGE,
+    RAM_CONTINUE,
+    RAM_EOS,
+    RAM_MEM_SIZE,
+    RAM_MULTIFD_FLUSH,
+    RAM_PAGE,
+    RAM_PAGE_KINDS,
+    RAM_XBZRLE,
+    RAM_ZERO,
+    SectionType,
+)
 
 __all__ = ("Pump", "PumpResult")
 

@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from miglab.stream.configuration import CONFIGURATION, configuration_state, machine_of
-    from miglab.stream.constants import Command, RamFlag, SectionType
     from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
     from miglab.stream.pages import RamPages
     from miglab.stream.ram import RamBlock, RamContext, RamPayload
     from miglab.stream.reader import load
     from miglab.stream.writer import save, stream_to_bytes, write_to
+    from miglab.wire import Command, RamFlag, SectionType
 
 _LAZY = {
     "CONFIGURATION": "miglab.stream.configuration",
     "configuration_state": "miglab.stream.configuration",
     "machine_of": "miglab.stream.configuration",
-    "Command": "miglab.stream.constants",
-    "RamFlag": "miglab.stream.constants",
-    "SectionType": "miglab.stream.constants",
+    "Command": "miglab.wire",
+    "RamFlag": "miglab.wire",
+    "SectionType": "miglab.wire",
     "CommandRecord": "miglab.stream.model",
     "Opaque": "miglab.stream.model",
     "Record": "miglab.stream.model",

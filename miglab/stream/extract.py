@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miglab.files import OutputFile, output_directory
-from miglab.stream.constants import RamFlag
 from miglab.stream.jsonview import dumps, stream_to_jsonable
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamBlock, RamPayload
 from miglab.stream.reader import load
 from miglab.stream.xbzrle import xbzrle_decode as xbzrle_apply
+from miglab.wire import RamFlag
 
 if TYPE_CHECKING:
     from miglab.stream.progress import Progress

@@ -34,7 +34,11 @@ from typing import Any, NamedTuple
 from miglab.errors import LimitExceeded, MigrationFormatError
 from miglab.limits import LIMITS
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import (
+from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
+from miglab.vmstate.state import VMState
+from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import (
     COMMAND_LENGTHS,
     FILE_MAGIC,
     FILE_VERSION,
@@ -42,10 +46,6 @@ from miglab.stream.constants import (
     Command,
     SectionType,
 )
-from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
-from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
-from miglab.vmstate.state import VMState
-from miglab.vmstate.walk import visit_vmstate
 
 __all__ = (
     "FILE_HEADER_SIZE",
@@ -75,6 +75,7 @@ FILE_HEADER_SIZE = 8
 FOOTER_SIZE = 5
 #: ``0x06`` and the JSON's length.
 VMDESC_HEADER_SIZE = 5
+_VMDESC_MARK = bytes((SectionType.VMDESCRIPTION,))
 #: The four section record types (QEMU_VM_SECTION_START/PART/END/FULL).
 SECTION_TYPES = frozenset((SectionType.START, SectionType.PART, SectionType.END, SectionType.FULL))
 
@@ -238,7 +239,7 @@ def find_vmdesc(view: memoryview, buf: Any) -> Vmdesc | None:
     low = max(FILE_HEADER_SIZE, end - LIMITS.max_vmdesc_bytes - 6)
     hi = end
     for _ in range(4):
-        p = buf.rfind(b"\x06", low, hi)
+        p = buf.rfind(_VMDESC_MARK, low, hi)
         if p < 0:
             return None
         hi = p

@@ -18,10 +18,10 @@ from typing import Any
 
 from miglab.errors import NotFoundError
 from miglab.stream.configuration import machine_of
-from miglab.stream.constants import FILE_VERSION
 from miglab.stream.ram import RamContext
 from miglab.stream.records import CommandRecord, Opaque, Record, Section, SectionKind
 from miglab.vmstate.state import VMState
+from miglab.wire import FILE_VERSION
 
 __all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
 

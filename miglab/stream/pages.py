@@ -25,7 +25,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import MigrationFormatError, NotFoundError
-from miglab.stream.constants import (
+from miglab.stream.model import Stream
+from miglab.stream.ram import RamPayload
+from miglab.stream.xbzrle import xbzrle_decode
+from miglab.wire import (
     RAM_COMPRESS_PAGE,
     RAM_CONTINUE,
     RAM_PAGE,
@@ -33,9 +36,6 @@ from miglab.stream.constants import (
     RAM_XBZRLE,
     RAM_ZERO,
 )
-from miglab.stream.model import Stream
-from miglab.stream.ram import RamPayload
-from miglab.stream.xbzrle import xbzrle_decode
 
 if TYPE_CHECKING:
     import numpy as np

@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.ram_records import RELEASE_EVERY, RamBlock, RamContext, read_runs, release_pages
 from miglab.stream.ram_runs import RecordRuns
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.wire import RAM_PAGE_KINDS
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,10 @@ from array import array
 from dataclasses import dataclass, field
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import (
+from miglab.stream.ram_runs import RUN_MIN, RecordRuns, mixed_run, run_length
+from miglab.stream.xbzrle import check_xbzrle
+from miglab.visitors.qemufile import QEMUFileReader
+from miglab.wire import (
     RAM_COMPRESS_PAGE,
     RAM_CONTINUE,
     RAM_EOS,
@@ -31,9 +34,6 @@ from miglab.stream.constants import (
     RAM_ZERO,
     RamFlag,
 )
-from miglab.stream.ram_runs import RUN_MIN, RecordRuns, mixed_run, run_length
-from miglab.stream.xbzrle import check_xbzrle
-from miglab.visitors.qemufile import QEMUFileReader
 
 __all__ = ("RELEASE_EVERY", "RamBlock", "RamContext", "read_runs", "release_pages")
 

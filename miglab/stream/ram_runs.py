@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from miglab.stream.constants import RAM_PAGE_KINDS
+from miglab.wire import RAM_CONTINUE, RAM_PAGE, RAM_PAGE_KINDS, RAM_ZERO
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,8 +50,8 @@ __all__ = ("RUN_MIN", "RecordRuns", "mixed_run", "mixed_words", "run_length")
 RUN_MIN = 8  # a run shorter than this is read record by record
 _RUN_BATCH = 1 << 16
 _RUN_BYTES = 16 << 20  # at most one release interval of the reader per run
-_ZERO_CONT = 0x22  # RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE
-_PAGE_CONT = 0x28  # RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE
+_ZERO_CONT = RAM_ZERO | RAM_CONTINUE  # 0x22
+_PAGE_CONT = RAM_PAGE | RAM_CONTINUE  # 0x28
 
 
 @lru_cache(maxsize=16)

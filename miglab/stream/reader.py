@@ -40,7 +40,6 @@ from miglab.errors import (
 )
 from miglab.limits import LIMITS, budget
 from miglab.stream.configuration import CONFIGURATION
-from miglab.stream.constants import Command, SectionType
 from miglab.stream.descriptions import LEGACY_SECTIONS, index_vmdesc, legacy_state
 from miglab.stream.framing import (
     VMDESC_HEADER_SIZE,
@@ -60,6 +59,7 @@ from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import Command, SectionType
 
 if TYPE_CHECKING:
     from miglab.stream.progress import Progress

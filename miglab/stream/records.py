@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from miglab.stream.constants import Command, SectionType
 from miglab.stream.ram import RamPayload
 from miglab.vmstate.state import VMState
+from miglab.wire import Command, SectionType
 
 __all__ = ("CommandRecord", "Opaque", "Payload", "Record", "Section", "SectionKind")
 

@@ -24,9 +24,9 @@ from collections.abc import Callable, Container, Iterator
 from typing import Any, Literal, NamedTuple
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
-from miglab.stream.constants import SectionType
 from miglab.stream.framing import FOOTER_SIZE
 from miglab.visitors.qemufile import QEMUFileReader
+from miglab.wire import Command, SectionType, byte_class
 
 __all__ = ("Mark", "Resync", "resync_marks")
 
@@ -36,10 +36,20 @@ _FULL_HEADER = (SectionType.START, SectionType.FULL)
 
 # Where a record may start: START/FULL with an id below 2^24, PART/END, a command with a
 # known number (see Resync.plausible); EOF is checked at its one place.
-_RECORD_RE = re.compile(rb"[\x01\x04]\x00|[\x02\x03]|\x08\x00[\x01-\x0b]")
+_FULL_HEADERS = byte_class((SectionType.START, SectionType.FULL))
+_RECORD_RE = re.compile(
+    _FULL_HEADERS + rb"\x00|"
+    + byte_class((SectionType.PART, SectionType.END)) + b"|"
+    + byte_class((SectionType.COMMAND,)) + rb"\x00"
+    + byte_class(c for c in Command if c != Command.INVALID)
+)  # fmt: skip
 # START/FULL headers and footers with an id below 2^24: what resync_marks checks.
-_MARK_RE = re.compile(rb"[\x01\x04]\x00|\x7e\x00")
-_EOF_VMDESC = re.compile(rb"\x00\x06\x00[\x00-\xff]{3}\{", re.DOTALL)
+_MARK_RE = re.compile(_FULL_HEADERS + rb"\x00|" + byte_class((SectionType.FOOTER,)) + rb"\x00")
+# EOF, then the vmdesc record with a JSON length below 2^24 and the JSON's "{".
+_EOF_VMDESC = re.compile(
+    byte_class((SectionType.EOF,)) + byte_class((SectionType.VMDESCRIPTION,)) + rb"\x00.{3}\{",
+    re.DOTALL,
+)
 
 
 class Mark(NamedTuple):

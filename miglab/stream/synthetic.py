@@ -41,7 +41,6 @@ import numpy as np
 from miglab.errors import MiglabError
 from miglab.files import atomic_output
 from miglab.stream.configuration import configuration_state
-from miglab.stream.constants import RamFlag, SectionType
 from miglab.stream.framing import (
     write_configuration,
     write_eof,
@@ -55,6 +54,7 @@ from miglab.visitors.qemufile import QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileOutputVisitor
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+from miglab.wire import RamFlag, SectionType
 
 __all__ = (
     "KINDS",

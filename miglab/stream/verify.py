@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from miglab.errors import MiglabError
 from miglab.findings import ERROR, WARNING, Finding
-from miglab.stream.constants import Command, SectionType
 from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
@@ -42,6 +41,7 @@ from miglab.stream.resync import resync_marks
 from miglab.stream.verify_ram import check_ram
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
+from miglab.wire import Command, SectionType
 
 if TYPE_CHECKING:
     from miglab.stream.progress import Progress

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from miglab.findings import ERROR, Finding
-from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.model import SectionKind, Stream
 from miglab.stream.ram import RamPayload
+from miglab.wire import RAM_PAGE_KINDS
 
 if TYPE_CHECKING:
     from miglab.stream.progress import Progress

@@ -17,10 +17,11 @@ from typing import Any
 from miglab.errors import MigrationFormatError, VisitorError
 from miglab.visitors.base import RUN_BOOL, RUN_SCALAR, FieldRun, Visitor
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
+from miglab.wire import SectionType
 
 __all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
 
-QEMU_VM_SUBSECTION = 0x05
+_SUBSECTION = int(SectionType.SUBSECTION)  # QEMU_VM_SUBSECTION, a plain int: compared per field
 
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _ARRAY_STRUCTS: dict[tuple[int, int, bool], struct.Struct] = {}
@@ -233,7 +234,7 @@ class QEMUFileOutputVisitor(_QEMUFileVisitor):
     def start_subsection(self, name: str, version: int, present: bool) -> int | None:
         if not present:
             return None
-        self.f.u8(QEMU_VM_SUBSECTION)
+        self.f.u8(_SUBSECTION)
         self.f.counted_string(name.encode())
         self.f.be32(version)
         return version
@@ -356,7 +357,7 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
             # take as that element's: leave such lists to the element path
             prefix = desc_name + "/"
             for at in range(pos + size, min(end, f.end - 1) + 1, size):
-                if view[at] == QEMU_VM_SUBSECTION and _subsection_at(view, at, f.end, prefix):
+                if view[at] == _SUBSECTION and _subsection_at(view, at, f.end, prefix):
                     return None
         items = list(run.struct.iter_unpack(view[pos:end]))
         bools = run.bools
@@ -398,7 +399,7 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
 
     def start_subsection(self, name: str, version: int, present: bool) -> int | None:
         f = self.f
-        if f.peek_u8() != QEMU_VM_SUBSECTION:
+        if f.peek_u8() != _SUBSECTION:
             return None
         raw = name.encode()
         n = len(raw)
@@ -423,7 +424,7 @@ class QEMUFileInputVisitor(_QEMUFileVisitor):
         and any other byte as belonging to the caller (vmstate_subsection_load).
         """
         f = self.f
-        if f.peek_u8() != QEMU_VM_SUBSECTION:
+        if f.peek_u8() != _SUBSECTION:
             return None
         return _subsection_at(f.view, f.pos, f.end, prefix)
 

@@ -28,6 +28,7 @@ from miglab.vmstate.description import (
     unique_name,
 )
 from miglab.vmstate.schema import SchemaField, SchemaVmsd
+from miglab.wire import SectionType, byte_class
 
 __all__ = ("Choice", "Path_", "array_choices", "build", "walk_entry")
 
@@ -35,7 +36,20 @@ _MAX_BOUNDARIES = 8  # record boundaries / subsection starts considered per layo
 _SCAN_BYTES = 1 << 20  # how far past the single-element layout a boundary is looked for
 _SCAN_CHECKS = 20000  # boundary_ok calls per scan
 _INTS = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}
-_MARKERS = re.compile(rb"[\x00-\x04\x08\x7e]")
+# The record types that can follow a section's payload: EOF, a section, a command, a footer.
+_MARKERS = re.compile(
+    byte_class(
+        (
+            SectionType.EOF,
+            SectionType.START,
+            SectionType.PART,
+            SectionType.END,
+            SectionType.FULL,
+            SectionType.COMMAND,
+            SectionType.FOOTER,
+        )
+    )
+)
 
 Path_ = tuple[int, ...]  # field indices from the top description down
 
@@ -175,7 +189,9 @@ def _field_ends(
     view = r.view
     out: list[int] = []
     sub = re.compile(
-        rb"\x05[\x01-\xff]" + re.escape((name + "/").encode("utf-8", "surrogateescape"))
+        byte_class((SectionType.SUBSECTION,))
+        + rb"[\x01-\xff]"
+        + re.escape((name + "/").encode("utf-8", "surrogateescape"))
     )
     m = sub.search(view, low, hi)
     if m is not None:

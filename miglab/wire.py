@@ -1,7 +1,16 @@
-"""QEMU migration stream constants (migration/savevm.c, migration/ram.c), as data."""
+"""QEMU migration stream constants (migration/savevm.c, migration/ram.c), in one place.
+
+The numbers QEMU puts on the wire -- the file magic and version, the record type bytes
+(``QEMU_VM_*``), the in-band commands (``MIG_CMD_*``) and the RAM page flags
+(``RAM_SAVE_FLAG_*``) -- are declared here and nowhere else.  The module sits in the
+lowest layer, beside :mod:`miglab.errors`, so that the visitors (a subsection's
+``QEMU_VM_SUBSECTION`` byte), the device models and the stream framing
+(:mod:`miglab.stream.framing`) all read the same declaration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, IntFlag
 
 __all__ = (
@@ -22,6 +31,7 @@ __all__ = (
     "Command",
     "RamFlag",
     "SectionType",
+    "byte_class",
 )
 
 FILE_MAGIC = 0x5145564D  # "QEVM"
@@ -105,3 +115,9 @@ RAM_COMPRESS_PAGE = int(RamFlag.COMPRESS_PAGE)
 RAM_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
 #: The kinds of record that carry one page (the rest are block lists and markers).
 RAM_PAGE_KINDS = RAM_ZERO | RAM_PAGE | RAM_COMPRESS_PAGE | RAM_XBZRLE
+
+
+def byte_class(values: Iterable[int]) -> bytes:
+    """A ``re`` character class of these byte values (``rb"[\\x01\\x04]"``), so that the
+    scanners looking for a record start spell its type bytes from this module."""
+    return b"[" + b"".join(b"\\x%02x" % v for v in sorted(set(values))) + b"]"
