@@ -262,29 +262,11 @@ def _schema_check(data: bytes) -> object:
     return check_schemas(schema, schema)
 
 
-@functools.cache
-def _per_schema() -> str:
-    """The ASN.1 module schema-bound inputs are read with: the first PER seed's.
-
-    The module is generated from a stream's descriptions, so PER inputs made
-    from other streams fail its schema id check (a MiglabError, as they should).
-    """
-    from seeds import DATA, REPRESENTATIVE, tiny_stream
-
-    from miglab.encoders.asn1 import schema_text
-
-    return schema_text(tiny_stream(DATA / REPRESENTATIVE[0], 0))
-
-
 def _encoder(name: str) -> Target:
     def decode(data: bytes) -> object:
         from miglab import encoders
 
-        fmt = encoders.get(name)
-        kwargs = {}
-        if fmt.needs_schema:
-            kwargs["schema"] = _per_schema()
-        return fmt.decode(data, **kwargs)
+        return encoders.get(name).decode(data)
 
     decode.__name__ = f"decode_{name}"
     return decode
