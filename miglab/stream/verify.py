@@ -39,6 +39,7 @@ from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
 from miglab.stream.resync import resync_marks
 from miglab.stream.verify_ram import check_ram
+from miglab.stream.verify_sections import check_numbering
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
 
@@ -97,6 +98,7 @@ def verify(
 # --- a stream that loads -------------------------------------------------------
 def _check(stream: Stream, view: memoryview) -> Iterator[Finding]:
     yield from _check_sections(stream)
+    yield from check_numbering(stream)
     yield from check_ram(stream)
     yield from check_vmdesc(stream)
     if stream.trailer:
