@@ -131,3 +131,53 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["findings"][0]["code"] == "trailing-bytes"
     assert main(["verify", str(tmp_path / "missing.mig")]) == 2
+
+
+OLD = DATA / "q72-pc-i440fx-2.2-default.mig"  # no footers, no vmdesc: every section undecoded
+
+
+def _flip_header(name: str, instance: int, field: str, byte: int, bit: int) -> tuple[bytes, int]:
+    """OLD with one bit of a section header's be32 ``field`` flipped (byte 3 is the lowest)."""
+    raw = OLD.read_bytes()
+    s = next(
+        r
+        for r in miglab.load(raw).sections
+        if r.kind.has_full_header and r.name == name and r.instance_id == instance
+    )
+    at = s.offset + 1 if field == "id" else s.offset + 6 + len(name)  # type, be32 id, idstr
+    bad = bytearray(raw)
+    bad[at + byte] ^= 1 << bit
+    return bytes(bad), s.offset
+
+
+@pytest.mark.parametrize(
+    ("name", "instance", "byte", "bit"),
+    [
+        ("hpet", 0, 3, 0),  # a lone instance numbered 1
+        ("timer", 0, 0, 7),  # the first section after RAM: read directly, never merged
+        ("dma", 1, 3, 1),  # dma 0, 1 -> dma 0, 3
+        ("cpu", 0, 2, 0),  # cpu 256 beside cpu_common 0
+        ("cpu_common", 0, 3, 2),
+        ("apic", 0, 3, 1),  # CPU 0's APIC is APIC id 0
+    ],
+)
+def test_a_low_instance_id_flip_without_vmdesc_is_found(
+    name: str, instance: int, byte: int, bit: int
+):
+    raw = OLD.read_bytes()
+    bad, at = _flip_header(name, instance, "instance", byte, bit)
+    # The stream still loads, with the same sections: only the numbering shows it.
+    assert [r.offset for r in miglab.load(bad).sections] == [
+        r.offset for r in miglab.load(raw).sections
+    ]
+    found = [f for f in errors(verify(bad)) if f.code == "instance-id"]
+    assert found and all(name.split("_")[0] in f.message for f in found)
+    assert at in {f.offset for f in found} or name == "cpu"  # cpu vs cpu_common: the latter's
+
+
+def test_a_section_id_flip_out_of_order_is_found():
+    bad, at = _flip_header("cpu", 0, "id", 3, 5)  # id 5 -> 37 (no section's), before 6
+    assert codes(bad) == {"end-guessed", "section-id-order"}
+    (found,) = [f for f in errors(verify(bad)) if f.code == "section-id-order"]
+    nxt = min(r.offset for r in miglab.load(bad).sections if r.offset > at)
+    assert found.offset == nxt and "'cpu'" in found.message
