@@ -181,3 +181,13 @@ def test_a_section_id_flip_out_of_order_is_found():
     (found,) = [f for f in errors(verify(bad)) if f.code == "section-id-order"]
     nxt = min(r.offset for r in miglab.load(bad).sections if r.offset > at)
     assert found.offset == nxt and "'cpu'" in found.message
+
+
+def test_an_idstr_length_flip_that_swallows_the_ids_is_found():
+    raw = bytearray((DATA / "q100-pc-q35-10.0-misc.mig").read_bytes())
+    ram = miglab.load(bytes(raw)).sections[0]
+    assert ram.name == "ram" and ram.kind is SectionKind.START
+    raw[ram.offset + 5] ^= 8  # idstr length 3 -> 11: "ram" and its instance and version ids
+    assert miglab.load(bytes(raw)).sections[0].name == "ram" + "\0" * 7 + "\x04"
+    found = [f for f in errors(verify(bytes(raw))) if f.code == "section-name"]
+    assert [f.offset for f in found] == [ram.offset]

@@ -1,8 +1,10 @@
 """``verify``'s checks of section headers against how QEMU numbers them.
 
 A stream without vmdesc and footers (pc <= 2.2) says little about its
-undescribed sections, yet their headers still carry two numberings that
-QEMU's ``savevm.c`` fixes at registration, and a corrupted header breaks:
+undescribed sections, yet their headers still carry a name and two numberings
+that QEMU's ``savevm.c`` fixes at registration, and a corrupted header breaks:
+
+* **idstrs** are vmsd names, after a device path: printable ASCII.
 
 * **instance ids.** A handler registered with ``VMSTATE_INSTANCE_ID_ANY``
   gets ``calculate_new_instance_id``: one more than the highest instance of
@@ -63,10 +65,25 @@ _PRIORITY_VMSDS = frozenset(
 
 
 def check_numbering(stream: Stream) -> Iterator[Finding]:
-    """Instance ids and section ids that QEMU's registration could not have given."""
+    """Idstrs, instance ids and section ids that QEMU's registration could not have given."""
     full = [s for s in stream.sections if s.kind.has_full_header]
+    yield from _names(full)
     yield from _instances(full)
     yield from _section_order([s for s in full if s.kind is SectionKind.FULL])
+
+
+def _names(sections: list[Section]) -> Iterator[Finding]:
+    # An idstr is a vmsd name after an optional device path (vmstate_if_get_id): printable
+    # ASCII.  QEMU reads it into a C string, so a NUL would even end it early.
+    for s in sections:
+        if not all(32 < ord(c) < 127 for c in s.name):
+            yield Finding(
+                "error",
+                "section-name",
+                f"section id {s.section_id} has idstr {s.name!r}: QEMU's idstrs are vmsd names "
+                "and device paths, printable ASCII",
+                s.offset,
+            )
 
 
 def _instances(sections: list[Section]) -> Iterator[Finding]:
