@@ -191,3 +191,13 @@ def test_an_idstr_length_flip_that_swallows_the_ids_is_found():
     assert miglab.load(bytes(raw)).sections[0].name == "ram" + "\0" * 7 + "\x04"
     found = [f for f in errors(verify(bytes(raw))) if f.code == "section-name"]
     assert [f.offset for f in found] == [ram.offset]
+
+
+def test_an_address_in_the_ram_end_word_is_found():
+    raw = bytearray(BASE.read_bytes())
+    end = next(s for s in miglab.load(bytes(raw)).sections if s.kind is SectionKind.END)
+    assert isinstance(end.payload, RamPayload) and end.payload.flags[-1] == RamFlag.EOS
+    at = int(end.payload.pos[-1]) - 8
+    raw[at + 3] ^= 0x20  # QEMU's loader reads only the flags of this word
+    assert codes(bytes(raw)) == {"ram-eos-word"}
+    assert [f.offset for f in errors(verify(bytes(raw)))] == [at]

@@ -20,6 +20,10 @@ that QEMU's ``savevm.c`` fixes at registration, and a corrupted header breaks:
   by registration within one priority.  So the FULL sections' ids increase
   in stream order, except where a section of a higher priority class ends.
 
+* **the RAM end marker.** Each RAM section ends with the word
+  ``RAM_SAVE_FLAG_EOS`` written as a constant (``ram.c``), its address bits
+  zero; the loader reads only its flags, so a flip in the address loads.
+
 A hot-unplugged device can leave a gap in its idstr's instances; the
 finding says so.  What the numbering cannot show (an id turned into another
 one QEMU could have given) is in docs/hostile-input.md.
@@ -31,8 +35,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from itertools import pairwise
 
+from miglab.stream.constants import RAM_EOS
 from miglab.stream.findings import Finding
 from miglab.stream.model import Section, SectionKind, Stream
+from miglab.stream.ram import RamPayload
 
 __all__ = ("check_numbering",)
 
@@ -70,6 +76,7 @@ def check_numbering(stream: Stream) -> Iterator[Finding]:
     yield from _names(full)
     yield from _instances(full)
     yield from _section_order([s for s in full if s.kind is SectionKind.FULL])
+    yield from _eos_words(stream)
 
 
 def _names(sections: list[Section]) -> Iterator[Finding]:
@@ -154,4 +161,20 @@ def _section_order(full: list[Section]) -> Iterator[Finding]:
                 f"of {before.name!r} before it: QEMU numbers sections as it registers them and "
                 "sends them in that order within one priority",
                 s.offset,
+            )
+
+
+def _eos_words(stream: Stream) -> Iterator[Finding]:
+    for s in stream.sections:
+        p = s.payload
+        if not isinstance(p, RamPayload) or not len(p):
+            continue
+        word = int(p.words[-1])
+        if word & (p.page_size - 1) & RAM_EOS and word != RAM_EOS:
+            yield Finding(
+                "error",
+                "ram-eos-word",
+                f"the RAM section's end-of-section word is 0x{word:016x}; QEMU writes "
+                f"RAM_SAVE_FLAG_EOS alone (0x{RAM_EOS:016x})",
+                int(p.pos[-1]) - 8,
             )
