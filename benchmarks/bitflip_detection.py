@@ -26,6 +26,10 @@ printed per stream, per category and overall.
     python benchmarks/bitflip_detection.py                 # 120 flips per stream, 2 jobs
     python benchmarks/bitflip_detection.py --flips 1000 --jobs 4 --stream q72-pc-q35-7.2-default
     python benchmarks/bitflip_detection.py --impossible    # every miss is a bug
+    python benchmarks/bitflip_detection.py --ids --stream q72-pc-i440fx-2.2-default
+
+With ``--ids`` the flips are every bit of every START/FULL section header's section
+id and instance id (not sampled): the numbering ``verify_sections`` checks.
 """
 
 from __future__ import annotations
@@ -104,6 +108,17 @@ def _subsections(data: bytes, lo: int, hi: int, state: VMState, cats: dict[str, 
             cats["subsection header"] += range(at, at + 2 + len(raw) + 4)
             lo = at + 1
         _subsections(data, lo, hi, sub, cats)
+
+
+def header_ids(data: bytes) -> dict[str, list[tuple[int, int]]]:
+    """Every ``(byte offset, bit)`` of the section and instance ids of START/FULL headers."""
+    cats: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rec in miglab.load(data).sections:
+        if rec.kind.has_full_header:
+            inst = rec.offset + 6 + len(rec.name.encode())
+            cats["section id"] += [(rec.offset + 1 + k, b) for k in range(4) for b in range(8)]
+            cats["instance id"] += [(inst + k, b) for k in range(4) for b in range(8)]
+    return cats
 
 
 def impossible(data: bytes) -> dict[str, list[tuple[int, int]]]:
@@ -205,12 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", action="append", help="stream stem (default: all)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--impossible", action="store_true", help="flips making a field impossible")
+    parser.add_argument("--ids", action="store_true", help="every bit of the header ids")
     args = parser.parse_args(argv)
     names = args.stream or sorted(p.stem for p in DATA.glob("*.mig"))
     rng = random.Random(args.seed)
     jobs = []
     for n in names:
         raw = (DATA / f"{n}.mig").read_bytes()
+        if args.ids:
+            jobs += [
+                (n, cat, at, bit) for cat, where in header_ids(raw).items() for at, bit in where
+            ]
+            continue
         if args.impossible:
             flips = impossible(raw)
             per = max(1, args.flips // max(1, len(flips)))
@@ -240,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     ok = sum(v[0] for v in by_stream.values())
     total = sum(v[1] for v in by_stream.values())
-    what = "field-impossible" if args.impossible else "structural"
+    what = "header id" if args.ids else "field-impossible" if args.impossible else "structural"
     print(f"overall: {ok} / {total} = {100 * ok / total:.2f}% of {what} single-bit flips detected")
     for n, cat, at, bit in sorted(missed)[:40]:
         print(f"missed: {n} {cat} byte {at} bit {bit}")

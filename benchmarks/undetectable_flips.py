@@ -96,7 +96,12 @@ def main() -> int:
             path = Path(tmp) / "flipped.mig"
             path.write_bytes(data)
             verdict = find_qemu(build).judge(path, timeout=300, **(args or old_args))
-            reason = verdict.stderr.strip().splitlines()[-1:] if not verdict.accepted else []
+            lines = verdict.stderr.strip().splitlines()
+            reason = (
+                [ln for ln in lines if "savevm" in ln or "load" in ln]
+                if not verdict.accepted
+                else []
+            )
             print(f"{what}: QEMU {build} {verdict.status} {reason} | miglab: {_miglab(data)}")
     return 0
 
