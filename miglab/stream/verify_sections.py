@@ -31,16 +31,20 @@ one QEMU could have given) is in docs/hostile-input.md.
 
 from __future__ import annotations
 
+import struct
 from collections import defaultdict
 from collections.abc import Iterator
 from itertools import pairwise
 
 from miglab.stream.constants import RAM_EOS
 from miglab.stream.findings import Finding
+from miglab.stream.framing import FOOTER_SIZE
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
 
 __all__ = ("check_numbering",)
+
+_BE64 = struct.Struct(">Q")
 
 # Registered with initial_apic_id (hw/intc/apic_common.c): gaps are the topology's.
 _APIC = "apic"
@@ -165,16 +169,21 @@ def _section_order(full: list[Section]) -> Iterator[Finding]:
 
 
 def _eos_words(stream: Stream) -> Iterator[Finding]:
+    # QEMU ends every RAM section with the EOS word, so it is the payload's last 8 bytes
+    # (read from the input: the record columns would cost numpy and a big stream's memory).
     for s in stream.sections:
         p = s.payload
-        if not isinstance(p, RamPayload) or not len(p):
+        if not isinstance(p, RamPayload):
             continue
-        word = int(p.words[-1])
-        if word & (p.page_size - 1) & RAM_EOS and word != RAM_EOS:
+        at = s.offset + s.size - (FOOTER_SIZE if s.footer else 0) - 8
+        if at < 0 or at + 8 > len(p.source):
+            continue
+        (word,) = _BE64.unpack_from(p.source, at)
+        if word & (p.page_size - 1) == RAM_EOS and word != RAM_EOS:
             yield Finding(
                 "error",
                 "ram-eos-word",
                 f"the RAM section's end-of-section word is 0x{word:016x}; QEMU writes "
                 f"RAM_SAVE_FLAG_EOS alone (0x{RAM_EOS:016x})",
-                int(p.pos[-1]) - 8,
+                at,
             )
