@@ -74,6 +74,10 @@ _PRIORITY_VMSDS = frozenset(
 )
 
 
+# ... and below it (MIG_PRI_LOW): sent after the default class, so its id may be lower.
+_LOW_PRIORITY_VMSDS = frozenset({"vfio-container"})
+
+
 def check_numbering(stream: Stream) -> Iterator[Finding]:
     """Idstrs, instance ids and section ids that QEMU's registration could not have given."""
     full = [s for s in stream.sections if s.kind.has_full_header]
@@ -157,7 +161,8 @@ def _apic(by_id: dict[int, Section], cpus: set[int]) -> Iterator[Finding]:
 def _section_order(full: list[Section]) -> Iterator[Finding]:
     for before, s in pairwise(full):
         vmsd = before.name.rsplit("/", 1)[-1]
-        if s.section_id < before.section_id and vmsd not in _PRIORITY_VMSDS:
+        low = s.name.rsplit("/", 1)[-1] in _LOW_PRIORITY_VMSDS
+        if s.section_id < before.section_id and vmsd not in _PRIORITY_VMSDS and not low:
             yield Finding(
                 "error",
                 "section-id-order",
