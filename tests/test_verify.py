@@ -201,3 +201,10 @@ def test_an_address_in_the_ram_end_word_is_found():
     raw[at + 3] ^= 0x20  # QEMU's loader reads only the flags of this word
     assert codes(bytes(raw)) == {"ram-eos-word"}
     assert [f.offset for f in errors(verify(bytes(raw)))] == [at]
+
+
+def test_two_slirp_sections_numbered_0_by_qemu_7_2_are_a_warning():
+    # QEMU < 8.2 gives every user-mode network's slirp state instance 0 (two netdevs here).
+    found = verify(DATA / "live-q72-pc-q35-7.2-dirtier-xbzrle.mig")
+    assert errors(found) == []
+    assert [f.code for f in found if "slirp" in f.message] == ["duplicate-section"]
