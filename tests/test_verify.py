@@ -208,3 +208,12 @@ def test_two_slirp_sections_numbered_0_by_qemu_7_2_are_a_warning():
     found = verify(DATA / "live-q72-pc-q35-7.2-dirtier-xbzrle.mig")
     assert errors(found) == []
     assert [f.code for f in found if "slirp" in f.message] == ["duplicate-section"]
+
+
+def test_a_lower_id_after_an_apic_that_leads_no_priority_class_is_found():
+    # QEMU >= 10.2 sends the APIC first (MIG_PRI_APIC); in 7.2 it is a default section,
+    # so fw_cfg's id 8 after an APIC id of 2^24 + 7 is out of order.
+    raw = bytearray((DATA / "q72-pc-i440fx-2.3-default.mig").read_bytes())
+    apic = next(s for s in miglab.load(bytes(raw)).sections if s.name == "apic")
+    raw[apic.offset + 1] ^= 1
+    assert codes(bytes(raw)) == {"section-id-order"}

@@ -18,7 +18,8 @@ that QEMU's ``savevm.c`` fixes at registration, and a corrupted header breaks:
 * **section ids.** ``global_section_id++`` at registration; the handler list
   is ordered by priority (``savevm_state_handler_insert``, ``MIG_PRI_*``) and
   by registration within one priority.  So the FULL sections' ids increase
-  in stream order, except where a section of a higher priority class ends.
+  in stream order, except after the leading sections of higher priority
+  classes (and before a MIG_PRI_LOW one).
 
 * **the RAM end marker.** Each RAM section ends with the word
   ``RAM_SAVE_FLAG_EOS`` written as a constant (``ram.c``), its address bits
@@ -159,10 +160,13 @@ def _apic(by_id: dict[int, Section], cpus: set[int]) -> Iterator[Finding]:
 
 
 def _section_order(full: list[Section]) -> Iterator[Finding]:
+    # The priority classes come first (savevm_state_handler_insert), so a lower id may
+    # follow only a section of the leading run of higher-priority vmsds.
+    leading = True
     for before, s in pairwise(full):
-        vmsd = before.name.rsplit("/", 1)[-1]
+        leading = leading and before.name.rsplit("/", 1)[-1] in _PRIORITY_VMSDS
         low = s.name.rsplit("/", 1)[-1] in _LOW_PRIORITY_VMSDS
-        if s.section_id < before.section_id and vmsd not in _PRIORITY_VMSDS and not low:
+        if s.section_id < before.section_id and not leading and not low:
             yield Finding(
                 "error",
                 "section-id-order",
