@@ -39,6 +39,7 @@ from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
 from miglab.stream.resync import resync_marks
 from miglab.stream.verify_ram import check_ram
+from miglab.stream.verify_sections import check_numbering
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
 from miglab.vmstate.state import VMState
 from miglab.wire import Command, SectionType
@@ -50,8 +51,10 @@ if TYPE_CHECKING:
 __all__ = ("verify",)
 
 _BE32 = struct.Struct(">I")
-# A START/FULL header: type, be32 id (< 0x10000), idstr length, idstr, be32 instance, be32 version.
-_HEADER_RE = re.compile(rb"[\x01\x04]\x00\x00..([\x01-\xff])", re.DOTALL)
+_IDS = struct.Struct(">II")
+# A START/FULL header: type, be32 id, idstr length, idstr, be32 instance, be32 version
+# (a lookahead: one header's bytes may start inside the match of bytes before it).
+_HEADER_RE = re.compile(rb"(?=[\x01\x04]....[\x01-\xff])", re.DOTALL)
 
 
 def verify(
@@ -105,6 +108,7 @@ def verify(
 # --- a stream that loads -------------------------------------------------------
 def _check(stream: Stream, view: memoryview, progress: Progress | None) -> Iterator[Finding]:
     yield from _check_sections(stream)
+    yield from check_numbering(stream)
     yield from check_ram(stream, progress)
     yield from check_vmdesc(stream)
     if stream.trailer:
@@ -151,11 +155,16 @@ def _check_sections(stream: Stream) -> Iterator[Finding]:
             key = (s.name, s.instance_id)
             twin = devices.get(key)
             if twin is not None and twin.kind is s.kind:
+                # QEMU < 8.2 registers every user-mode network's slirp state as instance 0
+                # (net/slirp.c until b23db4cd82): real streams, whose second one the
+                # destination loads into the first netdev.
+                slirp = s.name == "slirp"
                 yield Finding(
-                    ERROR,
+                    WARNING if slirp else ERROR,
                     "duplicate-section",
                     f"{s.kind.value} section {s.name!r} instance {s.instance_id} appears twice "
-                    f"(first at {twin.offset})",
+                    f"(first at {twin.offset})"
+                    + ("; QEMU < 8.2 numbers every slirp netdev 0" if slirp else ""),
                     offset=s.offset,
                 )
             devices[key] = s
@@ -226,7 +235,9 @@ def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding
     header (an instance id or version out of range) is not plausible, so its
     whole section is read as part of the one before.  A header-shaped run of
     bytes whose section id no section has, and that QEMU's one-by-one
-    numbering could have given, is that header.
+    numbering could have given, is that header; so is one with any other id
+    (the id is what was corrupted) whose idstr of 3 or more printable bytes is
+    followed by an instance and a version below 256.
     """
     top = max(ids, default=0)
     for s in stream.sections:
@@ -239,10 +250,14 @@ def _hidden_headers(stream: Stream, ids: dict[int, Section]) -> Iterator[Finding
             sid = _BE32.unpack_from(data, p + 1)[0]
             n = data[p + 5]
             q = p + 6 + n
-            if sid in ids or sid > top + 16 or q + 8 > len(data):
+            if sid in ids or q + 8 > len(data):
                 continue
             name = bytes(data[p + 6 : q])
-            if all(32 < c < 127 for c in name):
+            inst, ver = _IDS.unpack_from(data, q)
+            # An id QEMU's numbering could have given; else (a corrupted id) a header whose
+            # idstr, instance and version look like QEMU's.
+            near = sid <= top + 16 or (n >= 3 and inst < 0x100 and ver < 0x100)
+            if near and all(32 < c < 127 for c in name):
                 yield Finding(
                     ERROR,
                     "hidden-section",
