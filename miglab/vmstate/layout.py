@@ -251,11 +251,11 @@ _PLANS: dict[tuple[int, int], tuple[VMStateDescription, Plan | None]] = {}
 
 
 def struct_plan(desc: VMStateDescription, version: int) -> Plan | None:
-    """The plan of ``desc`` at ``version``, or None when some field does not
-    compile (an ``exists`` predicate, a counted array, a string, ...).
+    """The plan of ``desc`` at ``version``, or None when some field has no
+    compiled form: an ``exists`` predicate, a counted array, a string, ...
 
     Compiled once per description object and version, like :func:`layout`;
-    nesting deeper than ``LIMITS.max_depth`` does not compile (the walker
+    nesting deeper than ``LIMITS.max_depth`` gets no plan either (the walker
     reports it).
     """
     hit = _PLANS.get((id(desc), version))
