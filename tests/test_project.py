@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _env_pip_deps() -> list[str]:

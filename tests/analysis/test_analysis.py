@@ -7,7 +7,6 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from conftest import DATA, SCHEMAS
 
 import miglab
 from miglab.analysis import (
@@ -29,6 +28,7 @@ from miglab.analysis import (
     version_matrix,
 )
 from miglab.errors import DescriptionError
+from tests.helpers import DATA, SCHEMAS
 
 S72 = DATA / "schema-7.2-pc-q35-7.2.json"
 S100 = DATA / "schema-10.0-pc-q35-10.0.json"

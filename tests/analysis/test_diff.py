@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.analysis.diff import diff_streams
 from miglab.cli import main
 from miglab.compat.qemu import convert_stream
 from miglab.stream.model import SectionKind, Stream
+from tests.helpers import DATA
 
 NET_100 = DATA / "q100-pc-q35-10.0-net.mig"
 

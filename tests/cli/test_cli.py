@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
 
 import miglab
 from miglab.analysis.frames import SECTION_COLUMNS, sections_frame
 from miglab.cli import inspect as inspect_cmd
 from miglab.cli import main
 from miglab.stream.jsonview import dumps, stream_to_jsonable
+from tests.helpers import DATA, ROOT
 
 NET = DATA / "q72-pc-i440fx-7.2-net.mig"  # the most device-heavy 7.2 stream in data/
 HEAVY = ("pandas", "asn1tools", "matplotlib", "numpy")

@@ -4,16 +4,15 @@ instance ids and MSI-X vectors kept by destination properties (data/ streams, no
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 import miglab
 from miglab.compat import convert_stream, plan
 from miglab.compat.qemu import machine_generation
+from tests.helpers import DATA, ROOT
 
-KNOWLEDGE = Path(__file__).resolve().parents[1] / "miglab" / "knowledge"
-DATA = Path(__file__).resolve().parents[1] / "data"
+KNOWLEDGE = ROOT / "miglab" / "knowledge"
 
 
 def test_every_rule_cites_its_qemu_source() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, LIVE, STREAMS, recipe
 
 import miglab
 import miglab.compat
@@ -20,6 +19,7 @@ from miglab.stream.model import SectionKind
 from miglab.stream.vmdesc import VmdescVisitor, vmdesc_entry, vmdesc_struct
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+from tests.helpers import DATA, LIVE, STREAMS, recipe
 
 
 def _flatten(states: list[VMState]) -> dict[tuple[str, str], Any]:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA
 
 from miglab.cli import main
 from miglab.compat.schema_check import (
@@ -24,6 +23,7 @@ from miglab.compat.schema_check import (
 )
 from miglab.errors import CompatError, DescriptionError, MiglabError
 from miglab.limits import LIMITS
+from tests.helpers import DATA
 
 Q35_72 = DATA / "schema-7.2-pc-q35-7.2.json"
 Q35_100 = DATA / "schema-10.0-pc-q35-10.0.json"

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, recipe
-from test_compat import _check_report
 
 import miglab
 from miglab.cli import main
@@ -21,6 +19,8 @@ from miglab.stream.model import Stream
 from miglab.stream.vmdesc import refresh_vmdesc
 from miglab.vmstate.description import describe, field
 from miglab.vmstate.state import VMState
+from tests.compat.test_compat import _check_report
+from tests.helpers import DATA, recipe
 
 SRC = DATA / "q100-pc-q35-10.0-default.mig"
 SCHEMAS = (DATA / "schema-10.0-pc-q35-10.0.json", DATA / "schema-7.2-pc-q35-7.2.json")

@@ -12,8 +12,9 @@ import pytest
 import miglab
 from miglab.containers import container_name, detect
 from miglab.errors import LimitExceeded, MigrationFormatError
+from tests.helpers import DATA
 
-STREAM = Path(__file__).resolve().parents[1] / "data" / "q72-pc-q35-7.2-net.mig"
+STREAM = DATA / "q72-pc-q35-7.2-net.mig"
 CODECS = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "zstd": ".zst", "lzop": ".lzo"}
 
 

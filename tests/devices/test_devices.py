@@ -6,7 +6,6 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import STREAMS, recipe
 
 import miglab
 from miglab.devices import (
@@ -32,6 +31,7 @@ from miglab.visitors import (
     QEMUFileWriter,
 )
 from miglab.vmstate import VMState, visit_vmstate
+from tests.helpers import STREAMS, recipe
 
 
 @cache

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import DATA, STREAMS
 
 import miglab
 from miglab import encoders
@@ -29,6 +28,7 @@ from miglab.visitors import (
 )
 from miglab.vmstate import visit_vmstate
 from miglab.vmstate.filters import ALL, Filters
+from tests.helpers import DATA, STREAMS
 
 
 def _devices():

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import LIVE, ROOT, recipe
 
 import miglab
 from miglab import encoders
@@ -38,6 +37,7 @@ from miglab.visitors import (
     QEMUFileWriter,
 )
 from miglab.vmstate import VMState, visit_vmstate
+from tests.helpers import LIVE, ROOT, recipe
 
 TCP = [p for p in LIVE if recipe(p)["guest"] == "ipxe-http"]
 TCPS_ESTABLISHED = 4  # libslirp tcp_fsm.h

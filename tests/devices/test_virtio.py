@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, STREAMS
 
 import miglab
 from miglab.compat import convert_stream
@@ -20,6 +19,7 @@ from miglab.devices.virtio import (
 )
 from miglab.errors import CompatError, MiglabError
 from miglab.vmstate.state import VMState
+from tests.helpers import DATA, STREAMS
 
 KNOWLEDGE = json.loads((DATA.parent / "miglab/knowledge/compat-virtio.json").read_text())
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import STREAMS
 
 from miglab import encoders
 from miglab.cli import main
+from tests.helpers import STREAMS
 
 _SRC = next(p for p in STREAMS if p.stem == "q100-pc-q35-10.0-usb")
 

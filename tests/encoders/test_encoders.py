@@ -9,7 +9,6 @@ from pathlib import Path
 import cbor2
 import msgpack
 import pytest
-from conftest import STREAMS, stream_ids
 
 import miglab
 from miglab import encoders
@@ -19,6 +18,7 @@ from miglab.encoders.tree import from_plain, to_plain
 from miglab.errors import EncodingError
 from miglab.stream.model import Section
 from miglab.stream.ram import RamPayload
+from tests.helpers import STREAMS, stream_ids
 
 # asn1tools is pure Python: the ASN.1 formats run on one stream per QEMU
 # version and machine family plus the odd ones (no vmdesc, pc-2.x); the

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA, MANIFEST, ROOT
 
 import miglab
 import miglab.fleet
@@ -20,6 +19,7 @@ from miglab.errors import MiglabError
 from miglab.fleet.indexing import index
 from miglab.fleet.synthetic import CORRUPTIONS, make_fleet
 from miglab.stream.synthetic import write_synthetic
+from tests.helpers import DATA, MANIFEST, ROOT
 
 # dask's Parquet reader calls reset_index(inplace=True), deprecated in pandas 3.1.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")

@@ -6,7 +6,6 @@ import contextlib
 import json
 
 import pytest
-from conftest import STREAMS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from miglab import encoders
 from miglab.encoders import asn1
 from miglab.encoders.bench import device_state
 from miglab.errors import MiglabError
+from tests.helpers import STREAMS
 
 _NET = next(p for p in STREAMS if p.stem == "q100-pc-q35-10.0-usb")
 # A small but complete stream (device state of a real one) keeps each example fast.

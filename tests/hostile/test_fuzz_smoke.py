@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 FUZZ = ROOT / "fuzz"
 sys.path.insert(0, str(FUZZ))
 

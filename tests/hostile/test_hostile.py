@@ -21,13 +21,12 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.errors import LimitExceeded, MiglabError
 from miglab.limits import LIMITS
+from tests.helpers import DATA, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE = (DATA / "q72-pc-q35-7.2-default.mig").read_bytes()
 PRE = BASE[: miglab.load(BASE).records[0].offset]  # header + configuration
 RATIO = 32

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.cli import main
 from miglab.errors import LimitExceeded
 from miglab.limits import LIMITS
 from miglab.stream.extract import extract
+from tests.helpers import DATA
 
 SOURCE = DATA / "q100-pc-q35-7.2-default.mig"  # made by QEMU 10.0; compat takes it to 7.2
 VICTIM = b"the user's file, which no output may touch\n"

@@ -38,7 +38,6 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import DATA, STREAMS, stream_ids
 
 import miglab
 from miglab.errors import MiglabError, TruncatedStreamError
@@ -46,6 +45,7 @@ from miglab.stream.model import Opaque, Section
 from miglab.stream.reader import load as load_bare
 from miglab.stream.verify import verify
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
+from tests.helpers import DATA, STREAMS, stream_ids
 
 FULL = os.environ.get("MIGLAB_TRUNCATION_QUICK") != "1"
 REPRESENTATIVE = {

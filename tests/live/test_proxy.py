@@ -30,8 +30,7 @@ from miglab.live.pump import Pump, PumpResult
 from miglab.stream.constants import RAM_PAGE_KINDS
 from miglab.stream.model import Opaque, Section
 from miglab.stream.reader import load
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from tests.helpers import DATA
 
 
 # --- addresses ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.cli import main
@@ -16,6 +15,7 @@ from miglab.errors import MiglabError, MigrationFormatError
 from miglab.stream.constants import RamFlag
 from miglab.stream.extract import extract, safe_names, xbzrle_apply
 from miglab.stream.ram import RamBlock, RamPayload
+from tests.helpers import DATA
 
 RAN = DATA / "q72-pc-q35-7.2-default-ran.mig"
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, LIVE, recipe
 
 import miglab
 from miglab.errors import MigrationFormatError, TruncatedStreamError
@@ -23,6 +22,7 @@ from miglab.stream.extract import extract
 from miglab.stream.model import Opaque
 from miglab.stream.pages import RamPages
 from miglab.stream.ram import RamPayload
+from tests.helpers import DATA, LIVE, recipe
 
 PAGE = 4096
 # pmemsave reads guest-physical memory: 0xA0000-0xFFFFF shows VGA and ROM windows, not pc.ram.

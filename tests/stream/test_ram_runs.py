@@ -11,7 +11,6 @@ error (type, offset, message) where a run is broken by a bad word.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,7 @@ from miglab.stream.constants import RamFlag
 from miglab.stream.ram import RamPayload
 from miglab.stream.synthetic import synthetic_stream
 from miglab.stream.verify import verify
-
-DATA = Path(__file__).parents[1] / "data"
+from tests.helpers import DATA
 
 
 def ram_chunks(stream: miglab.Stream) -> list[RamPayload]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, LIVE, RECIPES, STREAMS, recipe
 
 import miglab
 from miglab.stream import Command, CommandRecord, Opaque, RamPayload, SectionKind
 from miglab.vmstate import VMState
+from tests.helpers import DATA, LIVE, RECIPES, STREAMS, recipe
 
 
 def test_round_trip_is_byte_exact(stream_path: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT
 
 import miglab
 from miglab.errors import MiglabError
@@ -21,6 +20,7 @@ from miglab.stream.synthetic import (
     write_synthetic,
 )
 from miglab.vmstate import VMState, describe, field
+from tests.helpers import DATA, ROOT
 
 MIX = {"zero": 0.25, "random": 0.5, "repeated": 0.25}
 

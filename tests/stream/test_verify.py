@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.cli import main
@@ -16,6 +15,7 @@ from miglab.stream.constants import RamFlag
 from miglab.stream.model import Section, SectionKind
 from miglab.stream.ram import RamPayload
 from miglab.stream.verify import errors, verify
+from tests.helpers import DATA
 
 BASE = DATA / "q72-pc-q35-7.2-default.mig"
 

@@ -12,7 +12,6 @@ import gc
 import re
 
 import pytest
-from conftest import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ from miglab.visitors import (
 from miglab.vmstate import VMState, VMStateDescription, describe, field, visit_vmstate
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
 from miglab.vmstate.layout import Run, flat_run, layout, paused_gc
+from tests.helpers import DATA
 
 
 class PerFieldInput(QEMUFileInputVisitor):

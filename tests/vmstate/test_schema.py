@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DATA
 
 from miglab.analysis.schema_tables import schema_frame
 from miglab.compat.schema_check import check_schemas
@@ -11,6 +10,7 @@ from miglab.errors import DescriptionError, DescriptionLimitExceeded, LimitExcee
 from miglab.limits import LIMITS
 from miglab.vmstate.from_schema import SchemaIndex
 from miglab.vmstate.schema import load_schema, with_hints
+from tests.helpers import DATA
 
 OLD = DATA / "schema-7.2-pc-i440fx-2.2.json"  # QEMU 7.2: no "num"
 NEW = DATA / "schema-10.0-pc-i440fx-10.0.json"  # QEMU 10.0: "num" on arrays

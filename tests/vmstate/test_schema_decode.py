@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.errors import DescriptionError, LimitExceeded
@@ -16,6 +15,7 @@ from miglab.limits import LIMITS
 from miglab.stream.model import Opaque, Section, SectionKind, Stream
 from miglab.vmstate import VMState, iter_leaves
 from miglab.vmstate.from_schema import SchemaIndex
+from tests.helpers import DATA
 
 OLD = DATA / "q72-pc-i440fx-2.2-default.mig"  # no vmdesc, no footers
 OLD_SCHEMA = DATA / "schema-7.2-pc-i440fx-2.2.json"  # no "num" (QEMU 7.2)

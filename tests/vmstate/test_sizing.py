@@ -7,12 +7,12 @@ offset must point at the leaf's bytes in the stream real QEMU made.
 from __future__ import annotations
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.stream.model import Section
 from miglab.visitors import QEMUFileOutputVisitor, QEMUFileWriter
 from miglab.vmstate import SizingVisitor, VMState, iter_leaves, visit_vmstate, wire_size
+from tests.helpers import DATA
 
 STREAMS = ["q72-pc-i440fx-7.2-net.mig", "q100-pc-q35-10.0-storage.mig", "q72-pc-q35-7.2-usb.mig"]
 

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 import miglab
 from miglab.analysis.conversion_steps import refusal
@@ -23,6 +22,7 @@ from miglab.widgets import (
     TransformStepper,
 )
 from miglab.widgets._html import diff_html, hexdump_html
+from tests.helpers import DATA
 
 NET = DATA / "q72-pc-q35-7.2-net.mig"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA, recipe
 
 import miglab
 from miglab.compat import convert_stream
 from miglab.qemu import find_qemu
+from tests.helpers import DATA, recipe
 
 SETS = ["default", "default-ran", "net", "usb", "storage", "misc", "audio", "pcie"]
 CASES = [

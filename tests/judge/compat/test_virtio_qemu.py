@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA, recipe
 
 import miglab
 from miglab.compat import (
@@ -16,6 +15,7 @@ from miglab.compat import (
     default_registry,
 )
 from miglab.qemu import find_qemu
+from tests.helpers import DATA, recipe
 
 CASES = [(fam, to) for fam in ("q35", "i440fx") for to in ("7.2", "10.0")]
 

@@ -25,8 +25,8 @@ import miglab
 from miglab.containers import container_name
 from miglab.containers.libvirt import SaveFormat
 from miglab.qemu.libvirt_saves import LIBVIRTS, SavedImage, restore, saved_by_libvirt
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROOT = ROOT / ".qemu" / "libvirt-11.3" / "root"
 FORMATS = LIBVIRTS["11.3"].formats  # raw gzip bzip2 xz lzop zstd sparse, managedsave
 #: image -> (container name, header format), as libvirt's qemu_saveimage.h numbers them

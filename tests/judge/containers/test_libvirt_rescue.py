@@ -29,8 +29,8 @@ from miglab.containers import container_name
 from miglab.qemu.guest import default_guest
 from miglab.qemu.libvirt_saves import LIBVIRTS, restore, saved_by_libvirt
 from miglab.qemu.saved import judge_resumed_console
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROOT = ROOT / ".qemu" / "libvirt-11.3" / "root"
 MACHINE = "pc-q35-7.2"
 RUN_SECONDS = 10  # the guest beats about twice a second: >= 3 beats with room to spare

@@ -15,9 +15,9 @@ from miglab.errors import LimitExceeded, MiglabError, MigrationFormatError, Trun
 from miglab.limits import LIMITS
 from miglab.qemu import find_qemu
 from miglab.qemu.saved import judge_loadvm, make_snapshot, qemu_img_check
+from tests.helpers import DATA
 
 pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("qcow2")]  # files made once
-DATA = Path(__file__).resolve().parents[1] / "data"
 BUILDS = {"5.2": "pc-q35-5.2", "7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0", "11.1": "pc-q35-11.1"}
 #: (made by, machine, loaded by after miglab converted the snapshot): up and down a release.
 CROSS = [

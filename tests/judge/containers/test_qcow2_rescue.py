@@ -25,7 +25,6 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import NEWEST_Q35, qemu_build
 
 import miglab
 from miglab.compat import convert_stream
@@ -34,6 +33,7 @@ from miglab.qemu import GuestNotFound, default_guest
 from miglab.qemu.guest import device_set
 from miglab.qemu.saved import qemu_img_check
 from miglab.qemu.snapshot_guest import guest_overlay, loadvm_running_guest, savevm_running_guest
+from tests.helpers import NEWEST_Q35, qemu_build
 
 pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("qcow2-rescue")]  # snapshots made once
 DEVICES = device_set("legacy")

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATA, NEWEST_PC, NEWEST_Q35, ROOT, qemu_build
 
 from miglab.qemu import QEMU_VERSIONS, QemuBinary, available, find_qemu
 from miglab.qemu._chroot import host_dirs
+from tests.helpers import DATA, NEWEST_PC, NEWEST_Q35, ROOT, qemu_build
 
 #: The Debian package each build is (scripts/install-qemu.sh pins all but the system 7.2).
 DEBIAN = {

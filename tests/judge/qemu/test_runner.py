@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import NEWEST_PC, qemu_build
 
 from miglab.qemu import QEMU_VERSIONS, QemuBinary, QemuError, QemuTimeout
+from tests.helpers import NEWEST_PC, qemu_build
 
 pytestmark = pytest.mark.qemu
 

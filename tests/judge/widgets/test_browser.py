@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ROOT
+
+from tests.helpers import ROOT
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
