@@ -86,7 +86,7 @@ SOURCES = {  # streams written by each QEMU build, and of each machine generatio
 
 
 #: Steps from 5.2 and 11.1 (builds and machine generations) have no data/ stream (a live
-#: capture is ~85 MB); tests/test_compat_survival.py runs them on live captures.
+#: capture is ~85 MB); tests/judge/compat/test_survival.py runs them on live captures.
 WITH_DATA = [t for t in default_registry().transforms if t.src in SOURCES and t.dst in SOURCES]
 
 

@@ -7,7 +7,7 @@ itself.  On success the victim and the input keep their bytes and the output
 is a new regular file; on failure (the output budget set to nothing) the
 victim, the input and the planted links are as they were and no temporary
 file is left.  The qcow2 writer is checked the same way in
-``tests/test_containers_qcow2.py`` (it needs a savevm image).
+``tests/judge/containers/test_qcow2.py`` (it needs a savevm image).
 """
 
 from __future__ import annotations

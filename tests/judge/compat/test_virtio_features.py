@@ -3,7 +3,7 @@
 Every virtio driver of the heartbeat guest acks VIRTIO_F_RING_RESET (bit 40) where its device
 offers it, on pc-*-7.2 and newer (hw_compat_7_1 turns it off below; QEMU 5.2 has none), and
 QEMU 5.2 refuses acked features it does not offer.  Captures come from
-:func:`miglab.qemu.capture_cache.cached_capture` (shared with tests/test_compat_survival.py);
+:func:`miglab.qemu.capture_cache.cached_capture` (shared with tests/judge/compat/test_survival.py);
 without QEMU or the guest these skip locally and fail under CI=true.
 """
 

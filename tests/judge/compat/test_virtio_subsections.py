@@ -4,9 +4,9 @@ The heartbeat guest boots with ``init_on_free=1``, so its balloon driver acks
 VIRTIO_BALLOON_F_PAGE_POISON and every build sends the page-poison subsection: QEMU 5.2 as
 ``vitio-balloon-device/page-poison`` (sic), 7.2 and newer as ``virtio-balloon-device/...``
 (commit 243a9284a9, QEMU 6.2).  Captures come from
-:func:`miglab.qemu.capture_cache.cached_capture` (shared with tests/test_compat_survival.py);
+:func:`miglab.qemu.capture_cache.cached_capture` (shared with tests/judge/compat/test_survival.py);
 without QEMU or the guest these skip locally and fail under CI=true.  The guest's survival of
-the rename (5.2 -> 7.2, 10.0, 11.1) is judged in tests/test_compat_survival.py.
+the rename (5.2 -> 7.2, 10.0, 11.1) is judged in tests/judge/compat/test_survival.py.
 
 The drop into 5.2 is tested on whole streams too: 7.2's capture of the guest on pc-i440fx-5.2
 (where neither virtio-rng nor virtio-balloon has MSI-X, hw_compat_7_1 / hw_compat_9_2, so no

@@ -9,7 +9,7 @@ guest: its heartbeat counts on from the saved console's last beat
 (:func:`miglab.qemu.saved.judge_resumed_console`).  CI runs raw both ways, the managedsave
 11.3 -> 9.0 and a sparse 11.3 image into 9.0, which miglab writes as a raw image (QEMU 7.2
 reads no mapped-ram).  A compressed case costs 1.5-10 times a raw one (compat expands and
-recompresses; a converted gzip image is restored in test_containers_libvirt.py), so
+recompresses; a converted gzip image is restored in tests/judge/containers/test_libvirt.py), so
 ``MIGLAB_COMPAT_FULL=1`` adds every format both libvirts have, both ways (not zstd into 9.0:
 libvirt 9.0 has none).  pc-q35-7.2 is the newest machine both QEMUs know.
 """
