@@ -1,6 +1,6 @@
 """Run the miglab fuzzer (atheris / libFuzzer) for a bounded time.
 
-    python fuzz/run.py --seconds 60            # what CI runs (tests/test_fuzz_smoke.py)
+    python fuzz/run.py --seconds 60            # what CI runs (tests/hostile/test_fuzz_smoke.py)
     python fuzz/run.py --hours 4               # a long run, corpus kept in fuzz/corpus/
     python fuzz/run.py --seconds 60 -- -jobs=2 -workers=2   # extra libFuzzer flags
     python fuzz/run.py --seconds 600 --only qcow2            # one target alone

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA
 
 from miglab.cli import main
 from miglab.compat.schema_check import check_schemas
 from miglab.findings import ERROR, Finding
 from miglab.stream.verify import verify
+from tests.helpers import DATA
 
 STREAM = DATA / "q72-pc-q35-7.2-default.mig"
 SCHEMA = json.loads((DATA / "schema-7.2-pc-q35-7.2.json").read_text())

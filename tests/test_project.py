@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _env_pip_deps() -> list[str]:
@@ -29,3 +29,24 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     assert "scripts/workbench.sh" in readme
     for script in ("test.sh", "setup.sh", "workbench.sh", "install-qemu.sh"):
         assert (ROOT / "scripts" / script).is_file(), script
+
+
+def test_the_test_command_checks_format_and_fails_on_warnings() -> None:
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    for step in ("ruff check", "ruff format --check", "mypy", "python -m pytest"):
+        assert step in script, step
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert options["filterwarnings"][0] == "error"
+
+
+def test_the_test_tree_mirrors_the_package() -> None:
+    """tests/README.md: tests/<sub>/ and tests/judge/<sub>/ name a subpackage of miglab."""
+    tests = ROOT / "tests"
+    subpackages = {p.parent.name for p in (ROOT / "miglab").glob("*/__init__.py")}
+    folders = {p.parent for p in tests.rglob("*.py")} - {tests}
+    assert folders
+    for folder in folders:
+        assert (folder / "__init__.py").is_file(), folder
+        parent = folder.parent.relative_to(tests).as_posix()
+        allowed = subpackages | {"judge", "hostile"} if parent == "." else subpackages
+        assert parent in (".", "judge") and folder.name in allowed, folder.relative_to(ROOT)

@@ -27,7 +27,7 @@ pay only for what they use.  ``miglab COMMAND`` imports only that command's
 module (``--help`` and an unknown command import them all, to list them),
 and those modules import nothing heavy at the top: each ``run`` imports
 the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
-out of a command that does not use them; ``tests/test_cli.py``
+out of a command that does not use them; ``tests/cli/test_cli.py``
 keeps it so).
 """
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ("record_rows", "register", "undecoded_notes")
 
-# The columns of miglab.analysis.frames.SECTION_COLUMNS (tests/test_cli.py
+# The columns of miglab.analysis.frames.SECTION_COLUMNS (tests/cli/test_cli.py
 # checks that they stay the same).
 COLUMNS = ("kind", "section_id", "name", "instance_id", "version_id", "offset", "size", "decoded")
 
