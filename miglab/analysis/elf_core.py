@@ -35,12 +35,14 @@ from miglab.errors import MiglabError
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.stream.progress import Progress
 
 __all__ = ("export_elf", "physical_ranges")
 
 _GiB = 1 << 30
 _ABOVE_4G = 4 * _GiB
 _RAM = "pc.ram"
+_PROGRESS_MASK = (1 << 24) - 1  # tell progress every 16 MiB of RAM
 # (machine family, RAM size from which the split applies, RAM left below 4 GiB then, the
 # most RAM below 4 GiB otherwise): pc_q35_init and pc_init1.
 _SPLITS = {"q35": (0xB0000000, 0x80000000), "i440fx": (0xE0000000, 0xC0000000)}
@@ -68,8 +70,14 @@ def physical_ranges(machine: str, ram_size: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def export_elf(stream: Stream, path: str | os.PathLike[str]) -> int:
+def export_elf(
+    stream: Stream, path: str | os.PathLike[str], *, progress: Progress | None = None
+) -> int:
     """Write ``stream``'s ``pc.ram`` as an ELF core at ``path`` (atomically); returns its size.
+
+    ``progress`` is told how far the write is (phase ``"writing"``), counted like the
+    other calls in bytes of the input stream (:mod:`miglab.stream.progress`): the share of
+    guest RAM written, scaled to the stream's size.
 
     Raises:
         MiglabError: the stream has no machine type, no ``pc.ram``, or a machine whose
@@ -97,6 +105,7 @@ def export_elf(stream: Stream, path: str | os.PathLike[str]) -> int:
         offset += length
     view = memoryview(ram)
     zero = bytes(page)
+    total = stream.source_size or len(ram)
     with atomic_output(path, input_bytes=stream.source_size or None) as out:
         out.write(head)
         at = first
@@ -106,6 +115,10 @@ def export_elf(stream: Stream, path: str | os.PathLike[str]) -> int:
                 if chunk != zero:  # zero pages stay holes
                     out.seek(at + n - start)
                     out.write(chunk)
+                if progress is not None and not n & _PROGRESS_MASK:
+                    progress("writing", n * total // len(ram), total)
             at += length
         out.truncate(offset)
+    if progress is not None:
+        progress("writing", total, total)
     return offset

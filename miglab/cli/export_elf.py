@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     with byte_progress(args, "export-elf") as progress:
         stream = load(args.file, snapshot=args.snapshot, progress=progress)
-    size = export_elf(stream, args.output)
+    with byte_progress(args, "export-elf") as progress:
+        size = export_elf(stream, args.output, progress=progress)
     assert stream.machine is not None  # export_elf refuses a stream without one
     ram = next(b.used_length for b in stream.ram.blocks if b.name == "pc.ram")
     for phys, _, length in physical_ranges(stream.machine, ram):

@@ -119,7 +119,7 @@ def load(
             return qcow2.load(inner, deeper, snapshot=snapshot, source=path if depth == 0 else None)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
-        return compressed.load(inner, kind, deeper)
+        return compressed.load(inner, kind, deeper, progress=progress)
 
     stream = load_view(view)
     if filters:

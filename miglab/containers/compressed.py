@@ -21,6 +21,7 @@ to the user's file itself).
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from miglab.limits import LIMITS
 
 if TYPE_CHECKING:
     from miglab.stream.model import Stream
+    from miglab.stream.progress import Progress
 
 __all__ = ("CODECS", "Compressed", "compress", "expand", "sniff")
 
@@ -76,13 +78,17 @@ class Expanded:
     digest: bytes
 
 
-def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
+def expand(
+    codec: str, data: memoryview, *, offset: int = 0, progress: Progress | None = None
+) -> Expanded:
     """Decompress ``data`` (the whole compressed input) with ``codec``'s program.
 
     Args:
         codec: a :data:`CODECS` name.
         data: the compressed bytes.
         offset: where ``data`` starts in the user's file (for error offsets).
+        progress: told how much of ``data`` the program has read (phase
+            ``"decompressing"``, :mod:`miglab.stream.progress`).
 
     Raises:
         TruncatedStreamError: the compressed data ends early.
@@ -113,6 +119,10 @@ def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
                     )
                 digest.update(chunk)
                 out.write(chunk)
+                if progress is not None:
+                    # The program reads ``src`` through the same open file: its offset is
+                    # how far the program is.
+                    progress("decompressing", os.lseek(src.fileno(), 0, os.SEEK_CUR), len(data))
         finally:
             proc.stdout.close()
             status = proc.wait()
@@ -125,6 +135,8 @@ def expand(codec: str, data: memoryview, *, offset: int = 0) -> Expanded:
                 else MigrationFormatError
             )
             raise cls(f"{codec} data is not valid ({program} -dc: {text})", offset=offset)
+        if progress is not None:
+            progress("decompressing", len(data), len(data))
         return Expanded(scratch_view(out), digest.digest())
 
 
@@ -209,9 +221,12 @@ class Compressed:
         write_compressed(self.codec, stream, self.inner, self.original, self.digest, out)
 
 
-def load(view: memoryview, codec: str, load_inner: Any) -> Stream:
-    """Decompress ``view`` and read the stream inside (``load_inner(view)``)."""
-    expanded = expand(codec, view)
+def load(
+    view: memoryview, codec: str, load_inner: Any, *, progress: Progress | None = None
+) -> Stream:
+    """Decompress ``view`` and read the stream inside (``load_inner(view)``); ``progress``
+    as for :func:`expand`."""
+    expanded = expand(codec, view, progress=progress)
     try:
         stream: Stream = load_inner(expanded.view)
     except MigrationFormatError as exc:

@@ -268,7 +268,7 @@ _LONG = {
     "compat": ["reading", "writing"],
     "extract": ["reading", "writing"],
     "diff A": ["reading"],
-    "export-elf": ["reading"],
+    "export-elf": ["reading", "writing"],
 }
 
 
@@ -304,6 +304,20 @@ def test_long_commands_report_progress_only_when_asked_and_print_the_same(
         mine = [line for line in lines if line.startswith(f"{what}: {phase} ")]
         assert mine and f" {size / 1e3:.0f} kB of {size / 1e3:.0f} kB (100%)" in mine[-1]
     assert [line.split(":")[0] for line in lines] == [what] * len(lines) or what == "diff A"
+
+
+def test_a_compressed_stream_reports_its_decompression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = tmp_path / "net.mig.gz"
+    with packed.open("wb") as out:
+        subprocess.run(["gzip", "-c", str(NET)], stdout=out, check=True)
+    assert main(["inspect", str(packed), "--progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    size = packed.stat().st_size
+    mine = [line for line in lines if line.startswith("inspect: decompressing ")]
+    assert mine and f" {size / 1e3:.0f} kB of {size / 1e3:.0f} kB (100%)" in mine[-1]
+    assert any(line.startswith("inspect: reading ") for line in lines)
 
 
 def test_a_byte_line_redraws_at_most_four_times_a_second_and_not_for_a_quick_phase(
