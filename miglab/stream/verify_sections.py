@@ -188,6 +188,7 @@ def _eos_words(stream: Stream) -> Iterator[Finding]:
         if at < 0 or at + 8 > len(p.source):
             continue
         (word,) = _BE64.unpack_from(p.source, at)
+        p.release()  # one word read from a mapped file: keep its pages out of the RSS
         if word & (p.page_size - 1) == RAM_EOS and word != RAM_EOS:
             yield Finding(
                 ERROR,
