@@ -12,11 +12,8 @@ path when the two are different releases:
    off): the intersection is **applied** on both QEMUs with ``migrate-set-capabilities``
    (everything else listed is turned off) and each is queried again to prove it;
 3. when the proxy will convert the stream, check the destination options the conversion
-   asks for (``-global virtio-net-pci.vectors=N``: the source's device keeps its MSI-X
-   vector count where the destination's machine type gives it another) against the
-   running destination: each device they concern is read with ``qom-get`` on both QEMUs,
-   and a destination started without them is refused before step 2 sets anything on
-   either QEMU (it would load a device other than the guest's, or not at all);
+   asks for against the running destination (:mod:`miglab.live.destination_options`),
+   refusing it before step 2 sets anything on either QEMU;
 4. start the destination's incoming side on a private socket;
 5. when the releases differ (``proxy="auto"``), run :func:`miglab.live.proxy.proxy_once`
    between them; ``compat-transforms`` is the proxy's own bit: without it the proxy forwards
@@ -59,12 +56,10 @@ from miglab.capabilities import (
     transforms_enabled,
 )
 from miglab.capabilities_endpoints import QemuEndpoint
-from miglab.compat.qemu import machine_generation
 from miglab.compat.report import ChangeReport
-from miglab.compat.virtio_rules import vectors_option
 from miglab.errors import LiveError
-from miglab.knowledge import compat_virtio
 from miglab.live.address import Address, parse_address
+from miglab.live.destination_options import missing_options
 from miglab.live.proxy import ProxySummary, proxy_once
 from miglab.qemu._process import END_STATES, QMP_LOST, private_event_loop
 
@@ -428,34 +423,11 @@ class _Migration:
         )
 
     def _check_options(self, src_info: QemuSide, dst_info: QemuSide) -> None:
-        """Refuse a destination started without the options the conversion will ask for.
-
-        The conversion asks for ``-global DEV.vectors=N`` where a virtio device keeps the
-        source's MSI-X vector count on a destination machine type that gives it another
-        (:func:`~miglab.compat.virtio_rules.vectors_option`, here from the running source's
-        ``vectors``); the destination's device at the same QOM path must have ``N``.  A
-        device the destination lacks is left to QEMU, which refuses its section itself.
-        """
-        a, b = machine_generation(src_info.machine), machine_generation(dst_info.machine)
-        if a is None or b is None or a == b:
-            return  # the same generation asks for nothing; an unknown one the proxy refuses
-        devices = {k.pci_device: name for name, k in compat_virtio().devices.items()}
-        theirs = _devices(self.dst)
-        missing = []
-        for path, kind in _devices(self.src).items():
-            device = devices.get(kind)
-            if device is None or theirs.get(path) != kind:
-                continue
-            have = int(self.src.cmd("qom-get", {"path": path, "property": "vectors"}))
-            option = vectors_option(device, have, b, dst_info.release)
-            if option is None:
-                continue
-            got = int(self.dst.cmd("qom-get", {"path": path, "property": "vectors"}))
-            if got != have:
-                missing.append(
-                    f"{' '.join(option)} ({path}: the source's {kind} has {have} MSI-X "
-                    f"vectors, the destination's {got}, {dst_info.machine}'s default)"
-                )
+        """Refuse a destination started without the options the conversion will ask for
+        (:func:`~miglab.live.destination_options.missing_options`)."""
+        missing = missing_options(
+            self.src, self.dst, src_info.machine, dst_info.machine, dst_info.release
+        )
         if missing:
             raise MigrateError(
                 f"the destination at {dst_info.address} was started without "
@@ -485,17 +457,6 @@ class _Migration:
         if status != "completed" and not error:
             error = "QEMU exited (its stderr says why)"
         return status, (f"destination: {error}" if error and status != "completed" else "")
-
-
-def _devices(monitor: _Monitor) -> dict[str, str]:
-    """QOM path -> type of each device of the command line (``-device``, with or without id)."""
-    out: dict[str, str] = {}
-    for container in ("/machine/peripheral", "/machine/peripheral-anon"):
-        for entry in monitor.cmd("qom-list", {"path": container}):
-            kind = str(entry.get("type", ""))
-            if kind.startswith("child<") and kind.endswith(">"):
-                out[f"{container}/{entry['name']}"] = kind[len("child<") : -1]
-    return out
 
 
 def _final(info: QemuSide, endpoint: QemuEndpoint, monitor: _Monitor) -> QemuSide:
