@@ -4,8 +4,8 @@ A device's config space travels as one opaque buffer (``VMSTATE_PCI_DEVICE``'s
 ``config``, 256 bytes, 4096 for PCI Express), so a raw diff says "byte 0x10a
 changed".  :func:`register_map` walks the space the way a guest's PCI code
 does -- the header of its type, then the capability list from
-``PCI_CAPABILITY_LIST`` (0x34), then the extended capabilities from 0x100 --
-and names every register it finds; :func:`bit_changes` names the bits two
+``PCI_CAPABILITY_LIST`` (0x34), then the extended capabilities from 0x100, both
+walked by :mod:`miglab.devices.pci` -- and names every register it finds; :func:`bit_changes` names the bits two
 values of one register differ in.  The layouts and names are data, in
 ``miglab/knowledge/pci-config.json`` (named as in Linux's ``pci_regs.h``).
 """
@@ -15,14 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from miglab.devices.pci import PCI_CONFIG_SIZE, capability_list, extended_capability_list
 from miglab.knowledge import pci_config
 from miglab.knowledge.hardware import PciCapability, PciRegisterRow
 
 __all__ = ("Register", "bit_changes", "register_map")
-
-_CAP_LIST = 0x34
-_STATUS_CAP_LIST = 0x10  # PCI_STATUS_CAP_LIST, in the low byte of STATUS (0x06)
-_EXT_START = 0x100
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +62,18 @@ def register_map(config: bytes) -> list[Register]:
     tables = k.bits
     own = k.header.type1 if len(config) > 0x0E and config[0x0E] & 0x7F == 1 else k.header.type0
     regs = _registers(k.header.common, 0, "", tables) + _registers(own, 0, "", tables)
-    if len(config) > _CAP_LIST and config[6] & _STATUS_CAP_LIST:
-        ptr, seen = config[_CAP_LIST] & ~3, set()
-        while 0x40 <= ptr < min(len(config), _EXT_START) - 1 and ptr not in seen:
-            seen.add(ptr)
-            cap = k.capabilities.get(config[ptr], PciCapability(name=f"0x{config[ptr]:02x}"))
-            prefix = f"{cap.name}@0x{ptr:02x} "
-            regs.append(Register(f"{prefix}CAP header (id, next)", ptr, 2))
-            # A short (version 1) capability ends early: no register runs past 0xff.
-            listed = _registers(cap.registers, ptr, prefix, tables)
-            regs += [r for r in listed if r.offset + r.size <= _EXT_START]
-            ptr = config[ptr + 1] & ~3
-    ptr, seen = _EXT_START, set()
-    while _EXT_START <= ptr <= len(config) - 4 and ptr not in seen:
-        seen.add(ptr)
-        head = int.from_bytes(config[ptr : ptr + 4], "little")
-        if head == 0:
-            break
-        cap_id, nxt = head & 0xFFFF, head >> 20
+    for cap_id, ptr in capability_list(config):
+        cap = k.capabilities.get(cap_id, PciCapability(name=f"0x{cap_id:02x}"))
+        prefix = f"{cap.name}@0x{ptr:02x} "
+        regs.append(Register(f"{prefix}CAP header (id, next)", ptr, 2))
+        # A short (version 1) capability ends early: no register runs past 0xff.
+        listed = _registers(cap.registers, ptr, prefix, tables)
+        regs += [r for r in listed if r.offset + r.size <= PCI_CONFIG_SIZE]
+    for cap_id, ptr in extended_capability_list(config):
         cap = k.extended_capabilities.get(cap_id, PciCapability(name=f"0x{cap_id:04x}"))
         prefix = f"{cap.name}@0x{ptr:03x} "
         regs.append(Register(f"{prefix}EXT_CAP header (id, version, next)", ptr, 4))
         regs += _registers(cap.registers, ptr, prefix, tables)
-        ptr = nxt & ~3
     return sorted(regs, key=lambda r: r.offset)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from miglab.compat.edit import Edit
 from miglab.compat.registry import MACHINE_PREFIX
+from miglab.devices.pci import find_capability
 from miglab.knowledge import compat_qemu
 from miglab.knowledge.compat import PciBitRule
 from miglab.stream.model import Section, Stream
@@ -65,7 +66,7 @@ def _set_bits(
             for rule in rules:
                 if rule.devices is not None and state.desc.name not in rule.devices:
                     continue
-                cap = _find_capability(config, rule.capability, rule.extended)
+                cap = find_capability(config, rule.capability, extended=rule.extended)
                 if cap is None or cap + rule.offset >= len(new):
                     continue
                 at, mask = cap + rule.offset, rule.mask
@@ -113,28 +114,3 @@ def _pci_configs(state: VMState, prefix: str = "") -> list[tuple[str, bytes]]:
         elif isinstance(value, VMState):
             out += _pci_configs(value, f"{prefix}{f.name}/")
     return out
-
-
-def _find_capability(config: bytes, cap_id: int, extended: bool) -> int | None:
-    """Offset of capability ``cap_id`` in a config space's (extended) capability list."""
-    seen: set[int] = set()
-    if extended:
-        at = 0x100
-        while at >= 0x100 and at + 4 <= len(config) and at not in seen:
-            seen.add(at)
-            header = int.from_bytes(config[at : at + 4], "little")
-            if header == 0:
-                return None
-            if header & 0xFFFF == cap_id:
-                return at
-            at = (header >> 20) & 0xFFC
-        return None
-    if len(config) < 64 or not config[0x06] & 0x10:  # status: capabilities list present
-        return None
-    at = config[0x34] & 0xFC
-    while at and at not in seen and at + 2 <= len(config):
-        seen.add(at)
-        if config[at] == cap_id:
-            return at
-        at = config[at + 1] & 0xFC
-    return None

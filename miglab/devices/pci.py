@@ -1,7 +1,16 @@
-"""The PCI device header every PCI model embeds (QEMU's ``vmstate_pci_device``)."""
+"""The PCI device header every PCI model embeds (QEMU's ``vmstate_pci_device``), and the
+one walk of a config space's capability lists.
+
+Three readers need the capabilities of a config space: the virtio-pci format (MSI-X and
+PCI Express decide its layout), the compat transforms of read-only config bits, and the
+register names of a config diff.  They walk the lists here, with the constants of
+``include/hw/pci/pci_regs.h`` declared once.  A config space comes from the stream, so the
+walk trusts no pointer: it ends at a loop, and at a pointer outside the list's region.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from miglab.visitors.base import (
@@ -15,10 +24,30 @@ from miglab.visitors.base import (
 from miglab.vmstate.description import describe
 from miglab.vmstate.description import field as vmstate_field
 
-__all__ = ("PCIE_CONFIG_SIZE", "PCI_CONFIG_SIZE", "VMSTATE_PCI_DEVICE", "PCIDevice")
+__all__ = (
+    "PCIE_CONFIG_SIZE",
+    "PCI_CAPABILITY_LIST",
+    "PCI_CAP_ID_EXP",
+    "PCI_CAP_ID_MSIX",
+    "PCI_CONFIG_HEADER_SIZE",
+    "PCI_CONFIG_SIZE",
+    "PCI_STATUS",
+    "PCI_STATUS_CAP_LIST",
+    "VMSTATE_PCI_DEVICE",
+    "PCIDevice",
+    "capability_list",
+    "extended_capability_list",
+    "find_capability",
+)
 
-PCI_CONFIG_SIZE = 256
+PCI_CONFIG_SIZE = 256  # also where the extended capability list starts
 PCIE_CONFIG_SIZE = 4096
+PCI_CONFIG_HEADER_SIZE = 0x40  # capabilities live past the header
+PCI_STATUS = 0x06
+PCI_STATUS_CAP_LIST = 0x10  # in the low byte of STATUS: the standard list is present
+PCI_CAPABILITY_LIST = 0x34  # the byte that points at the first capability
+PCI_CAP_ID_EXP = 0x10
+PCI_CAP_ID_MSIX = 0x11
 PCI_NUM_PINS = 4
 PCI_DEVICE_VERSION = 2  # vmstate_pci_device.version_id
 
@@ -62,3 +91,44 @@ VMSTATE_PCI_DEVICE = describe(
     version_id=PCI_DEVICE_VERSION,
     minimum_version_id=1,
 )
+
+
+def capability_list(config: bytes) -> Iterator[tuple[int, int]]:
+    """(id, offset) of each capability of the standard list, in list order.
+
+    The list starts at the byte ``PCI_CAPABILITY_LIST`` points at, when ``STATUS`` says
+    there is one (QEMU's ``pci_find_capability_list``).  It ends at a null pointer, at a
+    pointer into the header or past the first 256 bytes or the config (as Linux's
+    ``__pci_find_next_cap_ttl`` ends it below 0x40), or at an offset it has seen before.
+    """
+    if len(config) <= PCI_CAPABILITY_LIST or not config[PCI_STATUS] & PCI_STATUS_CAP_LIST:
+        return
+    end = min(len(config), PCI_CONFIG_SIZE)
+    at, seen = config[PCI_CAPABILITY_LIST] & 0xFC, set()
+    while PCI_CONFIG_HEADER_SIZE <= at <= end - 2 and at not in seen:
+        seen.add(at)
+        yield config[at], at
+        at = config[at + 1] & 0xFC  # PCI_CAP_LIST_NEXT, dword aligned
+
+
+def extended_capability_list(config: bytes) -> Iterator[tuple[int, int]]:
+    """(id, offset) of each PCI Express extended capability, in list order.
+
+    The list starts at 0x100 (``PCI_CONFIG_SPACE_SIZE``; a 256-byte space has none) and
+    ends at a zero header, at a pointer below 0x100 or past the config, or at an offset
+    it has seen before (QEMU's ``pcie_find_capability_list``).
+    """
+    at, seen = PCI_CONFIG_SIZE, set()
+    while PCI_CONFIG_SIZE <= at <= len(config) - 4 and at not in seen:
+        seen.add(at)
+        header = int.from_bytes(config[at : at + 4], "little")
+        if header == 0:
+            return
+        yield header & 0xFFFF, at
+        at = (header >> 20) & 0xFFC  # PCI_EXT_CAP_NEXT, dword aligned
+
+
+def find_capability(config: bytes, cap_id: int, *, extended: bool = False) -> int | None:
+    """The offset of the first capability ``cap_id`` of the (``extended``) list, or None."""
+    walk = extended_capability_list if extended else capability_list
+    return next((at for found, at in walk(config) if found == cap_id), None)

@@ -32,7 +32,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from miglab.devices.pci import PCI_CONFIG_SIZE, PCIE_CONFIG_SIZE, VMSTATE_PCI_DEVICE
+from miglab.devices.pci import (
+    PCI_CAP_ID_EXP,
+    PCI_CAP_ID_MSIX,
+    PCI_CONFIG_SIZE,
+    PCIE_CONFIG_SIZE,
+    VMSTATE_PCI_DEVICE,
+    capability_list,
+)
 from miglab.errors import MiglabError, MigrationFormatError
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.visitors.qemufile_visitor import QEMUFileInputVisitor, QEMUFileOutputVisitor
@@ -67,11 +74,6 @@ VIRTIO_INFO = "virtio"  # the VMStateInfo name of VMSTATE_VIRTIO_DEVICE
 VIRTIO_QUEUE_MAX = 1024  # length of the per-queue arrays in the subsections
 VIRTIO_NO_VECTOR = 0xFFFF
 MSIX_ENTRY_SIZE = 16  # PCI_MSIX_ENTRY_SIZE
-PCI_CAP_ID_MSIX = 0x11
-PCI_CAP_ID_EXP = 0x10
-_PCI_STATUS = 0x06
-_PCI_STATUS_CAP_LIST = 0x10
-_PCI_CAPABILITY_LIST = 0x34
 _PCI_HEADER = 4 + PCI_CONFIG_SIZE  # version_id + config: where the capability list can be read
 
 
@@ -260,14 +262,11 @@ DEVICE_PARTS: dict[str, Callable[[bytes, int], VMStateDescription | None] | None
 
 # --- layout and description ------------------------------------------------------------
 def capabilities(config: bytes) -> dict[int, int]:
-    """Capability id -> offset, walking the standard list from byte 0x34."""
+    """Capability id -> offset of its first entry in the standard list
+    (:func:`miglab.devices.pci.capability_list`)."""
     out: dict[int, int] = {}
-    if len(config) < 64 or not config[_PCI_STATUS] & _PCI_STATUS_CAP_LIST:
-        return out
-    at = config[_PCI_CAPABILITY_LIST] & 0xFC
-    while at and at + 2 <= len(config) and at not in out.values():
-        out.setdefault(config[at], at)
-        at = config[at + 1] & 0xFC
+    for cap_id, at in capability_list(config):
+        out.setdefault(cap_id, at)
     return out
 
 
