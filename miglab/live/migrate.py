@@ -21,7 +21,8 @@ path when the two are different releases:
 6. migrate, wait, resume the destination (``cont``) and report: total time and downtime (QEMU's
    own figures), how long the guest took to run again on the destination, bytes, RAM passes,
    the proxy's changes -- or, when it failed, QEMU's own error text from both ends and the run
-   state the source is left in (QEMU resumes a source whose migration failed).
+   state the source is left in (QEMU resumes a source whose migration failed); the report's
+   types and their text are :mod:`miglab.live.migration_report`.
 
 A failed destination is left as a release without ``exit-on-error`` leaves it: gone.  Where
 the destination has ``exit-on-error`` (QEMU 9.1 and newer) it is kept long enough to read its
@@ -40,30 +41,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from miglab.capabilities import (
-    LIVE_SUPPORTS,
-    LocalEndpoint,
-    choose_encoder,
-    mask_of,
-    names_of,
-    negotiate,
-    transforms_enabled,
-)
+from miglab.capabilities import LIVE_SUPPORTS, LocalEndpoint, mask_of, negotiate, transforms_enabled
 from miglab.capabilities_endpoints import QemuEndpoint
 from miglab.compat.report import ChangeReport
 from miglab.errors import LiveError
 from miglab.live.address import Address, parse_address
 from miglab.live.destination_options import missing_options
+from miglab.live.migration_report import MigrationReport, QemuSide
 from miglab.live.proxy import ProxySummary, proxy_once
 from miglab.qemu._process import END_STATES, QMP_LOST, private_event_loop
 
-__all__ = ("MigrateError", "MigrationReport", "QemuSide", "migrate")
+__all__ = ("MigrateError", "migrate")
 
 ProxyMode = Literal["auto", "never", "always"]
 #: Seconds between two ``query-migrate`` polls.
@@ -78,119 +71,6 @@ EXIT_ON_ERROR_SINCE = (9, 1)
 
 class MigrateError(LiveError):
     """The migration could not be set up (an endpoint unreachable or not ready)."""
-
-
-@dataclass(frozen=True, slots=True)
-class QemuSide:
-    """What one QEMU said about itself, and what it was left with.
-
-    Attributes:
-        role: ``"source"`` or ``"destination"``.
-        address: its QMP address.
-        version: QEMU's full version (``"7.2.22"``).
-        release: ``major.minor`` (``"7.2"``), as miglab names builds.
-        machine: the machine type it runs (``"pc-q35-7.2"``).
-        machines: every machine type the build knows.
-        supported: capability mask it supports (QEMU's names in bits 32-63).
-        enabled: capability mask it reported enabled after the set (re-queried).
-        run_state: its ``query-status`` after the migration (``"exited"`` when gone).
-    """
-
-    role: str
-    address: str
-    version: str
-    release: str
-    machine: str
-    machines: tuple[str, ...]
-    supported: int
-    enabled: int = 0
-    run_state: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationReport:
-    """The outcome of :func:`migrate`.
-
-    Attributes:
-        source, destination: the two QEMUs (:class:`QemuSide`).
-        offered: miglab's own mask (what the live path supports, minus what was turned off).
-        agreed: the intersection, applied on both QEMUs.
-        transforms: whether the proxy ran ``miglab.compat`` (the ``compat-transforms`` bit).
-        proxied: whether the stream went through miglab's proxy.
-        status: ``"completed"`` or ``"failed"``.
-        error: QEMU's own error text (source's, then destination's), empty on success.
-        total_ms: QEMU's ``total-time`` on the source.
-        downtime_ms: QEMU's ``downtime`` on the source (guest stopped until the source finished).
-        resumed_ms: from the source completing to the destination running (miglab's clock).
-        bytes: bytes the source sent (the proxy's count when proxied, else QEMU's).
-        passes: RAM passes (QEMU's ``dirty-sync-count``).
-        xbzrle_pages: RAM pages the source sent as XBZRLE deltas (0 unless xbzrle was agreed).
-        changes: the proxy's change report lines (empty when nothing changed).
-        options: destination options the proxy's conversion asked for (``-global ...``); a
-            destination started without them sees a device other than the guest's.
-        proxy: the proxy's summary (None when not proxied).
-    """
-
-    source: QemuSide
-    destination: QemuSide
-    offered: int
-    agreed: int
-    transforms: bool
-    proxied: bool
-    status: str
-    error: str = ""
-    total_ms: int | None = None
-    downtime_ms: int | None = None
-    resumed_ms: float | None = None
-    bytes: int = 0
-    passes: int = 0
-    xbzrle_pages: int = 0
-    changes: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    proxy: ProxySummary | None = field(default=None, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        """True iff the destination runs the guest now."""
-        return self.status == "completed" and self.destination.run_state == "running"
-
-    def lines(self) -> list[str]:
-        """The report as text lines (what ``miglab migrate`` prints)."""
-        src, dst = self.source, self.destination
-        out = [
-            f"source       QEMU {src.version} {src.machine} at {src.address}",
-            f"destination  QEMU {dst.version} {dst.machine} at {dst.address}",
-            f"offered      {', '.join(names_of(self.offered)) or '-'}",
-            f"agreed       {', '.join(names_of(self.agreed)) or '-'} "
-            f"(encoder {choose_encoder(self.agreed)})",
-            f"applied      source {', '.join(names_of(src.enabled)) or '-'}; "
-            f"destination {', '.join(names_of(dst.enabled)) or '-'}",
-            f"path         {'miglab proxy' if self.proxied else 'direct'}"
-            + (f", compat transforms {'on' if self.transforms else 'off'}" if self.proxied else ""),
-            f"status       {self.status}",
-        ]
-        if self.error:
-            out.append(f"error        {self.error}")
-        if self.status == "completed":
-            out.append(
-                f"time         total {self.total_ms} ms, downtime {self.downtime_ms} ms, "
-                f"running again after {self.resumed_ms:.0f} ms"
-                if self.resumed_ms is not None
-                else f"time         total {self.total_ms} ms, downtime {self.downtime_ms} ms"
-            )
-            out.append(
-                f"sent         {self.bytes} bytes in {self.passes} RAM passes, "
-                f"{self.xbzrle_pages} pages as XBZRLE deltas"
-            )
-        out.append(f"changes      {len(self.changes)}")
-        out.extend(f"  {line}" for line in self.changes)
-        if self.options:
-            out.append(f"needs        {' '.join(self.options)} on the destination")
-        out.append(f"left         source {src.run_state}, destination {dst.run_state}")
-        return out
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
 
 
 def _qmp_target(address: Address) -> Any:

@@ -33,7 +33,8 @@ import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from miglab.capabilities import names_of
-from miglab.live.migrate import MigrateError, MigrationReport, migrate
+from miglab.live.migrate import MigrateError, migrate
+from miglab.live.migration_report import MigrationReport
 from miglab.qemu import (
     DEVICE_SETS,
     DeviceSet,
