@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Container, Iterable
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ import msgspec
 
 from miglab.errors import KnowledgeError
 
-__all__ = ("Record", "check", "decode_knowledge", "load_knowledge")
+__all__ = ("Record", "check", "check_refs", "decode_knowledge", "load_knowledge")
 
 T = TypeVar("T")
 
@@ -128,3 +129,20 @@ def check(condition: bool, message: str, *args: Any) -> None:
     """Refuse an inconsistent record from its ``__post_init__`` (msgspec adds the path)."""
     if not condition:
         raise ValueError(message.format(*args) if args else message)
+
+
+def check_refs(message: str, known: Container[Any], refs: Iterable[tuple[Any, ...]]) -> None:
+    """Refuse a dangling cross-reference from a record's ``__post_init__``.
+
+    Each of ``refs`` is ``(*where, ref)``: ``ref`` must be in ``known`` (the names a member
+    defines, or a ``range`` of indexes); the first that is not is refused with
+    ``message.format(*where, ref)``.
+
+    >>> check_refs("{!r} is no capability", {"xbzrle"}, [("events",)])
+    Traceback (most recent call last):
+    ...
+    ValueError: 'events' is no capability
+    """
+    for *where, ref in refs:
+        if ref not in known:
+            raise ValueError(message.format(*where, ref))

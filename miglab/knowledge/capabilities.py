@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from miglab.knowledge._load import Record, check
+from miglab.knowledge._load import Record, check, check_refs
 
 __all__ = ("Capabilities", "Capability", "LiveSupport")
 
@@ -54,5 +54,5 @@ class Capabilities(Record, frozen=True):
         bits = [c.bit for c in self.capabilities]
         check(len(set(names)) == len(names), "a capability name is listed twice")
         check(len(set(bits)) == len(bits), "two capabilities share a bit")
-        for name in (*self.encoder_preference, *(e.name for e in self.live.supports)):
-            check(name in names, "{!r} is no capability", name)
+        named = (*self.encoder_preference, *(e.name for e in self.live.supports))
+        check_refs("{!r} is no capability", set(names), ((name,) for name in named))

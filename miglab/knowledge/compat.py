@@ -14,7 +14,7 @@ Their readers are :mod:`miglab.compat` (docs/compat.md says what each rule means
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -34,6 +34,7 @@ __all__ = (
     "RemoveSubsection",
     "RenameField",
     "ResizeField",
+    "Rules",
     "SchemaRenames",
     "SchemaSafe",
     "SectionRule",
@@ -48,6 +49,14 @@ Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+$")]
 #: A compat step's end: a build (``"7.2"``) or a machine generation (``"machine:7.2"``).
 StepEnd = Annotated[str, msgspec.Meta(pattern=r"^(machine:)?\d+\.\d+$")]
 Classification = Literal["safe", "guest-visible"]
+R = TypeVar("R")
+
+
+class Rules(Record, Generic[R], frozen=True):
+    """A list of rules with the text that says what they are for (``{"about", "rules"}``)."""
+
+    about: str
+    rules: tuple[R, ...]
 
 
 # --- compat-qemu.json ------------------------------------------------------------------------
@@ -128,17 +137,12 @@ class PciBitRule(Record, frozen=True):
     needs: tuple[int, int] | None = None  # (offset, mask) that must be set too
 
 
-class PciSlotRules(Record, frozen=True):
-    about: str
-    rules: tuple[PciBitRule, ...]
-
+class PciSlotRules(Rules[PciBitRule], frozen=True):
     def __post_init__(self) -> None:
         check(all(r.devices for r in self.rules), "a slot rule names its port 'devices'")
 
 
-class PciRules(Record, frozen=True):
-    about: str
-    rules: tuple[PciBitRule, ...]
+class PciRules(Rules[PciBitRule], frozen=True):
     slot_rules: PciSlotRules
 
 
@@ -148,11 +152,6 @@ class SectionRule(Record, frozen=True):
     idstr: str
     qemu: tuple[Version, ...]
     source: str
-
-
-class SectionRules(Record, frozen=True):
-    about: str
-    rules: tuple[SectionRule, ...]
 
 
 class CompatQemu(Record, frozen=True):
@@ -166,7 +165,7 @@ class CompatQemu(Record, frozen=True):
     transforms: tuple[DeviceTransform, ...]
     pci: PciRules
     numbered_instances_source: str
-    sections: SectionRules
+    sections: Rules[SectionRule]
 
     def __post_init__(self) -> None:
         for g, span in self.machine_generations.items():
@@ -216,11 +215,6 @@ class VirtioFeatureRule(Record, frozen=True):
     what: str
 
 
-class VirtioFeatureRules(Record, frozen=True):
-    about: str
-    rules: tuple[VirtioFeatureRule, ...]
-
-
 class SubsectionRule(Record, frozen=True):
     """A subsection of ``device``'s ``part`` renamed between ``old_build`` and ``new_build``."""
 
@@ -238,18 +232,13 @@ class SubsectionRule(Record, frozen=True):
     what: str
 
 
-class SubsectionRules(Record, frozen=True):
-    about: str
-    rules: tuple[SubsectionRule, ...]
-
-
 class CompatVirtio(Record, frozen=True):
     """``compat-virtio.json``."""
 
     about: str
     devices: dict[str, VirtioDevice]
-    features: VirtioFeatureRules
-    subsections: SubsectionRules
+    features: Rules[VirtioFeatureRule]
+    subsections: Rules[SubsectionRule]
 
 
 # --- compat-schema-safe.json, schema-renames.json -----------------------------------------------

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import msgspec
 
-from miglab.knowledge._load import Record, check
+from miglab.knowledge._load import Record, check_refs
 
 __all__ = (
     "AccelConfig",
@@ -42,8 +42,11 @@ class E1000Registers(Record, frozen=True):
     mac_reg_count: Annotated[int, msgspec.Meta(gt=0)]
 
     def __post_init__(self) -> None:
-        for name, offset in self.registers.items():
-            check(offset >> 2 < self.mac_reg_count, "register {} is past mac_reg", name)
+        check_refs(
+            "register {} is past mac_reg",
+            range(self.mac_reg_count),
+            ((name, offset >> 2) for name, offset in self.registers.items()),
+        )
 
 
 # --- pci-config.json ---------------------------------------------------------------------------
@@ -83,19 +86,22 @@ class PciConfig(Record, frozen=True):
 
     def __post_init__(self) -> None:
         caps = [*self.capabilities.values(), *self.extended_capabilities.values()]
-        for rows in (
-            self.header.common,
-            self.header.type0,
-            self.header.type1,
-            *(c.registers for c in caps),
-        ):
-            for row in rows:
-                check(
-                    row.bits is None or row.bits in self.bits,
-                    "register {} names bit table {!r}, which 'bits' does not have",
-                    row.name,
-                    row.bits,
+        header = self.header
+        check_refs(
+            "register {} names bit table {!r}, which 'bits' does not have",
+            self.bits,
+            (
+                (row.name, row.bits)
+                for rows in (
+                    header.common,
+                    header.type0,
+                    header.type1,
+                    *(c.registers for c in caps),
                 )
+                for row in rows
+                if row.bits is not None
+            ),
+        )
 
 
 # --- machine-devices.json ----------------------------------------------------------------------
@@ -129,15 +135,15 @@ class BuildHarvest(Record, frozen=True):
     pluggable: dict[str, Pluggable]  # family ("i440fx", "q35") -> what plugs in
 
     def __post_init__(self) -> None:
-        for machine, sets in self.boards.items():
-            for config, index in sets.items():
-                check(
-                    index < len(self.board_sets),
-                    "boards[{!r}][{!r}] is {}, past board_sets",
-                    machine,
-                    config,
-                    index,
-                )
+        check_refs(
+            "boards[{!r}][{!r}] is {}, past board_sets",
+            range(len(self.board_sets)),
+            (
+                (machine, config, index)
+                for machine, sets in self.boards.items()
+                for config, index in sets.items()
+            ),
+        )
 
 
 class MachineHarvest(Record, frozen=True):
@@ -148,13 +154,13 @@ class MachineHarvest(Record, frozen=True):
     builds: dict[str, BuildHarvest]
 
     def __post_init__(self) -> None:
-        for version, build in self.builds.items():
-            for machine, sets in build.boards.items():
-                unknown = sorted(set(sets) - set(self.configs))
-                check(
-                    not unknown,
-                    "builds[{!r}].boards[{!r}] names configs {} that 'configs' lacks",
-                    version,
-                    machine,
-                    unknown,
-                )
+        check_refs(
+            "builds[{!r}].boards[{!r}] names config {!r}, which 'configs' lacks",
+            self.configs,
+            (
+                (version, machine, config)
+                for version, build in self.builds.items()
+                for machine, sets in build.boards.items()
+                for config in sets
+            ),
+        )

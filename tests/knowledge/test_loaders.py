@@ -151,6 +151,31 @@ def _rename(*path: str | int, old: str, new: str) -> Callable[[Any], None]:
             "unknown field `into`",
         ),
         ("e1000-registers.json", _set("registers", "RCTL", to=-4), "$.registers.RCTL", ">= 0"),
+        # the cross-references (one check_refs each)
+        (
+            "e1000-registers.json",
+            _set("registers", "RCTL", to=32768 * 4),
+            "$",
+            "register RCTL is past mac_reg",
+        ),
+        (
+            "capabilities.json",
+            _set("encoder_preference", 2, to="encoder-asn2"),
+            "$",
+            "'encoder-asn2' is no capability",
+        ),
+        (
+            "pci-config.json",
+            _set("header", "common", 2, to=["COMMAND", 4, 2, "NO_SUCH_TABLE"]),
+            "$",
+            "register COMMAND names bit table 'NO_SUCH_TABLE', which 'bits' does not have",
+        ),
+        (
+            "machine-devices.json",
+            _rename("builds", "7.2", "boards", "pc-q35-7.2", old="tcg", new="hvf"),
+            "$",
+            "builds['7.2'].boards['pc-q35-7.2'] names config 'hvf', which 'configs' lacks",
+        ),
     ],
 )
 def test_a_corrupted_copy_names_file_and_path(
