@@ -60,9 +60,7 @@ def plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
             continue
         value = fields.get(what)
         if kind == PLAN_STRUCT:
-            if type(value) is not type(state) or value.version_id != inner.version:
-                return None
-            one = plain_of(inner, value)
+            one = _nested_plain(inner, value, type(state))
             if one is None:
                 return None
             out[what] = one
@@ -86,13 +84,18 @@ def plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
             sub = subs.get(name)
             if sub is None:
                 continue
-            if type(sub) is not type(state) or sub.version_id != inner.version:
-                return None
-            one = plain_of(inner, sub)
+            one = _nested_plain(inner, sub, type(state))
             if one is None:
                 return None
             out[name] = one
     return out
+
+
+def _nested_plain(plan: StructPlan, state: Any, cls: Any) -> dict[str, Any] | None:
+    """:func:`plain_of` a nested state, if it is a state (of type ``cls``) at ``plan.version``."""
+    if type(state) is not cls or state.version_id != plan.version:
+        return None
+    return plain_of(plan, state)
 
 
 def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
