@@ -90,16 +90,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     names = _module_names()
     wanted = command.replace("-", "_") if command else None
     if wanted in names:
-        parser, sub = _parser()
+        parser, sub = _top_parser()
         _register(sub, [wanted])
         if command in sub.choices:
             return parser
-    parser, sub = _parser()
+    parser, sub = _top_parser()
     _register(sub, names)
     return parser
 
 
-def _parser() -> tuple[argparse.ArgumentParser, Any]:
+def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
     from miglab.cli._parser import Parser
 
     parser = Parser(
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command(words)
     # argparse prints the version before it asks for a command: no module is needed.
     version = command is None and "--version" in words
-    parser = _parser()[0] if version else build_parser(command)
+    parser = _top_parser()[0] if version else build_parser(command)
     args = parser.parse_args(words)
     try:
         status: int = args.func(args)
