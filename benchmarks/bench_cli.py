@@ -164,6 +164,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     peer = [sys.executable, str(args.peer)] if args.peer else None
     cases: list[tuple[str, list[str], list[str] | None]] = [
         ("floor", [sys.executable, "-c", "pass"], None),
+        ("nosite", [sys.executable, "-S", "-c", "pass"], None),
         ("--version", [*MIGLAB, "--version"], None),
         ("inspect rand", [*MIGLAB, "inspect", str(rand)], peer and [*peer, "-f", str(rand)]),
         ("verify rand", [*MIGLAB, "verify", str(rand)], None),
@@ -171,7 +172,12 @@ def bench(work: Path, args: argparse.Namespace) -> None:
         ("inspect heavy", [*MIGLAB, "inspect", str(heavy)], None),
         ("verify heavy", [*MIGLAB, "verify", str(heavy)], None),
     ]
-    label = {"floor": "python3 -c pass (the floor)", "rand": rand.name, "heavy": heavy.name}
+    label = {
+        "floor": "python3 -c pass (the floor)",
+        "nosite": "python3 -S -c pass (no site-packages)",
+        "rand": rand.name,
+        "heavy": heavy.name,
+    }
     print(f"whole-process medians of {args.repeat} runs (peer runs alternate with miglab's)")
     print("(cpu: user + system seconds; on a loaded machine it shows the work, the wall the load)")
     print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s} {'cpu':>7s}", end="")
@@ -184,7 +190,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             mine.append(run_timed(argv, work))
             if peer_argv:
                 theirs.append(run_timed(peer_argv, work))
-            if args.before and name != "floor":
+            if args.before and name not in ("floor", "nosite"):
                 before.append(run_timed(argv, work, args.before))
         r[name] = medians(mine)
         t, rss, status = r[name]
@@ -220,8 +226,30 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     for goal, ok, value in goals:
         print(f"  {'ok  ' if ok else 'MISS'} {goal:32s} {value}")
     print(
-        f"  (the interpreter alone, with this machine's site-packages, takes {floor * 1000:.0f} ms)"
+        f"  (the interpreter alone, with this machine's site-packages, takes {floor * 1000:.0f} ms;"
+        f" {(floor - r['nosite'][0]) * 1000:.0f} ms of it is site-packages)"
     )
+    for pth in start_up_hooks():
+        print(f"  site-packages runs code at every start: {pth}")
+
+
+def start_up_hooks() -> list[str]:
+    """The .pth files of this interpreter's site-packages that run code at every start.
+
+    An editable install by setuptools' import finder (a flat layout without
+    ``package-dir``) imports pathlib, re and urllib.parse that way, ~25 ms in
+    every process before miglab's first line; pyproject.toml's ``package-dir``
+    makes it a plain path line (reinstall with ``pip install -e .``).
+    """
+    import site
+
+    hooks = []
+    for folder in site.getsitepackages():
+        for pth in sorted(Path(folder).glob("*.pth")):
+            lines = pth.read_text(errors="replace").splitlines()
+            if any(line.startswith(("import ", "import\t")) for line in lines):
+                hooks.append(pth.name)
+    return hooks
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,19 @@ def heavy(modules: list[str]) -> set[str]:
     return {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
-def test_version_loads_no_stream_machinery() -> None:
+def test_version_loads_no_stream_machinery_nor_argparse() -> None:
     got = run_fresh("--version")
     assert got["status"] == 0
     assert got["out"].strip() == f"miglab {miglab.__version__}"
     assert heavy(got["modules"]) == set()
     assert not [m for m in got["modules"] if m.startswith(("miglab.stream", "miglab.vmstate"))]
+    assert "argparse" not in got["modules"]  # the version is printed before any parser is built
+
+
+def test_version_constant_is_pyproject_version() -> None:
+    """``miglab.__version__`` is a constant (importlib.metadata costs start-up): kept equal here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert miglab.__version__ == project["version"]
 
 
 @pytest.mark.parametrize("command", ["inspect", "dump"])
