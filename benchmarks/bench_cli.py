@@ -4,7 +4,11 @@ What users feel is the whole process: interpreter, imports, work, output.
 Each figure is the median of ``--repeat`` runs of a fresh process (time from
 spawn to exit, peak RSS from ``wait4``); with ``--peer`` the runs alternate
 with QEMU's ``scripts/analyze-migration.py`` on the same stream, so both
-see the same machine load.  Goals (issue 14):
+see the same machine load.  The floor is measured twice, with the
+interpreter's site-packages and without (``-S``): the difference is what its
+``.pth`` files cost every process (an editable install by setuptools' import
+finder alone costs ~25 ms here); the ones that run code are listed at the end.
+Goals (issue 14):
 
 * ``miglab --version``                                     <= 60 ms
 * ``miglab inspect`` of a 256 MiB random-RAM stream        <= 0.12 s, <= 60 MB peak
