@@ -99,7 +99,7 @@ def load(
             the message says which, with the byte offset.
     """
     view = open_source(source)
-    from_file = not isinstance(source, bytes | bytearray | memoryview)
+    file = None if isinstance(source, bytes | bytearray | memoryview) else os.fspath(source)
 
     def load_view(inner: memoryview, depth: int = 0) -> Stream:
         if depth > LIMITS.max_container_depth:
@@ -119,7 +119,7 @@ def load(
         if kind == "qcow2":
             from pathlib import Path
 
-            path = Path(source) if from_file and depth == 0 else None  # type: ignore[arg-type]
+            path = Path(file) if file is not None and depth == 0 else None
             return qcow2.load(inner, deeper, snapshot=snapshot, source=path)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
