@@ -4,7 +4,11 @@ What users feel is the whole process: interpreter, imports, work, output.
 Each figure is the median of ``--repeat`` runs of a fresh process (time from
 spawn to exit, peak RSS from ``wait4``); with ``--peer`` the runs alternate
 with QEMU's ``scripts/analyze-migration.py`` on the same stream, so both
-see the same machine load.  Goals (issue 14):
+see the same machine load.  The floor is measured twice, with the
+interpreter's site-packages and without (``-S``): the difference is what its
+``.pth`` files cost every process (an editable install by setuptools' import
+finder alone costs ~25 ms here); the ones that run code are listed at the end.
+Goals (issue 14):
 
 * ``miglab --version``                                     <= 60 ms
 * ``miglab inspect`` of a 256 MiB random-RAM stream        <= 0.12 s, <= 60 MB peak
@@ -164,6 +168,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     peer = [sys.executable, str(args.peer)] if args.peer else None
     cases: list[tuple[str, list[str], list[str] | None]] = [
         ("floor", [sys.executable, "-c", "pass"], None),
+        ("nosite", [sys.executable, "-S", "-c", "pass"], None),
         ("--version", [*MIGLAB, "--version"], None),
         ("inspect rand", [*MIGLAB, "inspect", str(rand)], peer and [*peer, "-f", str(rand)]),
         ("verify rand", [*MIGLAB, "verify", str(rand)], None),
@@ -171,7 +176,12 @@ def bench(work: Path, args: argparse.Namespace) -> None:
         ("inspect heavy", [*MIGLAB, "inspect", str(heavy)], None),
         ("verify heavy", [*MIGLAB, "verify", str(heavy)], None),
     ]
-    label = {"floor": "python3 -c pass (the floor)", "rand": rand.name, "heavy": heavy.name}
+    label = {
+        "floor": "python3 -c pass (the floor)",
+        "nosite": "python3 -S -c pass (no site-packages)",
+        "rand": rand.name,
+        "heavy": heavy.name,
+    }
     print(f"whole-process medians of {args.repeat} runs (peer runs alternate with miglab's)")
     print("(cpu: user + system seconds; on a loaded machine it shows the work, the wall the load)")
     print(f"  {'command':38s} {'miglab':>8s} {'peak':>8s} {'cpu':>7s}", end="")
@@ -184,7 +194,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             mine.append(run_timed(argv, work))
             if peer_argv:
                 theirs.append(run_timed(peer_argv, work))
-            if args.before and name != "floor":
+            if args.before and name not in ("floor", "nosite"):
                 before.append(run_timed(argv, work, args.before))
         r[name] = medians(mine)
         t, rss, status = r[name]
@@ -220,8 +230,30 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     for goal, ok, value in goals:
         print(f"  {'ok  ' if ok else 'MISS'} {goal:32s} {value}")
     print(
-        f"  (the interpreter alone, with this machine's site-packages, takes {floor * 1000:.0f} ms)"
+        f"  (the interpreter alone, with this machine's site-packages, takes {floor * 1000:.0f} ms;"
+        f" {(floor - r['nosite'][0]) * 1000:.0f} ms of it is site-packages)"
     )
+    for pth in start_up_hooks():
+        print(f"  site-packages runs code at every start: {pth}")
+
+
+def start_up_hooks() -> list[str]:
+    """The .pth files of this interpreter's site-packages that run code at every start.
+
+    An editable install by setuptools' import finder (a flat layout without
+    ``package-dir``) imports pathlib, re and urllib.parse that way, ~25 ms in
+    every process before miglab's first line; pyproject.toml's ``package-dir``
+    makes it a plain path line (reinstall with ``pip install -e .``).
+    """
+    import site
+
+    hooks = []
+    for folder in site.getsitepackages():
+        for pth in sorted(Path(folder).glob("*.pth")):
+            lines = pth.read_text(errors="replace").splitlines()
+            if any(line.startswith(("import ", "import\t")) for line in lines):
+                hooks.append(pth.name)
+    return hooks
 
 
 if __name__ == "__main__":

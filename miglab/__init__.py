@@ -20,9 +20,6 @@ Quick start::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from miglab.errors import (
     CapabilityError,
     CompatError,
@@ -35,7 +32,12 @@ from miglab.errors import (
     VisitorError,
 )
 
+# ``typing`` is not imported at run time (``miglab --version`` needs none of it);
+# mypy reads this name as typing.TYPE_CHECKING.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
     from miglab.containers import load, save
     from miglab.findings import Finding
@@ -98,6 +100,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

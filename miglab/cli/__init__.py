@@ -33,17 +33,20 @@ keeps it so).
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 from miglab import __version__
 from miglab.errors import FileError, MiglabError
 
+# ``typing`` is not imported at run time: ``miglab --version`` needs none of it
+# (mypy reads this name as typing.TYPE_CHECKING).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("LazyChoices", "add_schema_options", "build_parser", "main", "schema_index")
@@ -64,6 +67,8 @@ class LazyChoices:
         self._module, self._name, self._extra = module, name, tuple(extra)
 
     def _values(self) -> Sequence[str]:
+        import importlib
+
         values = getattr(importlib.import_module(self._module), self._name)
         return (*(values() if callable(values) else values), *self._extra)
 
@@ -85,56 +90,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     names = _module_names()
     wanted = command.replace("-", "_") if command else None
     if wanted in names:
-        parser, sub = _parser()
+        parser, sub = _top_parser()
         _register(sub, [wanted])
         if command in sub.choices:
             return parser
-    parser, sub = _parser()
+    parser, sub = _top_parser()
     _register(sub, names)
     return parser
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help layout, given the terminal's width without :mod:`shutil`.
+def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
+    from miglab.cli._parser import Parser
 
-    argparse makes a formatter for every option it adds and asks
-    ``shutil.get_terminal_size`` for the width; importing shutil (and the
-    compression modules it imports) would cost every command a few
-    milliseconds for help it seldom prints.
-    """
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
-
-
-def _columns() -> int:
-    """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, stdout's, 80."""
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser laid out by :class:`_Formatter` (its subcommands' too)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-
-def _parser() -> tuple[argparse.ArgumentParser, Any]:
-    parser = _Parser(
+    parser = Parser(
         prog="miglab", description="Inspect, transform and re-encode QEMU migration streams."
     )
     parser.add_argument("--version", action="version", version=f"miglab {__version__}")
@@ -149,6 +117,8 @@ def _module_names() -> list[str]:
 
 
 def _register(sub: Any, names: Sequence[str]) -> None:
+    import importlib
+
     for name in names:
         module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
@@ -187,10 +157,13 @@ def schema_index(args: Any) -> SchemaIndex | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     words = sys.argv[1:] if argv is None else list(argv)
+    if words == ["--version"]:  # what argparse would print, without building a parser
+        print(f"miglab {__version__}")
+        return 0
     command = _command(words)
     # argparse prints the version before it asks for a command: no module is needed.
     version = command is None and "--version" in words
-    parser = _parser()[0] if version else build_parser(command)
+    parser = _top_parser()[0] if version else build_parser(command)
     args = parser.parse_args(words)
     try:
         status: int = args.func(args)

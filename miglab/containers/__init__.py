@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from miglab.errors import LimitExceeded
@@ -37,6 +36,8 @@ from miglab.stream.reader import open_source
 from miglab.wire import FILE_MAGIC
 
 if TYPE_CHECKING:
+    from pathlib import Path  # imported where a path is made: pathlib costs every command
+
     from miglab.stream.model import Stream
     from miglab.stream.progress import Progress
     from miglab.vmstate.filters import Filters
@@ -98,7 +99,7 @@ def load(
             the message says which, with the byte offset.
     """
     view = open_source(source)
-    path = None if isinstance(source, bytes | bytearray | memoryview) else Path(source)
+    file = None if isinstance(source, bytes | bytearray | memoryview) else os.fspath(source)
 
     def load_view(inner: memoryview, depth: int = 0) -> Stream:
         if depth > LIMITS.max_container_depth:
@@ -116,7 +117,10 @@ def load(
         if kind == "libvirt":
             return libvirt.load(inner, deeper)
         if kind == "qcow2":
-            return qcow2.load(inner, deeper, snapshot=snapshot, source=path if depth == 0 else None)
+            from pathlib import Path
+
+            path = Path(file) if file is not None and depth == 0 else None
+            return qcow2.load(inner, deeper, snapshot=snapshot, source=path)
         if kind == "mapped-ram":
             return mapped_ram.load(inner, 0, schema=schema)
         return compressed.load(inner, kind, deeper, progress=progress)
@@ -149,6 +153,8 @@ def save(
         options: passed to the container's writer (``in_place=True`` for a
             qcow2 snapshot written back into its own image).
     """
+    from pathlib import Path
+
     chosen = stream.container if container is _KEEP else container
     out = Path(path)
     save_as = getattr(chosen, "save_as", None)

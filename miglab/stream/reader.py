@@ -28,7 +28,6 @@ import mmap
 import os
 import struct
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miglab.errors import (
@@ -81,17 +80,15 @@ def open_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
     if isinstance(source, bytes | bytearray | memoryview):
         view = memoryview(source)
         return view.cast("B") if view.format != "B" else view
-    path = Path(source)
+    path = os.fspath(source)  # not pathlib: its import would cost every command a few ms
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return memoryview(b"")
             return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
     except OSError as exc:
-        raise FileError(
-            f"cannot read: {exc.strerror or exc}", path=str(path), errno=exc.errno
-        ) from None
+        raise FileError(f"cannot read: {exc.strerror or exc}", path=path, errno=exc.errno) from None
 
 
 def load(

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,15 @@ print(json.dumps({"status": status, "modules": sorted(sys.modules), "out": out.g
 """
 
 
-def run_fresh(*argv: str) -> dict:
-    """Run ``miglab ARGV`` in a new interpreter; its status, stdout and loaded modules."""
+def run_fresh(*argv: str, site: bool = True) -> dict:
+    """Run ``miglab ARGV`` in a new interpreter; its status, stdout and loaded modules.
+
+    ``site=False`` runs it without site-packages (``-S``), whose ``.pth`` files
+    (an editable install's import finder) may import modules before miglab starts.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
+        [sys.executable, *(() if site else ("-S",)), "-c", _PROBE, *argv],
         capture_output=True,
         text=True,
         check=True,
@@ -63,12 +68,20 @@ def heavy(modules: list[str]) -> set[str]:
     return {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
-def test_version_loads_no_stream_machinery() -> None:
+def test_version_loads_no_stream_machinery_nor_argparse() -> None:
     got = run_fresh("--version")
     assert got["status"] == 0
     assert got["out"].strip() == f"miglab {miglab.__version__}"
     assert heavy(got["modules"]) == set()
     assert not [m for m in got["modules"] if m.startswith(("miglab.stream", "miglab.vmstate"))]
+    assert "argparse" not in got["modules"]  # the version is printed before any parser is built
+    assert "typing" not in got["modules"]
+
+
+def test_version_constant_is_pyproject_version() -> None:
+    """``miglab.__version__`` is a constant (importlib.metadata costs start-up): kept equal here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert miglab.__version__ == project["version"]
 
 
 @pytest.mark.parametrize("command", ["inspect", "dump"])
@@ -77,6 +90,15 @@ def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: s
     assert got["status"] == 0
     assert "0000:00:04.0/virtio-net" in got["out"]
     assert heavy(got["modules"]) == set()
+
+
+def test_reading_a_stream_imports_no_pathlib() -> None:
+    """pathlib (and the fnmatch, urllib.parse, ipaddress it imports) would cost every command
+    a few ms; miglab's reader needs none of it, nor any third-party package."""
+    got = run_fresh("inspect", str(NET), site=False)
+    assert got["status"] == 0
+    assert "0000:00:04.0/virtio-net" in got["out"]
+    assert "pathlib" not in got["modules"]
 
 
 def test_diff_imports_no_pandas_numpy_asn1tools_matplotlib() -> None:
