@@ -17,11 +17,8 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from miglab.stream.model import CommandRecord, Section, Stream
-from miglab.stream.pages import RamPages
-from miglab.stream.ram import RamPayload
+from miglab.stream.model import Section, Stream
+from miglab.stream.pages import block_totals
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
@@ -151,34 +148,15 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
 def ram_columns(stream: Stream) -> dict[str, Any]:
     """The RAM_COLUMNS of every RAM block: ``block`` and ``used_length`` as lists,
     the counts as int64 numpy arrays (see :func:`ram_frame`)."""
-    blocks = stream.ram.blocks
-    n = len(blocks)
-    wire = np.zeros(n, dtype=np.int64)
-    name_len = np.array(
-        [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
-    )
-    for rec in stream.records:
-        if isinstance(rec, CommandRecord) or not isinstance(rec.payload, RamPayload):
-            continue
-        p = rec.payload
-        idx = p.block
-        mask = idx >= 0
-        if not mask.any():
-            continue
-        b = idx[mask]
-        names = p.named[mask].astype(np.int64)
-        per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
-        wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
-    counts = RamPages(stream).block_counts()
-    pages = np.array(counts["pages"], dtype=np.int64)
-    zeros = np.array(counts["final_zero_pages"], dtype=np.int64)
+    totals = block_totals(stream)
+    pages, zeros = totals["pages"], totals["final_zero_pages"]
     return {
-        "block": [b.name for b in blocks],
-        "used_length": [b.used_length for b in blocks],
+        "block": [b.name for b in stream.ram.blocks],
+        "used_length": [b.used_length for b in stream.ram.blocks],
         "pages": pages,
         "zero_pages": zeros,
         "data_pages": pages - zeros,
-        "bytes": wire,
+        "bytes": totals["bytes"],
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from miglab.wire import RAM_PAGE_KINDS
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
+__all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "release_chunks", "write_ram")
 
 _BE64 = struct.Struct(">Q")
 # Index entries a stream keeps (about 29 bytes each): the chunks read after
@@ -218,6 +218,42 @@ class RamPayload:
 
         return self.words & ~np.uint64(self.page_size - 1)
 
+    def word_columns(self, name_len: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every record's page word and block index, and the bytes on the wire per block.
+
+        ``words`` (uint64) and ``block`` (int32, -1 for none) have a value
+        per record; ``wire`` (int64) one per block: its records' words,
+        names and payloads (``name_len[b]``, the counted name of block ``b``,
+        where a record names it; an edited payload keeps its length).
+        Nothing is kept: a chunk in runs stays in runs, its words read from
+        the input in C, which stays mapped until the caller releases it
+        (:func:`release_chunks`, one call for many chunks).  For one pass
+        over a whole stream (:func:`~miglab.stream.pages.block_totals`).
+        """
+        import numpy as np
+
+        runs = self._entries()
+        if runs is not None:
+            words, block = runs.word_columns()
+            return words, block, runs.wire_bytes(name_len)
+        block = self.block
+        inside = block >= 0
+        b = block[inside]
+        per = 8 + self.length[inside].astype(np.int64) + self.named[inside] * name_len[b]
+        wire = np.bincount(b, weights=per, minlength=len(name_len)).astype(np.int64)
+        return self.words, block, wire
+
+    def span(self) -> tuple[int, int]:
+        """Input offsets of the first payload and of the end of the last record (0, 0: none)."""
+        if self._runs is not None:  # its span, without counting a mixed run
+            return self._runs.span()
+        if self._reread is not None:
+            return self._reread.span
+        if not len(self._words):
+            return 0, 0
+        last = len(self._words) - 1
+        return int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
+
     def release(self) -> None:
         """Drop the input pages of these records from this process's resident set.
 
@@ -229,22 +265,7 @@ class RamPayload:
         mapping = self.source.obj
         if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source):
             return
-        if self._runs is not None:  # its span, without counting a mixed run
-            first, upto = self._runs.span()
-        elif self._reread is not None:
-            first, upto = self._reread.span
-        elif len(self._words):
-            last = len(self._words) - 1
-            first, upto = int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
-        else:
-            return
-        if upto <= first:
-            return
-        # A page fault on a mapped file maps the cached pages around it too
-        # (read-around, fault-around), so reading this chunk also mapped the
-        # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
-        start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
-        release_pages(mapping, start, upto)
+        _release_span(mapping, *self.span())
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
@@ -323,6 +344,33 @@ class RamPayload:
         mask = self.page_size - 1
         for b, word, _, data in self.page_records():
             yield self.blocks[b].name if b >= 0 else "", word & ~mask, word & mask, data
+
+
+def _release_span(mapping: mmap.mmap, first: int, upto: int) -> None:
+    if upto <= first:
+        return
+    # A page fault on a mapped file maps the cached pages around it too
+    # (read-around, fault-around), so reading this chunk also mapped the
+    # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
+    start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
+    release_pages(mapping, start, upto)
+
+
+def release_chunks(chunks: Sequence[RamPayload]) -> None:
+    """:meth:`RamPayload.release` for chunks in input order, with one ``madvise``.
+
+    The chunks of one input follow each other, so the pages from the first
+    one's start to the last one's end are dropped at once (what lies between,
+    device sections, are views too: read back on use).
+    """
+    if not chunks:
+        return
+    mapping = chunks[0].source.obj
+    if not isinstance(mapping, mmap.mmap) or len(mapping) != len(chunks[0].source):
+        return
+    spans = [s for s in (c.span() for c in chunks if c.source.obj is mapping) if s[1] > s[0]]
+    if spans:
+        _release_span(mapping, spans[0][0], spans[-1][1])
 
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:

@@ -338,6 +338,58 @@ class RecordRuns:
             length.extend(array("i", (size,)) * n)
         return words, named, block, pos, length
 
+    def word_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-record page words (uint64) and block indexes (int32), nothing else built.
+
+        A run's words are copied out of the input through one strided view
+        (no per-record offsets), a mixed run's come from :func:`mixed_words`,
+        a record on its own has its word in its entry: the input is read
+        once, in C, and a run entry costs a few numpy calls.
+        """
+        import numpy as np
+
+        mixed = {
+            i: mixed_words(self.source, self.word_at(i), stop, self.page_size)
+            for i, stop in self.mixed.items()
+        }
+        for i, run in mixed.items():
+            self.count[i] = len(run)
+        count = np.frombuffer(self.count, np.int32)
+        ends = np.cumsum(count, dtype=np.int64)
+        words = np.empty(int(ends[-1]) if len(ends) else 0, np.uint64)
+        one = count == 1
+        words[(ends - 1)[one]] = np.frombuffer(self.word, np.uint64)[one]
+        for i in np.flatnonzero(count > 1).tolist():
+            stop = int(ends[i])
+            n = self.count[i]
+            if i in mixed:
+                words[stop - n : stop] = np.frombuffer(mixed[i], np.uint64)
+            else:
+                stride = (8 + self.length[i],)
+                at = self.pos[i] - 8
+                words[stop - n : stop] = np.ndarray((n,), ">u8", self.source, at, stride)
+        return words, np.repeat(np.frombuffer(self.block, np.int32), count)
+
+    def wire_bytes(self, name_len: np.ndarray) -> np.ndarray:
+        """Bytes on the wire (word, block name, payload) of each block's records, per block.
+
+        ``name_len[b]`` is block ``b``'s counted name (length byte included);
+        records of no block (EOS, the block list) are left out.  Counted per
+        entry: a run is ``count`` records of one stride, a mixed run the
+        input it spans.
+        """
+        import numpy as np
+
+        block = np.frombuffer(self.block, np.int32)
+        count = np.frombuffer(self.count, np.int32).astype(np.int64)
+        per = count * (8 + np.frombuffer(self.length, np.int32))
+        per += np.frombuffer(self.named, np.int8) * name_len[np.maximum(block, 0)]
+        for i, stop in self.mixed.items():
+            per[i] = stop - self.word_at(i)
+        inside = block >= 0
+        totals = np.bincount(block[inside], weights=per[inside], minlength=len(name_len))
+        return totals.astype(np.int64)
+
     def expand_numpy(self) -> tuple[np.ndarray, ...]:
         """:meth:`expand` with numpy (for callers that asked for numpy columns)."""
         import numpy as np
