@@ -29,6 +29,7 @@ from miglab.errors import MigrationFormatError, NotFoundError
 from miglab.stream.model import Stream
 from miglab.stream.ram import RamPayload, release_chunks
 from miglab.stream.ram_records import RELEASE_EVERY
+from miglab.stream.ram_runs import WordBatch
 from miglab.stream.xbzrle import xbzrle_decode
 from miglab.wire import (
     RAM_COMPRESS_PAGE,
@@ -236,7 +237,8 @@ def block_totals(stream: Stream) -> dict[str, np.ndarray]:
     over the chunks, whose page words are settled a batch at a time (at
     most 1M records or 16 MiB of input) into a byte per guest page (never
     sent, data, zero), so memory stays flat in the number of records, and
-    the input pages a batch read are released with one call.  ``bytes`` counts every record of the block, all passes.
+    the input pages a batch read are released with one call.  ``bytes``
+    counts every record of the block, all passes.
     """
     import numpy as np
 
@@ -249,20 +251,18 @@ def block_totals(stream: Stream) -> dict[str, np.ndarray]:
     )
     settle = _Settle(ps, counts, base)
     wire = np.zeros(len(blocks), dtype=np.int64)
-    batch: list[tuple[RamPayload, np.ndarray, np.ndarray]] = []
-    pending = 0
+    batch = WordBatch(name_len)
+    chunks: list[RamPayload] = []
     for s in stream.sections:
         p = s.payload
         if not isinstance(p, RamPayload):
             continue
-        words, block, chunk_wire = p.word_columns(name_len)
-        wire += chunk_wire
-        batch.append((p, words, block))
-        pending += len(words)
-        if pending >= _BATCH or p.span()[1] - batch[0][0].span()[0] >= RELEASE_EVERY:
-            settle(batch)
-            batch, pending = [], 0
-    settle(batch)
+        p.add_to(batch)
+        chunks.append(p)
+        if batch.records >= _BATCH or p.span()[1] - chunks[0].span()[0] >= RELEASE_EVERY:
+            wire += settle(batch, chunks)
+            chunks = []
+    wire += settle(batch, chunks)
     state = settle.state
     ranges = list(pairwise(base.tolist()))
     pages = [np.count_nonzero(state[lo:hi]) for lo, hi in ranges]
@@ -288,14 +288,13 @@ class _Settle:
         # Scratch: which record of a batch wrote a page last (finds pages sent twice).
         self._stamp = np.zeros(int(base[-1]), dtype=np.int32)
 
-    def __call__(self, batch: list[tuple[RamPayload, np.ndarray, np.ndarray]]) -> None:
+    def __call__(self, batch: WordBatch, chunks: list[RamPayload]) -> np.ndarray:
+        """Settle the records of ``batch`` (read from ``chunks``); their wire bytes per block."""
         import numpy as np
 
-        if not batch:
-            return
-        words = np.concatenate([w for _, w, _ in batch])
-        block = np.concatenate([b for _, _, b in batch]).astype(np.int64)
-        release_chunks([p for p, _, _ in batch])
+        words, block32, wire = batch.take()
+        release_chunks(chunks)
+        block = block32.astype(np.int64)
         kind = (words & np.uint64(self.page_size - 1)).astype(np.int64) & ~RAM_CONTINUE
         page = (words // np.uint64(self.page_size)).astype(np.int64)
         sel = ((kind & RAM_PAGE_KINDS) != 0) & (block >= 0)
@@ -311,10 +310,11 @@ class _Settle:
         lost = stamp[keys] != order
         if not lost.any():
             self.state[keys] = code
-            return
+            return wire
         stamp[keys[lost]] = -1
         again = stamp[keys] == -1
         self.state[keys[~again]] = code[~again]
         rev_keys, rev_code = keys[again][::-1], code[again][::-1]
         uniq, first = np.unique(rev_keys, return_index=True)
         self.state[uniq] = rev_code[first]
+        return wire

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from miglab.stream.ram_records import RELEASE_EVERY, RamBlock, RamContext, read_runs, release_pages
-from miglab.stream.ram_runs import RecordRuns
+from miglab.stream.ram_runs import RecordRuns, WordBatch
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.wire import RAM_PAGE_KINDS
 
@@ -218,30 +218,18 @@ class RamPayload:
 
         return self.words & ~np.uint64(self.page_size - 1)
 
-    def word_columns(self, name_len: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every record's page word and block index, and the bytes on the wire per block.
+    def add_to(self, batch: WordBatch) -> None:
+        """Append these records to ``batch`` (page words and wire bytes of many chunks).
 
-        ``words`` (uint64) and ``block`` (int32, -1 for none) have a value
-        per record; ``wire`` (int64) one per block: its records' words,
-        names and payloads (``name_len[b]``, the counted name of block ``b``,
-        where a record names it; an edited payload keeps its length).
-        Nothing is kept: a chunk in runs stays in runs, its words read from
-        the input in C, which stays mapped until the caller releases it
-        (:func:`release_chunks`, one call for many chunks).  For one pass
-        over a whole stream (:func:`~miglab.stream.pages.block_totals`).
+        A chunk in runs stays in runs (nothing is kept here); its input stays
+        mapped until the caller releases it (:func:`release_chunks`, one call
+        for many chunks).
         """
-        import numpy as np
-
         runs = self._entries()
         if runs is not None:
-            words, block = runs.word_columns()
-            return words, block, runs.wire_bytes(name_len)
-        block = self.block
-        inside = block >= 0
-        b = block[inside]
-        per = 8 + self.length[inside].astype(np.int64) + self.named[inside] * name_len[b]
-        wire = np.bincount(b, weights=per, minlength=len(name_len)).astype(np.int64)
-        return self.words, block, wire
+            batch.add(runs)
+        else:
+            batch.add_records(self.words, self.named, self.block, self.length)
 
     def span(self) -> tuple[int, int]:
         """Input offsets of the first payload and of the end of the last record (0, 0: none)."""
