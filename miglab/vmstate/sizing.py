@@ -136,7 +136,7 @@ class SizingVisitor(Visitor):
             pos = self.pos
             self.leaves.extend(
                 zip(
-                    [f"{base}[{i}].{f}" for i in range(n) for f in names],
+                    [p + f for p in [f"{base}[{i}]." for i in range(n)] for f in names],
                     run.fields * n,
                     chain.from_iterable(rows),
                     run.sizes * n,
