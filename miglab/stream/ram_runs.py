@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from miglab.errors import MiglabError
 from miglab.wire import RAM_CONTINUE, RAM_PAGE, RAM_PAGE_KINDS, RAM_ZERO
 
 if TYPE_CHECKING:
@@ -394,7 +395,7 @@ class WordBatch:
     def add(self, runs: RecordRuns) -> None:
         """Append the entries of one chunk (of the same input as the others)."""
         if self._source is not None and runs.source is not self._source:
-            raise ValueError("a word batch reads the chunks of one input")
+            raise MiglabError("a word batch reads the chunks of one input, not of two")
         self._source = runs.source
         first = len(self._count)
         for i, stop in runs.mixed.items():
