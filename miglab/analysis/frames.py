@@ -164,8 +164,9 @@ def ram_frame(stream: Stream) -> pd.DataFrame:
     """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire.
 
     Page counts are of the final content (a page re-sent by a later pass counts
-    once, as what its last record made it: :class:`~miglab.stream.pages.RamPages`);
-    ``bytes`` counts every record of the block, all passes.
+    once, as what its last record made it, as in :class:`~miglab.stream.pages.RamPages`),
+    counted by :func:`~miglab.stream.pages.block_totals` without a per-record
+    index; ``bytes`` counts every record of the block, all passes.
     """
     import pandas as pd
 
