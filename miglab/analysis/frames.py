@@ -111,13 +111,17 @@ def field_columns(stream: Stream) -> dict[str, list[Any]]:
             if isinstance(rec, Section) and isinstance(rec.payload, VMState):
                 start = rec.offset if rec.offset >= 0 else 0
                 v = SizingVisitor(start + header_size(rec))
+                v.leaves = leaves  # every section's leaves in one list
+                before = len(leaves)
                 visit_vmstate(v, rec.payload.desc, rec.payload)
-                sections += [rec.name] * len(v.leaves)
-                instances += [rec.instance_id] * len(v.leaves)
-                leaves += v.leaves
-    if not leaves:
-        return {name: [] for name in FIELD_COLUMNS}
-    paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+                sections += [rec.name] * (len(leaves) - before)
+                instances += [rec.instance_id] * (len(leaves) - before)
+        if not leaves:
+            return {name: [] for name in FIELD_COLUMNS}
+        paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+        # Freed before the collector is back on, so the collection that
+        # follows has a few columns to scan, not a tuple per leaf.
+        leaves.clear()
     return {
         "section": sections,
         "instance_id": instances,
