@@ -12,7 +12,7 @@ tree first on ``sys.path``:
   3 warm-ups;
 * ``ram``: ``load`` + ``ram_frame`` of a 1 GiB stream of random RAM (made once
   by the *after* tree's synthetic generator, read once into the page cache),
-  GB/s, best of 3;
+  GB/s of wall-clock and of CPU time (user + system), best of 3;
 * ``enc``: encode and decode of every stream in ``data/`` through legacy,
   MessagePack, CBOR and JSON (the public ``miglab.encoders`` API both trees
   have), CPU time, MB/s of legacy bytes.
@@ -21,7 +21,8 @@ Both trees read the same files: the streams of the *before* tree's ``data/``
 (a newer tree reads more kinds, not fewer).  The figures
 are medians over ``--rounds`` alternations, with the load average beside them.
 
-Usage: ``python benchmarks/bench_versus.py --before DIR --after DIR [--rounds 3]``
+Usage: ``python benchmarks/bench_versus.py --before DIR --after DIR [--rounds 3]
+[--only heavy,ram,enc]``
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ if what == "heavy":
            "median_ms": times[len(times) // 2] * 1e3}
 elif what == "ram":
     size = Path(ram).stat().st_size
-    best = 0.0
+    best = cpu = 0.0
     for _ in range(3):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ram_frame(miglab.load(ram))
         best = max(best, size / (time.perf_counter() - t) / 1e9)
-    out = {"gb_s": best}
+        cpu = max(cpu, size / (time.process_time() - c) / 1e9)
+    out = {"gb_s": best, "cpu_gb_s": cpu}
 else:
     streams = [miglab.load(p) for p in sorted(data.glob("*.mig"))]
     total = sum(len(s.to_bytes()) for s in streams)
@@ -117,7 +119,11 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="checkout of the older tree")
     parser.add_argument("--after", type=Path, required=True, help="checkout of the newer tree")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two trees")
+    parser.add_argument(
+        "--only", default="heavy,ram,enc", help="figures to measure (heavy, ram, enc)"
+    )
     args = parser.parse_args()
+    only = [w for w in ("heavy", "ram", "enc") if w in args.only.split(",")]
     data = args.before / "data"
     runs: dict[tuple[str, str], list[dict]] = {}
     loads = []
@@ -125,13 +131,29 @@ def main() -> None:
         ram = Path(tmp) / "random-1G.mig"
         make_ram(args.after, ram)
         for _ in range(args.rounds):
-            for what in ("heavy", "ram", "enc"):
+            for what in only:
                 for side, tree in (("before", args.before), ("after", args.after)):
                     loads.append(os.getloadavg()[0])
                     runs.setdefault((what, side), []).append(child(tree, what, data, ram))
     med = statistics.median
     print(f"before = {args.before}, after = {args.after}, {args.rounds} alternations")
     print(f"load average (1 min) during the runs: {min(loads):.1f} .. {max(loads):.1f}")
+    if "heavy" in only:
+        _print_heavy(runs)
+    if "ram" in only:
+        print("\nload + ram_frame of 1 GiB random RAM, GB/s (best of 3, median over rounds)")
+        for side in ("before", "after"):
+            rows = runs["ram", side]
+            print(
+                f"  {side:6s}  wall {med(r['gb_s'] for r in rows):6.2f}"
+                f"  CPU {med(r['cpu_gb_s'] for r in rows):6.2f}"
+            )
+    if "enc" in only:
+        _print_enc(runs)
+
+
+def _print_heavy(runs: dict[tuple[str, str], list[dict]]) -> None:
+    med = statistics.median
     heavy = runs["heavy", "after"][0]
     print(f"\nload + fields_frame of {heavy['stream']} ({heavy['fields']} fields), thread CPU ms")
     for side in ("before", "after"):
@@ -140,9 +162,10 @@ def main() -> None:
             f"  {side:6s}  min {med(r['min_ms'] for r in rows):6.1f}"
             f"  median {med(r['median_ms'] for r in rows):6.1f}"
         )
-    print("\nload + ram_frame of 1 GiB random RAM, GB/s (best of 3, median over rounds)")
-    for side in ("before", "after"):
-        print(f"  {side:6s}  {med(r['gb_s'] for r in runs['ram', side]):6.2f}")
+
+
+def _print_enc(runs: dict[tuple[str, str], list[dict]]) -> None:
+    med = statistics.median
     print("\nencoders on every data/ stream, CPU-time MB/s of legacy bytes (size x legacy)")
     print(
         f"  {'format':8s} {'before enc':>10s} {'after enc':>10s} {'before dec':>10s} {'after dec':>10s}"

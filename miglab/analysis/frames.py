@@ -17,11 +17,8 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from miglab.stream.model import CommandRecord, Section, Stream
-from miglab.stream.pages import RamPages
-from miglab.stream.ram import RamPayload
+from miglab.stream.model import Section, Stream
+from miglab.stream.pages import block_totals
 from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.sizing import SizingVisitor
 from miglab.vmstate.state import VMState
@@ -114,13 +111,17 @@ def field_columns(stream: Stream) -> dict[str, list[Any]]:
             if isinstance(rec, Section) and isinstance(rec.payload, VMState):
                 start = rec.offset if rec.offset >= 0 else 0
                 v = SizingVisitor(start + header_size(rec))
+                v.leaves = leaves  # every section's leaves in one list
+                before = len(leaves)
                 visit_vmstate(v, rec.payload.desc, rec.payload)
-                sections += [rec.name] * len(v.leaves)
-                instances += [rec.instance_id] * len(v.leaves)
-                leaves += v.leaves
-    if not leaves:
-        return {name: [] for name in FIELD_COLUMNS}
-    paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+                sections += [rec.name] * (len(leaves) - before)
+                instances += [rec.instance_id] * (len(leaves) - before)
+        if not leaves:
+            return {name: [] for name in FIELD_COLUMNS}
+        paths, fields, values, sizes, offsets = map(list, zip(*leaves, strict=True))
+        # Freed before the collector is back on, so the collection that
+        # follows has a few columns to scan, not a tuple per leaf.
+        leaves.clear()
     return {
         "section": sections,
         "instance_id": instances,
@@ -151,34 +152,15 @@ def fields_frame(stream: Stream) -> pd.DataFrame:
 def ram_columns(stream: Stream) -> dict[str, Any]:
     """The RAM_COLUMNS of every RAM block: ``block`` and ``used_length`` as lists,
     the counts as int64 numpy arrays (see :func:`ram_frame`)."""
-    blocks = stream.ram.blocks
-    n = len(blocks)
-    wire = np.zeros(n, dtype=np.int64)
-    name_len = np.array(
-        [len(x.name.encode("utf-8", "surrogateescape")) + 1 for x in blocks], dtype=np.int64
-    )
-    for rec in stream.records:
-        if isinstance(rec, CommandRecord) or not isinstance(rec.payload, RamPayload):
-            continue
-        p = rec.payload
-        idx = p.block
-        mask = idx >= 0
-        if not mask.any():
-            continue
-        b = idx[mask]
-        names = p.named[mask].astype(np.int64)
-        per = 8 + p.length[mask].astype(np.int64) + names * name_len[b]
-        wire += np.bincount(b, weights=per, minlength=n)[:n].astype(np.int64)
-    counts = RamPages(stream).block_counts()
-    pages = np.array(counts["pages"], dtype=np.int64)
-    zeros = np.array(counts["final_zero_pages"], dtype=np.int64)
+    totals = block_totals(stream)
+    pages, zeros = totals["pages"], totals["final_zero_pages"]
     return {
-        "block": [b.name for b in blocks],
-        "used_length": [b.used_length for b in blocks],
+        "block": [b.name for b in stream.ram.blocks],
+        "used_length": [b.used_length for b in stream.ram.blocks],
         "pages": pages,
         "zero_pages": zeros,
         "data_pages": pages - zeros,
-        "bytes": wire,
+        "bytes": totals["bytes"],
     }
 
 
@@ -186,8 +168,9 @@ def ram_frame(stream: Stream) -> pd.DataFrame:
     """A row per RAM block: used_length, pages, zero_pages, data_pages, bytes on the wire.
 
     Page counts are of the final content (a page re-sent by a later pass counts
-    once, as what its last record made it: :class:`~miglab.stream.pages.RamPages`);
-    ``bytes`` counts every record of the block, all passes.
+    once, as what its last record made it, as in :class:`~miglab.stream.pages.RamPages`),
+    counted by :func:`~miglab.stream.pages.block_totals` without a per-record
+    index; ``bytes`` counts every record of the block, all passes.
     """
     import pandas as pd
 

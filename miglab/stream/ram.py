@@ -24,19 +24,19 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from miglab.stream.ram_records import RELEASE_EVERY, RamBlock, RamContext, read_runs, release_pages
-from miglab.stream.ram_runs import RecordRuns
+from miglab.stream.ram_runs import RecordRuns, WordBatch
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.wire import RAM_PAGE_KINDS
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "write_ram")
+__all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "release_chunks", "write_ram")
 
 _BE64 = struct.Struct(">Q")
 # Index entries a stream keeps (about 29 bytes each): the chunks read after
@@ -218,6 +218,30 @@ class RamPayload:
 
         return self.words & ~np.uint64(self.page_size - 1)
 
+    def add_to(self, batch: WordBatch) -> None:
+        """Append these records to ``batch`` (page words and wire bytes of many chunks).
+
+        A chunk in runs stays in runs (nothing is kept here); its input stays
+        mapped until the caller releases it (:func:`release_chunks`, one call
+        for many chunks).
+        """
+        runs = self._entries()
+        if runs is not None:
+            batch.add(runs)
+        else:
+            batch.add_records(self.words, self.named, self.block, self.length)
+
+    def span(self) -> tuple[int, int]:
+        """Input offsets of the first payload and of the end of the last record (0, 0: none)."""
+        if self._runs is not None:  # its span, without counting a mixed run
+            return self._runs.span()
+        if self._reread is not None:
+            return self._reread.span
+        if not len(self._words):
+            return 0, 0
+        last = len(self._words) - 1
+        return int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
+
     def release(self) -> None:
         """Drop the input pages of these records from this process's resident set.
 
@@ -229,22 +253,7 @@ class RamPayload:
         mapping = self.source.obj
         if not isinstance(mapping, mmap.mmap) or len(mapping) != len(self.source):
             return
-        if self._runs is not None:  # its span, without counting a mixed run
-            first, upto = self._runs.span()
-        elif self._reread is not None:
-            first, upto = self._reread.span
-        elif len(self._words):
-            last = len(self._words) - 1
-            first, upto = int(self._pos[0]), int(self._pos[last]) + int(self._length[last])
-        else:
-            return
-        if upto <= first:
-            return
-        # A page fault on a mapped file maps the cached pages around it too
-        # (read-around, fault-around), so reading this chunk also mapped the
-        # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
-        start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
-        release_pages(mapping, start, upto)
+        _release_span(mapping, *self.span())
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
@@ -323,6 +332,33 @@ class RamPayload:
         mask = self.page_size - 1
         for b, word, _, data in self.page_records():
             yield self.blocks[b].name if b >= 0 else "", word & ~mask, word & mask, data
+
+
+def _release_span(mapping: mmap.mmap, first: int, upto: int) -> None:
+    if upto <= first:
+        return
+    # A page fault on a mapped file maps the cached pages around it too
+    # (read-around, fault-around), so reading this chunk also mapped the
+    # tail of the chunk before; 1 MiB covers it (measured: RSS stays flat).
+    start = max(0, first - first % mmap.PAGESIZE - _READ_AROUND)
+    release_pages(mapping, start, upto)
+
+
+def release_chunks(chunks: Sequence[RamPayload]) -> None:
+    """:meth:`RamPayload.release` for chunks in input order, with one ``madvise``.
+
+    The chunks of one input follow each other, so the pages from the first
+    one's start to the last one's end are dropped at once (what lies between,
+    device sections, are views too: read back on use).
+    """
+    if not chunks:
+        return
+    mapping = chunks[0].source.obj
+    if not isinstance(mapping, mmap.mmap) or len(mapping) != len(chunks[0].source):
+        return
+    spans = [s for s in (c.span() for c in chunks if c.source.obj is mapping) if s[1] > s[0]]
+    if spans:
+        _release_span(mapping, spans[0][0], spans[-1][1])
 
 
 def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:

@@ -40,12 +40,13 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from miglab.errors import MiglabError
 from miglab.wire import RAM_CONTINUE, RAM_PAGE, RAM_PAGE_KINDS, RAM_ZERO
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ("RUN_MIN", "RecordRuns", "mixed_run", "mixed_words", "run_length")
+__all__ = ("RUN_MIN", "RecordRuns", "WordBatch", "mixed_run", "mixed_words", "run_length")
 
 RUN_MIN = 8  # a run shorter than this is read record by record
 _RUN_BATCH = 1 << 16
@@ -362,3 +363,96 @@ class RecordRuns:
         named = np.frombuffer(self.named, np.int8)[entry].astype(bool)
         block = np.frombuffer(self.block, np.int32)[entry]
         return words, named, block, pos, length[entry]
+
+
+class WordBatch:
+    """The page words of many chunks' records and their bytes on the wire, read at once.
+
+    For one pass over a whole stream (:func:`~miglab.stream.pages.block_totals`).
+    A chunk of a precopy stream holds a few hundred records in two or three
+    entries, so numpy calls per chunk would cost more than its reading:
+    :meth:`add` appends a chunk's entries to the batch's columns (in C), and
+    :meth:`take` turns them into per-record columns with one set of numpy
+    calls and one strided copy out of the input per run.
+
+    Attributes:
+        records: records added since the last :meth:`take`.
+    """
+
+    def __init__(self, name_len: np.ndarray) -> None:
+        """``name_len[b]``: block ``b``'s counted name, length byte included."""
+        self._name_len = name_len
+        self._clear()
+
+    def _clear(self) -> None:
+        self.records = 0
+        self._word, self._named, self._block = array("Q"), array("b"), array("i")
+        self._pos, self._length, self._count = array("q"), array("i"), array("i")
+        # batch entry -> (the mixed run's words, input bytes it spans)
+        self._mixed: dict[int, tuple[array, int]] = {}
+        self._source: memoryview | None = None
+
+    def add(self, runs: RecordRuns) -> None:
+        """Append the entries of one chunk (of the same input as the others)."""
+        if self._source is not None and runs.source is not self._source:
+            raise MiglabError("a word batch reads the chunks of one input, not of two")
+        self._source = runs.source
+        first = len(self._count)
+        for i, stop in runs.mixed.items():
+            at = runs.word_at(i)
+            words = mixed_words(runs.source, at, stop, runs.page_size)
+            runs.count[i] = len(words)
+            self._mixed[first + i] = (words, stop - at)
+        self._word.extend(runs.word)
+        self._named.extend(runs.named)
+        self._block.extend(runs.block)
+        self._pos.extend(runs.pos)
+        self._length.extend(runs.length)
+        self._count.extend(runs.count)
+        self.records += sum(runs.count)
+
+    def add_records(
+        self, words: np.ndarray, named: np.ndarray, block: np.ndarray, length: np.ndarray
+    ) -> None:
+        """Append the per-record columns of an expanded chunk (an entry per record)."""
+        self._word.frombytes(words.astype("uint64").tobytes())
+        self._named.frombytes(named.astype("int8").tobytes())
+        self._block.frombytes(block.astype("int32").tobytes())
+        self._length.frombytes(length.astype("int32").tobytes())
+        self._pos.frombytes(bytes(8 * len(words)))  # a record on its own needs no offset
+        self._count.extend(array("i", (1,)) * len(words))
+        self.records += len(words)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(words, block, wire)`` of the records added, and an empty batch.
+
+        ``words`` (uint64) and ``block`` (int32, -1 for none) have a value per
+        record, in input order; ``wire`` (int64) is per block: the bytes of
+        its records (word, block name where written, payload), records of no
+        block (EOS, the block list) left out.
+        """
+        import numpy as np
+
+        count = np.frombuffer(self._count, np.int32)
+        ends = np.cumsum(count, dtype=np.int64)
+        words = np.empty(int(ends[-1]) if len(ends) else 0, np.uint64)
+        one = count == 1
+        words[(ends - 1)[one]] = np.frombuffer(self._word, np.uint64)[one]
+        mixed, src = self._mixed, self._source
+        for i in np.flatnonzero(count > 1).tolist():
+            stop, n = int(ends[i]), self._count[i]
+            if i in mixed:
+                words[stop - n : stop] = np.frombuffer(mixed[i][0], np.uint64)
+            else:
+                step = (8 + self._length[i],)
+                words[stop - n : stop] = np.ndarray((n,), ">u8", src, self._pos[i] - 8, step)
+        block = np.frombuffer(self._block, np.int32)
+        per = count * (8 + np.frombuffer(self._length, np.int32).astype(np.int64))
+        per += np.frombuffer(self._named, np.int8) * self._name_len[np.maximum(block, 0)]
+        for i, (_, spans) in mixed.items():
+            per[i] = spans
+        inside = block >= 0
+        wire = np.bincount(block[inside], weights=per[inside], minlength=len(self._name_len))
+        out = words, np.repeat(block, count), wire.astype(np.int64)
+        self._clear()
+        return out

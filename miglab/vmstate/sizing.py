@@ -20,6 +20,7 @@ compiled layout, without a call per field.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any, NamedTuple
 
 from miglab.visitors.base import FieldRun, Visitor
@@ -128,23 +129,21 @@ class SizingVisitor(Visitor):
         except KeyError:
             return None
         if self._keep:
+            # The leaves of all elements in one zip: a column per leaf tuple
+            # item, built by comprehensions (an element costs no calls).
             base = self._where(name)
-            names, fields, sizes, offsets = run.names, run.fields, run.sizes, run.offsets
+            names, offsets, n = run.names, run.offsets, len(rows)
             pos = self.pos
-            extend = self.leaves.extend
-            for i, vals in enumerate(rows):
-                prefix = f"{base}[{i}]."
-                at = pos + i * size
-                extend(
-                    zip(
-                        map(prefix.__add__, names),
-                        fields,
-                        vals,
-                        sizes,
-                        map(at.__add__, offsets),
-                        strict=True,
-                    )
+            self.leaves.extend(
+                zip(
+                    [p + f for p in [f"{base}[{i}]." for i in range(n)] for f in names],
+                    run.fields * n,
+                    chain.from_iterable(rows),
+                    run.sizes * n,
+                    [pos + i * size + o for i in range(n) for o in offsets],
+                    strict=True,
                 )
+            )
         self.pos += size * len(rows)
         return srcs
 

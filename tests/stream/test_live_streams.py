@@ -133,6 +133,42 @@ def test_ram_frame_counts_final_pages(path: Path) -> None:
     assert row["zero_pages"] + row["data_pages"] == n_pages
 
 
+def _record_bytes(stream: miglab.Stream) -> dict[str, int]:
+    """Bytes of every block's records (word, name where written, payload), per record."""
+    out = dict.fromkeys((b.name for b in stream.ram.blocks), 0)
+    for sec in stream.sections:
+        p = sec.payload
+        if isinstance(p, RamPayload):
+            cols = (p.block.tolist(), p.named.tolist(), p.length.tolist())
+            for b, n, length in zip(*cols, strict=True):
+                if b >= 0:
+                    name = stream.ram.blocks[b].name
+                    out[name] += 8 + length + n * (len(name.encode()) + 1)
+    return out
+
+
+@pytest.mark.parametrize("held", ["runs", "re-read", "expanded"])
+@pytest.mark.parametrize("path", DIRTIER, ids=IDS)
+def test_ram_frame_agrees_with_the_page_index_however_chunks_are_held(
+    path: Path, held: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ram_frame settles the chunks' page words a batch at a time; RamPages
+    # indexes every record and takes each page's last one: the same counts,
+    # whether a chunk keeps its run entries, is read again or was expanded.
+    if held == "re-read":
+        monkeypatch.setattr("miglab.stream.ram._INDEX_BUDGET", 0)
+    stream = miglab.load(path)  # mapped: the batches release its pages
+    if held == "expanded":
+        for sec in stream.sections:
+            if isinstance(sec.payload, RamPayload):
+                assert len(sec.payload.words)
+    frame = miglab.ram_frame(stream).set_index("block")
+    counts = RamPages(stream).block_counts()
+    assert frame["pages"].tolist() == counts["pages"]
+    assert frame["zero_pages"].tolist() == counts["final_zero_pages"]
+    assert frame["bytes"].to_dict() == _record_bytes(stream)
+
+
 @pytest.mark.parametrize("path", DIRTIER, ids=IDS)
 def test_extract_writes_the_final_content(path: Path, tmp_path: Path) -> None:
     result = extract(path, tmp_path / "out")
