@@ -257,3 +257,21 @@ def test_object_input_is_strict_about_unknown_members(net: miglab.Stream) -> Non
     with pytest.raises(EncodingError, match="nobody reads: extra") as info:
         from_plain(tree)
     assert info.value.path == "0000:00:02.0/e1000.parent_obj"
+
+
+def test_tree_vmdesc_is_parsed_when_first_read(net: miglab.Stream) -> None:
+    """A decoded tree's vmdesc stays text until read; re-encoding carries that text as it
+    is; reading it gives the loaded vmdesc, and a vmdesc that is not JSON fails decode."""
+    for fmt in ("json", "cbor", "msgpack"):
+        data = encoders.encode(net, fmt)
+        back = encoders.decode(data, fmt)
+        assert back.deferred_vmdesc() is not None
+        assert encoders.encode(back, fmt) == data
+        assert back.deferred_vmdesc() is not None  # encoding did not parse it
+        assert back.vmdesc == net.vmdesc
+        assert back.deferred_vmdesc() is None
+        assert back.to_bytes() == net.to_bytes()
+    tree = to_plain(net)
+    for text in ('{"devices": [', "[1, 2]", '"devices"'):
+        with pytest.raises(EncodingError, match="vmdesc"):
+            from_plain({**tree, "vmdesc": text})
