@@ -277,3 +277,17 @@ def test_tree_vmdesc_is_parsed_when_first_read(net: miglab.Stream) -> None:
     for text in ('{"devices": [', "[1, 2]", '"devices"'):
         with pytest.raises(EncodingError, match="vmdesc"):
             from_plain({**tree, "vmdesc": text})
+
+
+def test_json_bytes_are_found_in_long_lists() -> None:
+    """A long list of numbers is passed over whole; one with anything else, item by item."""
+    from miglab.encoders.json_format import _loads
+
+    numbers = list(range(40))
+    text = json.dumps([numbers, [*numbers, 0.5, True], [*numbers, {"$b": "AQI="}], ["x"] * 20])
+    assert _loads(text.encode()) == [
+        numbers,
+        [*numbers, 0.5, True],
+        [*numbers, b"\x01\x02"],
+        ["x"] * 20,
+    ]
