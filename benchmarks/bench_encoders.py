@@ -16,7 +16,8 @@ JSON.  ``--synthetic 0`` leaves the synthetic stream out.
 (``time.process_time``, so a loaded machine matters less): the device state
 of all data/ streams encoded and decoded as one batch per format, formats
 interleaved run by run, medians of ``--repeat`` runs, MB/s of legacy bytes
-and the speed relative to legacy's in the same run.  It uses only the public
+and the speed relative to legacy's in the same run.  Decoding leaves a
+tree's vmdesc unparsed until it is read (``Stream.defer_vmdesc``).  It uses only the public
 encoder API, so the same file measures an older checkout put first on
 ``PYTHONPATH``, side by side.
 """

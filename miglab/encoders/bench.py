@@ -9,6 +9,9 @@ so every format is charged for the same information.  Formats are timed
 side by side, interleaved run by run, in CPU time (``time.process_time``:
 other processes on the machine matter less), and the median of ``repeat``
 runs is kept.  Every encoding is checked to decode back to the legacy bytes.
+A decoded tree's vmdesc is parsed when first read
+(:meth:`~miglab.stream.model.Stream.defer_vmdesc`), so decode times leave
+its parse out; the round-trip check, which writes it, reads it.
 
 The goals (issue 14): on device state, the best self-describing binary
 format within 1.05x of legacy size, encode and decode at >= 100 MB/s for

@@ -47,6 +47,9 @@ def _hook(obj: dict[str, Any]) -> Any:
     return _bytes(obj) if len(obj) == 1 and "$b" in obj else obj
 
 
+_LONG = 16  # a shorter list is looked through item by item, cheaper than a failed sum()
+
+
 def _unwrap(node: Any) -> Any:
     """``node`` (a map or list from orjson) with every ``{"$b": ...}`` map made bytes."""
     if type(node) is dict:
@@ -56,11 +59,18 @@ def _unwrap(node: Any) -> Any:
             if type(v) is dict or type(v) is list:
                 node[k] = _unwrap(v)  # a value replaced, no key added: iteration stays valid
         return node
-    kinds = set(map(type, node))  # at C speed: integer arrays are most of the items
-    if dict in kinds or list in kinds:
-        for i, v in enumerate(node):
-            if type(v) is dict or type(v) is list:
-                node[i] = _unwrap(v)
+    if len(node) > _LONG:
+        # Integer arrays are most of the items: sum() tells at C speed that a list
+        # holds numbers only (of what orjson makes, adding anything else to 0 raises).
+        try:
+            sum(node)
+        except TypeError:
+            pass
+        else:
+            return node
+    for i, v in enumerate(node):
+        if type(v) is dict or type(v) is list:
+            node[i] = _unwrap(v)
     return node
 
 

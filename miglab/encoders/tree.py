@@ -53,6 +53,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -258,38 +259,69 @@ def _to_plain(stream: Stream, make_state: MakeState) -> dict[str, Any]:
         "configuration": configuration,
         "blocks": _blocks(stream.ram.blocks),
         "records": records,
-        "vmdesc": _vmdesc_text(stream) if stream.vmdesc is not None else None,
+        "vmdesc": _vmdesc_text(stream),
         "trailer": bytes(stream.trailer),
     }
 
 
-def _vmdesc_text(stream: Stream) -> str:
-    """The vmdesc as compact JSON text (orjson: ~10x the stdlib's speed, and shorter).
+def _vmdesc_text(stream: Stream) -> str | None:
+    """The vmdesc as compact JSON text (orjson: ~10x the stdlib's speed, and shorter), or None.
 
-    The text only has to parse back to the same vmdesc; what orjson cannot
+    The text only has to parse back to the same vmdesc (so a vmdesc decoded
+    from a tree and never read is carried as it came); what orjson cannot
     write (integers beyond 64 bits, lone surrogates in names) is written in
     QEMU's spaced form (``": "``), which tells :func:`_vmdesc_value` to read it
     with the standard library.
     """
+    deferred = stream.deferred_vmdesc()  # a tree's text, still unparsed: it parses the same
+    if deferred is not None:
+        return deferred if isinstance(deferred, str) else deferred.decode()
+    if stream.vmdesc is None:
+        return None
     try:
         return orjson.dumps(stream.vmdesc).decode()
     except TypeError:
         return stream.vmdesc_json().decode()
 
 
-def _vmdesc_value(text: str) -> Any:
+def _vmdesc_value(text: str | bytes) -> Any:
     """The vmdesc of the tree's text, as the standard library's ``json.loads`` gives it.
 
     Compact text (what :func:`_vmdesc_text` writes with orjson) is read by
     orjson; spaced text, and what orjson refuses (``NaN``, lone surrogates),
     by the standard library, which also keeps integers beyond 64 bits exact.
     """
-    if '": ' not in text:
+    spaced = '": ' in text if isinstance(text, str) else b'": ' in text
+    if not spaced:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def _parsed_vmdesc(text: bytes | str) -> dict[str, Any]:
+    """The vmdesc of the tree's text (a deferred one was checked to be a JSON object)."""
+    try:
+        value = _vmdesc_value(text)
+    except (ValueError, RecursionError) as exc:
+        raise EncodingError(f"vmdesc is not valid JSON: {exc!s:.120}") from None
+    if not isinstance(value, dict):
+        raise EncodingError("vmdesc must be a JSON object")
+    return value
+
+
+def _defer_vmdesc(stream: Stream, text: str) -> bool:
+    """Leave the tree's vmdesc text for :attr:`Stream.vmdesc` to parse when read, if it
+    is a JSON object (checked by msgspec without building it: about a fifth of a parse)."""
+    try:
+        msgspec.json.decode(text, type=msgspec.Raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False  # NaN, lone surrogates, or not JSON: parsed now, as the error says
+    if not text.lstrip(" \t\n\r").startswith("{"):
+        return False
+    stream.defer_vmdesc(text, _parsed_vmdesc)
+    return True
 
 
 # --- decoding ------------------------------------------------------------------
@@ -441,25 +473,23 @@ def _from_plain(tree: Any, source_size: int, read_state: ReadState) -> Stream:
             "configuration",
         )
     records = _Decoder(table, ctx, read_state).records(tree["records"])
-    vmdesc = None
-    if tree["vmdesc"] is not None:
-        text = tree["vmdesc"]
-        if not isinstance(text, str) or len(text) > LIMITS.max_vmdesc_bytes:
-            raise EncodingError("vmdesc must be JSON text within LIMITS.max_vmdesc_bytes")
-        vmdesc = _vmdesc_value(text)
-        if not isinstance(vmdesc, dict):
-            raise EncodingError("vmdesc must be a JSON object")
-    return Stream(
+    stream = Stream(
         version=read_int(tree["version"], "version", 0, 0xFFFFFFFF),
         configuration=configuration,
         records=records,
         eof=read_bool(tree["eof"], "eof"),
-        vmdesc=vmdesc,
         trailer=read_bytes(tree["trailer"], "trailer"),
         page_size=page_size,
         ram=ctx,
         source_size=source_size,
     )
+    text = tree["vmdesc"]
+    if text is not None:
+        if not isinstance(text, str) or len(text) > LIMITS.max_vmdesc_bytes:
+            raise EncodingError("vmdesc must be JSON text within LIMITS.max_vmdesc_bytes")
+        if not _defer_vmdesc(stream, text):
+            stream.vmdesc = _parsed_vmdesc(text)
+    return stream
 
 
 def guarded(fn: Callable[..., Any], *args: Any) -> Any:

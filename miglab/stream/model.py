@@ -13,6 +13,7 @@ the tree with :mod:`miglab.stream.writer`, which sits below this module.  Its ta
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ class Stream:
         configuration: the configuration block's state, or None (pc <= 2.3).
         records: sections and commands in stream order.
         eof: whether the QEMU_VM_EOF byte was present.
-        vmdesc: the JSON trailer as parsed, or None.
+        vmdesc: the JSON trailer as parsed, or None.  A decoder may leave it
+            unparsed (:meth:`defer_vmdesc`): it is then parsed when first read.
         vmdesc_text: the trailer's JSON text as read, written back while it
             still parses to ``vmdesc`` (QEMU 5.2 spaced its colons, ``" : "``).
         trailer: bytes after the vmdesc (or after EOF), kept verbatim.
@@ -98,9 +100,54 @@ class Stream:
             return self.vmdesc_text
         return json.dumps(self.vmdesc, separators=(", ", ": ")).encode()
 
+    def defer_vmdesc(
+        self, text: bytes | str, parse: Callable[[bytes | str], dict[str, Any]]
+    ) -> None:
+        """Make ``parse(text)`` the vmdesc, parsed when :attr:`vmdesc` is first read.
+
+        The vmdesc of a big guest is some 450,000 JSON objects, which only some
+        readers look at; a decoder that has checked ``text`` (valid JSON, an
+        object) defers the parse.  Reading ``vmdesc``, and anything that reads
+        it (``==``, ``to_bytes``), parses it once; setting it drops the text.
+        """
+        _VMDESC_SLOT.__set__(self, _Deferred(text, parse))
+
+    def deferred_vmdesc(self) -> bytes | str | None:
+        """The text the vmdesc will be parsed from, while nobody has read it (else None).
+
+        It parses to what :attr:`vmdesc` will be, so an encoder can carry it as it is.
+        """
+        raw = _VMDESC_SLOT.__get__(self, Stream)
+        return raw.text if type(raw) is _Deferred else None
+
     # --- writing -------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The legacy QEMU stream for this tree (byte-exact for an unedited load)."""
         from miglab.stream.writer import stream_to_bytes  # the reader needs no writer
 
         return stream_to_bytes(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A vmdesc not yet parsed: its JSON text and the function that parses it."""
+
+    text: bytes | str
+    parse: Callable[[bytes | str], dict[str, Any]]
+
+
+# ``vmdesc`` is a slot behind a property: reading it parses a deferred vmdesc
+# (once, in place); the dataclass's __init__, __eq__ and repr and
+# dataclasses.replace all go through the property, so they see the dict.
+_VMDESC_SLOT: Any = Stream.__dict__["vmdesc"]
+
+
+def _get_vmdesc(stream: Stream) -> dict[str, Any] | None:
+    raw = _VMDESC_SLOT.__get__(stream, Stream)
+    if type(raw) is _Deferred:
+        raw = raw.parse(raw.text)
+        _VMDESC_SLOT.__set__(stream, raw)
+    return raw
+
+
+Stream.vmdesc = property(_get_vmdesc, _VMDESC_SLOT.__set__)  # type: ignore[assignment,misc]

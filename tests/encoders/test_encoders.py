@@ -257,3 +257,37 @@ def test_object_input_is_strict_about_unknown_members(net: miglab.Stream) -> Non
     with pytest.raises(EncodingError, match="nobody reads: extra") as info:
         from_plain(tree)
     assert info.value.path == "0000:00:02.0/e1000.parent_obj"
+
+
+def test_tree_vmdesc_is_parsed_when_first_read(net: miglab.Stream) -> None:
+    """A decoded tree's vmdesc stays text until read; re-encoding carries that text as it
+    is; reading it gives the loaded vmdesc, and a vmdesc that is not JSON fails decode."""
+    dev = device_state(net)
+    want = dev.to_bytes()
+    for fmt in ("json", "cbor", "msgpack"):
+        data = encoders.encode(dev, fmt)
+        back = encoders.decode(data, fmt)
+        assert back.deferred_vmdesc() is not None
+        assert encoders.encode(back, fmt) == data
+        assert back.deferred_vmdesc() is not None  # encoding did not parse it
+        assert back.vmdesc == net.vmdesc
+        assert back.deferred_vmdesc() is None
+        assert back.to_bytes() == want
+    tree = to_plain(dev)
+    for text in ('{"devices": [', "[1, 2]", '"devices"'):
+        with pytest.raises(EncodingError, match="vmdesc"):
+            from_plain({**tree, "vmdesc": text})
+
+
+def test_json_bytes_are_found_in_long_lists() -> None:
+    """A long list of numbers is passed over whole; one with anything else, item by item."""
+    from miglab.encoders.json_format import _loads
+
+    numbers = list(range(40))
+    text = json.dumps([numbers, [*numbers, 0.5, True], [*numbers, {"$b": "AQI="}], ["x"] * 20])
+    assert _loads(text.encode()) == [
+        numbers,
+        [*numbers, 0.5, True],
+        [*numbers, b"\x01\x02"],
+        ["x"] * 20,
+    ]
