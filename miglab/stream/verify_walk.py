@@ -120,7 +120,7 @@ class PageWords:
         step = np.zeros(256, np.int64)  # bytes from a record to the next, by its flag byte
         step[RAM_ZERO | RAM_CONTINUE] = 9
         step[RAM_PAGE | RAM_CONTINUE] = 8 + self.page_size
-        flag_bytes = np.frombuffer(self.source, np.uint8)
+        flag_byte = np.frombuffer(self.source, np.uint8)[7:]  # byte 7 of the word at each offset
         pos = np.frombuffer(self._start, np.int64)
         stop = np.frombuffer(self._stop, np.int64)
         run = np.arange(len(pos))
@@ -130,9 +130,9 @@ class PageWords:
         while len(pos) >= _WALK_MIN:
             seen_pos.append(pos)
             seen_run.append(run)
-            # past a run's end the bytes are another record's: its step may be
-            # anything (0 for most), and the offsets there are dropped below
-            pos = pos + step[flag_bytes.take(pos + 7, mode="clip")]
+            # past a run's end the walk goes on through the chunk's records and
+            # stops at its EOS word (step 0); those offsets are dropped below
+            pos = pos + step.take(flag_byte.take(pos, mode="clip"))
             n += 1
             if n % _CHECK_EVERY == 0:
                 live = pos < stop
@@ -140,7 +140,7 @@ class PageWords:
                     pos, run, stop = pos[live], run[live], stop[live]
         live = pos < stop
         tails = list(zip(pos[live].tolist(), stop[live].tolist(), run[live].tolist(), strict=True))
-        del flag_bytes
+        del flag_byte
         if not seen_pos:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), tails
         offsets = np.concatenate(seen_pos)
