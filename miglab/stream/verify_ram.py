@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ("check_ram",)
 
 
-_BATCH_BYTES = 32 << 20  # stream bytes of the chunks checked (and released) together
+_BATCH_BYTES = 16 << 20  # stream bytes of the chunks checked (and released) together
 _NUMPY_FROM = 4 << 20  # bytes of mixed runs in a batch from which numpy pays for its import
 _READ_AROUND = 1 << 20  # what reading a chunk maps of the pages before it
 
