@@ -226,9 +226,10 @@ def _mark_sent(
 class _SparseMarks:
     """The pages sent of a block declared larger than the input could fill.
 
-    The interface of the ``bytearray`` marks ``_check_ram`` uses (``len``,
-    item assignment, ``count(1)``, ``find(0)``), in memory proportional to the
-    pages actually sent.
+    What :func:`check_ram` uses of the ``bytearray`` marks (``len``, item
+    assignment, ``count(1)``, ``find(0)``; ``update`` with a batch's pages,
+    where a bytearray is set through a numpy view), in memory proportional
+    to the pages actually sent.
     """
 
     __slots__ = ("_n", "_sent")
