@@ -16,10 +16,14 @@ goals are time linear in size, peak memory flat (<= 150 MB at 16 GiB) and
 and the stream after its size (``df -h`` first: 16 GiB needs about 30 GB).
 
 With ``--keep`` the streams stay in ``--work`` and a later run uses them
-again (they are made with the same seed, so the same bytes).
+again (they are made with the same seed, so the same bytes).  With
+``--against DIR`` (another checkout of miglab, e.g. a detached worktree of
+main) every run of a command is paired with one of DIR's code on the same
+stream, alternately, and both rows are printed with the CPU ratio: on a
+shared machine that is the comparison that holds.
 
 Usage: ``python benchmarks/bench_big.py [--sizes 1,4,16] [--work DIR] [--repeat 1] [--keep]
-[--only verify,inspect]``
+[--only verify,inspect] [--against DIR]``
 """
 
 from __future__ import annotations
@@ -78,7 +82,12 @@ def remove(path: Path) -> None:
 
 
 def bench(
-    work: Path, sizes: list[int], repeat: int, keep: bool = False, only: set[str] | None = None
+    work: Path,
+    sizes: list[int],
+    repeat: int,
+    keep: bool = False,
+    only: set[str] | None = None,
+    against: Path | None = None,
 ) -> None:
     from miglab.stream.synthetic import write_synthetic
 
@@ -102,22 +111,30 @@ def bench(
             for name, argv in commands(stream, out):
                 if only and name.split()[0] not in only:
                     continue
-                runs = []
+                codes = {"": ROOT} if against is None else {"before": against, "this": ROOT}
+                runs: dict[str, list[tuple[float, float, int, float]]] = {c: [] for c in codes}
                 for _ in range(repeat):
-                    runs.append(run_timed(argv, work))
-                    remove(out)
-                secs = statistics.median(r[0] for r in runs)
-                peak = statistics.median(r[1] for r in runs)
-                status = max(r[2] for r in runs)
-                cpu = statistics.median(r[3] for r in runs)
-                load = os.getloadavg()[0]
-                table.setdefault(name, []).append((gib, secs, size / secs / 1e9, peak))
-                note = f"  (exit {status})" if status else ""
-                print(
-                    f"{name:24s} {gib:4d} {size / 1e9:9.2f} {secs:8.2f} {size / secs / 1e9:6.2f} "
-                    f"{peak:8.1f} {cpu:7.2f} {size / cpu / 1e9:8.2f} {load:5.1f}{note}",
-                    flush=True,
-                )
+                    for label, code in codes.items():
+                        runs[label].append(run_timed(argv, work, code))
+                        remove(out)
+                cpus = {}
+                for label, timed in runs.items():
+                    secs = statistics.median(r[0] for r in timed)
+                    peak = statistics.median(r[1] for r in timed)
+                    status = max(r[2] for r in timed)
+                    cpus[label] = cpu = statistics.median(r[3] for r in timed)
+                    load = os.getloadavg()[0]
+                    if label != "before":
+                        table.setdefault(name, []).append((gib, secs, size / secs / 1e9, peak))
+                    note = f"  (exit {status})" if status else ""
+                    title = f"{name} ({label})" if label else name
+                    print(
+                        f"{title:24s} {gib:4d} {size / 1e9:9.2f} {secs:8.2f} {size / secs / 1e9:6.2f} "
+                        f"{peak:8.1f} {cpu:7.2f} {size / cpu / 1e9:8.2f} {load:5.1f}{note}",
+                        flush=True,
+                    )
+                if against is not None:
+                    print(f"  {name}: CPU this/before {cpus['this'] / cpus['before']:.2f}")
         finally:
             remove(out)
             if not keep:
@@ -144,15 +161,18 @@ def main() -> None:
     parser.add_argument(
         "--only", help="comma-separated first words of the commands to run (e.g. verify,inspect)"
     )
+    parser.add_argument(
+        "--against", type=Path, help="another miglab checkout, run alternately with this one"
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     only = set(args.only.split(",")) if args.only else None
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
-        bench(args.work, sizes, args.repeat, args.keep, only)
+        bench(args.work, sizes, args.repeat, args.keep, only, args.against)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-big-") as tmp:
-            bench(Path(tmp), sizes, args.repeat, only=only)
+            bench(Path(tmp), sizes, args.repeat, only=only, against=args.against)
 
 
 if __name__ == "__main__":

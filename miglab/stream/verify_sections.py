@@ -32,6 +32,7 @@ one QEMU could have given) is in docs/hostile-input.md.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections import defaultdict
 from collections.abc import Iterator
@@ -41,11 +42,13 @@ from miglab.findings import ERROR, Finding
 from miglab.stream.framing import FOOTER_SIZE
 from miglab.stream.model import Section, SectionKind, Stream
 from miglab.stream.ram import RamPayload
+from miglab.stream.ram_records import RELEASE_EVERY, release_pages
 from miglab.wire import RAM_EOS
 
 __all__ = ("check_numbering",)
 
 _BE64 = struct.Struct(">Q")
+_READ_AROUND = 1 << 20  # what reading a word maps of the pages before it (fault-around)
 
 # Registered with initial_apic_id (hw/intc/apic_common.c): gaps are the topology's.
 _APIC = "apic"
@@ -180,6 +183,10 @@ def _section_order(full: list[Section]) -> Iterator[Finding]:
 def _eos_words(stream: Stream) -> Iterator[Finding]:
     # QEMU ends every RAM section with the EOS word, so it is the payload's last 8 bytes
     # (read from the input: the record columns would cost numpy and a big stream's memory).
+    # Each read maps the pages around the word (fault-around): they are dropped from the
+    # RSS every RELEASE_EVERY bytes of stream, one call for many chunks.
+    released = 0
+    mapping = None
     for s in stream.sections:
         p = s.payload
         if not isinstance(p, RamPayload):
@@ -188,7 +195,10 @@ def _eos_words(stream: Stream) -> Iterator[Finding]:
         if at < 0 or at + 8 > len(p.source):
             continue
         (word,) = _BE64.unpack_from(p.source, at)
-        p.release()  # one word read from a mapped file: keep its pages out of the RSS
+        if isinstance(p.source.obj, mmap.mmap) and len(p.source.obj) == len(p.source):
+            mapping = p.source.obj
+            if at - released >= RELEASE_EVERY:
+                released = release_pages(mapping, max(0, released - _READ_AROUND), at)
         if word & (p.page_size - 1) == RAM_EOS and word != RAM_EOS:
             yield Finding(
                 ERROR,
@@ -197,3 +207,5 @@ def _eos_words(stream: Stream) -> Iterator[Finding]:
                 f"RAM_SAVE_FLAG_EOS alone (0x{RAM_EOS:016x})",
                 offset=at,
             )
+    if mapping is not None:
+        release_pages(mapping, max(0, released - _READ_AROUND), at + 8)

@@ -195,10 +195,17 @@ def peak_of(fn, *args):
     return result, peak
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["loop", "numpy-walk"])
 @pytest.mark.parametrize("bits", [42, 62])
-def test_verify_does_not_allocate_by_a_declared_block_size(bits: int):
+def test_verify_does_not_allocate_by_a_declared_block_size(
+    bits: int, walk: bool, monkeypatch: pytest.MonkeyPatch
+):
+    import miglab.stream.verify_ram
     from miglab.stream.verify import verify
 
+    # the pages of a chunk batch are marked in plain Python or, from a size on, with numpy
+    monkeypatch.setattr(miglab.stream.verify_ram, "_NUMPY_FROM", 0 if walk else 1 << 62)
+    verify(ram_stream(1 << 20))  # imports and caches first: they are not what the peak is about
     found, peak = peak_of(verify, ram_stream(1 << bits))
     assert peak < 1 << 20, peak  # 1.15 GB (2^42) or a MemoryError (2^62) before
     never = [f for f in found if f.code == "page-never-sent"]
