@@ -133,8 +133,12 @@ class RamPayload:
         out._runs = runs
         return out
 
-    def _entries(self) -> RecordRuns | None:
-        """The reader's run entries (read again if they were not kept), or None once expanded."""
+    def run_entries(self) -> RecordRuns | None:
+        """The reader's run entries (read again if they were not kept), or None once expanded.
+
+        Public for the readers that walk the records without expanding them (the page
+        totals, verify's batches).
+        """
         if self._runs is not None or self._reread is None:
             return self._runs
         again = self._reread
@@ -143,7 +147,7 @@ class RamPayload:
 
     def _expand(self, numpy: bool = False) -> None:
         """Turn the reader's run entries into the five per-record columns (once)."""
-        runs = self._entries()
+        runs = self.run_entries()
         if runs is not None:
             cols = runs.expand_numpy() if numpy else runs.expand()
             self._words, self._named, self._block, self._pos, self._length = cols
@@ -225,7 +229,7 @@ class RamPayload:
         mapped until the caller releases it (:func:`release_chunks`, one call
         for many chunks).
         """
-        runs = self._entries()
+        runs = self.run_entries()
         if runs is not None:
             batch.add(runs)
         else:
@@ -257,7 +261,7 @@ class RamPayload:
 
     def records(self) -> Iterator[tuple[int, int, int]]:
         """``(word, block index, payload offset)`` of every record, as ints, without numpy."""
-        runs = self._entries()
+        runs = self.run_entries()
         if runs is not None:
             return self._released_after((w, b, at) for w, b, at, _ in runs.iter_records())
         cols = [
@@ -273,7 +277,7 @@ class RamPayload:
         time, not a few integers per page of the guest.
         """
         kinds = RAM_PAGE_KINDS & (self.page_size - 1)
-        runs = None if self.overrides else self._entries()
+        runs = None if self.overrides else self.run_entries()
         if runs is None:
             self._expand()
             for i, (word, block) in enumerate(zip(self._words, self._block, strict=True)):
@@ -292,7 +296,7 @@ class RamPayload:
         The cheap way to see which pages a chunk sends (``miglab verify``):
         a run's words come as one ``array('Q')``; nothing is kept.
         """
-        runs = self._entries()
+        runs = self.run_entries()
         if runs is not None:
             yield from runs.page_words()
         else:
@@ -376,7 +380,7 @@ def read_ram(r: QEMUFileReader, ctx: RamContext) -> RamPayload:
 
 def write_ram(w: QEMUFileWriter, payload: RamPayload) -> None:
     """Write the records back: word, block name if it was written, payload."""
-    runs = None if payload.overrides else payload._entries()
+    runs = None if payload.overrides else payload.run_entries()
     if runs is not None:
         _write_runs(w, payload, runs)
         payload.release()

@@ -119,7 +119,7 @@ def _mark_batch(
 ) -> list[Section]:
     """Mark the pages the chunks of ``batch`` send; the chunks with a page beyond its block."""
     # the reader's run entries (read again if it did not keep them), None once expanded
-    entries = [_payload(s)._entries() for s in batch]
+    entries = [_payload(s).run_entries() for s in batch]
     mixed = sum(
         stop - r.word_at(i) for r in entries if r is not None for i, stop in r.mixed.items()
     )

@@ -27,7 +27,7 @@ def test_the_walk_reads_the_words_the_record_loop_reads():
     chunks = _chunks(stream)
     words = PageWords(chunks[0].source, stream.page_size)
     for k, p in enumerate(chunks):
-        runs = p._entries()
+        runs = p.run_entries()
         assert runs is not None
         words.add(runs, k, len(stream.ram.blocks))
     assert len(words._start) > 10 * _WALK_MIN  # most runs walked side by side, a few read after
@@ -45,7 +45,7 @@ def _corrupt(kind: str) -> bytes:
     chunks = _chunks(miglab.load(REAL))
     sends = Counter(w >> 12 for p in chunks for w, _, _ in p.records() if w & RAM_PAGE_KINDS)
     runs_of = [
-        (p, r, i, stop) for p in chunks if (r := p._entries()) for i, stop in r.mixed.items()
+        (p, r, i, stop) for p in chunks if (r := p.run_entries()) for i, stop in r.mixed.items()
     ]
     p, runs, i, stop = runs_of[len(runs_of) // 2]
     inside = [(w, at - 8) for w, _, at in p.records() if runs.word_at(i) <= at - 8 < stop]
