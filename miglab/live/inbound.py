@@ -19,8 +19,12 @@ from miglab.limits import LIMITS
 
 __all__ = ("CHUNK", "Window")
 
-#: Bytes asked of the socket per receive.
-CHUNK = 1 << 20
+#: Bytes asked of the socket per receive.  Larger receives mean fewer wake-ups of the
+#: proxy (and of the source waiting on its full send buffer) and fewer passes of the
+#: pump's RAM loop: on a 1 GiB stream relayed over loopback, 4 MiB against 1 MiB cut a
+#: bare recv/send relay's CPU from 0.72-0.89 to 0.48-0.57 s/GB (the proxy's own socket
+#: buffers are 4 MiB, so one receive can take what has queued).
+CHUNK = 4 << 20
 
 
 class Window:
