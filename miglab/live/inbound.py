@@ -19,11 +19,12 @@ from miglab.limits import LIMITS
 
 __all__ = ("CHUNK", "Window")
 
-#: Bytes asked of the socket per receive.  Larger receives mean fewer wake-ups of the
-#: proxy (and of the source waiting on its full send buffer) and fewer passes of the
-#: pump's RAM loop: on a 1 GiB stream relayed over loopback, 4 MiB against 1 MiB cut a
-#: bare recv/send relay's CPU from 0.72-0.89 to 0.48-0.57 s/GB (the proxy's own socket
-#: buffers are 4 MiB, so one receive can take what has queued).
+#: Bytes asked of the socket per receive: as much as the proxy's receive buffer
+#: (``proxy.SOCKET_BUFFER``) holds, so one receive takes what has queued, with fewer
+#: wake-ups and passes of the pump's RAM loop.  A bare recv/send relay of a 1 GiB stream
+#: over loopback went from 0.72-0.89 CPU s/GB at 1 MiB to 0.48-0.57 at 4 MiB; between live
+#: QEMUs (bench_proxy) the two were alike within the noise of a loaded machine
+#: (``benchmarks/results/s6-proxy.txt``).
 CHUNK = 4 << 20
 
 
