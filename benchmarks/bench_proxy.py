@@ -2,10 +2,20 @@
 
 A guest with 1 GiB (and 4 GiB) of non-zero RAM -- its RAM is a private mapping of a file
 filled with a repeated random MiB, so every page is sent whole -- runs its firmware on QEMU
-``--qemu`` (TCG) and is migrated live over loopback TCP, alternately straight to the
-destination's ``-incoming`` and through ``python -m miglab proxy --once`` (a separate
-process, so its peak RSS is its own).  ``max-bandwidth`` is lifted so the link, not QEMU's
-rate limit, decides.
+``--qemu`` (TCG) and is migrated live on this host, alternately along each route:
+
+* ``direct tcp`` / ``direct unix``: straight to the destination's ``-incoming`` over
+  loopback TCP / a unix socket (the first direct route is the reference of the ratios);
+* ``proxy SRC/DST``: through ``python -m miglab proxy --once`` (a separate process, so its
+  CPU and peak RSS are its own), over SRC from the source and DST to the destination.
+  ``proxy tcp/unix`` is the proxy beside the destination, as ``miglab migrate`` places it:
+  the source's link is TCP, the proxy's to the destination QEMU a unix socket;
+  ``proxy unix/unix`` is ``miglab migrate`` with both QEMUs on one host (its default
+  sockets), to set beside ``direct unix``;
+* ``baseline SRC/DST`` (with ``--baseline DIR``): the first proxied route through an
+  earlier checkout's proxy, so before and after are measured in the same run.
+
+``max-bandwidth`` is lifted so the links and the CPU, not QEMU's rate limit, decide.
 
 The destination's RAM is a shared file in ``/dev/shm`` that one warm-up run has populated,
 mapped with ``prealloc=on``, so the migration writes into RAM that is already there.  With
@@ -13,22 +23,22 @@ fresh anonymous RAM (``--fresh-destination``) the destination QEMU spends most o
 in the kernel's first-touch page faults (``clear_page``): on the 2-core VM the benchmarks
 run on that is ~4 CPU seconds per GiB, and it caps even a direct migration at ~100-150 MB/s.
 
-Printed per guest size, medians of ``--repeat`` runs of each:
+Printed per guest size and route, medians of ``--repeat`` runs of each:
 
-* throughput: RAM bytes QEMU transferred / the source's ``total-time``, direct and proxied,
-  and their ratio;
+* throughput: RAM bytes QEMU transferred / the source's ``total-time``, and its ratio to
+  the reference route's;
 * downtime: the source's ``downtime`` (ms, stop to its last byte sent) plus the time the
   destination took after that to report ``completed`` (polled every 20 ms on both sides),
-  direct and proxied, and the difference;
+  and what it adds to the reference route's;
 * the proxy's peak RSS (MiB, ``ru_maxrss`` of the proxy process);
 * CPU seconds (user + system) per GB transferred of the source QEMU, the destination QEMU
   and the proxy, during the migration (the proxy's: from listening to its exit):
   on a loaded machine each stage's throughput is bounded by the CPU time it gets;
-* the load average (1 min) before each size's runs.
+* the load average (1 min) over the size's runs, lowest..highest.
 
 With ``--to-qemu`` (say ``--qemu 10.0 --to-qemu 7.2``) the proxied runs cross releases: the
 10.0 guest on pc-q35-10.0 goes through the proxy, converted, to QEMU 7.2 on pc-q35-7.2, and
-the direct runs are 7.2 to 7.2, so "added ms" is the downtime a conversion adds (the
+the direct runs are 7.2 to 7.2, so "added" is the downtime a conversion adds (the
 device sections are converted after the source stopped).
 
 Usage (``--help`` for every option)::
@@ -36,6 +46,7 @@ Usage (``--help`` for every option)::
     python benchmarks/bench_proxy.py --sizes 1,4 --repeat 3     # issue 11 section 6: 1 and 4 GiB
     python benchmarks/bench_proxy.py --sizes 1 --repeat 5       # 1 GiB only
     python benchmarks/bench_proxy.py --qemu 10.0 --to-qemu 7.2 --sizes 1   # across releases
+    python benchmarks/bench_proxy.py --baseline /tmp/before     # against an earlier checkout
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +71,29 @@ from miglab.qemu._process import POLL_SECONDS, Guest, quit_qemu, run_bounded  # 
 from miglab.qemu.runner import find_qemu  # noqa: E402
 
 MACHINES = {"5.2": "pc-q35-5.2", "7.2": "pc-q35-7.2", "10.0": "pc-q35-10.0", "11.1": "pc-q35-11.1"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the stream goes: straight over one link, or through a proxy over two.
+
+    ``src_leg`` / ``dst_leg``: ``tcp`` (loopback) or ``unix``, source side and destination
+    side (for a direct run the one link, both the same); ``proxy``: the checkout whose miglab
+    runs the proxy (its ``PYTHONPATH``), None for a direct run.
+    """
+
+    name: str
+    src_leg: str
+    dst_leg: str
+    proxy: Path | None = None
+
+
+def _address(leg: str, sock: Path) -> str:
+    """A fresh migration address: a free loopback TCP port, or the unix socket ``sock``."""
+    if leg == "unix":
+        sock.unlink(missing_ok=True)
+        return f"unix:{sock}"
+    return f"tcp:127.0.0.1:{_free_port()}"
 
 
 def _free_port() -> int:
@@ -89,37 +124,45 @@ def _vm(qemu: str, machine: str, gib: int, memory: str, *extra: str) -> list[str
 
 
 def migrate_once(
-    qemu: str, ram: Path, dst_ram: Path | None, gib: int, *, proxy: bool, to_qemu: str = ""
+    qemu: str,
+    ram: Path,
+    dst_ram: Path | None,
+    gib: int,
+    *,
+    path: Route,
+    sockets: Path,
+    to_qemu: str = "",
 ) -> dict[str, float]:
-    """One live migration; the source's figures, the CPU it cost, the proxy's peak RSS.
+    """One live migration along ``path``; the source's figures, the CPU it cost, the proxy's RSS.
 
     ``dst_ram``: the destination's RAM file (shared, preallocated); None: fresh anonymous RAM.
     ``to_qemu``: the destination's build (default ``qemu``), on its newest q35 machine; the
-    proxy converts for it.
+    proxy converts for it.  ``sockets``: where the unix sockets go.
     """
     to_qemu = to_qemu or qemu
     machine, to_machine = MACHINES[qemu], MACHINES[to_qemu]
     binary, to_binary = find_qemu(qemu), find_qemu(to_qemu)
-    dport = _free_port()
+    incoming = _address(path.dst_leg, sockets / "incoming.sock")
     src_argv = _vm(qemu, machine, gib, f"memory-backend-file,mem-path={ram},share=off")
     dst_memory = (
         "memory-backend-ram"
         if dst_ram is None
         else f"memory-backend-file,mem-path={dst_ram},share=on,prealloc=on"
     )
-    dst_argv = _vm(to_qemu, to_machine, gib, dst_memory, "-incoming", f"tcp:127.0.0.1:{dport}")
+    dst_argv = _vm(to_qemu, to_machine, gib, dst_memory, "-incoming", incoming)
     with Guest(src_argv, binary.env) as src, Guest(dst_argv, to_binary.env) as dst:
         proc: subprocess.Popen[str] | None = None
         proxy_start = 0.0
-        target = dport
-        if proxy:
-            target = _free_port()
+        target = incoming
+        if path.proxy is not None:
+            target = _address(path.src_leg, sockets / "proxy.sock")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "miglab", "proxy", "--once",
-                 "--listen", f"tcp:127.0.0.1:{target}", "--connect", f"tcp:127.0.0.1:{dport}",
+                 "--listen", target, "--connect", incoming,
                  "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", to_machine,
                  *(["--allow-guest-visible"] if to_qemu != qemu else [])],
-                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.PIPE, text=True,
+                env={**os.environ, "PYTHONPATH": str(path.proxy)},
             )  # fmt: skip
             assert proc.stdout is not None
             proc.stdout.readline()  # "listening on ..."
@@ -132,7 +175,7 @@ def migrate_once(
                 await asyncio.sleep(1.0)  # firmware starts; the guest is running
                 await s.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
                 cpu0 = _cpu_seconds(src.process.pid), _cpu_seconds(dst.process.pid)
-                await s.execute("migrate", {"uri": f"tcp:127.0.0.1:{target}"})
+                await s.execute("migrate", {"uri": target})
                 done: dict[str, float] = {}
                 while len(done) < 2:  # when each side first reports completed
                     for side, qmp in (("src", s), ("dst", d)):
@@ -180,6 +223,17 @@ def migrate_once(
         }
 
 
+def routes(args: argparse.Namespace) -> list[Route]:
+    """The direct runs and the proxied ones that ``--legs`` and ``--baseline`` ask for."""
+    out = [Route(f"direct {leg}", leg, leg) for leg in args.direct.split(",") if leg]
+    for i, legs in enumerate(args.legs.split(",")):
+        src_leg, _, dst_leg = legs.partition("/")
+        out.append(Route(f"proxy {legs}", src_leg, dst_leg, ROOT))
+        if args.baseline is not None and i == 0:
+            out.append(Route(f"baseline {legs}", src_leg, dst_leg, args.baseline))
+    return out
+
+
 def main() -> int:
     usage = __doc__[__doc__.index("Usage") :]
     parser = argparse.ArgumentParser(
@@ -196,6 +250,21 @@ def main() -> int:
         "build (converted), direct runs migrate this build's guest to itself",
     )  # fmt: skip
     parser.add_argument(
+        "--direct", default="tcp,unix",
+        help="links of the direct runs (comma-separated: tcp, unix); the first is the "
+        "reference of the ratios",
+    )  # fmt: skip
+    parser.add_argument(
+        "--legs", default="tcp/tcp,tcp/unix,unix/unix",
+        help="proxied runs, source leg/destination leg each (comma-separated; unix/unix is "
+        "miglab migrate's own placement on one host)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="a checkout of an earlier miglab (the directory holding its miglab/): its proxy "
+        "runs the first of --legs in the same alternation, so before and after share one run",
+    )  # fmt: skip
+    parser.add_argument(
         "--fresh-destination", action="store_true",
         help="destination RAM: fresh anonymous memory, first touched by the migration",
     )  # fmt: skip
@@ -209,42 +278,55 @@ def main() -> int:
             f"proxy: QEMU {args.qemu} {MACHINES[args.qemu]} -> converted -> QEMU {to_qemu} "
             f"{MACHINES[to_qemu]}; direct: QEMU {to_qemu} -> QEMU {to_qemu}"
         )
-    print(f"{what}, loopback TCP, destination RAM: {where}, medians of {args.repeat}")
+    paths = routes(args)
+    reference = paths[0]
+    print(f"{what}, loopback, destination RAM: {where}, medians of {args.repeat}")
     print(
-        f"{'GiB':>4} {'load':>5} {'direct MB/s':>12} {'proxy MB/s':>11} {'ratio':>6} "
-        f"{'direct dt ms':>13} {'proxy dt ms':>12} {'added ms':>9} {'proxy RSS MiB':>14} "
-        f"{'CPU s/GB: src':>14} {'dst':>5} {'proxy':>6}"
+        "route: direct LINK = source QEMU -> destination QEMU over LINK; "
+        "proxy SRC/DST = source -SRC-> miglab proxy -DST-> destination"
+        + (f"; baseline = the proxy of {args.baseline}" if args.baseline else "")
+    )
+    print(f"ratio and added ms: against {reference.name}; load: 1-min load average, min..max")
+    print(
+        f"{'GiB':>4} {'route':<18} {'MB/s':>6} {'ratio':>6} {'dt ms':>6} {'added':>6} "
+        f"{'RSS MiB':>8} {'CPU s/GB: src':>14} {'dst':>5} {'proxy':>6} {'load':>9}"
     )
     with (
         tempfile.TemporaryDirectory(prefix="miglab-bench-proxy-") as tmp,
         tempfile.TemporaryDirectory(prefix="miglab-bench-proxy-", dir="/dev/shm") as shm,
     ):
+        sockets = Path(tmp)
         for gib in (int(x) for x in args.sizes.split(",")):
             ram = Path(tmp) / f"ram-{gib}G"
             _fill(ram, gib)
             dst_ram = None if args.fresh_destination else Path(shm) / f"dst-{gib}G"
             if dst_ram is not None:  # warm-up: the first run populates the shared file
-                migrate_once(to_qemu, ram, dst_ram, gib, proxy=False)
-            load = os.getloadavg()[0]
-            runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+                migrate_once(to_qemu, ram, dst_ram, gib, path=Route("", "tcp", "tcp"),
+                             sockets=sockets)  # fmt: skip
+            runs: dict[Route, list[dict[str, float]]] = {r: [] for r in paths}
+            loads: list[float] = []
             for _ in range(args.repeat):
-                for proxy in (False, True):  # alternated, so load drifts hit both alike
-                    source = args.qemu if proxy else to_qemu
-                    runs[proxy].append(
-                        migrate_once(source, ram, dst_ram, gib, proxy=proxy, to_qemu=to_qemu)
-                    )
+                for route in paths:  # alternated, so load drifts hit all alike
+                    source = args.qemu if route.proxy is not None else to_qemu
+                    loads.append(os.getloadavg()[0])
+                    runs[route].append(
+                        migrate_once(source, ram, dst_ram, gib, path=route, to_qemu=to_qemu,
+                                     sockets=sockets)
+                    )  # fmt: skip
                     time.sleep(0.5)
-            med = {p: {k: statistics.median(r[k] for r in runs[p]) for k in runs[p][0]}
-                   for p in runs}  # fmt: skip
-            d, p = med[False], med[True]
-            print(
-                f"{gib:>4} {load:>5.1f} {d['MB/s']:>12.0f} {p['MB/s']:>11.0f} "
-                f"{p['MB/s'] / d['MB/s']:>6.2f} {d['downtime ms']:>13.0f} "
-                f"{p['downtime ms']:>12.0f} {p['downtime ms'] - d['downtime ms']:>9.0f} "
-                f"{p['rss MiB']:>14.1f} {d['src s/GB']:>14.2f} {d['dst s/GB']:>5.2f} "
-                f"{p['proxy s/GB']:>6.2f}",
-                flush=True,
-            )
+            med = {r: {k: statistics.median(x[k] for x in runs[r]) for k in runs[r][0]}
+                   for r in paths}  # fmt: skip
+            ref = med[reference]
+            span = f"{min(loads):.1f}..{max(loads):.1f}"
+            for route in paths:
+                m = med[route]
+                print(
+                    f"{gib:>4} {route.name:<18} {m['MB/s']:>6.0f} {m['MB/s'] / ref['MB/s']:>6.2f} "
+                    f"{m['downtime ms']:>6.0f} {m['downtime ms'] - ref['downtime ms']:>+6.0f} "
+                    f"{m['rss MiB']:>8.1f} {m['src s/GB']:>14.2f} {m['dst s/GB']:>5.2f} "
+                    f"{m['proxy s/GB']:>6.2f} {span:>9}",
+                    flush=True,
+                )
             ram.unlink()
             if dst_ram is not None:
                 dst_ram.unlink()

@@ -19,8 +19,13 @@ from miglab.limits import LIMITS
 
 __all__ = ("CHUNK", "Window")
 
-#: Bytes asked of the socket per receive.
-CHUNK = 1 << 20
+#: Bytes asked of the socket per receive: as much as the proxy's receive buffer
+#: (``proxy.SOCKET_BUFFER``) holds, so one receive takes what has queued, with fewer
+#: wake-ups and passes of the pump's RAM loop.  A bare recv/send relay of a 1 GiB stream
+#: over loopback went from 0.72-0.89 CPU s/GB at 1 MiB to 0.48-0.57 at 4 MiB; between live
+#: QEMUs (bench_proxy) the two were alike within the noise of a loaded machine
+#: (``benchmarks/results/s6-proxy.txt``).
+CHUNK = 4 << 20
 
 
 class Window:

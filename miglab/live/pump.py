@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -75,20 +74,13 @@ _T = TypeVar("_T")
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
-#: A page word as a native 64-bit integer (so byte-swapped on a little-endian host), and
-#: as it is on the wire.
-_NATIVE_WORD = np.dtype("=u8")
+#: A page word as it is on the wire.
 _WIRE_WORD = np.dtype(">u8")
 _U64 = (1 << 64) - 1
 #: Whole-page records in a row from which they are checked as one run (fewer: one by one).
 _MIN_RUN = 8
 #: First guess of a device record's size (doubled while the record is longer).
 _FIRST_GUESS = 64 << 10
-
-
-def _swap(value: int) -> np.uint64:
-    """``value`` as the native integer that the same 8 bytes, big-endian, read as."""
-    return np.uint64(int.from_bytes(value.to_bytes(8, "big"), sys.byteorder))
 
 
 @dataclass(slots=True)
@@ -149,8 +141,8 @@ class Pump:
         self._blocks: dict[bytes, int] = {}
         self._block = -1
         self._last_page = -1
-        #: _page_run's masks: flags and run flags as the words read natively, address bits.
-        self._run_masks = (np.uint64(0), np.uint64(0), np.uint64(0))
+        #: _page_run's masks: the flag bits of a page word, and their value in a run.
+        self._run_masks = (np.uint64(0), np.uint64(0))
         #: The configuration block sent instead of the source's (None: forwarded as is).
         self._new_config: VMState | None = None
 
@@ -341,7 +333,7 @@ class Pump:
         result = self.result
         run_flags = RAM_PAGE | RAM_CONTINUE
         stride = 8 + page
-        self._run_masks = (_swap(mask), _swap(run_flags), np.uint64(~mask & _U64))
+        self._run_masks = (np.uint64(mask), np.uint64(run_flags))
         while True:
             buf, p = w.buf, w.pos
             start, end = p, w.end
@@ -419,26 +411,28 @@ class Pump:
         first other record (or the first of the ``n`` records not checked) starts; the
         caller goes on from there.
         """
-        flag_bits, run_flags, address_bits = self._run_masks
-        # The words as native integers: one copy out of buf (no view of it may outlive the
-        # scan, buf is resized later), checked against the flags as they read natively.
-        words = np.ndarray((n,), dtype=_NATIVE_WORD, buffer=buf, offset=p, strides=(stride,))
-        raw = words.copy()
-        del words
-        other = (raw & flag_bits) != run_flags
+        flag_bits, run_flags = self._run_masks
+        # One copy out of buf, byte-swapped on the way (no view of buf may outlive the
+        # scan: buf is resized later).
+        view = np.ndarray((n,), dtype=_WIRE_WORD, buffer=buf, offset=p, strides=(stride,))
+        words = view.astype(np.uint64)
+        del view
+        other = (words & flag_bits) != run_flags
         k = int(other.argmax())
         if not other[k]:
             k = n
-        at = raw[:k].view(_WIRE_WORD).astype(np.uint64) & address_bits
         # A new pass starts where the page addresses start over (as in the scalar loop);
-        # the block is the same all through the run.
-        first = self._block << 48 | int(at[0])
-        restarts = int(np.count_nonzero(at[1:] <= at[:-1]))
-        if self._last_page < 0 or first <= self._last_page:
+        # the block and the flags are the same all through the run, so whole words compare
+        # as their addresses do.
+        run = words[:k]
+        restarts = int(np.count_nonzero(run[1:] <= run[:-1]))
+        block = self._block << 48
+        address = ~int(flag_bits) & _U64
+        if self._last_page < 0 or block | (int(run[0]) & address) <= self._last_page:
             restarts += 1
         self.result.passes += restarts
         self.result.pages += k
-        self._last_page = self._block << 48 | int(at[-1])
+        self._last_page = block | (int(run[-1]) & address)
         return p + k * stride
 
     def _block_list(self, buf: bytearray, q: int, end: int, total: int) -> int:
