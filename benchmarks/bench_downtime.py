@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_proxy  # noqa: E402
+import bench_proxy
 
 
 def main() -> int:
