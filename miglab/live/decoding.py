@@ -14,10 +14,6 @@ from what is known about the *source build*, kept as data in ``data/``:
 A harvested description is used only where its decode ends exactly at the section's end
 (the footer, or the next record without footers); otherwise the schema is tried, and what
 neither fits stays an opaque span -- forwarded as it came, never guessed.
-
-The harvested descriptions' layouts and plans (:mod:`miglab.vmstate.layout`) are compiled
-when they are parsed, before a source connects: the walker would compile each on first use,
-and in a live migration that is while the guest is stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ from miglab.limits import LIMITS
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_schema import SchemaIndex
 from miglab.vmstate.from_vmdesc import description_from_vmdesc
-from miglab.vmstate.layout import layout, struct_plan
 
 __all__ = ("SourceDecoding", "data_dir", "harvested_descriptions", "source_decoding")
 
@@ -117,23 +112,4 @@ def source_decoding(qemu: str, machine: str | None = None) -> SourceDecoding:
         )
     schema = SchemaIndex.load(schema_path) if schema_path.is_file() else None
     harvest = harvested_descriptions(harvest_path) if harvest_path.is_file() else {}
-    _compile(harvest)
     return SourceDecoding(qemu, schema, harvest)
-
-
-def _compile(descriptions: Mapping[str, Sequence[VMStateDescription]]) -> None:
-    """Compile the layout and plan of every description, every struct in it and every
-    subsection, each at its own version (what a stream of the harvested build sends)."""
-    seen: set[int] = set()
-    todo = [d for descs in descriptions.values() for d in descs]
-    while todo:
-        desc = todo.pop()
-        if id(desc) in seen:
-            continue
-        seen.add(id(desc))
-        layout(desc, desc.version_id)
-        struct_plan(desc, desc.version_id)
-        for f in desc.fields:
-            todo += [f.struct] if f.struct is not None else []
-            todo += f.elements or ()
-        todo += desc.subsections
