@@ -8,6 +8,12 @@ below), QEMU 5.2 has no such feature: a stream from any pc-*-7.2 or newer machin
 by QEMU 5.2 ("Features 0x10130006e74 unsupported").  Converting to the generation without the
 bit clears it; that is guest-visible (the driver still believes it has the feature), with the
 consequence the knowledge names (``compat-virtio.json`` ``features``).
+
+The device is decoded to read the acked set (and to know the subsection is there), but not
+encoded again: the proxy converts while the guest is stopped, and a virtio device's bytes
+take ~4 ms to encode.  Where the subsection's header occurs once in the bytes it is that
+subsection, so the eight bytes of ``guest_features`` after it are rewritten in place (the
+encoder writes the same bytes with the same value); otherwise the device is re-encoded.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from miglab.compat.registry import ANY_DEVICE, MACHINE_PREFIX, Registry, Transfo
 from miglab.devices.virtio import VIRTIO_INFO, decode_virtio, encode_virtio
 from miglab.knowledge import compat_virtio
 from miglab.knowledge.compat import VirtioFeatureRule
+from miglab.vmstate.state import VMState
+from miglab.wire import SectionType
 
 __all__ = ("register_feature_transforms",)
 
 _FEATURES_64 = "virtio/64bit_features"
+#: The subsection's header on the wire: type byte, name length, name (its version follows).
+_FEATURES_64_HEAD = bytes((SectionType.SUBSECTION, len(_FEATURES_64))) + _FEATURES_64.encode()
 
 
 def register_feature_transforms(registry: Registry) -> None:
@@ -46,15 +56,17 @@ def _clear_fn(rule: VirtioFeatureRule) -> Any:
             field = next((f.name for f in state.desc.fields if f.info == VIRTIO_INFO), None)
             if field is None or not isinstance(state.fields[field], bytes | bytearray):
                 continue
-            inner = decode_virtio(bytes(state.fields[field]), state.desc.name)
+            data = bytes(state.fields[field])
+            inner = decode_virtio(data, state.desc.name)
             sub = inner.subsections.get(_FEATURES_64)
             if sub is None or not (sub.fields["guest_features"] >> rule.bit) & 1:
                 continue
-            sub.fields["guest_features"] &= ~(1 << rule.bit)
+            acked = sub.fields["guest_features"]
+            sub.fields["guest_features"] = acked & ~(1 << rule.bit)
             edit.set(
                 state.desc.name,
                 field,
-                encode_virtio(inner),
+                _with_features(data, inner, acked, sub.fields["guest_features"]),
                 classification="guest-visible",
                 reason=f"guest_features: {rule.name} (bit {rule.bit}) cleared; the guest "
                 f"acked it, QEMU {rule.absent_in} machines do not offer it "
@@ -62,3 +74,13 @@ def _clear_fn(rule: VirtioFeatureRule) -> Any:
             )
 
     return run
+
+
+def _with_features(data: bytes, inner: VMState, old: int, new: int) -> bytes:
+    """``data`` (decoded: ``inner``, already changed) with ``guest_features`` ``new``."""
+    at = data.find(_FEATURES_64_HEAD)
+    if at >= 0 and data.find(_FEATURES_64_HEAD, at + 1) < 0:
+        q = at + len(_FEATURES_64_HEAD) + 4  # after the subsection's version_id
+        if data[q : q + 8] == old.to_bytes(8, "big"):
+            return data[:q] + new.to_bytes(8, "big") + data[q + 8 :]
+    return encode_virtio(inner)

@@ -65,6 +65,7 @@ __all__ = (
     "encode_virtio",
     "expand_virtio",
     "is_express",
+    "msix_vectors_in",
     "msix_vectors_of",
     "queue_description",
     "virtio_description",
@@ -358,6 +359,29 @@ def _opaque_span(data: bytes, at: int) -> int:
     )
 
 
+def _transport(data: bytes) -> tuple[bool, int]:
+    """Whether the device is PCI Express, and its MSI-X table size, from its PCI config."""
+    if len(data) < _PCI_HEADER:
+        raise MigrationFormatError(
+            f"virtio data of {len(data)} bytes is shorter than a PCI header", offset=len(data)
+        )
+    config = data[4:_PCI_HEADER]
+    express = PCI_CAP_ID_EXP in capabilities(config)
+    full = data[4 : 4 + PCIE_CONFIG_SIZE] if express else config
+    return express, _msix_vectors(full)
+
+
+def msix_vectors_in(data: bytes) -> int:
+    """The MSI-X table size of a device's ``virtio`` bytes (0: no MSI-X), read from the PCI
+    config at their start without decoding the rest: what
+    ``msix_vectors_of(decode_virtio(data, ...).desc)`` returns for bytes that decode.
+
+    Raises:
+        MigrationFormatError: the bytes are shorter than a PCI header.
+    """
+    return _transport(data)[1]
+
+
 def decode_virtio(data: bytes, device: str) -> VMState:
     """Decode one device's ``virtio`` bytes (virtio-pci transport).
 
@@ -368,14 +392,7 @@ def decode_virtio(data: bytes, device: str) -> VMState:
     Raises:
         MigrationFormatError: the bytes do not follow the format, or leave bytes over.
     """
-    if len(data) < _PCI_HEADER:
-        raise MigrationFormatError(
-            f"virtio data of {len(data)} bytes is shorter than a PCI header", offset=len(data)
-        )
-    config = data[4:_PCI_HEADER]
-    express = PCI_CAP_ID_EXP in capabilities(config)
-    full = data[4 : 4 + PCIE_CONFIG_SIZE] if express else config
-    vectors = _msix_vectors(full)
+    express, vectors = _transport(data)
     _, at = _read(data, _head(express, vectors))
     make = DEVICE_PARTS.get(device, _undescribed)
     sub = make(data, at) if make is not None else None

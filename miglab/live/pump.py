@@ -17,6 +17,13 @@ converts with the same code as ``miglab compat``
 * the vmdesc trailer: the entries of changed sections rewritten, as ``miglab compat``
   does for a file.
 
+From the source's first END or FULL section on, the guest is stopped (QEMU sends them after
+``vm_stop``), so every millisecond the pump spends until the trailer is sent is downtime.
+Python's cyclic garbage collector waits meanwhile: decoding the device sections allocates
+enough to set off a full collection, which walks every object the process holds (~30 ms
+here, as much as the conversion itself); reference counting still frees what the records
+leave behind, and the collector runs again when the stream is done.
+
 A conversion QEMU would refuse (guest-visible changes not allowed, a device with state
 the destination has no section for) stops the pump before the record is sent; the
 destination then sees its stream end early and fails, and the source keeps running.
@@ -24,6 +31,7 @@ destination then sees its stream end early and fails, and the source keeps runni
 
 from __future__ import annotations
 
+import gc
 import json
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -145,6 +153,8 @@ class Pump:
         self._run_masks = (np.uint64(0), np.uint64(0))
         #: The configuration block sent instead of the source's (None: forwarded as is).
         self._new_config: VMState | None = None
+        #: The cyclic GC was turned off when the source stopped the guest (on again at the end).
+        self._gc_paused = False
 
     def run(self) -> PumpResult:
         """Pump the whole stream; return what went through.
@@ -164,9 +174,14 @@ class Pump:
             self._configuration()
         else:  # pc <= 2.3 sends no machine name: the machine cannot change, it is --machine
             self._start_conversion(self.machine)
-        while self._record():
-            pass
-        self._trailer()
+        try:
+            while self._record():
+                pass
+            self._trailer()
+        finally:
+            if self._gc_paused:
+                self._gc_paused = False
+                gc.enable()
         assert self.conversion is not None
         self.result.report = self.conversion.report()
         self.result.complete = True
@@ -236,6 +251,9 @@ class Pump:
         w = self.w
         w.need(1, "a record")
         t = w.peek(1)[0]
+        if t in (SectionType.END, SectionType.FULL) and not self._gc_paused and gc.isenabled():
+            gc.disable()  # the guest is stopped: no full collection in the downtime
+            self._gc_paused = True
         if t in (SectionType.PART, SectionType.END):
             w.need(5, "a section header")
             is_ram = read_section_id(QEMUFileReader(w.peek(5), 1)) == self._ram_id

@@ -15,6 +15,7 @@ from miglab.devices.virtio import (
     decode_virtio,
     encode_virtio,
     expand_virtio,
+    msix_vectors_in,
     msix_vectors_of,
 )
 from miglab.errors import CompatError, MiglabError
@@ -52,6 +53,7 @@ def test_every_virtio_section_round_trips_byte_exact(path: Path) -> None:
     for name, device, raw in _virtio_sections(path):
         state = decode_virtio(raw, device)
         assert encode_virtio(state) == raw, name
+        assert msix_vectors_in(raw) == msix_vectors_of(state.desc), name  # read without a decode
         # QEMU's virtio_save: the vmstate_virtio subsections of a virtio 1.0 PCI device
         assert "virtio/virtqueues" in state.subsections, name
         modern = state.subsections["virtio/extra_state"].fields["extra_state"]

@@ -15,7 +15,7 @@ import pytest
 
 import miglab
 from miglab.compat import convert_stream
-from miglab.devices.virtio import decode_virtio
+from miglab.devices.virtio import decode_virtio, encode_virtio
 from miglab.qemu import GuestNotFound, QemuNotFound, default_guest, find_qemu
 from miglab.qemu.capture_cache import cached_capture
 from miglab.stream.model import Stream
@@ -66,3 +66,22 @@ def test_ring_reset_is_kept_where_the_destination_machine_offers_it() -> None:
         stream, to_qemu="7.2", machine="pc-i440fx-7.2", allow_guest_visible=True
     )
     assert _acked(out) == _acked(stream)
+
+
+def test_the_acked_word_is_rewritten_where_it_is_not_at_a_lookalike() -> None:
+    # The rule rewrites the acked word in place after the subsection's header; a device
+    # config holding the same header and word in front of it must not be taken for it.
+    stream = _capture("11.1")
+    state = stream.device("virtio-blk").payload
+    acked = _acked(stream)
+    inner = decode_virtio(bytes(state.fields["virtio"]), "virtio-blk")
+    decoy = b"\x05\x15virtio/64bit_features" + bytes(4) + acked.to_bytes(8, "big")
+    config = bytes(inner.fields["config"])
+    inner.fields["config"] = decoy + config[len(decoy) :]
+    state.fields["virtio"] = encode_virtio(inner)
+    out, _ = convert_stream(
+        stream, to_qemu="5.2", machine="pc-i440fx-5.2", allow_guest_visible=True
+    )
+    got = decode_virtio(bytes(out.device("virtio-blk").payload.fields["virtio"]), "virtio-blk")
+    assert bytes(got.fields["config"]) == bytes(inner.fields["config"])
+    assert _acked(out) == acked & ~RING_RESET
