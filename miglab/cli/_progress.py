@@ -109,7 +109,13 @@ def _size(n: float) -> str:
 @contextlib.contextmanager
 def byte_progress(args: argparse.Namespace, what: str) -> Iterator[Progress | None]:
     """A :data:`~miglab.stream.progress.Progress` callback drawing ``what``'s phases, or
-    None when progress is off (the library call then skips its reports)."""
+    None when progress is off (the library call then skips its reports).
+
+    Entering it marks the start of the work: what the command has imported is
+    kept out of the cyclic collector's walks (:func:`miglab.cli.freeze_imports`)."""
+    from miglab.cli import freeze_imports
+
+    freeze_imports()
     if not progress_enabled(args):
         yield None
         return
