@@ -28,7 +28,9 @@ module (``--help`` and an unknown command import them all, to list them),
 and those modules import nothing heavy at the top: each ``run`` imports
 the machinery it needs (pandas, numpy, asn1tools, matplotlib stay
 out of a command that does not use them; ``tests/cli/test_cli.py``
-keeps it so).
+keeps it so).  What the imports made lives until the process exits, so the
+process's own command line keeps the cyclic collector off it
+(:func:`freeze_imports`).
 """
 
 from __future__ import annotations

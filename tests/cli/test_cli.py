@@ -92,6 +92,20 @@ def test_reading_commands_import_no_pandas_numpy_asn1tools_matplotlib(command: s
     assert heavy(got["modules"]) == set()
 
 
+def test_main_called_with_argv_leaves_the_collector_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the process's own command line (``main()``) freezes its imports out of the
+    cyclic collector; a caller's ``main(argv)`` finds the collector as it left it."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert main(["inspect", str(NET)]) == 0
+    assert "0000:00:04.0/virtio-net" in capsys.readouterr().out
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+
+
 def test_reading_a_stream_imports_no_pathlib() -> None:
     """pathlib (and the fnmatch, urllib.parse, ipaddress it imports) would cost every command
     a few ms; miglab's reader needs none of it, nor any third-party package."""
