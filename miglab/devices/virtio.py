@@ -30,6 +30,7 @@ replaces a section's opaque ``virtio`` bytes by the decoded state (a struct fiel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 from miglab.devices.pci import (
@@ -313,8 +314,10 @@ def virtio_description(
     return describe("virtio", fields, subsections=SUBSECTIONS)
 
 
+@functools.cache
 def _head(express: bool, msix_vectors: int) -> VMStateDescription:
-    """The part before the device's own part (no subsections, a name they cannot match)."""
+    """The part before the device's own part (no subsections, a name they cannot match);
+    one object per shape, so its layout is compiled once, not per device decoded."""
     desc = virtio_description(express=express, msix_vectors=msix_vectors)
     return dataclasses.replace(desc, name="virtio-head", subsections=())
 
