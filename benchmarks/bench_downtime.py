@@ -21,8 +21,8 @@ Downtime = the source's ``downtime`` (query-migrate: stop to its last byte sent)
 the time the destination took after that to report ``completed`` (both sides polled every
 20 ms, so lag has that grain): the guest runs again only once the destination has loaded the
 device state.  Printed per route: medians of ``--repeat`` runs of the downtime, of its two
-parts, of the bytes the source sent while stopped (``downtime-bytes``, QEMU 8.1 and later;
-``-`` before), of the dirty-sync count (RAM passes), the added downtime against both
+parts, of the bytes the source sent while stopped (``downtime-bytes``; ``-`` where the build
+does not report it, as 5.2), of the dirty-sync count (RAM passes), the added downtime against both
 baselines, the runs, and the load average (1 min) before and after.
 
 Usage::
