@@ -1,74 +1,172 @@
-"""Added downtime of a live move across releases through ``miglab proxy``, several trees in one run.
+"""Added downtime of a live move across releases through ``miglab proxy``, split by its cause.
 
-The migrations are :func:`bench_proxy.migrate_once`'s (a firmware guest with ``--gib`` GiB of
-non-zero RAM on QEMU ``--qemu``'s newest q35 machine, loopback TCP, ``python -m miglab proxy
---once`` as a separate process, the destination's RAM a populated ``/dev/shm`` file): per
-round one direct migration ``--to-qemu`` -> ``--to-qemu`` and one through the proxy of each
-``--tree`` (say the base commit unpacked by ``git archive``, and this checkout), converted
-for ``--to-qemu``, in turn, so load drifts hit them alike.  Printed: the median downtime
-(the source's ``downtime`` plus the destination's lag to ``completed``, polled every 20 ms)
-of each, the added downtime against the direct median, min and max of the proxied runs, and
-the load average (1 min) before and after.
+The migrations are :mod:`bench_proxy`'s (a firmware guest with ``--gib`` GiB of non-zero RAM
+on each build's newest q35 machine, ``-nodefaults``, loopback TCP, ``python -m miglab proxy
+--once`` as a separate process, the destination's RAM a populated ``/dev/shm`` file).  Per
+round, in turn (so load drifts hit them alike):
+
+* ``direct X->X``: the destination build ``--to-qemu`` to itself;
+* ``direct S->S``: the source build ``--qemu`` to itself (the source's own release);
+* ``S->proxy->S``: the source build through each ``--tree``'s proxy to itself, not converted;
+* ``S->proxy->X``: the source build through each ``--tree``'s proxy, converted, to ``X``.
+
+QEMU decides when to stop the guest from its bandwidth estimate and ``downtime-limit``, and
+what it still sends once stopped differs between builds, so a cross-release move is set
+beside both same-release baselines: ``S->proxy->X`` minus ``direct X->X`` is the figure of
+issue 11 section 6; ``S->proxy->S`` minus ``direct S->S`` is what the proxy adds to the source
+build's own stop; ``S->proxy->X`` minus ``S->proxy->S`` is what converting and the
+destination build's load add.
+
+Downtime = the source's ``downtime`` (query-migrate: stop to its last byte sent) + ``lag``,
+the time the destination took after that to report ``completed`` (both sides polled every
+20 ms, so lag has that grain): the guest runs again only once the destination has loaded the
+device state.  Printed per route: medians of ``--repeat`` runs of the downtime, of its two
+parts, of the bytes the source sent while stopped (``downtime-bytes``; ``-`` where the build
+does not report it, as 5.2), of the dirty-sync count (RAM passes), the added downtime against both
+baselines, the runs, and the load average (1 min) before and after.
 
 Usage::
 
+    python benchmarks/bench_downtime.py --to-qemu 5.2 --repeat 5
     python benchmarks/bench_downtime.py --to-qemu 7.2 --tree /tmp/base --tree . --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_proxy
+from bench_proxy import MACHINES
+
+from miglab.qemu._process import POLL_SECONDS, Guest, quit_qemu, run_bounded
+from miglab.qemu.runner import find_qemu
+
+
+def migrate(
+    qemu: str, to_qemu: str, ram: Path, dst_ram: Path, gib: int, proxy: Path | None, tmp: Path
+) -> dict[str, float]:
+    """One live migration ``qemu`` -> ``to_qemu`` (through ``proxy``'s miglab when given): the
+    source's downtime, the destination's lag, the stopped-phase bytes and the sync count.
+
+    :func:`bench_proxy.migrate_once` with the downtime's parts kept apart.
+    """
+    binary, to_binary = find_qemu(qemu), find_qemu(to_qemu)
+    incoming = bench_proxy._address("tcp", tmp / "incoming.sock")
+    memory = f"memory-backend-file,mem-path={dst_ram},share=on,prealloc=on"
+    src_argv = bench_proxy._vm(
+        qemu, MACHINES[qemu], gib, f"memory-backend-file,mem-path={ram},share=off"
+    )
+    dst_argv = bench_proxy._vm(to_qemu, MACHINES[to_qemu], gib, memory, "-incoming", incoming)
+    with Guest(src_argv, binary.env) as src, Guest(dst_argv, to_binary.env) as dst:
+        proc: subprocess.Popen[str] | None = None
+        target = incoming
+        if proxy is not None:
+            target = bench_proxy._address("tcp", tmp / "proxy.sock")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "miglab", "proxy", "--once",
+                 "--listen", target, "--connect", incoming,
+                 "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", MACHINES[to_qemu],
+                 *(["--allow-guest-visible"] if to_qemu != qemu else [])],
+                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(proxy)},
+            )  # fmt: skip
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "listening on ..."
+
+        async def run() -> dict[str, Any]:
+            s = await src.connect()
+            d = await dst.connect()
+            try:
+                await asyncio.sleep(1.0)  # firmware starts; the guest is running
+                await s.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+                await s.execute("migrate", {"uri": target})
+                done: dict[str, float] = {}
+                while len(done) < 2:
+                    for side, qmp in (("src", s), ("dst", d)):
+                        if side in done:
+                            continue
+                        reply = await qmp.execute("query-migrate")
+                        status = reply.get("status") if isinstance(reply, dict) else None
+                        if status == "completed":
+                            done[side] = time.monotonic()
+                        elif status in ("failed", "cancelled"):
+                            raise RuntimeError(f"{side} migration {status}")
+                    await asyncio.sleep(POLL_SECONDS)
+                info = await s.execute("query-migrate")
+                assert isinstance(info, dict)
+                info["lag ms"] = max(0.0, done["dst"] - done["src"]) * 1000
+                return info
+            finally:
+                await quit_qemu(s)
+                await quit_qemu(d)
+
+        info = run_bounded(run(), 900, "bench migration")
+        if proc is not None:
+            summary = proc.communicate()[0]
+            if "FAILED" in summary:
+                raise RuntimeError(summary)
+    ram_info = info["ram"]
+    return {
+        "downtime": float(info["downtime"]) + info["lag ms"],
+        "src": float(info["downtime"]),
+        "lag": info["lag ms"],
+        "stopped MB": ram_info["downtime-bytes"] / 1e6 if "downtime-bytes" in ram_info else -1.0,
+        "syncs": float(ram_info.get("dirty-sync-count", 0)),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--qemu", default="10.0", choices=sorted(bench_proxy.MACHINES))
-    parser.add_argument("--to-qemu", default="7.2", choices=sorted(bench_proxy.MACHINES))
+    parser.add_argument("--qemu", default="10.0", choices=sorted(MACHINES))
+    parser.add_argument("--to-qemu", default="5.2", choices=sorted(MACHINES))
     parser.add_argument("--gib", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tree", action="append", type=Path, help="checkout(s) whose proxy runs")
     args = parser.parse_args()
     trees = [t.resolve() for t in args.tree or [bench_proxy.ROOT]]
-    src, dst, gib = args.qemu, args.to_qemu, args.gib
-    load0 = os.getloadavg()[0]
-    print(f"QEMU {src} -> proxy -> QEMU {dst} against direct {dst} -> {dst}, {gib} GiB, "
-          f"medians of {args.repeat}; load average {load0:.1f} before")  # fmt: skip
-    direct: list[float] = []
-    proxied: dict[Path, list[float]] = {t: [] for t in trees}
+    s, x, gib = args.qemu, args.to_qemu, args.gib
+    tag = (lambda t: f" [{str(t)[-18:]}]") if len(trees) > 1 else (lambda t: "")
+    routes: list[tuple[str, str, str, Path | None]] = [
+        (f"direct {x}->{x}", x, x, None),
+        (f"direct {s}->{s}", s, s, None),
+        *((f"{s}->proxy->{s}{tag(t)}", s, s, t) for t in trees),
+        *((f"{s}->proxy->{x}{tag(t)}", s, x, t) for t in trees),
+    ]
+    print(f"{gib} GiB firmware guest, medians of {args.repeat}; "
+          f"load average {os.getloadavg()[0]:.1f} before", flush=True)  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {r[0]: [] for r in routes}
     with (
         tempfile.TemporaryDirectory(prefix="miglab-bench-downtime-") as tmp,
         tempfile.TemporaryDirectory(prefix="miglab-bench-downtime-", dir="/dev/shm") as shm,
     ):
         ram, dst_ram = Path(tmp) / "ram", Path(shm) / "dst"
         bench_proxy._fill(ram, gib)
-        bench_proxy.migrate_once(dst, ram, dst_ram, gib, proxy=False)  # populates dst_ram
+        migrate(x, x, ram, dst_ram, gib, None, Path(tmp))  # populates dst_ram
         for _ in range(args.repeat):
-            run = bench_proxy.migrate_once(dst, ram, dst_ram, gib, proxy=False)
-            direct.append(run["downtime ms"])
-            for tree in trees:
-                bench_proxy.ROOT = tree  # the proxy process runs this tree's miglab
+            for name, src, dst, tree in routes:
+                runs[name].append(migrate(src, dst, ram, dst_ram, gib, tree, Path(tmp)))
                 time.sleep(0.5)
-                run = bench_proxy.migrate_once(src, ram, dst_ram, gib, proxy=True, to_qemu=dst)
-                proxied[tree].append(run["downtime ms"])
-            time.sleep(0.5)
-    base = statistics.median(direct)
-    print(f"{'':>28} {'median ms':>9} {'added ms':>8} {'min':>5} {'max':>5}  runs")
-    print(f"{f'direct {dst}':>28} {base:>9.0f} {'':>8} {min(direct):>5.0f} {max(direct):>5.0f}  "
-          + " ".join(f"{x:.0f}" for x in direct))  # fmt: skip
-    for tree, xs in proxied.items():
-        med = statistics.median(xs)
-        print(f"{str(tree)[-28:]:>28} {med:>9.0f} {med - base:>+8.0f} {min(xs):>5.0f} "
-              f"{max(xs):>5.0f}  " + " ".join(f"{x:.0f}" for x in xs))  # fmt: skip
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
+    base_x, base_s = med[routes[0][0]]["downtime"], med[routes[1][0]]["downtime"]
+    print(f"{'route':<34} {'downtime':>8} {'src':>5} {'lag':>5} {'stopped MB':>10} {'syncs':>5} "
+          f"{f'vs {x}->{x}':>10} {f'vs {s}->{s}':>10}  runs (downtime ms)")  # fmt: skip
+    for name, _, _, _ in routes:
+        m = med[name]
+        stopped = f"{m['stopped MB']:.1f}" if m["stopped MB"] >= 0 else "-"
+        print(f"{name:<34} {m['downtime']:>8.0f} {m['src']:>5.0f} {m['lag']:>5.0f} "
+              f"{stopped:>10} {m['syncs']:>5.0f} {m['downtime'] - base_x:>+10.0f} "
+              f"{m['downtime'] - base_s:>+10.0f}  "
+              + " ".join(f"{r['downtime']:.0f}" for r in runs[name]))  # fmt: skip
     print(f"load average {os.getloadavg()[0]:.1f} after")
     return 0
 

@@ -30,6 +30,7 @@ replaces a section's opaque ``virtio`` bytes by the decoded state (a struct fiel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 from miglab.devices.pci import (
@@ -313,8 +314,10 @@ def virtio_description(
     return describe("virtio", fields, subsections=SUBSECTIONS)
 
 
+@functools.cache
 def _head(express: bool, msix_vectors: int) -> VMStateDescription:
-    """The part before the device's own part (no subsections, a name they cannot match)."""
+    """The part before the device's own part (no subsections, a name they cannot match);
+    one object per shape, so its layout is compiled once, not per device decoded."""
     desc = virtio_description(express=express, msix_vectors=msix_vectors)
     return dataclasses.replace(desc, name="virtio-head", subsections=())
 
@@ -340,20 +343,21 @@ def _read(data: bytes, desc: VMStateDescription, start: int = 0) -> tuple[VMStat
     return state, r.pos
 
 
-def _opaque_span(data: bytes, at: int) -> int:
+def _opaque_span(data: bytes, at: int) -> tuple[int, VMState]:
     """Bytes of an undescribed device part: up to where ``vmstate_virtio``'s subsections
-    start, i.e. the first position from which they read to the end exactly."""
+    start, i.e. the first position from which they read to the end exactly; and the
+    subsections read from there."""
     for p in range(at, len(data) + 1):
         if p < len(data) and not (
             data[p] == SectionType.SUBSECTION and data[p + 2 : p + 9] == b"virtio/"
         ):
             continue
         try:
-            _, end = _read(data, _TAIL, p)
+            tail, end = _read(data, _TAIL, p)
         except MiglabError:
             continue
         if end == len(data):
-            return p - at
+            return p - at, tail
     raise MigrationFormatError(
         "no vmstate_virtio subsections end the virtio data", offset=at, path="virtio/device"
     )
@@ -393,22 +397,32 @@ def decode_virtio(data: bytes, device: str) -> VMState:
         MigrationFormatError: the bytes do not follow the format, or leave bytes over.
     """
     express, vectors = _transport(data)
-    _, at = _read(data, _head(express, vectors))
+    head, at = _read(data, _head(express, vectors))
     make = DEVICE_PARTS.get(device, _undescribed)
     sub = make(data, at) if make is not None else None
+    tail: VMState | None = None
     if sub is not None:
         part: VMStateField | None = field("device", "struct", struct=sub)
     elif make is None:
         part = None
     else:
-        size = _opaque_span(data, at)
+        size, tail = _opaque_span(data, at)
         part = field("device", "buffer", size=size) if size else None
-    state, end = _read(data, virtio_description(express=express, msix_vectors=vectors, device=part))
+    fields = dict(head.fields)
+    end = at
+    if part is not None:  # read as the one field of a wrapper: the value the full read has
+        got, end = _read(data, describe("virtio-device", [part]), at)
+        fields["device"] = got.fields["device"]
+    if tail is None:  # the subsections' 1024-entry arrays: read once, here or in the span
+        tail, end = _read(data, _TAIL, end)
+    else:
+        end = len(data)
     if end != len(data):
         raise MigrationFormatError(
             f"{len(data) - end} bytes left over after the virtio data", offset=end, path=device
         )
-    return state
+    desc = virtio_description(express=express, msix_vectors=vectors, device=part)
+    return VMState(desc, desc.version_id, fields, tail.subsections)
 
 
 def _undescribed(data: bytes, at: int) -> None:
