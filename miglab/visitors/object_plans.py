@@ -37,7 +37,9 @@ def run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
             vals: tuple[Any, ...] = run.take(node)
         except KeyError:
             return None
-        if tuple(map(type, vals)) == run.types and all(len(vals[i]) == n for i, n in run.sized):
+        if tuple(map(type, vals)) == run.types and (
+            not run.sized or all(len(vals[i]) == n for i, n in run.sized)
+        ):
             try:
                 run.struct.pack(*vals)
             except struct.error:
