@@ -77,9 +77,10 @@ from miglab.errors import (
 from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
+from miglab.visitors.object_plans import charged_state
 from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
 from miglab.vmstate.description import VMStateDescription
-from miglab.vmstate.layout import paused_gc
+from miglab.vmstate.layout import paused_gc, struct_plan
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
@@ -134,6 +135,12 @@ def state_from_plain(desc: VMStateDescription, version: int, raw: Any, path: str
     if type(raw) is not dict:
         raise EncodingError(f"a state must be a map, got {type(raw).__name__}", path=path or None)
     try:
+        plan = struct_plan(desc, version)
+        if plan is not None and plan.depth < LIMITS.max_depth:
+            # the walk's first step without the walk: most states are one plan
+            got = charged_state(plan, raw)
+            if got is not None:
+                return got
         return visit_vmstate(ObjectInputVisitor(raw), desc, None, version)
     except (VisitorError, MigrationFormatError) as exc:
         raise EncodingError(exc.message, path=_join(path, exc.path)) from None

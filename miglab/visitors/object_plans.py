@@ -17,10 +17,12 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from miglab.errors import LimitExceeded
+from miglab.limits import charge_elements
 from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, FieldRun, StructPlan
 from miglab.visitors.run_types import checked_run, checked_runs
 
-__all__ = ("plain_of", "run_dict", "state_of")
+__all__ = ("charged_state", "plain_of", "run_dict", "state_of")
 
 
 def run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
@@ -58,7 +60,10 @@ def plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
             got = run_dict(what, fields)
             if got is None:
                 return None
-            out.update(got)
+            if out:
+                out.update(got)
+            else:
+                out = got  # fresh: the first run's dict is the tree's
             continue
         value = fields.get(what)
         if kind == PLAN_STRUCT:
@@ -100,6 +105,19 @@ def _nested_plain(plan: StructPlan, state: Any, cls: Any) -> dict[str, Any] | No
     return plain_of(plan, state)
 
 
+def charged_state(plan: StructPlan, node: Any) -> Any:
+    """:func:`state_of` with its arrays' elements charged to the decode's budget,
+    or None where the walk must decide (it raises, or charges again naming the array)."""
+    charged = [0]
+    out = state_of(plan, node, charged)
+    if out is not None and charged[0]:
+        try:
+            charge_elements(charged[0])
+        except LimitExceeded:
+            return None
+    return out
+
+
 def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
     """The state a plain tree node holds following ``plan`` (its arrays' elements
     added to ``charged[0]``), or None where the walk must decide (it raises)."""
@@ -111,7 +129,10 @@ def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
             got = run_dict(what, node)
             if got is None:
                 return None
-            values.update(got)
+            if values:
+                values.update(got)
+            else:
+                values = got  # fresh: the first run's dict is the state's
             continue
         value = node.get(what)
         if kind == PLAN_STRUCT:
