@@ -4,8 +4,11 @@ The object visitors (:mod:`miglab.visitors.object_visitor`) hand these
 functions what the walk compiled: a run of fixed-size fields
 (:func:`run_dict`), or a whole struct plan (:func:`plain_of` writes a
 state's tree, :func:`state_of` reads one back, strictly: a member nobody
-reads refuses the plan).  They only ever accept what the per-member walk
-would give the same way: on anything else they return None, having changed
+reads refuses the plan; :func:`charged_state` also charges its arrays to the
+decode's budget).  :mod:`miglab.encoders.tree` calls :func:`plain_of` and
+:func:`charged_state` directly for a device state that is one plan, before
+any visitor or walk.  They only ever accept what the per-member walk would
+give the same way: on anything else they return None, having changed
 nothing, and the walk takes over and raises the error that names the
 member.  Plans are data from :mod:`miglab.vmstate.layout`; the states are
 built with ``plan.make``, and nested states are known by having the type of
