@@ -77,9 +77,10 @@ from miglab.errors import (
 from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
+from miglab.visitors.object_plans import charged_state, plain_of
 from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
 from miglab.vmstate.description import VMStateDescription
-from miglab.vmstate.layout import paused_gc
+from miglab.vmstate.layout import paused_gc, struct_plan
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 
@@ -116,9 +117,16 @@ def plain_state(st: VMState, desc: VMStateDescription | None = None, path: str =
     """
     if not isinstance(st, VMState):
         raise EncodingError(f"expected a VMState, got {type(st).__name__}", path=path or None)
+    if desc is None:
+        desc = st.desc
+    plan = struct_plan(desc, st.version_id)
+    if plan is not None and plan.depth < LIMITS.max_depth:
+        got = plain_of(plan, st)  # the walk's first step without the walk: most states are one plan
+        if got is not None:
+            return got
     v = ObjectOutputVisitor()
     try:
-        visit_vmstate(v, desc if desc is not None else st.desc, st, st.version_id)
+        visit_vmstate(v, desc, st, st.version_id)
     except VisitorError as exc:
         raise EncodingError(exc.message, path=_join(path, exc.path)) from None
     return v.complete()
@@ -134,6 +142,11 @@ def state_from_plain(desc: VMStateDescription, version: int, raw: Any, path: str
     if type(raw) is not dict:
         raise EncodingError(f"a state must be a map, got {type(raw).__name__}", path=path or None)
     try:
+        plan = struct_plan(desc, version)
+        if plan is not None and plan.depth < LIMITS.max_depth:
+            got = charged_state(plan, raw)  # as plain_state: no visitor, no walk
+            if got is not None:
+                return got
         return visit_vmstate(ObjectInputVisitor(raw), desc, None, version)
     except (VisitorError, MigrationFormatError) as exc:
         raise EncodingError(exc.message, path=_join(path, exc.path)) from None

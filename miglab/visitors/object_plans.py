@@ -4,8 +4,11 @@ The object visitors (:mod:`miglab.visitors.object_visitor`) hand these
 functions what the walk compiled: a run of fixed-size fields
 (:func:`run_dict`), or a whole struct plan (:func:`plain_of` writes a
 state's tree, :func:`state_of` reads one back, strictly: a member nobody
-reads refuses the plan).  They only ever accept what the per-member walk
-would give the same way: on anything else they return None, having changed
+reads refuses the plan; :func:`charged_state` also charges its arrays to the
+decode's budget).  :mod:`miglab.encoders.tree` calls :func:`plain_of` and
+:func:`charged_state` directly for a device state that is one plan, before
+any visitor or walk.  They only ever accept what the per-member walk would
+give the same way: on anything else they return None, having changed
 nothing, and the walk takes over and raises the error that names the
 member.  Plans are data from :mod:`miglab.vmstate.layout`; the states are
 built with ``plan.make``, and nested states are known by having the type of
@@ -17,10 +20,12 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from miglab.errors import LimitExceeded
+from miglab.limits import charge_elements
 from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, FieldRun, StructPlan
 from miglab.visitors.run_types import checked_run, checked_runs
 
-__all__ = ("plain_of", "run_dict", "state_of")
+__all__ = ("charged_state", "plain_of", "run_dict", "state_of")
 
 
 def run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
@@ -37,7 +42,9 @@ def run_dict(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
             vals: tuple[Any, ...] = run.take(node)
         except KeyError:
             return None
-        if tuple(map(type, vals)) == run.types and all(len(vals[i]) == n for i, n in run.sized):
+        if tuple(map(type, vals)) == run.types and (
+            not run.sized or all(len(vals[i]) == n for i, n in run.sized)
+        ):
             try:
                 run.struct.pack(*vals)
             except struct.error:
@@ -56,7 +63,10 @@ def plain_of(plan: StructPlan, state: Any) -> dict[str, Any] | None:
             got = run_dict(what, fields)
             if got is None:
                 return None
-            out.update(got)
+            if out:
+                out.update(got)
+            else:
+                out = got  # fresh: the first run's dict is the tree's
             continue
         value = fields.get(what)
         if kind == PLAN_STRUCT:
@@ -98,6 +108,19 @@ def _nested_plain(plan: StructPlan, state: Any, cls: Any) -> dict[str, Any] | No
     return plain_of(plan, state)
 
 
+def charged_state(plan: StructPlan, node: Any) -> Any:
+    """:func:`state_of` with its arrays' elements charged to the decode's budget,
+    or None where the walk must decide (it raises, or charges again naming the array)."""
+    charged = [0]
+    out = state_of(plan, node, charged)
+    if out is not None and charged[0]:
+        try:
+            charge_elements(charged[0])
+        except LimitExceeded:
+            return None
+    return out
+
+
 def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
     """The state a plain tree node holds following ``plan`` (its arrays' elements
     added to ``charged[0]``), or None where the walk must decide (it raises)."""
@@ -109,7 +132,10 @@ def state_of(plan: StructPlan, node: Any, charged: list[int]) -> Any:
             got = run_dict(what, node)
             if got is None:
                 return None
-            values.update(got)
+            if values:
+                values.update(got)
+            else:
+                values = got  # fresh: the first run's dict is the state's
             continue
         value = node.get(what)
         if kind == PLAN_STRUCT:

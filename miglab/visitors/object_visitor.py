@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from miglab.errors import LimitExceeded
-from miglab.limits import LIMITS, charge_elements
+from miglab.limits import LIMITS
 from miglab.visitors.base import FieldRun, StructPlan, Visitor
-from miglab.visitors.object_plans import plain_of, run_dict, state_of
+from miglab.visitors.object_plans import charged_state, plain_of, run_dict
 from miglab.visitors.run_types import checked_ints, checked_runs
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
@@ -300,15 +299,9 @@ class ObjectInputVisitor(Visitor):
             node = top[i] if i < len(top) else None
         else:
             node = top.get(name)
-        charged = [0]
-        out = state_of(plan, node, charged)
+        out = charged_state(plan, node)
         if out is None:
             return None
-        if charged[0]:
-            try:
-                charge_elements(charged[0])
-            except LimitExceeded:
-                return None  # the walk charges again and names the array
         if type(top) is dict:
             seen = self._seen[-1]
             if seen is not None:

@@ -129,8 +129,10 @@ def checked_run(run: FieldRun, node: dict[str, Any]) -> dict[str, Any] | None:
     has its field's type and fits, else None."""
     t = _types(run)
     try:
-        # only the run's members go to msgspec (which visits every key it is given)
-        out: dict[str, Any] = msgspec.convert(dict(zip(run.names, run.take(node))), t.one)  # noqa: B905
+        # only the run's members go to msgspec (which visits every key it is given);
+        # a node of as many keys as the run has members is them or lacks one (refused)
+        src = node if len(node) == len(run.names) else dict(zip(run.names, run.take(node)))  # noqa: B905
+        out: dict[str, Any] = msgspec.convert(src, t.one)
     except (KeyError, msgspec.ValidationError):
         return None
     return out if not t.wide or _fits_u64([out], t.wide) else None
