@@ -34,95 +34,28 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_proxy
 from bench_proxy import MACHINES
 
-from miglab.qemu._process import POLL_SECONDS, Guest, quit_qemu, run_bounded
-from miglab.qemu.runner import find_qemu
-
 
 def migrate(
     qemu: str, to_qemu: str, ram: Path, dst_ram: Path, gib: int, proxy: Path | None, tmp: Path
 ) -> dict[str, float]:
-    """One live migration ``qemu`` -> ``to_qemu`` (through ``proxy``'s miglab when given): the
-    source's downtime, the destination's lag, the stopped-phase bytes and the sync count.
-
-    :func:`bench_proxy.migrate_once` with the downtime's parts kept apart.
-    """
-    binary, to_binary = find_qemu(qemu), find_qemu(to_qemu)
-    incoming = bench_proxy._address("tcp", tmp / "incoming.sock")
-    memory = f"memory-backend-file,mem-path={dst_ram},share=on,prealloc=on"
-    src_argv = bench_proxy._vm(
-        qemu, MACHINES[qemu], gib, f"memory-backend-file,mem-path={ram},share=off"
+    """One live migration ``qemu`` -> ``to_qemu`` over loopback TCP, through ``proxy``'s miglab
+    when given: :func:`bench_proxy.migrate_once`'s figures (the downtime and its parts)."""
+    route = bench_proxy.Route("", "tcp", "tcp", proxy)
+    return bench_proxy.migrate_once(
+        qemu, ram, dst_ram, gib, path=route, sockets=tmp, to_qemu=to_qemu
     )
-    dst_argv = bench_proxy._vm(to_qemu, MACHINES[to_qemu], gib, memory, "-incoming", incoming)
-    with Guest(src_argv, binary.env) as src, Guest(dst_argv, to_binary.env) as dst:
-        proc: subprocess.Popen[str] | None = None
-        target = incoming
-        if proxy is not None:
-            target = bench_proxy._address("tcp", tmp / "proxy.sock")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "miglab", "proxy", "--once",
-                 "--listen", target, "--connect", incoming,
-                 "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", MACHINES[to_qemu],
-                 *(["--allow-guest-visible"] if to_qemu != qemu else [])],
-                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(proxy)},
-            )  # fmt: skip
-            assert proc.stdout is not None
-            proc.stdout.readline()  # "listening on ..."
-
-        async def run() -> dict[str, Any]:
-            s = await src.connect()
-            d = await dst.connect()
-            try:
-                await asyncio.sleep(1.0)  # firmware starts; the guest is running
-                await s.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
-                await s.execute("migrate", {"uri": target})
-                done: dict[str, float] = {}
-                while len(done) < 2:
-                    for side, qmp in (("src", s), ("dst", d)):
-                        if side in done:
-                            continue
-                        reply = await qmp.execute("query-migrate")
-                        status = reply.get("status") if isinstance(reply, dict) else None
-                        if status == "completed":
-                            done[side] = time.monotonic()
-                        elif status in ("failed", "cancelled"):
-                            raise RuntimeError(f"{side} migration {status}")
-                    await asyncio.sleep(POLL_SECONDS)
-                info = await s.execute("query-migrate")
-                assert isinstance(info, dict)
-                info["lag ms"] = max(0.0, done["dst"] - done["src"]) * 1000
-                return info
-            finally:
-                await quit_qemu(s)
-                await quit_qemu(d)
-
-        info = run_bounded(run(), 900, "bench migration")
-        if proc is not None:
-            summary = proc.communicate()[0]
-            if "FAILED" in summary:
-                raise RuntimeError(summary)
-    ram_info = info["ram"]
-    return {
-        "downtime": float(info["downtime"]) + info["lag ms"],
-        "src": float(info["downtime"]),
-        "lag": info["lag ms"],
-        "stopped MB": ram_info["downtime-bytes"] / 1e6 if "downtime-bytes" in ram_info else -1.0,
-        "syncs": float(ram_info.get("dirty-sync-count", 0)),
-    }
 
 
 def main() -> int:
@@ -157,16 +90,16 @@ def main() -> int:
                 runs[name].append(migrate(src, dst, ram, dst_ram, gib, tree, Path(tmp)))
                 time.sleep(0.5)
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
-    base_x, base_s = med[routes[0][0]]["downtime"], med[routes[1][0]]["downtime"]
+    base_x, base_s = med[routes[0][0]]["downtime ms"], med[routes[1][0]]["downtime ms"]
     print(f"{'route':<34} {'downtime':>8} {'src':>5} {'lag':>5} {'stopped MB':>10} {'syncs':>5} "
           f"{f'vs {x}->{x}':>10} {f'vs {s}->{s}':>10}  runs (downtime ms)")  # fmt: skip
     for name, _, _, _ in routes:
         m = med[name]
         stopped = f"{m['stopped MB']:.1f}" if m["stopped MB"] >= 0 else "-"
-        print(f"{name:<34} {m['downtime']:>8.0f} {m['src']:>5.0f} {m['lag']:>5.0f} "
+        print(f"{name:<34} {m['downtime']:>8.0f} {m['src ms']:>5.0f} {m['lag ms']:>5.0f} "
               f"{stopped:>10} {m['syncs']:>5.0f} {m['downtime'] - base_x:>+10.0f} "
               f"{m['downtime'] - base_s:>+10.0f}  "
-              + " ".join(f"{r['downtime']:.0f}" for r in runs[name]))  # fmt: skip
+              + " ".join(f"{r['downtime ms']:.0f}" for r in runs[name]))  # fmt: skip
     print(f"load average {os.getloadavg()[0]:.1f} after")
     return 0
 

@@ -212,10 +212,19 @@ def migrate_once(
             if "FAILED" in summary:
                 raise RuntimeError(summary)
         seconds = info["total-time"] / 1000
-        gb = info["ram"]["transferred"] / 1e9
+        ram_info = info["ram"]
+        gb = ram_info["transferred"] / 1e9
         return {
             "MB/s": gb * 1000 / seconds,
             "downtime ms": float(info["downtime"]) + info["lag ms"],
+            # its parts: the source's own figure, the destination's lag (polled), the RAM the
+            # source sent once stopped (-1: the build does not say) and its dirty syncs
+            "src ms": float(info["downtime"]),
+            "lag ms": info["lag ms"],
+            "stopped MB": ram_info["downtime-bytes"] / 1e6
+            if "downtime-bytes" in ram_info
+            else -1.0,
+            "syncs": float(ram_info.get("dirty-sync-count", 0)),
             "rss MiB": rss,
             "src s/GB": info["cpu"][0] / gb,
             "dst s/GB": info["cpu"][1] / gb,
