@@ -225,6 +225,24 @@ class ObjectInputVisitor(Visitor):
             seen.add(name)  # type: ignore[arg-type]
         return top[name]
 
+    def _peek(self, name: str | None) -> tuple[Any, Any]:
+        """The node being read and its member ``name`` (the current element of a list, the
+        whole tree at the top), not yet marked read: a compiled read may still decline it."""
+        top = self._stack[-1] if self._stack else None
+        if top is None:
+            return top, self._tree
+        if type(top) is list:
+            i = self._index[-1]
+            return top, top[i] if i < len(top) else None
+        return top, top.get(name)
+
+    def _mark_read(self, top: Any, name: str | None) -> None:
+        """Member ``name`` of ``top`` (from :meth:`_peek`) was read, for :meth:`check_struct`."""
+        if type(top) is dict:
+            seen = self._seen[-1]
+            if seen is not None:
+                seen.add(name)  # type: ignore[arg-type]
+
     def start_struct(self, name: str | None) -> None:
         node = self._get(name)
         if not isinstance(node, dict):
@@ -268,44 +286,24 @@ class ObjectInputVisitor(Visitor):
         src: dict[str, Any] | None,
         values: dict[str, Any],
     ) -> bool:
-        top = self._stack[-1] if self._stack else None
-        if top is None:
-            node = self._tree
-        elif type(top) is list:
-            i = self._index[-1]
-            node = top[i] if i < len(top) else None
-        else:
-            node = top.get(name)
+        top, node = self._peek(name)
         if type(node) is not dict or len(node) != len(run.names):
             return False  # missing, not an object, or with members nobody reads
         out = run_dict(run, node)
         if out is None:
             return False
-        if type(top) is dict:
-            seen = self._seen[-1]
-            if seen is not None:
-                seen.add(name)  # type: ignore[arg-type]
+        self._mark_read(top, name)
         values.update(out)
         return True
 
     def visit_plan(self, name: str | None, plan: StructPlan, state: Any) -> Any:
         if len(self._path) + plan.depth >= LIMITS.max_depth:
             return None
-        top = self._stack[-1] if self._stack else None
-        if top is None:
-            node = self._tree
-        elif type(top) is list:
-            i = self._index[-1]
-            node = top[i] if i < len(top) else None
-        else:
-            node = top.get(name)
+        top, node = self._peek(name)
         out = charged_state(plan, node)
         if out is None:
             return None
-        if type(top) is dict:
-            seen = self._seen[-1]
-            if seen is not None:
-                seen.add(name)  # type: ignore[arg-type]
+        self._mark_read(top, name)
         return out
 
     def visit_struct_runs(
