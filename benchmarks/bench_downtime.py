@@ -96,9 +96,9 @@ def main() -> int:
     for name, _, _, _ in routes:
         m = med[name]
         stopped = f"{m['stopped MB']:.1f}" if m["stopped MB"] >= 0 else "-"
-        print(f"{name:<34} {m['downtime']:>8.0f} {m['src ms']:>5.0f} {m['lag ms']:>5.0f} "
-              f"{stopped:>10} {m['syncs']:>5.0f} {m['downtime'] - base_x:>+10.0f} "
-              f"{m['downtime'] - base_s:>+10.0f}  "
+        print(f"{name:<34} {m['downtime ms']:>8.0f} {m['src ms']:>5.0f} {m['lag ms']:>5.0f} "
+              f"{stopped:>10} {m['syncs']:>5.0f} {m['downtime ms'] - base_x:>+10.0f} "
+              f"{m['downtime ms'] - base_s:>+10.0f}  "
               + " ".join(f"{r['downtime ms']:.0f}" for r in runs[name]))  # fmt: skip
     print(f"load average {os.getloadavg()[0]:.1f} after")
     return 0
