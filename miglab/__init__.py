@@ -31,13 +31,12 @@ from miglab.errors import (
     TruncatedStreamError,
     VisitorError,
 )
+from miglab.lazy import lazy_attributes
 
 # ``typing`` is not imported at run time (``miglab --version`` needs none of it);
 # mypy reads this name as typing.TYPE_CHECKING.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from miglab.analysis.frames import fields_frame, ram_frame, sections_frame
     from miglab.containers import load, save
     from miglab.findings import Finding
@@ -96,15 +95,7 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> tuple[str, ...]:

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "miglab"
 # Lowest first; a module may import its own layer and the ones below.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # What every layer may use: the error tree, the findings checks report, the safety limits,
-    # the wire constants and the knowledge files.
+    # the wire constants, the knowledge files and the packages' lazy exports.
     (
         "miglab.errors",
         "miglab.findings",
@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "miglab.files",
         "miglab.wire",
         "miglab.knowledge",
+        "miglab.lazy",
     ),
     ("miglab.visitors",),
     ("miglab.vmstate",),

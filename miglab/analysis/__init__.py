@@ -14,8 +14,7 @@ Every module is imported on first use of one of its names, so
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from miglab.lazy import lazy_attributes
 
 _LAZY = {
     "StreamDiff": "miglab.analysis.diff",
@@ -84,11 +83,7 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> tuple[str, ...]:

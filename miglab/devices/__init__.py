@@ -21,9 +21,10 @@ values (``needed`` predicates, ``*_equal``/``le`` checks) are in
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from miglab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from miglab.devices.base import Device, visit_subsection
@@ -88,15 +89,13 @@ def model_for(idstr: str) -> type[Device] | None:
     return _devices().get(idstr.rsplit("/", 1)[-1])
 
 
+_lazy = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
     if name == "DEVICES":
         return _devices()
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy(name)
 
 
 def __dir__() -> tuple[str, ...]:

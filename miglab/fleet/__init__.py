@@ -26,29 +26,24 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from miglab.lazy import lazy_attributes
 
 _LAZY = {
-    "Fleet": ("miglab.fleet.query", "Fleet"),
-    "IndexReport": ("miglab.fleet.indexing", "IndexReport"),
-    "check": ("miglab.fleet.query", "check"),
-    "device_presence": ("miglab.fleet.query", "device_presence"),
-    "index": ("miglab.fleet.indexing", "index"),
-    "make_fleet": ("miglab.fleet.synthetic", "make_fleet"),
-    "open": ("miglab.fleet.query", "open_fleet"),
-    "size_by_device": ("miglab.fleet.query", "size_by_device"),
-    "varying_fields": ("miglab.fleet.query", "varying_fields"),
+    "Fleet": "miglab.fleet.query",
+    "IndexReport": "miglab.fleet.indexing",
+    "check": "miglab.fleet.query",
+    "device_presence": "miglab.fleet.query",
+    "index": "miglab.fleet.indexing",
+    "make_fleet": "miglab.fleet.synthetic",
+    "open": "miglab.fleet.query:open_fleet",
+    "size_by_device": "miglab.fleet.query",
+    "varying_fields": "miglab.fleet.query",
 }
 
 __all__ = tuple(sorted(_LAZY))
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(target[0]), target[1])
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> tuple[str, ...]:

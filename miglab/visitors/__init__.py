@@ -21,8 +21,9 @@ The legacy ``qemu_put_be*`` / ``qemu_get_be*`` API on a QEMUFile is kept in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from miglab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from miglab.visitors.base import (
@@ -161,13 +162,7 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> tuple[str, ...]:
