@@ -67,6 +67,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from qemu.qmp import QMPClient  # noqa: E402
+
 from miglab.qemu._process import POLL_SECONDS, Guest, quit_qemu, run_bounded  # noqa: E402
 from miglab.qemu.runner import find_qemu  # noqa: E402
 
@@ -132,12 +134,19 @@ def migrate_once(
     path: Route,
     sockets: Path,
     to_qemu: str = "",
+    downtime_limit: int | None = None,
 ) -> dict[str, float]:
     """One live migration along ``path``; the source's figures, the CPU it cost, the proxy's RSS.
 
     ``dst_ram``: the destination's RAM file (shared, preallocated); None: fresh anonymous RAM.
     ``to_qemu``: the destination's build (default ``qemu``), on its newest q35 machine; the
-    proxy converts for it.  ``sockets``: where the unix sockets go.
+    proxy converts for it.  ``sockets``: where the unix sockets go.  ``downtime_limit``: the
+    source's ``downtime-limit`` parameter in ms (None: QEMU's default, 300).
+
+    ``guest ms`` is the downtime the guest sees: from the source's ``STOP`` event to the
+    destination's ``RESUME`` (it starts without ``-S``, so it resumes on its own once it has
+    loaded the stream), both by QEMU's own event timestamps (one host clock, microseconds).
+    ``downtime ms`` is the older figure: the source's ``downtime`` plus the polled lag.
     """
     to_qemu = to_qemu or qemu
     machine, to_machine = MACHINES[qemu], MACHINES[to_qemu]
@@ -173,7 +182,10 @@ def migrate_once(
             d = await dst.connect()  # answers once its RAM is preallocated
             try:
                 await asyncio.sleep(1.0)  # firmware starts; the guest is running
-                await s.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+                params: dict[str, int] = {"max-bandwidth": 1 << 40}
+                if downtime_limit is not None:
+                    params["downtime-limit"] = downtime_limit
+                await s.execute("migrate-set-parameters", params)
                 cpu0 = _cpu_seconds(src.process.pid), _cpu_seconds(dst.process.pid)
                 await s.execute("migrate", {"uri": target})
                 done: dict[str, float] = {}
@@ -197,6 +209,9 @@ def migrate_once(
                 # The source's downtime ends when it has sent the last byte; the guest runs
                 # again only once the destination has loaded it.
                 info["lag ms"] = max(0.0, done["dst"] - done["src"]) * 1000
+                stop = _event_time(s, "STOP")
+                resume = await _wait_event_time(d, "RESUME")
+                info["guest ms"] = (resume - stop) * 1000
                 return info
             finally:
                 await quit_qemu(s)
@@ -216,6 +231,7 @@ def migrate_once(
         gb = ram_info["transferred"] / 1e9
         return {
             "MB/s": gb * 1000 / seconds,
+            "guest ms": info["guest ms"],
             "downtime ms": float(info["downtime"]) + info["lag ms"],
             # its parts: the source's own figure, the destination's lag (polled), the RAM the
             # source sent once stopped (-1: the build does not say) and its dirty syncs
@@ -230,6 +246,25 @@ def migrate_once(
             "dst s/GB": info["cpu"][1] / gb,
             "proxy s/GB": cpu / gb,
         }
+
+
+def _event_time(qmp: QMPClient, name: str) -> float:
+    """QEMU's timestamp (seconds) of the first ``name`` event ``qmp`` has heard."""
+    for event in qmp.events.history:
+        if event["event"] == name:
+            stamp = event["timestamp"]
+            return float(stamp["seconds"]) + float(stamp["microseconds"]) / 1e6
+    raise RuntimeError(f"QEMU sent no {name} event")
+
+
+async def _wait_event_time(qmp: QMPClient, name: str, timeout: float = 10.0) -> float:
+    """:func:`_event_time`, waiting up to ``timeout`` seconds for the event to come."""
+    deadline = time.monotonic() + timeout
+    while not any(e["event"] == name for e in qmp.events.history):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    return _event_time(qmp, name)
 
 
 def routes(args: argparse.Namespace) -> list[Route]:
