@@ -7,8 +7,10 @@ converting, re-encoding what changed, rewriting the vmdesc trailer) delays the d
 This replays the running test guest's live capture (the ``live`` device set on the source
 build's newest q35 machine, :func:`~miglab.qemu.capture_cache.cached_capture`) through a
 real ``Pump`` over in-memory sockets, as ``miglab proxy --once`` runs it: one fresh Python
-process per run (so what is built on first use is paid as the proxy pays it), the source
-build's descriptions parsed before the stream starts, the stream fed in 1 MiB receives.
+process per run (so what is built on first use is paid as the proxy pays it: the capture is
+decoded in the parent, to find where its device state starts, and not in the worker, whose
+first decode is the pump's), the source build's descriptions parsed before the stream starts,
+the stream fed in the proxy's receives (``inbound.CHUNK``).
 The clock (``time.process_time`` of the process, and wall time) starts when the pump asks
 for the first byte of the first device section -- it has forwarded everything before it --
 and stops when the pump returns.
@@ -73,27 +75,35 @@ class _Sink:
         self.digest.update(data)
 
 
-def _worker(src: str, dst: str, profile: int) -> dict[str, Any]:
-    """One run in this process (the tree to use is first on ``sys.path``)."""
+def _capture(src: str) -> tuple[str, int]:
+    """The live capture of build ``src`` and the offset of its first device section (the first
+    FULL section after the last RAM section), found by decoding it: in the parent, so the
+    worker's first decode is the pump's."""
     from miglab.live import source_decoding
-    from miglab.live.inbound import Window
-    from miglab.live.pump import Pump
     from miglab.qemu.capture_cache import cached_capture
     from miglab.stream.model import Section, SectionKind
-
-    cap = cached_capture(src, f"pc-q35-{src}", "live")
-    data = Path(cap.stream).read_bytes()
-    decoding = source_decoding(src, f"pc-q35-{src}")  # as proxy_once: before the source comes
-    # The first device section: the first FULL section after the last RAM section.
     from miglab.stream.reader import load
 
+    cap = cached_capture(src, f"pc-q35-{src}", "live")
+    decoding = source_decoding(src, f"pc-q35-{src}")
     records = load(cap.stream, schema=decoding.schema, descriptions=decoding.descriptions).records
     mark = next(
         r.offset
         for r in records
         if isinstance(r, Section) and r.kind is SectionKind.FULL and r.offset is not None
     )
-    del records
+    return str(cap.stream), mark
+
+
+def _worker(src: str, dst: str, stream: str, mark: int, profile: int) -> dict[str, Any]:
+    """One run in this process (the tree to use is first on ``sys.path``): the pump over
+    ``stream``, timed from ``mark``."""
+    from miglab.live import source_decoding
+    from miglab.live.inbound import Window
+    from miglab.live.pump import Pump
+
+    data = Path(stream).read_bytes()
+    decoding = source_decoding(src, f"pc-q35-{src}")  # as proxy_once: before the source comes
     source, sink = _Source(data, mark), _Sink()
     pump = Pump(
         Window(source, sink),  # type: ignore[arg-type]
@@ -134,9 +144,11 @@ def _worker(src: str, dst: str, profile: int) -> dict[str, Any]:
     }
 
 
-def _run(tree: Path, pair: str, profile: int = 0) -> dict[str, Any]:
+def _run(tree: Path, pair: str, capture: tuple[str, int], profile: int = 0) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, __file__, "--worker", pair, "--profile", str(profile)]
+    stream, mark = capture
+    cmd = [sys.executable, __file__, "--worker", pair, "--stream", stream, "--mark", str(mark),
+           "--profile", str(profile)]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=tree)
     if done.returncode:
         raise SystemExit(f"worker {pair} in {tree} failed:\n{done.stderr}")
@@ -152,17 +164,21 @@ def main() -> int:
     parser.add_argument("--tree", action="append", type=Path, help="checkout(s) to compare")
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--stream", help=argparse.SUPPRESS)
+    parser.add_argument("--mark", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         src, dst = args.worker.split("-")
-        print(json.dumps(_worker(src, dst, args.profile)))
+        print(json.dumps(_worker(src, dst, args.stream, args.mark, args.profile)))
         return 0
     trees = [t.resolve() for t in args.tree or [ROOT]]
+    sys.path.insert(0, str(ROOT))
+    captures = {src: _capture(src) for src in {p.split("-")[0] for p in args.pairs.split(",")}}
     if args.profile:
         for pair in args.pairs.split(","):
             for tree in trees:
                 print(f"== {pair} {tree}")
-                _run(tree, pair, args.profile)
+                _run(tree, pair, captures[pair.split("-")[0]], args.profile)
         return 0
     print(f"load average {os.getloadavg()[0]:.1f}; CPU ms of the device path, fresh process, "
           f"median of {args.repeat}")  # fmt: skip
@@ -172,7 +188,7 @@ def main() -> int:
         runs: dict[Path, list[dict[str, Any]]] = {t: [] for t in trees}
         for _ in range(args.repeat):
             for tree in trees:
-                runs[tree].append(_run(tree, pair))
+                runs[tree].append(_run(tree, pair, captures[pair.split("-")[0]]))
         for tree in trees:
             rs = runs[tree]
             cpu = [r["cpu ms"] for r in rs]

@@ -43,6 +43,7 @@ import numpy as np
 from miglab.compat.qemu import Conversion
 from miglab.compat.report import ChangeReport
 from miglab.errors import MigrationFormatError, TruncatedStreamError
+from miglab.live.decoding import prepare_decoding
 from miglab.live.inbound import Window
 from miglab.stream.configuration import machine_of
 from miglab.stream.framing import (
@@ -199,6 +200,7 @@ class Pump:
         alike = self.src_qemu == self.to_qemu and source_machine == self.machine
         if self._decode or not alike:
             self.reader = PieceReader(schema=self._schema, descriptions=self._descriptions)
+            prepare_decoding(self._descriptions or {})  # the guest still runs: built now
 
     def _configuration(self) -> None:
         config, end = self._read(lambda d, f: self.reader.configuration(d, 0, final=f))
@@ -232,7 +234,8 @@ class Pump:
                 w.need(1, "a record")
             m = min(w.available, cap)
             final = w.closed and m == w.available
-            data = bytes(w.buf[w.pos : w.pos + m])
+            with memoryview(w.buf) as view:  # one copy (a slice of buf would be a second)
+                data = bytes(view[w.pos : w.pos + m])
             try:
                 value, end = parse(data, final)
             except TruncatedStreamError:
