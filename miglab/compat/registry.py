@@ -109,6 +109,8 @@ class Registry:
     def __init__(self) -> None:
         self._steps: list[Transform] = []
         self._chains: list[tuple[str, ...]] = []
+        #: Plans made so far, by (device, src, dst); emptied when a step or chain is added.
+        self._plans: dict[tuple[str, str, str], Plan] = {}
 
     def add_chain(self, versions: Sequence[str]) -> None:
         """Declare ``versions`` an ordered chain (QEMU builds, machine generations): a plan
@@ -116,6 +118,7 @@ class Registry:
         registered between two neighbours also runs on a longer way (11.1 -> 5.2 runs the
         10.0 -> 7.2 step)."""
         self._chains.append(tuple(versions))
+        self._plans.clear()
 
     def register(
         self, device: str, *, src: str, dst: str, description: str = ""
@@ -126,6 +129,7 @@ class Registry:
             doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
             self._steps.append(Transform(device, src, dst, fn, text))
+            self._plans.clear()
             return fn
 
         return deco
@@ -133,6 +137,7 @@ class Registry:
     def add(self, transform: Transform) -> None:
         """Register a ready-made :class:`Transform`."""
         self._steps.append(transform)
+        self._plans.clear()
 
     @property
     def transforms(self) -> tuple[Transform, ...]:
@@ -147,9 +152,19 @@ class Registry:
         (its steps are between other versions, e.g. machine generations while ``src`` and
         ``dst`` are QEMU builds), gets an empty plan: its state is the same in both.
 
+        Made once per device and way (a conversion asks for each section's plan, while the
+        guest is stopped when it is the proxy's).
+
         Raises:
             CompatError: steps exist but none chain from ``src`` to ``dst``.
         """
+        key = (device, src, dst)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(device, src, dst)
+        return plan
+
+    def _plan(self, device: str, src: str, dst: str) -> Plan:
         mine = [t for t in self._steps if t.device in (device, ANY_DEVICE)]
         if src == dst or not mine:
             return Plan(device, src, dst, ())
