@@ -31,8 +31,14 @@ miglab`` unpacked) every command also runs from that tree, alternating with
 this one, and its wall, peak and CPU seconds print beside: on a loaded
 machine compare the CPU columns.
 
+With ``--instructions`` each command also runs once under valgrind's
+callgrind (``PYTHONHASHSEED=0``), and the millions of instructions the whole
+process executed print beside its times (``Minstr``): a count the machine's
+load does not move (+-0.3 M run to run), where ``perf stat -e instructions``
+has no counters (a virtual machine).  A run is ~50x slower than a plain one.
+
 Usage: ``python benchmarks/bench_cli.py [--repeat 9] [--work DIR] [--peer PATH] [--synthetic]
-[--before TREE]``
+[--before TREE] [--instructions]``
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ import argparse
 import compileall
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,6 +94,27 @@ def run_timed(argv: list[str], cwd: Path, code: Path = ROOT) -> tuple[float, flo
         proc.returncode = os.waitstatus_to_exitcode(status)
         peak_kib = rss.read().split()[-1]
     return dt, int(peak_kib) * 1024 / 1e6, proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def instructions(argv: list[str], cwd: Path, code: Path = ROOT) -> float | None:
+    """Millions of instructions one process executes (valgrind's callgrind), None without it."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory(prefix="bench-cli-cg-") as tmp:
+        log = Path(tmp) / "log"
+        callgrind = ["--tool=callgrind", f"--callgrind-out-file={tmp}/out", f"--log-file={log}"]
+        subprocess.run(
+            [valgrind, *callgrind, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            check=False,
+        )
+        found = re.search(r"Collected : (\d+)", log.read_text())
+    return int(found.group(1)) / 1e6 if found else None
 
 
 def cpu_median(runs: list[tuple[float, float, int, float]]) -> float:
@@ -147,6 +176,11 @@ def main() -> None:
         type=Path,
         help="another miglab source tree (e.g. `git archive main miglab` unpacked) to time alike",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count each command's instructions once under valgrind's callgrind (slow)",
+    )
     args = parser.parse_args()
     # An installed package has its bytecode compiled; a checkout may not
     # (PYTHONDONTWRITEBYTECODE), which would charge compilation to start-up.
@@ -188,6 +222,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     print(f"   {'peer':>8s} {'peak':>8s} {'cpu':>7s}", end="")
     print(f"   {'before':>8s} {'peak':>8s} {'cpu':>7s}" if args.before else "")
     r: dict[str, tuple[float, float, int]] = {}
+    counts: list[tuple[str, list[float | None]]] = []
     for name, argv, peer_argv in cases:
         mine, theirs, before = [], [], []
         for _ in range(args.repeat):
@@ -212,6 +247,19 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             line += f"   {bt:7.3f}s {brss:6.1f}MB {cpu_median(before):6.3f}s"
             line += f" (exit {bstatus})" if bstatus else ""
         print(line + (f"  (exit {status})" if status else "") + f"  load {os.getloadavg()[0]:.1f}")
+        if args.instructions:
+            runs = [(argv, ROOT), (peer_argv, ROOT)]
+            runs += [(argv, args.before)] if args.before and name not in ("floor", "nosite") else []
+            counts.append((shown, [instructions(a, work, code) if a else None for a, code in runs]))
+    if counts:
+        print("instructions executed by the whole process, millions (callgrind, PYTHONHASHSEED=0)")
+        print(
+            f"  {'command':38s} {'miglab':>8s} {'peer':>8s}"
+            + (f" {'before':>8s}" * bool(args.before))
+        )
+        for shown, values in counts:
+            cells = " ".join("       -" if v is None else f"{v:8.1f}" for v in values)
+            print(f"  {shown:38s} {cells}")
     floor = r["floor"][0]
     print("goals:")
     goals = [

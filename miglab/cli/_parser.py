@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("Parser",)
 

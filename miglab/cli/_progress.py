@@ -28,9 +28,11 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from miglab.stream.progress import Progress
 
 __all__ = ("add_progress_arguments", "byte_progress", "progress_enabled", "status_line")

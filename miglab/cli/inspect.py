@@ -18,12 +18,14 @@ reason and the option that would help: a stream without vmdesc trailer
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
 
 from miglab.cli import add_schema_options, schema_index
 from miglab.cli._progress import add_progress_arguments, byte_progress
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from miglab.stream.model import Stream
 
 __all__ = ("record_rows", "register", "undecoded_notes")

@@ -8,11 +8,14 @@ stream at all (its first bytes are not the ``QEVM`` magic and version).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from miglab.cli import add_schema_options, schema_index
 from miglab.cli._progress import add_progress_arguments, byte_progress
 from miglab.errors import MigrationFormatError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("register", "run")
 

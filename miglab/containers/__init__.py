@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from miglab.errors import LimitExceeded
 from miglab.limits import LIMITS
@@ -35,8 +34,10 @@ from miglab.stream.reader import load as load_bare
 from miglab.stream.reader import open_source
 from miglab.wire import FILE_MAGIC
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
     from pathlib import Path  # imported where a path is made: pathlib costs every command
+    from typing import IO, Any, BinaryIO
 
     from miglab.stream.model import Stream
     from miglab.stream.progress import Progress
@@ -175,9 +176,11 @@ def write_to(
     ``progress`` is told how far a bare stream's writer is (:mod:`miglab.stream.progress`)."""
     chosen = stream.container if container is _KEEP else container
     if chosen is None:
+        from typing import cast  # not at import: reading a stream imports no typing
+
         from miglab.stream.writer import write_to as write_bare
 
-        write_bare(stream, cast(BinaryIO, out), progress=progress)
+        write_bare(stream, cast("BinaryIO", out), progress=progress)
     else:
         chosen.write_to(stream, out)
 

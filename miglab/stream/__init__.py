@@ -7,10 +7,9 @@ final content of each RAM page of a live (multi-pass, XBZRLE) stream.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from miglab.lazy import lazy_attributes
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
     from miglab.stream.configuration import CONFIGURATION, configuration_state, machine_of
     from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream

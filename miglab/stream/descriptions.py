@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from miglab.errors import DescriptionError, LimitExceeded, MiglabError, MigrationFormatError
 from miglab.stream.records import Opaque
@@ -21,6 +20,10 @@ from miglab.visitors.qemufile import QEMUFileReader
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.from_vmdesc import description_from_vmdesc, require_unicode
 from miglab.vmstate.state import VMState
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("LEGACY_SECTIONS", "VmdescIndex", "index_vmdesc", "legacy_state")
 

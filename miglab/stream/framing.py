@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, NamedTuple
 
 from miglab.errors import LimitExceeded, MigrationFormatError
 from miglab.limits import LIMITS
@@ -47,12 +46,15 @@ from miglab.wire import (
     SectionType,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = (
     "FILE_HEADER_SIZE",
     "FOOTER_SIZE",
     "SECTION_TYPES",
     "VMDESC_HEADER_SIZE",
-    "Vmdesc",
     "find_vmdesc",
     "idstr_at",
     "read_command",
@@ -220,20 +222,14 @@ def write_vmdesc(w: QEMUFileWriter, body: bytes | memoryview) -> None:
     w.write(body)
 
 
-class Vmdesc(NamedTuple):
-    """The vmdesc trailer found in a stream: where its type byte is, its text, parsed."""
-
-    offset: int
-    text: bytes
-    parsed: dict[str, Any]
-
-
-def find_vmdesc(view: memoryview, buf: Any) -> Vmdesc | None:
+def find_vmdesc(view: memoryview, buf: Any) -> tuple[int, bytes, dict[str, Any]] | None:
     """Locate the JSON trailer from the end: ``00 06 be32 len json``.
 
     JSON text never holds a raw 0x06 byte, so the trailer's marker is the last 0x06
     before the JSON; a few candidates are tried in case trailing bytes hold one too.
     ``buf`` has ``rfind`` and the offsets of ``view`` (the mapping or bytes itself).
+    Returns where the trailer's type byte is, its JSON text and that text parsed, or
+    None when the stream has none.
     """
     end = len(view)
     low = max(FILE_HEADER_SIZE, end - LIMITS.max_vmdesc_bytes - 6)
@@ -260,5 +256,5 @@ def find_vmdesc(view: memoryview, buf: Any) -> Vmdesc | None:
         except (ValueError, RecursionError):
             continue
         if isinstance(parsed, dict) and isinstance(parsed.get("devices"), list):
-            return Vmdesc(p, text, parsed)
+            return p, text, parsed
     return None

@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
-from typing import Any
 
 from miglab.stream.model import CommandRecord, Opaque, Stream
 from miglab.stream.ram import RamPayload
 from miglab.vmstate.state import VMState
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("MIN_TEXT", "as_text", "dumps", "state_to_jsonable", "stream_to_jsonable")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from miglab.errors import NotFoundError
 from miglab.stream.configuration import machine_of
@@ -23,6 +22,10 @@ from miglab.stream.ram import RamContext
 from miglab.stream.records import CommandRecord, Opaque, Record, Section, SectionKind
 from miglab.vmstate.state import VMState
 from miglab.wire import FILE_VERSION
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("CommandRecord", "Opaque", "Record", "Section", "SectionKind", "Stream")
 

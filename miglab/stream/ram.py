@@ -26,14 +26,16 @@ import struct
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from miglab.stream.ram_records import RELEASE_EVERY, RamBlock, RamContext, read_runs, release_pages
 from miglab.stream.ram_runs import RecordRuns, WordBatch
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.wire import RAM_PAGE_KINDS
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
 
 __all__ = ("RamBlock", "RamContext", "RamPayload", "read_ram", "release_chunks", "write_ram")

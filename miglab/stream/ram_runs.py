@@ -38,11 +38,11 @@ import sys
 from array import array
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from miglab.errors import MiglabError
 from miglab.wire import RAM_CONTINUE, RAM_PAGE, RAM_PAGE_KINDS, RAM_ZERO
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
     import numpy as np
 

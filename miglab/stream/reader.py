@@ -28,7 +28,6 @@ import mmap
 import os
 import struct
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from miglab.errors import (
     FileError,
@@ -60,7 +59,10 @@ from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
 from miglab.wire import Command, SectionType
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from miglab.stream.progress import Progress
     from miglab.vmstate.from_schema import SchemaIndex
 
@@ -228,13 +230,13 @@ class _Reader:
         stream = Stream(version=version, source_size=len(self.view))
         found = find_vmdesc(self.view, self.sync.buf)
         if found is not None:
-            self.sync.vmdesc_at = found.offset
-            stream.vmdesc = vmdesc = found.parsed
-            stream.vmdesc_text = found.text
+            at, text, vmdesc = found
+            self.sync.vmdesc_at = at
+            stream.vmdesc, stream.vmdesc_text = vmdesc, text
             page = vmdesc.get("page_size")
             if isinstance(page, int) and page > 0 and page & (page - 1) == 0 and page >= 512:
                 stream.page_size = page
-            index = index_vmdesc(vmdesc, found.offset + VMDESC_HEADER_SIZE, found.text)
+            index = index_vmdesc(vmdesc, at + VMDESC_HEADER_SIZE, text)
             self.descs, self.legacy = index.descs, index.legacy
         if r.peek_u8() == SectionType.CONFIGURATION:
             r.u8()

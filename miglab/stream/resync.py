@@ -21,14 +21,17 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Container, Iterator
-from typing import Any, Literal, NamedTuple
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
 from miglab.stream.framing import FOOTER_SIZE
 from miglab.visitors.qemufile import QEMUFileReader
 from miglab.wire import Command, SectionType, byte_class
 
-__all__ = ("Mark", "Resync", "resync_marks")
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+__all__ = ("Resync", "resync_marks")
 
 _BE32 = struct.Struct(">I")
 _IDS = struct.Struct(">II")
@@ -50,14 +53,6 @@ _EOF_VMDESC = re.compile(
     byte_class((SectionType.EOF,)) + byte_class((SectionType.VMDESCRIPTION,)) + rb"\x00.{3}\{",
     re.DOTALL,
 )
-
-
-class Mark(NamedTuple):
-    """A section header or footer found by :func:`resync_marks`."""
-
-    offset: int
-    kind: Literal["header", "footer"]  # a START/FULL header, or a footer
-    section_id: int
 
 
 class Resync:
@@ -253,8 +248,9 @@ class Resync:
         )
 
 
-def resync_marks(buf: Any, after: int) -> Iterator[Mark]:
-    """START/FULL headers and footers that plausibly are ones, past ``after``, in order.
+def resync_marks(buf: Any, after: int) -> Iterator[tuple[int, Literal["header", "footer"], int]]:
+    """START/FULL headers and footers that plausibly are ones, past ``after``, in order:
+    ``(offset, "header" or "footer", section_id)`` each.
 
     For a stream that does not load (``verify`` checks that each header's footer names
     its id), with the reader's :class:`Resync` learning as it goes: a header counts
@@ -271,10 +267,10 @@ def resync_marks(buf: Any, after: int) -> Iterator[Mark]:
         t = v[p]
         if t == SectionType.FOOTER:
             if p + FOOTER_SIZE < end and sync.plausible(v, p + FOOTER_SIZE, end):
-                yield Mark(p, "footer", _BE32.unpack_from(v, p + 1)[0])
+                yield p, "footer", _BE32.unpack_from(v, p + 1)[0]
         elif sync.plausible(v, p, end):
             (sid,) = _BE32.unpack_from(v, p + 1)
             sync.top_id = max(sync.top_id, sid)
             if t == SectionType.START:
                 opened.add(sid)
-            yield Mark(p, "header", sid)
+            yield p, "header", sid

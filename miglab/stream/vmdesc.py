@@ -17,15 +17,18 @@ A section of a legacy handler that miglab decodes (``slirp``) gets QEMU's
 
 from __future__ import annotations
 
-from typing import Any
-
 from miglab.stream.model import Section, Stream
 from miglab.stream.reader import LEGACY_SECTIONS
-from miglab.visitors.base import FieldRun
 from miglab.vmstate.description import VMStateField
 from miglab.vmstate.sizing import SizingVisitor, wire_size
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from miglab.visitors.compiled import FieldRun
 
 __all__ = ("VmdescVisitor", "refresh_vmdesc", "vmdesc_entry", "vmdesc_struct")
 

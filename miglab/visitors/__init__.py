@@ -21,10 +21,9 @@ The legacy ``qemu_put_be*`` / ``qemu_get_be*`` API on a QEMUFile is kept in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from miglab.lazy import lazy_attributes
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
     from miglab.visitors.base import (
         Visitor,

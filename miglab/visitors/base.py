@@ -62,13 +62,16 @@ visitor's class:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
 
 from miglab.errors import VisitorError
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from miglab.visitors.compiled import FieldRun, StructPlan
+
 __all__ = (
-    "FieldRun",
-    "StructPlan",
     "Visitor",
     "visit_check_struct",
     "visit_end_list",
@@ -100,79 +103,13 @@ def int_range(size: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
-# How one field's items come out of a run's unpacked tuple (``FieldRun.slots``).
+# How one field's items come out of a run's unpacked tuple (``FieldRun.slots``; the
+# shapes of runs and plans are in miglab.visitors.compiled).
 RUN_SCALAR, RUN_BOOL, RUN_LIST = range(3)
 
 # What one step of a struct plan is (``StructPlan.steps``): a run of fixed-size
 # fields, a nested struct, a fixed-length array of structs.
 PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS = range(3)
-
-
-class FieldRun(Protocol):
-    """What a visitor sees of a compiled run (:class:`miglab.vmstate.layout.Run`).
-
-    Consecutive fixed-size fields: ``names`` in wire order, their bytes one
-    big-endian ``struct``; ``fields`` are the description fields, ``sizes``
-    their wire sizes and ``offsets`` within the run; ``take(fields)`` gives
-    their values from a field dict; ``slots``, ``bools``, ``types``,
-    ``sized`` and ``plain`` say how the unpacked items become values (see
-    the class).
-    """
-
-    @property
-    def fields(self) -> tuple[Any, ...]: ...
-    @property
-    def names(self) -> tuple[str, ...]: ...
-    @property
-    def struct(self) -> Any: ...
-    @property
-    def plain(self) -> bool: ...
-    @property
-    def slots(self) -> tuple[tuple[str, int, int, int], ...]: ...
-    @property
-    def bools(self) -> tuple[int, ...]: ...
-    @property
-    def types(self) -> tuple[type, ...]: ...
-    @property
-    def sized(self) -> tuple[tuple[int, int], ...]: ...
-    @property
-    def sizes(self) -> tuple[int, ...]: ...
-    @property
-    def offsets(self) -> tuple[int, ...]: ...
-    @property
-    def take(self) -> Any: ...
-    @property
-    def lists(self) -> tuple[int, ...]: ...
-
-
-class StructPlan(Protocol):
-    """What a visitor sees of a compiled struct (:class:`miglab.vmstate.layout.Plan`).
-
-    A description at one version whose fields are all runs, nested structs
-    and fixed-length arrays of structs (each compiled the same way), and whose
-    subsections compile too.  ``steps`` are ``(PLAN_RUN, run, None, 0)``,
-    ``(PLAN_STRUCT, name, plan, 0)`` or ``(PLAN_STRUCTS, name, plan, count)``
-    in wire order; ``subsections`` ``(name, plan)`` in the description's order;
-    ``members`` the number of field members (a struct node without its
-    subsections); ``depth`` how many member-path levels the plan spans below
-    itself; ``run`` the one run that is the whole struct, if it is one;
-    ``make(fields, subsections)`` the state the walker would build.
-    """
-
-    @property
-    def version(self) -> int: ...
-    @property
-    def steps(self) -> tuple[tuple[int, Any, Any, int], ...]: ...
-    @property
-    def subsections(self) -> tuple[tuple[str, Any], ...]: ...
-    @property
-    def members(self) -> int: ...
-    @property
-    def depth(self) -> int: ...
-    @property
-    def run(self) -> FieldRun | None: ...
-    @property
-    def make(self) -> Any: ...
 
 
 class Visitor(ABC):

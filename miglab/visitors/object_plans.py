@@ -18,12 +18,17 @@ the state given: this module imports nothing above the visitors.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from miglab.errors import LimitExceeded
 from miglab.limits import charge_elements
-from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, FieldRun, StructPlan
+from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT
 from miglab.visitors.run_types import checked_run, checked_runs
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from miglab.visitors.compiled import FieldRun, StructPlan
 
 __all__ = ("charged_state", "plain_of", "run_dict", "state_of")
 

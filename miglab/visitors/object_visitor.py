@@ -25,12 +25,16 @@ per-member path, which names the member.
 
 from __future__ import annotations
 
-from typing import Any
-
 from miglab.limits import LIMITS
-from miglab.visitors.base import FieldRun, StructPlan, Visitor
+from miglab.visitors.base import Visitor
 from miglab.visitors.object_plans import charged_state, plain_of, run_dict
 from miglab.visitors.run_types import checked_ints, checked_runs
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from miglab.visitors.compiled import FieldRun, StructPlan
 
 __all__ = ("ObjectInputVisitor", "ObjectOutputVisitor")
 

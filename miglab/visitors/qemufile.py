@@ -18,9 +18,12 @@ All integers are big-endian, as on QEMU's wire.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = (
     "QEMUFile",

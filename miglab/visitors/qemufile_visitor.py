@@ -12,12 +12,17 @@ is being converted.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from miglab.errors import MigrationFormatError, VisitorError
-from miglab.visitors.base import RUN_BOOL, RUN_SCALAR, FieldRun, Visitor
+from miglab.visitors.base import RUN_BOOL, RUN_SCALAR, Visitor
 from miglab.visitors.qemufile import QEMUFileReader, QEMUFileWriter
 from miglab.wire import SectionType
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from miglab.visitors.compiled import FieldRun
 
 __all__ = ("QEMUFileInputVisitor", "QEMUFileOutputVisitor", "visitor_for")
 

@@ -8,7 +8,7 @@ most of their time on big integer arrays and arrays of small structs, so
 this module turns a field's type into a msgspec type (``Annotated[int,
 Meta(ge=..., le=...)]`` and so on) and lets :func:`msgspec.convert` check and
 copy a whole array, or a whole compiled run of fields
-(:class:`~miglab.visitors.base.FieldRun`), in one call.
+(:class:`~miglab.visitors.compiled.FieldRun`), in one call.
 
 The types are exactly as strict as the per-field path: msgspec never takes a
 bool for an integer nor anything but a bool for a bool; a float field takes
@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Annotated, Any, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypedDict
 
 import msgspec
 
-from miglab.visitors.base import FieldRun
+if TYPE_CHECKING:
+    from miglab.visitors.compiled import FieldRun
 
 __all__ = ("checked_ints", "checked_run", "checked_runs")
 

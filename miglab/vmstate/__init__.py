@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from miglab.lazy import lazy_attributes
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
     from miglab.vmstate.description import (
         INFO_TYPES,

@@ -26,7 +26,6 @@ import dataclasses
 import marshal
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from miglab.errors import DescriptionError, LimitExceeded
 from miglab.limits import LIMITS
@@ -37,6 +36,10 @@ from miglab.vmstate.description import (
     field,
     unique_name,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("description_from_vmdesc", "require_unicode")
 

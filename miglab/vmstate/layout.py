@@ -40,7 +40,6 @@ import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from miglab.limits import LIMITS
 from miglab.visitors.base import PLAN_RUN, PLAN_STRUCT, PLAN_STRUCTS
@@ -49,6 +48,10 @@ from miglab.visitors.base import RUN_LIST as LIST
 from miglab.visitors.base import RUN_SCALAR as SCALAR
 from miglab.vmstate.description import VMStateDescription, VMStateField
 from miglab.vmstate.state import VMState
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("Plan", "Run", "Step", "flat_run", "layout", "paused_gc", "struct_plan")
 
@@ -223,7 +226,7 @@ def _layout(desc: VMStateDescription, version: int) -> tuple[tuple[Step, ...], R
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Plan:
-    """A whole description at one version, compiled (see :class:`~miglab.visitors.base.StructPlan`).
+    """A whole description at one version, compiled (see :class:`~miglab.visitors.compiled.StructPlan`).
 
     Attributes:
         desc: the description.

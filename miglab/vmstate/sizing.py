@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from miglab.visitors.base import FieldRun, Visitor
+from miglab.visitors.base import Visitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
 from miglab.vmstate.state import VMState
 from miglab.vmstate.walk import visit_vmstate
+
+if TYPE_CHECKING:
+    from miglab.visitors.compiled import FieldRun
 
 __all__ = ("Leaf", "SizingVisitor", "iter_leaves", "wire_size")
 

@@ -24,7 +24,6 @@ Before a struct ends the visitor has its last word
 from __future__ import annotations
 
 import gc
-from typing import Any
 
 from miglab.errors import LimitExceeded, MigrationFormatError, VisitorError
 from miglab.limits import LIMITS, charge_elements
@@ -32,6 +31,10 @@ from miglab.visitors.base import Visitor
 from miglab.vmstate.description import VMStateDescription, VMStateField
 from miglab.vmstate.layout import Run, Step, flat_run, layout, paused_gc, struct_plan
 from miglab.vmstate.state import VMState
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("NULLPTR_MARKER", "visit_vmstate")
 
