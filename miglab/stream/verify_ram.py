@@ -80,13 +80,16 @@ class SentPages:
         self.npages: list[int] = []
         self.usable = True
         self._batch: list[RecordRuns] = []
+        self._batch_start = 0  # input offset of the batch's first chunk
         self._released = -1  # input offset up to which this hook dropped pages
 
     def __call__(self, runs: RecordRuns, ctx: RamContext) -> None:
         span = runs.span()
         self.spans.append(span)
+        if not self._batch:
+            self._batch_start = span[0]
         self._batch.append(runs)
-        if span[1] - self._batch[0].span()[0] >= _BATCH_BYTES:
+        if span[1] - self._batch_start >= _BATCH_BYTES:
             self.finish(ctx)
 
     def finish(self, ctx: RamContext | None) -> None:
@@ -111,7 +114,7 @@ class SentPages:
         source = batch[0].source
         mapping = source.obj
         if isinstance(mapping, mmap.mmap) and len(mapping) == len(source):
-            start = self._released if self._released >= 0 else batch[0].span()[0]
+            start = self._released if self._released >= 0 else self._batch_start
             start = max(0, start - start % mmap.PAGESIZE - _READ_AROUND)
             self._released = release_pages(mapping, start, batch[-1].span()[1])
 
