@@ -147,6 +147,16 @@ class RamPayload:
         ctx = RamContext(self.page_size, again.ignore_shared, list(self.blocks), again.last_block)
         return read_runs(QEMUFileReader(self.source, again.start), ctx)[0]
 
+    def end_word(self) -> int | None:
+        """The page word of the chunk's last record as the reader read it (its EOS word).
+
+        None unless the reader's run entries are kept: then the word is read
+        from the input by whoever needs it.  Reading it from the entries
+        spares a big stream's checks a page fault per chunk.
+        """
+        runs = self._runs
+        return runs.word[-1] if runs is not None and len(runs.word) else None
+
     def _expand(self, numpy: bool = False) -> None:
         """Turn the reader's run entries into the five per-record columns (once)."""
         runs = self.run_entries()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from miglab.errors import MigrationFormatError, TruncatedStreamError
@@ -80,6 +81,12 @@ class RamContext:
             which CONTINUE records refer to (it spans chunks, as in QEMU).
         indexed: index entries the chunks read so far keep (see
             :class:`RamPayload`).
+        on_chunk: called with each chunk's run entries (and this context) as
+            soon as they are read, while the chunk's input pages are still
+            mapped and in the CPU's caches (``miglab verify`` marks the pages
+            sent in the reader's pass); it then owns dropping those pages
+            from the resident set (:func:`release_pages`), which the reader
+            otherwise does at the end of each chunk.
     """
 
     page_size: int = 4096
@@ -87,6 +94,7 @@ class RamContext:
     blocks: list[RamBlock] = field(default_factory=list)
     last_block: int = -1
     indexed: int = 0
+    on_chunk: Callable[[RecordRuns, RamContext], None] | None = None
 
 
 def read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamBlock] | None]:
@@ -226,13 +234,15 @@ def read_runs(r: QEMUFileReader, ctx: RamContext) -> tuple[RecordRuns, list[RamB
                 lengths.append(1 if view[pos + 7] == RAM_ZERO | RAM_CONTINUE else page_size)
                 counts.append(0)  # counted when asked for (RecordRuns.records)
                 pos = stop
-    if mapping is not None:
-        release_pages(mapping, released, pos)
     r.pos = pos
     ctx.last_block = last
     runs = RecordRuns(
         words, named, blocks_idx, starts, lengths, counts, name_at, mixed, view, page_size
     )
+    if ctx.on_chunk is not None:
+        ctx.on_chunk(runs, ctx)
+    elif mapping is not None:
+        release_pages(mapping, released, pos)
     return runs, block_list
 
 

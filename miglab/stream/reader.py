@@ -61,9 +61,11 @@ from miglab.wire import Command, SectionType
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up, issue #14)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from miglab.stream.progress import Progress
+    from miglab.stream.ram_runs import RecordRuns
     from miglab.vmstate.from_schema import SchemaIndex
 
 __all__ = ("LEGACY_SECTIONS", "PieceReader", "load", "open_source")
@@ -99,6 +101,7 @@ def load(
     schema: str | os.PathLike[str] | Mapping[str, Any] | SchemaIndex | None = None,
     descriptions: Mapping[str, Sequence[VMStateDescription]] | None = None,
     progress: Progress | None = None,
+    on_ram_chunk: Callable[[RecordRuns, RamContext], None] | None = None,
 ) -> Stream:
     """Read a migration stream into a :class:`~miglab.stream.model.Stream`.
 
@@ -115,6 +118,8 @@ def load(
             one is taken only where its decode ends at the section's end.
         progress: told ``("reading", offset, size)`` after each record
             (:mod:`miglab.stream.progress`).
+        on_ram_chunk: given each RAM chunk's run entries as they are read
+            (:attr:`~miglab.stream.ram_records.RamContext.on_chunk`).
 
     Raises:
         MigrationFormatError: the bytes are not a valid stream; ``offset``
@@ -129,6 +134,7 @@ def load(
         schema_index = SchemaIndex.load(schema)
     reader = _Reader(view, schema_index, descriptions)
     reader.progress = progress
+    reader.ram.on_chunk = on_ram_chunk
     try:
         # the tree holds no cycles; collections cost half of decode time
         with budget(len(view)), paused_gc():

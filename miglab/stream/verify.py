@@ -38,9 +38,10 @@ from miglab.stream.model import CommandRecord, Opaque, Section, SectionKind, Str
 from miglab.stream.ram import RamPayload
 from miglab.stream.reader import load, open_source
 from miglab.stream.resync import resync_marks
-from miglab.stream.verify_ram import check_ram
+from miglab.stream.verify_ram import SentPages, check_ram
 from miglab.stream.verify_sections import check_numbering
 from miglab.stream.verify_vmdesc import check_vmdesc, header_size
+from miglab.vmstate.layout import paused_gc
 from miglab.vmstate.state import VMState
 from miglab.wire import Command, SectionType
 
@@ -82,14 +83,19 @@ def verify(
         from miglab.vmstate.from_schema import SchemaIndex
 
         index = SchemaIndex.load(schema)
+    # the RAM pages sent are marked in the reader's pass, while it has them in hand
+    marked = SentPages(len(view))
     try:
         # an index passes through SchemaIndex.load
-        stream = load(view, schema=cast(Any, index), progress=progress)
+        stream = load(view, schema=cast(Any, index), progress=progress, on_ram_chunk=marked)
     except MiglabError as exc:
+        marked.finish(None)  # the pages of the chunks read since its last batch
         found = [Finding(ERROR, "load", exc.message, offset=exc.offset)]
         found += _resync(view, exc.offset or 0)
     else:
-        found = list(_check(stream, view, progress))
+        stream.ram.on_chunk = None
+        with paused_gc():  # the checks build arrays and findings, no cycles
+            found = list(_check(stream, view, progress, marked))
         if progress is not None:
             progress("checking", len(view), len(view))
         machine = getattr(index, "machine", None)
@@ -106,10 +112,12 @@ def verify(
 
 
 # --- a stream that loads -------------------------------------------------------
-def _check(stream: Stream, view: memoryview, progress: Progress | None) -> Iterator[Finding]:
+def _check(
+    stream: Stream, view: memoryview, progress: Progress | None, marked: SentPages
+) -> Iterator[Finding]:
     yield from _check_sections(stream)
     yield from check_numbering(stream)
-    yield from check_ram(stream, progress)
+    yield from check_ram(stream, progress, marked)
     yield from check_vmdesc(stream)
     if stream.trailer:
         at = len(view) - len(stream.trailer)

@@ -181,10 +181,11 @@ def _section_order(full: list[Section]) -> Iterator[Finding]:
 
 
 def _eos_words(stream: Stream) -> Iterator[Finding]:
-    # QEMU ends every RAM section with the EOS word, so it is the payload's last 8 bytes
-    # (read from the input: the record columns would cost numpy and a big stream's memory).
-    # Each read maps the pages around the word (fault-around): they are dropped from the
-    # RSS every RELEASE_EVERY bytes of stream, one call for many chunks.
+    # QEMU ends every RAM section with the EOS word, so it is the payload's last 8 bytes:
+    # the word the reader read there and kept in the chunk's entries, else read again from
+    # the input (the record columns would cost numpy and a big stream's memory).  Each read
+    # maps the pages around the word (fault-around): they are dropped from the RSS every
+    # RELEASE_EVERY bytes of stream, one call for many chunks.
     released = 0
     mapping = None
     for s in stream.sections:
@@ -194,11 +195,13 @@ def _eos_words(stream: Stream) -> Iterator[Finding]:
         at = s.offset + s.size - (FOOTER_SIZE if s.footer else 0) - 8
         if at < 0 or at + 8 > len(p.source):
             continue
-        (word,) = _BE64.unpack_from(p.source, at)
-        if isinstance(p.source.obj, mmap.mmap) and len(p.source.obj) == len(p.source):
-            mapping = p.source.obj
-            if at - released >= RELEASE_EVERY:
-                released = release_pages(mapping, max(0, released - _READ_AROUND), at)
+        word = p.end_word()
+        if word is None:
+            (word,) = _BE64.unpack_from(p.source, at)
+            if isinstance(p.source.obj, mmap.mmap) and len(p.source.obj) == len(p.source):
+                mapping = p.source.obj
+                if at - released >= RELEASE_EVERY:
+                    released = release_pages(mapping, max(0, released - _READ_AROUND), at)
         if word & (p.page_size - 1) == RAM_EOS and word != RAM_EOS:
             yield Finding(
                 ERROR,
