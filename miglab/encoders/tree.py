@@ -65,6 +65,7 @@ from miglab.encoders.plain_items import (
     wire_text,
 )
 from miglab.encoders.tree_vmdesc import defer_vmdesc, parsed_vmdesc, vmdesc_text
+from miglab.encoders.typed_states import plan_of, typed_state
 from miglab.errors import (
     EncodingError,
     LimitExceeded,
@@ -75,7 +76,7 @@ from miglab.errors import (
 from miglab.limits import LIMITS
 from miglab.stream.model import CommandRecord, Opaque, Record, Section, SectionKind, Stream
 from miglab.stream.ram import RamBlock, RamContext, RamPayload
-from miglab.visitors.object_plans import charged_state, plain_of
+from miglab.visitors.object_plans import plain_of
 from miglab.visitors.object_visitor import ObjectInputVisitor, ObjectOutputVisitor
 from miglab.vmstate.description import VMStateDescription
 from miglab.vmstate.layout import paused_gc, struct_plan
@@ -140,9 +141,9 @@ def state_from_plain(desc: VMStateDescription, version: int, raw: Any, path: str
     if type(raw) is not dict:
         raise EncodingError(f"a state must be a map, got {type(raw).__name__}", path=path or None)
     try:
-        plan = struct_plan(desc, version)
-        if plan is not None and plan.depth < LIMITS.max_depth:
-            got = charged_state(plan, raw)  # as plain_state: no visitor, no walk
+        plan = plan_of(desc, version)
+        if plan is not None:
+            got = typed_state(plan, raw)  # one msgspec check of the whole state: no walk
             if got is not None:
                 return got
         return visit_vmstate(ObjectInputVisitor(raw), desc, None, version)

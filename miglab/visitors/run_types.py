@@ -28,7 +28,7 @@ import msgspec
 if TYPE_CHECKING:
     from miglab.visitors.compiled import FieldRun
 
-__all__ = ("checked_ints", "checked_run", "checked_runs")
+__all__ = ("checked_ints", "checked_run", "checked_runs", "field_type")
 
 _INTS: dict[tuple[int, bool], tuple[Any, Any]] = {}
 _RUNS: dict[int, _RunTypes] = {}
@@ -79,7 +79,8 @@ def checked_ints(values: Any, size: int, signed: bool) -> list[int] | None:
     return out
 
 
-def _field_type(f: Any) -> Any:
+def field_type(f: Any) -> Any:
+    """The msgspec type of one run field's value (see the module docstring)."""
     kind = f.kind
     if kind == "int":
         item = _int_types(f.size, f.signed)[0]
@@ -104,7 +105,7 @@ def _types(run: FieldRun) -> _RunTypes:
     hit = _RUNS.get(id(run))
     if hit is not None and hit.run is run:
         return hit
-    one = _TypedDict("run", {f.name: _field_type(f) for f in run.fields})
+    one = _TypedDict("run", {f.name: field_type(f) for f in run.fields})
     many = _TypedDict("runs", {"v": _List[one]})
     wide = tuple(
         (f.name, f.num is not None)
