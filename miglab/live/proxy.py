@@ -236,10 +236,17 @@ def _bound_buffers(src: socket.socket, dst: socket.socket) -> None:
     Left to autotuning, loopback buffers grow to many MiB; when the destination is the
     slower end they all fill, and every byte queued in them at the source's stop must still
     reach the destination before the guest runs again: downtime the proxy would add.
+    On TCP, Nagle's algorithm is off for the destination: the pump sends each rewritten
+    device record by itself while the guest is stopped, and a small send held back for the
+    destination's delayed ACK waited ~40 ms in 7 of 60 loopback trials, none without it
+    (``benchmarks/results/s7-downtime.txt``).
     """
     with contextlib.suppress(OSError):  # not every socket kind takes them
         src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         dst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+    if dst.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _copy_back(dst: socket.socket, src: socket.socket) -> None:
