@@ -13,7 +13,12 @@ filled with a repeated random MiB, so every page is sent whole -- runs its firmw
   ``proxy unix/unix`` is ``miglab migrate`` with both QEMUs on one host (its default
   sockets), to set beside ``direct unix``;
 * ``baseline SRC/DST`` (with ``--baseline DIR``): the first proxied route through an
-  earlier checkout's proxy, so before and after are measured in the same run.
+  earlier checkout's proxy, so before and after are measured in the same run;
+* ``relay SRC/DST`` (with ``--relay LEGS``): through ``bench_relay.py --serve``, a relay
+  that moves the bytes without parsing them (``--relay-mode``: ``splice``, no copy
+  through user space; ``peek``, one copy to see them, then splice; ``copy``, the two
+  copies of a receive and a send): the floor of what a process in the stream's path costs
+  on this machine, to set the proxy's ratio beside.
 
 ``max-bandwidth`` is lifted so the links and the CPU, not QEMU's rate limit, decide.
 
@@ -81,13 +86,15 @@ class Route:
 
     ``src_leg`` / ``dst_leg``: ``tcp`` (loopback) or ``unix``, source side and destination
     side (for a direct run the one link, both the same); ``proxy``: the checkout whose miglab
-    runs the proxy (its ``PYTHONPATH``), None for a direct run.
+    runs the proxy (its ``PYTHONPATH``), None for a direct run; ``relay``: instead of a
+    proxy, bench_relay's relay in this mode.
     """
 
     name: str
     src_leg: str
     dst_leg: str
     proxy: Path | None = None
+    relay: str = ""
 
 
 def _address(leg: str, sock: Path) -> str:
@@ -163,7 +170,17 @@ def migrate_once(
         proc: subprocess.Popen[str] | None = None
         proxy_start = 0.0
         target = incoming
-        if path.proxy is not None:
+        if path.relay:
+            target = _address(path.src_leg, sockets / "proxy.sock")
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"),
+                 "--serve", target, incoming, "--modes", path.relay],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "listening on ..."
+            proxy_start = _cpu_seconds(proc.pid)
+        elif path.proxy is not None:
             target = _address(path.src_leg, sockets / "proxy.sock")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "miglab", "proxy", "--once",
@@ -275,6 +292,10 @@ def routes(args: argparse.Namespace) -> list[Route]:
         out.append(Route(f"proxy {legs}", src_leg, dst_leg, ROOT))
         if args.baseline is not None and i == 0:
             out.append(Route(f"baseline {legs}", src_leg, dst_leg, args.baseline))
+    for legs in filter(None, args.relay.split(",")):
+        src_leg, _, dst_leg = legs.partition("/")
+        for mode in args.relay_mode.split(","):
+            out.append(Route(f"relay {legs} {mode}", src_leg, dst_leg, relay=mode))
     return out
 
 
@@ -309,6 +330,16 @@ def main() -> int:
         "runs the first of --legs in the same alternation, so before and after share one run",
     )  # fmt: skip
     parser.add_argument(
+        "--relay", default="",
+        help="relay runs, source leg/destination leg each (comma-separated): bench_relay's "
+        "relay in place of the proxy, the floor of any process in the path",
+    )  # fmt: skip
+    parser.add_argument(
+        "--relay-mode", default="splice",
+        help="how the relay runs move the bytes (comma-separated, a route each): splice, "
+        "peek (seen by a peek, then spliced) or copy (see bench_relay.py)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fresh-destination", action="store_true",
         help="destination RAM: fresh anonymous memory, first touched by the migration",
     )  # fmt: skip
@@ -332,7 +363,7 @@ def main() -> int:
     )
     print(f"ratio and added ms: against {reference.name}; load: 1-min load average, min..max")
     print(
-        f"{'GiB':>4} {'route':<18} {'MB/s':>6} {'ratio':>6} {'dt ms':>6} {'added':>6} "
+        f"{'GiB':>4} {'route':<22} {'MB/s':>6} {'ratio':>6} {'dt ms':>6} {'added':>6} "
         f"{'RSS MiB':>8} {'CPU s/GB: src':>14} {'dst':>5} {'proxy':>6} {'load':>9}"
     )
     with (
@@ -365,7 +396,7 @@ def main() -> int:
             for route in paths:
                 m = med[route]
                 print(
-                    f"{gib:>4} {route.name:<18} {m['MB/s']:>6.0f} {m['MB/s'] / ref['MB/s']:>6.2f} "
+                    f"{gib:>4} {route.name:<22} {m['MB/s']:>6.0f} {m['MB/s'] / ref['MB/s']:>6.2f} "
                     f"{m['downtime ms']:>6.0f} {m['downtime ms'] - ref['downtime ms']:>+6.0f} "
                     f"{m['rss MiB']:>8.1f} {m['src s/GB']:>14.2f} {m['dst s/GB']:>5.2f} "
                     f"{m['proxy s/GB']:>6.2f} {span:>9}",

@@ -18,10 +18,17 @@ The relay's ends get ``SO_RCVBUF``/``SO_SNDBUF`` of ``--buffer`` bytes, as the p
 (``miglab.live.proxy.SOCKET_BUFFER``); the sender writes ``--write`` bytes per call (QEMU's
 writev of a RAM batch is ~128 KiB).  Every byte count is checked at the receiver.
 
+With ``--serve LISTEN CONNECT`` it is instead one relay between real programs: it listens
+on ``LISTEN`` (``tcp:HOST:PORT`` or ``unix:PATH``), prints ``listening on LISTEN``, relays
+one connection to ``CONNECT`` in the first of ``--modes`` and exits.  bench_proxy's
+``relay`` routes put it between two QEMUs: a relay that parses nothing, so what it costs is
+what any process in the stream's path costs.
+
 Usage::
 
     python benchmarks/bench_relay.py --sizes 1,4 --repeat 3
     python benchmarks/bench_relay.py --legs tcp/unix --modes copy,peek --write 131072
+    python benchmarks/bench_relay.py --serve tcp:127.0.0.1:4444 unix:/tmp/in.sock --modes splice
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ def _splice_all(src: int, pipe: tuple[int, int], dst: int, n: int, size: int) ->
 
 
 def _relay(lsock: socket.socket, kind: str, address: Any, mode: str, args: Any,
-           q: Queue[Any]) -> None:  # fmt: skip
+           q: Queue[Any] | None) -> int:  # fmt: skip
+    """Accept one connection on ``lsock`` and relay it to ``address``; the bytes relayed."""
     src, _ = lsock.accept()
     dst = _connect(kind, address)
     src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.buffer)
@@ -131,9 +139,34 @@ def _relay(lsock: socket.socket, kind: str, address: Any, mode: str, args: Any,
             n += k
             # TCP's splice leaves the peek offset where it was (unix's moves it back).
             src.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
-    q.put(("relay", _cpu() - cpu, n))
+    if q is not None:
+        q.put(("relay", _cpu() - cpu, n))
     dst.close()
     src.close()
+    return n
+
+
+def _endpoint(address: str) -> tuple[str, Any]:
+    """``tcp:HOST:PORT`` or ``unix:PATH`` as a socket kind and a socket address."""
+    kind, _, rest = address.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        return kind, (host, int(port))
+    if kind == "unix":
+        return kind, rest
+    raise SystemExit(f"not tcp:HOST:PORT or unix:PATH: {address}")
+
+
+def serve(listen: str, connect: str, mode: str, args: Any) -> None:
+    """Relay one connection from ``listen`` to ``connect`` (``--serve``)."""
+    kind, address = _endpoint(listen)
+    lsock = socket.socket(socket.AF_INET if kind == "tcp" else socket.AF_UNIX)
+    lsock.bind(address)
+    lsock.listen()
+    print(f"listening on {listen}", flush=True)
+    dst_kind, dst_address = _endpoint(connect)
+    n = _relay(lsock, dst_kind, dst_address, mode, args, None)
+    print(f"relayed {n} bytes", flush=True)
 
 
 def run(legs: str, mode: str, gib: int, args: Any) -> tuple[float, float, float]:
@@ -173,7 +206,13 @@ def main() -> None:
     ap.add_argument("--pipe", type=int, default=1 << 20, help="pipe size (peek, splice)")
     ap.add_argument("--lowat", type=int, default=1 << 20, help="SO_RCVLOWAT (lowat)")
     ap.add_argument("--write", type=int, default=CHUNK, help="bytes per send of the sender")
+    ap.add_argument("--serve", nargs=2, metavar=("LISTEN", "CONNECT"),
+                    help="relay one connection between real programs instead")  # fmt: skip
     args = ap.parse_args()
+    if args.serve:
+        listen, connect = args.serve
+        serve(listen, connect, args.modes.split(",")[0], args)
+        return
     print(f"buffer {args.buffer}, pipe {args.pipe}, lowat {args.lowat}, write {args.write}; "
           f"medians of {args.repeat}")  # fmt: skip
     print(f"{'legs':9} {'GiB':>3} {'mode':7} {'relay s/GB':>10} {'ends s/GB':>10} {'MB/s':>6}"
