@@ -34,7 +34,7 @@ from miglab.compat.report import ChangeReport
 from miglab.errors import LiveError, MiglabError
 from miglab.live.address import Address
 from miglab.live.decoding import SourceDecoding, source_decoding
-from miglab.live.inbound import Window
+from miglab.live.inbound import Window, new_buffer
 from miglab.live.pump import Pump, PumpResult
 
 __all__ = ("ProxySummary", "proxy_once", "serve")
@@ -120,8 +120,9 @@ def proxy_once(
     Raises:
         LiveError: the listening address cannot be bound, or no source came in time.
     """
-    # Parsed before the source comes: a migration should not wait for descriptions.
+    # Parsed and made before the source comes: a migration should not wait for them.
     decoding = decoding or _default_decoding(src_qemu, to_qemu, machine)
+    buffer = new_buffer()
     with contextlib.closing(listen.listen()) as lsock:
         if ready is not None:
             ready()
@@ -133,7 +134,7 @@ def proxy_once(
                 f"no source connected to {listen} within {accept_timeout:g} s"
             ) from None
     return _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible, decoding,
-                connect_timeout)  # fmt: skip
+                connect_timeout, buffer)  # fmt: skip
 
 
 def serve(
@@ -150,13 +151,14 @@ def serve(
 ) -> Iterator[ProxySummary]:
     """Proxy migrations one after another, yielding each one's summary (until closed)."""
     decoding = decoding or _default_decoding(src_qemu, to_qemu, machine)
+    buffer = new_buffer()  # one for every migration: they come one at a time
     with contextlib.closing(listen.listen(backlog=4)) as lsock:
         if ready is not None:
             ready()
         while True:
             src, _ = lsock.accept()
             yield _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible,
-                       decoding, connect_timeout)  # fmt: skip
+                       decoding, connect_timeout, buffer)  # fmt: skip
 
 
 def _default_decoding(src_qemu: str, to_qemu: str, machine: str) -> SourceDecoding | None:
@@ -173,6 +175,7 @@ def _one(
     allow_guest_visible: bool,
     decoding: SourceDecoding | None,
     connect_timeout: float,
+    buffer: bytearray,
 ) -> ProxySummary:
     start = time.monotonic()
     error: str | None = None
@@ -185,7 +188,7 @@ def _one(
             decoding = _default_decoding(src_qemu, to_qemu, machine)
         dst = connect.connect(connect_timeout)
         _bound_buffers(src, dst)
-        window = Window(src, dst)
+        window = Window(src, dst, buf=buffer)
         back = threading.Thread(target=_copy_back, args=(dst, src), daemon=True)
         back.start()
         pump = Pump(
