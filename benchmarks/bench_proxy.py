@@ -188,7 +188,9 @@ def migrate_once(
                  "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", to_machine,
                  *(["--allow-guest-visible"] if to_qemu != qemu else [])],
                 stdout=subprocess.PIPE, text=True,
-                env={**os.environ, "PYTHONPATH": str(path.proxy)},
+                # run from that checkout: "python -m" puts the working directory first on
+                # sys.path, ahead of PYTHONPATH, so a baseline run elsewhere ran this tree
+                env={**os.environ, "PYTHONPATH": str(path.proxy)}, cwd=path.proxy,
             )  # fmt: skip
             assert proc.stdout is not None
             proc.stdout.readline()  # "listening on ..."
