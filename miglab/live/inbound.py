@@ -27,18 +27,14 @@ __all__ = ("CHUNK", "Window", "new_buffer")
 #: (``benchmarks/results/s6-proxy.txt``).
 CHUNK = 4 << 20
 
-#: Bytes left unconsumed that :meth:`Window.receive` moves to the front of the buffer
-#: before every receive, not only when the room runs out: in the RAM loop that is less
-#: than one page record, so every receive lands in the same first MiB or so of the
-#: buffer, still in the cache from the last send, instead of cycling through 8 MiB.
-_SMALL = 64 << 10
-
 
 def new_buffer(chunk: int = CHUNK) -> bytearray:
     """A :class:`Window`'s buffer, to make before the source connects.
 
-    Allocating (so zeroing) its 8 MiB took 3-37 ms here: the source's first bytes would
-    wait that long at the start of each migration if the window made it then.
+    Allocating (so zeroing) its 8 MiB took 3-37 ms here (the more, the busier the
+    machine): made when the source connects, that is in the way of its first bytes at the
+    start of every migration.  (What it gives a 1 GiB migration is within bench_proxy's
+    noise: ``benchmarks/results/s8-proxy.txt``.)
     """
     return bytearray(2 * chunk)
 
@@ -83,12 +79,13 @@ class Window:
         if self.closed:
             return False
         buf = self.buf
-        left = self.end - self.pos
-        if self.pos and (left <= _SMALL or len(buf) - self.end < self.chunk):
-            buf[:left] = buf[self.pos : self.end]  # move what is left to the front
-            self.pos, self.end = 0, left
-        if len(buf) - self.end < self.chunk:  # a long record: room for one more chunk
-            buf.extend(bytes(self.end + self.chunk - len(buf)))
+        if len(buf) - self.end < self.chunk:
+            if self.pos:  # move what is left to the front
+                left = self.end - self.pos
+                buf[:left] = buf[self.pos : self.end]
+                self.pos, self.end = 0, left
+            if len(buf) - self.end < self.chunk:  # a long record: room for one more chunk
+                buf.extend(bytes(self.end + self.chunk - len(buf)))
         n = self.sock.recv_into(memoryview(buf)[self.end :], self.chunk)
         if not n:
             self.closed = True
