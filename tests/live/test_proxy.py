@@ -12,12 +12,14 @@ by its heartbeat, whether it kept running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,68 +70,14 @@ def test_unix_listen_and_connect(tmp_path: Path) -> None:
         peer.close()
 
 
-# --- the window over the source's socket --------------------------------------------------
-@pytest.mark.parametrize("seed", range(4))
-def test_window_hands_on_every_byte_in_order(seed: int) -> None:
-    # Random sends, receives, forwards and drops against a model of the stream, with a
-    # chunk small enough that the buffer grows; the buffer handed in (made before a source
-    # connects) is the one received into, and a small leftover moves to its front first.
-    rng = random.Random(seed)
-    data = rng.randbytes(200_000)
+# --- the window and the pump over sockets -------------------------------------------------
+@contextlib.contextmanager
+def piped(data: bytes, received: bytearray) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two socket pairs around what a test pumps: yields the source's end to read and the
+    destination's end to write; threads feed ``data`` in and collect what comes out in
+    ``received`` (kept when the pump raises)."""
     src_out, src_in = socket.socketpair()
     dst_out, dst_in = socket.socketpair()
-    buf = new_buffer(4096)
-    w = Window(src_in, dst_out, chunk=4096, buf=buf)
-    assert w.buf is buf
-    got = bytearray()
-
-    def feed() -> None:
-        src_out.sendall(data)
-        src_out.close()
-
-    def drain() -> None:
-        while chunk := dst_in.recv(1 << 16):
-            got.extend(chunk)
-
-    threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
-    for t in threads:
-        t.start()
-    expected = bytearray()
-    at = 0
-    while at < len(data):
-        n = min(rng.randrange(1, 9000), len(data) - at)
-        w.need(n, "a piece")
-        assert w.peek(n) == data[at : at + n] and w.offset == at
-        what = rng.random()
-        if what < 0.6:
-            w.forward(n)
-            expected += data[at : at + n]
-        elif what < 0.8:
-            assert w.take(n) == data[at : at + n]
-        else:
-            w.consume(n)
-        at += n
-        left = w.available
-        if left <= 4096 and w.receive():
-            assert w.pos == 0 and bytes(w.buf[:left]) == data[at : at + left]
-    assert not w.receive() and w.closed
-    dst_out.close()
-    for t in threads:
-        t.join()
-    assert got == expected and w.bytes_in == len(data) and w.bytes_out == len(expected)
-    for s in (src_in, dst_in):
-        s.close()
-
-
-# --- the pump over sockets ---------------------------------------------------------------
-def pump_bytes(
-    data: bytes, sink: bytearray | None = None, **options: object
-) -> tuple[bytes, PumpResult]:
-    """Run ``data`` through a :class:`Pump` between two socket pairs; the bytes sent on
-    (also collected in ``sink``, which keeps them when the pump raises)."""
-    src_out, src_in = socket.socketpair()
-    dst_out, dst_in = socket.socketpair()
-    received = sink if sink is not None else bytearray()
 
     def feed() -> None:
         try:
@@ -146,7 +94,7 @@ def pump_bytes(
     for t in threads:
         t.start()
     try:
-        result = Pump(Window(src_in, dst_out), **options).run()  # type: ignore[arg-type]
+        yield src_in, dst_out
     finally:
         dst_out.shutdown(socket.SHUT_WR)
         src_in.close()
@@ -154,6 +102,49 @@ def pump_bytes(
             t.join()
         for s in (src_out, dst_out, dst_in):
             s.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_hands_on_every_byte_in_order(seed: int) -> None:
+    # Random receives, forwards, takes and drops against a model of the stream, with a
+    # chunk small enough that the buffer grows; the buffer handed in (made before a source
+    # connects) is the one received into, and a small leftover moves to its front first.
+    rng = random.Random(seed)
+    data = rng.randbytes(200_000)
+    got, expected = bytearray(), bytearray()
+    with piped(data, got) as (src_in, dst_out):
+        buf = new_buffer(4096)
+        w = Window(src_in, dst_out, chunk=4096, buf=buf)
+        assert w.buf is buf
+        at = 0
+        while at < len(data):
+            n = min(rng.randrange(1, 9000), len(data) - at)
+            w.need(n, "a piece")
+            assert w.peek(n) == data[at : at + n] and w.offset == at
+            what = rng.random()
+            if what < 0.6:
+                w.forward(n)
+                expected += data[at : at + n]
+            elif what < 0.8:
+                assert w.take(n) == data[at : at + n]
+            else:
+                w.consume(n)
+            at += n
+            left = w.available
+            if left <= 4096 and w.receive():
+                assert w.pos == 0 and bytes(w.buf[:left]) == data[at : at + left]
+        assert not w.receive() and w.closed
+    assert got == expected and w.bytes_in == len(data) and w.bytes_out == len(expected)
+
+
+def pump_bytes(
+    data: bytes, sink: bytearray | None = None, **options: object
+) -> tuple[bytes, PumpResult]:
+    """Run ``data`` through a :class:`Pump` between two socket pairs; the bytes sent on
+    (also collected in ``sink``, which keeps them when the pump raises)."""
+    received = sink if sink is not None else bytearray()
+    with piped(data, received) as (src_in, dst_out):
+        result = Pump(Window(src_in, dst_out), **options).run()  # type: ignore[arg-type]
     return bytes(received), result
 
 
