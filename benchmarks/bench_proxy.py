@@ -170,31 +170,26 @@ def migrate_once(
         proc: subprocess.Popen[str] | None = None
         proxy_start = 0.0
         target = incoming
-        if path.relay:
+        if path.relay or path.proxy is not None:
             target = _address(path.src_leg, sockets / "proxy.sock")
-            proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"),
-                 "--serve", target, incoming, "--modes", path.relay],
-                stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            if path.relay:
+                argv = [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"),
+                        "--serve", target, incoming, "--modes", path.relay]  # fmt: skip
+                tree = ROOT
+            else:
+                assert path.proxy is not None
+                argv = [sys.executable, "-m", "miglab", "proxy", "--once",
+                        "--listen", target, "--connect", incoming,
+                        "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", to_machine,
+                        *(["--allow-guest-visible"] if to_qemu != qemu else [])]  # fmt: skip
+                tree = path.proxy
+            # Run from that checkout: "python -m" puts the working directory first on
+            # sys.path, ahead of PYTHONPATH, so a baseline run elsewhere ran this tree.
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=tree,
+                                    env={**os.environ, "PYTHONPATH": str(tree)})  # fmt: skip
             assert proc.stdout is not None
             proc.stdout.readline()  # "listening on ..."
-            proxy_start = _cpu_seconds(proc.pid)
-        elif path.proxy is not None:
-            target = _address(path.src_leg, sockets / "proxy.sock")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "miglab", "proxy", "--once",
-                 "--listen", target, "--connect", incoming,
-                 "--src-qemu", qemu, "--to-qemu", to_qemu, "--machine", to_machine,
-                 *(["--allow-guest-visible"] if to_qemu != qemu else [])],
-                stdout=subprocess.PIPE, text=True,
-                # run from that checkout: "python -m" puts the working directory first on
-                # sys.path, ahead of PYTHONPATH, so a baseline run elsewhere ran this tree
-                env={**os.environ, "PYTHONPATH": str(path.proxy)}, cwd=path.proxy,
-            )  # fmt: skip
-            assert proc.stdout is not None
-            proc.stdout.readline()  # "listening on ..."
-            proxy_start = _cpu_seconds(proc.pid)  # Python and miglab's imports
+            proxy_start = _cpu_seconds(proc.pid)  # Python's and miglab's imports
 
         async def run() -> dict[str, Any]:
             s = await src.connect()
