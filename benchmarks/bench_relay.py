@@ -12,7 +12,16 @@ throughput; modes alternate within each repeat, so they share the machine's load
   the pump must see them), then ``os.splice`` socket -> pipe -> socket (page references,
   no copy) -- one copy instead of two;
 * ``splice``: splice alone, nothing seen -- the floor no relay that parses can reach;
-* ``lowat``: ``copy`` with ``SO_RCVLOWAT`` at ``--lowat`` bytes (fewer, larger receives).
+* ``lowat``: ``copy`` with ``SO_RCVLOWAT`` at ``--lowat`` bytes (fewer, larger receives);
+* ``pump``: miglab's own pass, a :class:`~miglab.live.pump.Pump` over a
+  :class:`~miglab.live.inbound.Window` as ``miglab proxy`` runs it (same build in and out:
+  every RAM record framed, every byte forwarded), which needs a real stream: ``--stream``.
+
+With ``--stream PATH`` (a migration stream, say one QEMU wrote with ``migrate file:``) the
+sender sends that file, by ``sendfile`` in ``--write`` pieces, instead of ``--sizes`` GiB of
+random bytes: set ``pump`` beside ``copy`` on it, and what the proxy costs beyond moving
+the bytes is measured without QEMU's noise.  The ``user`` column is the relay's user-space
+share of its CPU (the rest is the kernel's copies): what Python's parsing costs.
 
 The relay's ends get ``SO_RCVBUF``/``SO_SNDBUF`` of ``--buffer`` bytes, as the proxy's do
 (``miglab.live.proxy.SOCKET_BUFFER``); the sender writes ``--write`` bytes per call (QEMU's
@@ -28,6 +37,8 @@ Usage::
 
     python benchmarks/bench_relay.py --sizes 1,4 --repeat 3
     python benchmarks/bench_relay.py --legs tcp/unix --modes copy,peek --write 131072
+    python benchmarks/bench_relay.py --legs tcp/unix,tcp/tcp --modes pump,copy \
+        --stream /var/tmp/1g.mig --repeat 11 --write 131072
     python benchmarks/bench_relay.py --serve tcp:127.0.0.1:4444 unix:/tmp/in.sock --modes splice
 """
 
@@ -40,20 +51,28 @@ import os
 import resource
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from miglab.live.inbound import Window, new_buffer  # noqa: E402
+from miglab.live.pump import Pump  # noqa: E402
+
 SO_PEEK_OFF = getattr(socket, "SO_PEEK_OFF", 42)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CHUNK = 4 << 20
 
 
-def _cpu() -> float:
+def _cpu(user: bool = False) -> float:
+    """This process's CPU seconds so far: user + system, or (``user``) user alone."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + (0.0 if user else usage.ru_stime)
 
 
 def _listen(kind: str, path: Path) -> socket.socket:
@@ -73,14 +92,21 @@ def _connect(kind: str, address: Any) -> socket.socket:
     return s
 
 
-def _sender(address: Any, kind: str, total: int, write: int, q: Queue[Any]) -> None:
+def _sender(address: Any, kind: str, total: int, args: Any, q: Queue[Any]) -> None:
+    """Send ``total`` random bytes, or ``args.stream``'s (then ``total`` is its size)."""
     s = _connect(kind, address)
-    data = memoryview(os.urandom(1 << 20) * (CHUNK >> 20))
+    write = args.write
     cpu, start, sent = _cpu(), time.monotonic(), 0
-    while sent < total:
-        for at in range(0, CHUNK, write):
-            s.sendall(data[at : at + write])
-        sent += CHUNK
+    if args.stream:
+        with open(args.stream, "rb") as fh:
+            while sent < total:
+                sent += os.sendfile(s.fileno(), fh.fileno(), sent, min(write, total - sent))
+    else:
+        data = memoryview(os.urandom(1 << 20) * (CHUNK >> 20))
+        while sent < total:
+            for at in range(0, CHUNK, write):
+                s.sendall(data[at : at + write])
+            sent += CHUNK
     s.shutdown(socket.SHUT_WR)
     s.recv(1)  # the relay closes once all is through
     q.put(("sender", _cpu() - cpu, time.monotonic() - start))
@@ -112,13 +138,18 @@ def _splice_all(src: int, pipe: tuple[int, int], dst: int, n: int, size: int) ->
 def _relay(lsock: socket.socket, kind: str, address: Any, mode: str, args: Any,
            q: Queue[Any] | None) -> int:  # fmt: skip
     """Accept one connection on ``lsock`` and relay it to ``address``; the bytes relayed."""
+    buf = new_buffer()  # the pump's, made before the source connects as the proxy does
     src, _ = lsock.accept()
     dst = _connect(kind, address)
     src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.buffer)
     dst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.buffer)
     view = memoryview(bytearray(CHUNK))
-    cpu, n = _cpu(), 0
-    if mode in ("copy", "lowat"):
+    cpu, user, n = _cpu(), _cpu(user=True), 0
+    if mode == "pump":
+        window = Window(src, dst, buf=buf)
+        Pump(window, src_qemu=args.qemu, to_qemu=args.qemu, machine=args.machine).run()
+        n = window.bytes_out
+    elif mode in ("copy", "lowat"):
         if mode == "lowat":
             src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, args.lowat)
         while k := src.recv_into(view, CHUNK):
@@ -140,7 +171,7 @@ def _relay(lsock: socket.socket, kind: str, address: Any, mode: str, args: Any,
             # TCP's splice leaves the peek offset where it was (unix's moves it back).
             src.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
     if q is not None:
-        q.put(("relay", _cpu() - cpu, n))
+        q.put(("relay", (_cpu() - cpu, _cpu(user=True) - user), n))
     dst.close()
     src.close()
     return n
@@ -169,10 +200,10 @@ def serve(listen: str, connect: str, mode: str, args: Any) -> None:
     print(f"relayed {n} bytes", flush=True)
 
 
-def run(legs: str, mode: str, gib: int, args: Any) -> tuple[float, float, float]:
-    """One transfer; the relay's CPU s/GB, the two ends' together, and MB/s."""
+def run(legs: str, mode: str, gib: int, args: Any) -> tuple[float, float, float, float]:
+    """One transfer; the relay's CPU s/GB, its user share, the two ends' together, MB/s."""
     src_kind, _, dst_kind = legs.partition("/")
-    total = gib << 30
+    total = os.path.getsize(args.stream) if args.stream else gib << 30
     q: Queue[Any] = mp.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         lrecv = _listen(dst_kind, Path(tmp) / "recv.sock")
@@ -180,7 +211,7 @@ def run(legs: str, mode: str, gib: int, args: Any) -> tuple[float, float, float]
         procs = [
             mp.Process(target=_receiver, args=(lrecv, q)),
             mp.Process(target=_relay, args=(lrelay, dst_kind, lrecv.getsockname(), mode, args, q)),
-            mp.Process(target=_sender, args=(lrelay.getsockname(), src_kind, total, args.write, q)),
+            mp.Process(target=_sender, args=(lrelay.getsockname(), src_kind, total, args, q)),
         ]  # fmt: skip
         for p in procs:
             p.start()
@@ -193,7 +224,8 @@ def run(legs: str, mode: str, gib: int, args: Any) -> tuple[float, float, float]
         raise RuntimeError(f"bytes lost: {got}")
     gb = total / 1e9
     ends = (got["sender"][0] + got["receiver"][0]) / gb
-    return got["relay"][0] / gb, ends, total / got["sender"][1] / 1e6
+    relay, user = got["relay"][0]
+    return relay / gb, user / gb, ends, total / got["sender"][1] / 1e6
 
 
 def main() -> None:
@@ -206,30 +238,37 @@ def main() -> None:
     ap.add_argument("--pipe", type=int, default=1 << 20, help="pipe size (peek, splice)")
     ap.add_argument("--lowat", type=int, default=1 << 20, help="SO_RCVLOWAT (lowat)")
     ap.add_argument("--write", type=int, default=CHUNK, help="bytes per send of the sender")
+    ap.add_argument("--stream", help="send this migration stream instead (needed by pump)")
+    ap.add_argument("--qemu", default="10.0", help="the stream's QEMU build (pump)")
+    ap.add_argument("--machine", default="pc-q35-10.0", help="the stream's machine (pump)")
     ap.add_argument("--serve", nargs=2, metavar=("LISTEN", "CONNECT"),
                     help="relay one connection between real programs instead")  # fmt: skip
     args = ap.parse_args()
+    if "pump" in args.modes.split(",") and not (args.stream or args.serve):
+        ap.error("the pump mode needs a real stream: --stream PATH")
     if args.serve:
         listen, connect = args.serve
         serve(listen, connect, args.modes.split(",")[0], args)
         return
-    print(f"buffer {args.buffer}, pipe {args.pipe}, lowat {args.lowat}, write {args.write}; "
-          f"medians of {args.repeat}")  # fmt: skip
-    print(f"{'legs':9} {'GiB':>3} {'mode':7} {'relay s/GB':>10} {'ends s/GB':>10} {'MB/s':>6}"
-          "   (relay s/GB of each run)")  # fmt: skip
+    print(f"buffer {args.buffer}, pipe {args.pipe}, lowat {args.lowat}, write {args.write}, "
+          f"stream {args.stream or 'random bytes'}; medians of {args.repeat}")  # fmt: skip
+    print(f"{'legs':9} {'GiB':>3} {'mode':7} {'relay s/GB':>10} {'user':>6} {'ends s/GB':>10}"
+          f" {'MB/s':>6}   (relay s/GB of each run)")  # fmt: skip
+    sizes = ["-"] if args.stream else args.sizes.split(",")
     for legs in args.legs.split(","):
-        for gib in map(int, args.sizes.split(",")):
+        for size in sizes:
+            gib = 0 if args.stream else int(size)
             modes = args.modes.split(",")
-            runs: dict[str, list[tuple[float, float, float]]] = {m: [] for m in modes}
+            runs: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
             for _ in range(args.repeat):
                 for mode in modes:
                     runs[mode].append(run(legs, mode, gib, args))
             for mode in modes:
                 r = runs[mode]
-                med = [statistics.median(x[i] for x in r) for i in range(3)]
+                med = [statistics.median(x[i] for x in r) for i in range(4)]
                 each = " ".join(f"{x[0]:.3f}" for x in r)
-                print(f"{legs:9} {gib:>3} {mode:7} {med[0]:10.3f} {med[1]:10.3f} {med[2]:6.0f}"
-                      f"   ({each})", flush=True)  # fmt: skip
+                print(f"{legs:9} {size:>3} {mode:7} {med[0]:10.3f} {med[1]:6.3f} {med[2]:10.3f}"
+                      f" {med[3]:6.0f}   ({each})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
