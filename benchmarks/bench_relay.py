@@ -138,7 +138,8 @@ def _splice_all(src: int, pipe: tuple[int, int], dst: int, n: int, size: int) ->
 def _relay(lsock: socket.socket, kind: str, address: Any, mode: str, args: Any,
            q: Queue[Any] | None) -> int:  # fmt: skip
     """Accept one connection on ``lsock`` and relay it to ``address``; the bytes relayed."""
-    buf = new_buffer()  # the pump's, made before the source connects as the proxy does
+    # The pump's buffer, made before the source connects, as the proxy does.
+    buf = new_buffer() if mode == "pump" else None
     src, _ = lsock.accept()
     dst = _connect(kind, address)
     src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.buffer)
