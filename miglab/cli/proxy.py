@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "to_qemu": args.to_qemu,
         "machine": args.machine,
         "allow_guest_visible": args.allow_guest_visible,
-        "ready": lambda: print(f"listening on {listen}, forwarding to {connect}", flush=True),
+        "ready": lambda at: print(f"listening on {at}, forwarding to {connect}", flush=True),
     }
 
     def show(summary: ProxySummary) -> None:

@@ -364,7 +364,10 @@ class _ProxyThread:
     def _run(self, listen: str, connect: str, options: dict[str, Any]) -> None:
         try:
             self._result = proxy_once(
-                parse_address(listen), parse_address(connect), ready=self._bound.set, **options
+                parse_address(listen),
+                parse_address(connect),
+                ready=lambda _at: self._bound.set(),
+                **options,
             )
         except BaseException as exc:  # reported in the summary, never lost in the thread
             self._failure = exc

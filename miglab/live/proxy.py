@@ -18,7 +18,7 @@ Example (in a thread, so the caller can start the source's ``migrate`` once boun
     summary = proxy_once(parse_address("tcp:127.0.0.1:4444"),
                          parse_address("tcp:127.0.0.1:4445"),
                          src_qemu="10.0", to_qemu="7.2", machine="pc-q35-7.2",
-                         ready=lambda: print("listening"))
+                         ready=lambda at: print("listening on", at))
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def proxy_once(
     to_qemu: str,
     machine: str,
     allow_guest_visible: bool = False,
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[Address], None] | None = None,
     decoding: SourceDecoding | None = None,
     accept_timeout: float | None = None,
     connect_timeout: float = 30.0,
@@ -112,7 +112,9 @@ def proxy_once(
         to_qemu: the destination's QEMU version.
         machine: the destination's machine type.
         allow_guest_visible: accept changes the guest could observe.
-        ready: called once the listening socket is bound (then start the source's migrate).
+        ready: called once the listening socket is bound (then start the source's migrate),
+            with the address it is bound to: ``listen`` with the port the system picked
+            when that was 0.
         decoding: the source build's descriptions (default: :func:`source_decoding`).
         accept_timeout: seconds to wait for the source (None: forever).
         connect_timeout: seconds to wait for the destination to accept.
@@ -125,7 +127,7 @@ def proxy_once(
     buffer = new_buffer()
     with contextlib.closing(listen.listen()) as lsock:
         if ready is not None:
-            ready()
+            ready(listen.bound(lsock))
         lsock.settimeout(accept_timeout)
         try:
             src, _ = lsock.accept()
@@ -145,16 +147,19 @@ def serve(
     to_qemu: str,
     machine: str,
     allow_guest_visible: bool = False,
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[Address], None] | None = None,
     decoding: SourceDecoding | None = None,
     connect_timeout: float = 30.0,
 ) -> Iterator[ProxySummary]:
-    """Proxy migrations one after another, yielding each one's summary (until closed)."""
+    """Proxy migrations one after another, yielding each one's summary (until closed).
+
+    The arguments are :func:`proxy_once`'s.
+    """
     decoding = decoding or _default_decoding(src_qemu, to_qemu, machine)
     buffer = new_buffer()  # one for every migration: they come one at a time
     with contextlib.closing(listen.listen(backlog=4)) as lsock:
         if ready is not None:
-            ready()
+            ready(listen.bound(lsock))
         while True:
             src, _ = lsock.accept()
             yield _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible,

@@ -293,7 +293,7 @@ def live_migrate(
                 parse_address(f"tcp:127.0.0.1:{pport}"),
                 parse_address(f"tcp:127.0.0.1:{dport}"),
                 src_qemu=src, to_qemu=dst, machine=machine_dst, allow_guest_visible=True,
-                ready=bound.set, accept_timeout=300,
+                ready=lambda _at: bound.set(), accept_timeout=300,
             )
         )  # fmt: skip
 
@@ -399,7 +399,7 @@ def test_serve_proxies_one_migration_after_another(tmp_path: Path) -> None:
         sink.start()
         bound = threading.Event()
         summaries = serve(listen, dest, src_qemu="10.0", to_qemu="10.0", machine="pc-q35-10.0",
-                          ready=bound.set)  # fmt: skip
+                          ready=lambda _at: bound.set())  # fmt: skip
         got: list[ProxySummary] = []
         proxy = threading.Thread(target=lambda: got.extend(itertools.islice(summaries, 2)))
         proxy.start()
@@ -422,12 +422,16 @@ def _send(sock: socket.socket, path: Path) -> None:
             pass
 
 
-def test_cli_proxy_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("listen_at", ["unix", "tcp:127.0.0.1:0"])
+def test_cli_proxy_once(tmp_path: Path, listen_at: str) -> None:
+    """One migration through ``miglab proxy --once``; it names where it listens, with the
+    port the system picked for port 0, and that is where the source reaches it."""
     import subprocess
     import sys
 
     path = DATA / "q72-pc-q35-7.2-net.mig"
-    listen, dest = parse_address(f"unix:{tmp_path}/in"), parse_address(f"unix:{tmp_path}/out")
+    listen = parse_address(f"unix:{tmp_path}/in" if listen_at == "unix" else listen_at)
+    dest = parse_address(f"unix:{tmp_path}/out")
     with dest.listen() as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "miglab", "proxy", "--once", "--listen", listen.uri,
@@ -436,8 +440,12 @@ def test_cli_proxy_once(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith(f"listening on {listen.uri}")
-        feeder = threading.Thread(target=_send, args=(listen.connect(), path))
+        line = proc.stdout.readline()
+        assert line.startswith("listening on ") and f", forwarding to {dest.uri}" in line
+        at = parse_address(line.removeprefix("listening on ").partition(",")[0])
+        assert (at.kind, at.host, at.path) == (listen.kind, listen.host, listen.path)
+        assert at.port > 0 if listen.kind == "tcp" else at == listen
+        feeder = threading.Thread(target=_send, args=(at.connect(), path))
         feeder.start()
         conn, _ = server.accept()
         with conn:
