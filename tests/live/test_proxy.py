@@ -26,7 +26,7 @@ import pytest
 
 from miglab.compat import convert_stream
 from miglab.errors import AddressError, MigrationFormatError, TruncatedStreamError
-from miglab.live import ProxySummary, parse_address, proxy_once, source_decoding
+from miglab.live import Address, ProxySummary, parse_address, proxy_once, source_decoding
 from miglab.live import pump as pump_module
 from miglab.live.inbound import Window, new_buffer
 from miglab.live.pump import Pump, PumpResult
@@ -278,22 +278,27 @@ def live_migrate(
     spec, dset = default_guest(), device_set(devices)
     src_bin, dst_bin = find_qemu(src), find_qemu(dst)
     con_src, con_dst = tmp / "src.log", tmp / "dst.log"
-    dport, pport = _free_port(), _free_port()
+    dport = _free_port()
     src_argv = src_bin.command(*vm_args(spec, dset, machine=machine_src, console=con_src))
     dst_argv = dst_bin.command(
         *vm_args(spec, dset, machine=machine_dst, console=con_dst),
         "-S", "-incoming", f"tcp:127.0.0.1:{dport}",
     )  # fmt: skip
     summaries: list[ProxySummary] = []
+    listening: list[Address] = []  # where the proxy listens: the port it was given for 0
     bound = threading.Event()
+
+    def ready(at: Address) -> None:
+        listening.append(at)
+        bound.set()
 
     def proxy() -> None:
         summaries.append(
             proxy_once(
-                parse_address(f"tcp:127.0.0.1:{pport}"),
+                parse_address("tcp:127.0.0.1:0"),
                 parse_address(f"tcp:127.0.0.1:{dport}"),
                 src_qemu=src, to_qemu=dst, machine=machine_dst, allow_guest_visible=True,
-                ready=lambda _at: bound.set(), accept_timeout=300,
+                ready=ready, accept_timeout=300,
             )
         )  # fmt: skip
 
@@ -311,8 +316,8 @@ def live_migrate(
                     await asyncio.sleep(0.2)
                 thread = threading.Thread(target=proxy)
                 thread.start()
-                bound.wait(60)
-                await s.execute("migrate", {"uri": f"tcp:127.0.0.1:{pport}"})
+                assert bound.wait(60), "the proxy did not listen within 60 s"
+                await s.execute("migrate", {"uri": listening[0].uri})
                 status, error = await wait_migration(s)
                 source_console = parse_console(text(con_src))
                 thread.join(120)
@@ -439,21 +444,26 @@ def test_cli_proxy_once(tmp_path: Path, listen_at: str) -> None:
              "--machine", "pc-q35-7.2"],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on ") and f", forwarding to {dest.uri}" in line
-        at = parse_address(line.removeprefix("listening on ").partition(",")[0])
-        assert (at.kind, at.host, at.path) == (listen.kind, listen.host, listen.path)
-        assert at.port > 0 if listen.kind == "tcp" else at == listen
-        feeder = threading.Thread(target=_send, args=(at.connect(), path))
-        feeder.start()
-        conn, _ = server.accept()
-        with conn:
-            chunks = []
-            while chunk := conn.recv(1 << 20):
-                chunks.append(chunk)
-        feeder.join(30)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("listening on ") and f", forwarding to {dest.uri}" in line
+            at = parse_address(line.removeprefix("listening on ").partition(",")[0])
+            assert (at.kind, at.host, at.path) == (listen.kind, listen.host, listen.path)
+            assert at.port > 0 if listen.kind == "tcp" else at == listen
+            feeder = threading.Thread(target=_send, args=(at.connect(), path))
+            feeder.start()
+            conn, _ = server.accept()
+            with conn:
+                chunks = []
+                while chunk := conn.recv(1 << 20):
+                    chunks.append(chunk)
+            feeder.join(30)
+            out, _ = proc.communicate(timeout=60)
+        finally:  # a failed assertion must not leave the proxy waiting for a source
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 0, out
     assert b"".join(chunks) == path.read_bytes()
     size = path.stat().st_size
