@@ -36,16 +36,23 @@ def register(sub: Any) -> None:
         "--allow-guest-visible", action="store_true", help="accept changes the guest could observe"
     )
     p.add_argument("--once", action="store_true", help="exit after one migration")
+    p.add_argument(
+        "--idle-timeout", type=float, default=None, metavar="SECONDS",
+        help="give a migration up when nothing has moved either way for this long "
+        "(default 300; 0: wait forever, e.g. for a source paused before switchover)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Proxy one migration (``--once``) or serve them; print each summary and its changes."""
     from miglab.live import parse_address, proxy_once, serve
-    from miglab.live.proxy import ProxySummary
+    from miglab.live.proxy import IDLE_TIMEOUT, ProxySummary
 
     listen, connect = parse_address(args.listen), parse_address(args.connect)
+    idle = IDLE_TIMEOUT if args.idle_timeout is None else args.idle_timeout
     options = {
+        "idle_timeout": idle if idle > 0 else None,
         "src_qemu": args.src_qemu,
         "to_qemu": args.to_qemu,
         "machine": args.machine,

@@ -7,7 +7,9 @@ passed through); bytes the destination sends back (QEMU's return path) are copie
 source verbatim.  :func:`serve` does that for one migration after another.
 
 Failure is clean by construction: when anything goes wrong -- the source's stream is cut
-or garbled, the conversion is refused, the destination goes away -- both connections are
+or garbled, the conversion is refused, the destination goes away, or nothing moves either
+way for ``idle_timeout`` seconds (a source or destination gone silent, say a host lost
+without a word, would otherwise hold the proxy forever) -- both connections are
 closed at once.  The destination then fails its incoming migration (its stream ended
 early) and the source's migration fails on the closed socket, so the source VM keeps
 running (QEMU resumes the source after a failed migration).  :class:`ProxySummary` says
@@ -50,6 +52,12 @@ __all__ = ("ProxySummary", "proxy_once", "serve")
 SOCKET_BUFFER = 4 << 20
 #: Seconds the return-path copy may take to finish after the stream was sent.
 RETURN_PATH_GRACE = 5.0
+#: Seconds with no byte from the source and none taken by the destination after which a
+#: migration is given up (the default of ``idle_timeout``).  A running source never stops
+#: sending (each RAM pass follows the last, and QEMU's rate limit spreads them, never
+#: halts them); the exception is a source paused before switchover
+#: (``pause-before-switchover``, waiting for ``migrate-continue``), so the bound is long.
+IDLE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,7 @@ def proxy_once(
     decoding: SourceDecoding | None = None,
     accept_timeout: float | None = None,
     connect_timeout: float = 30.0,
+    idle_timeout: float | None = IDLE_TIMEOUT,
 ) -> ProxySummary:
     """Proxy one migration; return its summary (errors are in it, not raised).
 
@@ -118,6 +127,8 @@ def proxy_once(
         decoding: the source build's descriptions (default: :func:`source_decoding`).
         accept_timeout: seconds to wait for the source (None: forever).
         connect_timeout: seconds to wait for the destination to accept.
+        idle_timeout: seconds with nothing received from the source and nothing taken by
+            the destination after which the migration fails (None: wait forever).
 
     Raises:
         LiveError: the listening address cannot be bound, or no source came in time.
@@ -136,7 +147,7 @@ def proxy_once(
                 f"no source connected to {listen} within {accept_timeout:g} s"
             ) from None
     return _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible, decoding,
-                connect_timeout, buffer)  # fmt: skip
+                connect_timeout, idle_timeout, buffer)  # fmt: skip
 
 
 def serve(
@@ -150,6 +161,7 @@ def serve(
     ready: Callable[[Address], None] | None = None,
     decoding: SourceDecoding | None = None,
     connect_timeout: float = 30.0,
+    idle_timeout: float | None = IDLE_TIMEOUT,
 ) -> Iterator[ProxySummary]:
     """Proxy migrations one after another, yielding each one's summary (until closed).
 
@@ -163,7 +175,7 @@ def serve(
         while True:
             src, _ = lsock.accept()
             yield _one(src, connect, src_qemu, to_qemu, machine, allow_guest_visible,
-                       decoding, connect_timeout, buffer)  # fmt: skip
+                       decoding, connect_timeout, idle_timeout, buffer)  # fmt: skip
 
 
 def _default_decoding(src_qemu: str, to_qemu: str, machine: str) -> SourceDecoding | None:
@@ -180,6 +192,7 @@ def _one(
     allow_guest_visible: bool,
     decoding: SourceDecoding | None,
     connect_timeout: float,
+    idle_timeout: float | None,
     buffer: bytearray,
 ) -> ProxySummary:
     start = time.monotonic()
@@ -188,12 +201,15 @@ def _one(
     pump: Pump | None = None
     back: threading.Thread | None = None
     dst: socket.socket | None = None
+    watchdog: _Watchdog | None = None
     try:
         if decoding is None:
             decoding = _default_decoding(src_qemu, to_qemu, machine)
         dst = connect.connect(connect_timeout)
         _bound_buffers(src, dst)
         window = Window(src, dst, buf=buffer)
+        if idle_timeout is not None:
+            watchdog = _Watchdog(window, idle_timeout)
         back = threading.Thread(target=_copy_back, args=(dst, src), daemon=True)
         back.start()
         pump = Pump(
@@ -212,6 +228,8 @@ def _one(
     except (MiglabError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if watchdog is not None and (idle := watchdog.stop()) is not None:
+            error = f"LiveError: {idle}"  # the cause, not what the closed sockets said
         # Close both at once on error: the destination fails, the source resumes its VM.
         for sock in (dst, src):
             if sock is not None:
@@ -255,6 +273,46 @@ def _bound_buffers(src: socket.socket, dst: socket.socket) -> None:
     if dst.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Watchdog:
+    """Closes both of a migration's connections when nothing has moved for ``seconds``.
+
+    Nothing moved: the source sent no byte and the destination took none (``Window``'s
+    counters stayed put).  A thread polls the counters, so the pump's receives and sends
+    stay plain blocking calls: a socket timeout would cost a ``poll`` before each one.
+    Shutting the sockets down wakes the pump wherever it blocks.
+    """
+
+    def __init__(self, window: Window, seconds: float) -> None:
+        self._window, self._seconds = window, seconds
+        self._done = threading.Event()
+        self._fired: str | None = None
+        self._thread = threading.Thread(target=self._watch, name="miglab-idle", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        w = self._window
+        seen, since = (w.bytes_in, w.bytes_out), time.monotonic()
+        while not self._done.wait(min(1.0, self._seconds / 4)):
+            now = (w.bytes_in, w.bytes_out)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= self._seconds:
+                self._fired = (
+                    f"nothing moved for {self._seconds:g} s (no byte from the source, none "
+                    f"taken by the destination) at stream offset {w.bytes_in}"
+                )
+                for sock in (w.sock, w.out):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def stop(self) -> str | None:
+        """Stop watching; why it closed the connections, or None if it did not."""
+        self._done.set()
+        self._thread.join()
+        return self._fired
 
 
 def _copy_back(dst: socket.socket, src: socket.socket) -> None:

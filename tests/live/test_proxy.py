@@ -485,3 +485,86 @@ def test_guest_visible_change_stops_the_stream_before_that_device() -> None:
     # what went out is the allowed conversion cut before the e1000e section's header
     assert 0 < len(sent) < len(full) and full.startswith(bytes(sent))
     assert b"/e1000e" in full and b"/e1000e" not in sent
+
+
+# --- a peer gone silent -------------------------------------------------------------------
+def _proxy_in_thread(
+    listen: Address, dest: Address, idle: float
+) -> tuple[threading.Thread, list[ProxySummary]]:
+    got: list[ProxySummary] = []
+    bound = threading.Event()
+    thread = threading.Thread(
+        target=lambda: got.append(
+            proxy_once(listen, dest, src_qemu="7.2", to_qemu="7.2", machine="pc-q35-7.2",
+                       ready=lambda _at: bound.set(), accept_timeout=30, idle_timeout=idle)
+        )
+    )  # fmt: skip
+    thread.start()
+    assert bound.wait(30)
+    return thread, got
+
+
+def _drain(server: socket.socket, into: bytearray) -> threading.Thread:
+    """Accept one connection on ``server`` and collect what comes until it ends."""
+
+    def run() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while chunk := conn.recv(1 << 20):
+                into.extend(chunk)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_source_gone_silent_is_given_up(tmp_path: Path) -> None:
+    """A source that stops sending mid-stream, its connection still open (a host lost
+    without a word, or a hostile client), fails the migration after ``idle_timeout``:
+    both connections closed, the error naming the stream offset where it stopped."""
+    data = (DATA / "q72-pc-q35-7.2-net.mig").read_bytes()[:5000]
+    listen, dest = parse_address(f"unix:{tmp_path}/in"), parse_address(f"unix:{tmp_path}/out")
+    received = bytearray()
+    with dest.listen() as server:
+        sink = _drain(server, received)
+        thread, got = _proxy_in_thread(listen, dest, idle=1.0)
+        with listen.connect() as source:
+            source.sendall(data)  # then nothing, the socket left open
+            source.settimeout(30)
+            assert source.recv(1) == b""  # the proxy closed the source's connection
+        thread.join(30)
+        sink.join(30)
+    assert not thread.is_alive() and not sink.is_alive()
+    (summary,) = got
+    assert not summary.complete and summary.error is not None
+    assert "nothing moved for 1 s" in summary.error, summary.error
+    assert f"at stream offset {len(data)}" in summary.error, summary.error
+    assert summary.bytes_in == len(data)
+    assert len(received) <= len(data) and data.startswith(bytes(received))
+
+
+def test_a_slow_source_that_keeps_sending_is_not_given_up(tmp_path: Path) -> None:
+    """The idle bound counts silence, not the migration's length: a stream sent in pieces
+    with pauses shorter than ``idle_timeout`` (but longer in all) goes through whole."""
+    path = DATA / "q72-pc-q35-7.2-net.mig"
+    data = path.read_bytes()
+    listen, dest = parse_address(f"unix:{tmp_path}/in"), parse_address(f"unix:{tmp_path}/out")
+    received = bytearray()
+    pieces = 8
+    step = -(-len(data) // pieces)
+    with dest.listen() as server:
+        sink = _drain(server, received)
+        thread, got = _proxy_in_thread(listen, dest, idle=2.0)
+        with listen.connect() as source:
+            for at in range(0, len(data), step):
+                source.sendall(data[at : at + step])
+                time.sleep(0.3)  # 8 x 0.3 s in all: longer than the bound, each pause not
+            source.shutdown(socket.SHUT_WR)
+            source.settimeout(30)
+            while source.recv(1 << 16):  # until the proxy closes (the return path ends)
+                pass
+        thread.join(30)
+        sink.join(30)
+    (summary,) = got
+    assert summary.error is None and summary.complete, summary
+    assert bytes(received) == data
